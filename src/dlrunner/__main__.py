@@ -1,0 +1,3 @@
+from dlrunner.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""The ``dlrun`` command line.
+
+Only typer is imported at module level, so ``dlrun --help`` and ``dlrun ls`` answer at once;
+torch, Hydra and the training code load inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dlrunner.config.paths import USER_CONFIG_DIR_ENV
+
+app = typer.Typer(
+    help="Configuration-driven deep learning experiments with the course's bias/variance diagnosis.\n\n"
+    "Configs are Hydra config groups (dlrun ls); change anything with overrides such as "
+    "model=mlp optimizer.lr=3e-3 'model.layers=[64,32]'.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+_state = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    config_dir: Optional[Path] = typer.Option(
+        None, "--config-dir", "-cd", help="Your own config directory: its group folders (model/, data/, ...) add options "
+        "or override built-in ones of the same name. Also read from $DLRUN_CONFIG_DIR."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    if config_dir is not None:
+        _use_config_dir(str(config_dir))
+    _state["debug"] = debug
+
+
+@app.command(context_settings=PASS_THROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train one experiment (or several with -m) and print its bias/variance verdict.
+
+    Arguments are Hydra overrides and flags, for example:
+
+      dlrun train model=mlp optimizer=adam optimizer.lr=3e-3 'model.layers=[64,32]'
+
+      dlrun train data=moons regularization=l2 regularization.l2=0.5
+
+      dlrun train trainer.resume=true hydra.run.dir=outputs/my-run
+
+      dlrun train -m optimizer.lr=1e-3,1e-2,1e-1      (multirun: one run per value)
+
+      dlrun train --cfg job                           (print the config, do not train)
+
+    Results go to outputs/DATE/TIME/: metrics.jsonl, summary.json, checkpoints/, .hydra/.
+    """
+    _run_hydra(_take_config_dir(list(ctx.args)))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def show(ctx: typer.Context) -> None:
+    """Print the resolved config that `dlrun train` would run with these overrides."""
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    overrides = _take_config_dir(list(ctx.args))
+    cfg = _guarded(lambda: compose(overrides))
+    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
+
+
+@app.command("ls")
+def list_options(group: Optional[str] = typer.Argument(None, help="A config group (data, model, optimizer, ...); all groups when omitted.")) -> None:
+    """List the options of each config group with a one-line description (* = the default)."""
+    from dlrunner.config.catalog import print_catalog
+
+    try:
+        print_catalog(group)
+    except KeyError as err:
+        _fail(str(err.args[0]), code=2)
+
+
+def main() -> None:
+    app()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def compose(overrides: list[str]):
+    """Compose the config through Hydra's compose API (no run folder, no multirun)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from dlrunner.config.paths import builtin_config_dir
+    from dlrunner.config.schema import register_schemas
+
+    register_schemas()
+    with initialize_config_dir(str(builtin_config_dir()), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def _run_hydra(args: list[str]) -> None:
+    """Hand the arguments to ``hydra.main`` so that Hydra owns the parsing (-m, --cfg, sweepers, launchers)."""
+    import hydra
+
+    from dlrunner.config.paths import builtin_config_dir
+    from dlrunner.config.schema import register_schemas
+
+    register_schemas()
+    # Let Hydra's exceptions reach us instead of being printed and turned into exit code 1.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    sys.argv = ["dlrun train", *args]
+    entry = hydra.main(config_path=str(builtin_config_dir()), config_name="config", version_base="1.3")(_train_task)
+    _guarded(entry)
+
+
+def _train_task(cfg) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from dlrunner.errors import ConfigError
+    from dlrunner.train.run import train as train_run
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = train_run(cfg, run_dir)
+    except ConfigError:
+        _remove_if_no_results(run_dir)
+        raise
+    if summary["status"] == "diverged":
+        raise SystemExit(3)
+    if summary["status"] == "interrupted":
+        raise SystemExit(130)
+    return summary["metrics"]["dev"]["error"]
+
+
+def _remove_if_no_results(run_dir: Path) -> None:
+    """Bad input: remove the folder Hydra made for the run, unless it holds results from before."""
+    import shutil
+
+    hydra_only = {".hydra", "train.log"}
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _guarded(action):
+    """Run ``action``; turn bad input into one clear message and exit code 2 (tracebacks with --debug)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dlrunner.errors import ConfigError
+
+    try:
+        return action()
+    except ConfigError as err:
+        if _state["debug"]:
+            raise
+        lines = [str(p) for p in err.problems]
+        _fail("invalid config:\n  " + "\n  ".join(lines), code=2)
+    except (HydraException, OmegaConfBaseException) as err:
+        if _state["debug"]:
+            raise
+        message = str(err).strip()
+        if err.__cause__ is not None and str(err.__cause__) not in message:
+            message += "\n" + str(err.__cause__).strip()
+        _fail(f"invalid config: {message}", code=2)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:
+        if _state["debug"]:
+            raise
+        _fail(f"{type(err).__name__}: {err}\n(run with dlrun --debug ... for the traceback)", code=1)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"dlrun: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _use_config_dir(path: str) -> None:
+    if not Path(path).is_dir():
+        _fail(f"--config-dir {path!r}: no such directory", code=2)
+    os.environ[USER_CONFIG_DIR_ENV] = str(Path(path).resolve())
+
+
+def _take_config_dir(args: List[str]) -> List[str]:
+    """Accept --config-dir/-cd after the command too, and route it to our search-path plugin
+    (Hydra's own --config-dir could add options but not override built-in ones)."""
+    rest = []
+    it = iter(args)
+    for arg in it:
+        if arg in ("--config-dir", "-cd"):
+            _use_config_dir(next(it, ""))
+        elif arg.startswith("--config-dir="):
+            _use_config_dir(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return rest

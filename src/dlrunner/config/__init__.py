@@ -1,0 +1,1 @@
+"""Config schemas (structured configs), search paths and semantic validation."""

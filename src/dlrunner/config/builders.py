@@ -1,0 +1,54 @@
+"""Calling the builder functions that config nodes name with ``_target_``.
+
+A config node is a function call: ``{_target_: dlrunner.models.build_mlp, layers: [64, 32]}``
+means ``build_mlp(layers=[64, 32], ...)``. Before calling, the node's keys are bound to the
+function's signature so that a misspelt or missing key is reported by name (with the valid ones),
+not as a TypeError from deep inside.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlrunner.errors import ConfigError, Problem
+
+
+def resolve_target(path: str, key: str) -> Callable:
+    module_name, _, attribute = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(Problem(f"{key}._target_", path, "not an importable function (module.function)")) from None
+
+
+def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()) -> tuple[Callable, dict]:
+    """The builder a node names and the keyword arguments it gives, checked against its signature.
+
+    ``skip`` names keys that the node carries for someone else (e.g. the trainer's batch_size).
+    """
+    if isinstance(node, DictConfig):
+        missing = [k for k in node if OmegaConf.is_missing(node, k)]
+        if missing:
+            raise ConfigError([Problem(f"{key}.{k}", "???", "required; set it on the command line") for k in missing])
+        node = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise ConfigError(Problem(key, node, "a config node with a _target_ builder function"))
+    kwargs = {k: v for k, v in node.items() if k != "_target_" and k not in skip}
+    builder = resolve_target(node["_target_"], key)
+    parameters = inspect.signature(builder).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    named = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [] if takes_any else [k for k in kwargs if k not in named]
+    if unknown:
+        raise ConfigError([Problem(f"{key}.{k}", kwargs[k], f"{node['_target_']} takes {named}") for k in unknown])
+    return builder, kwargs
+
+
+def call_builder(node, key: str, skip: tuple[str, ...] = (), **runtime: Any) -> Any:
+    """Call the builder a node names, with its keys plus ``runtime`` arguments (e.g. n_inputs)."""
+    builder, kwargs = builder_kwargs(node, key, skip)
+    return builder(**kwargs, **runtime)

@@ -1,0 +1,81 @@
+"""`dlrun ls`: the options of each config group, read straight from the config folders.
+
+In a Hydra project the files of a group *are* the list of its options, so there is no registry
+to keep in sync. Reading the files needs neither Hydra nor torch, which keeps `dlrun ls` instant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlrunner.config.paths import builtin_config_dir, config_dirs, user_config_dir
+
+_DEFAULT_LINE = re.compile(r"^\s*-\s*(?:override\s+)?(\w+)\s*:\s*([\w./-]+)\s*$")
+
+
+@dataclass
+class Option:
+    group: str
+    name: str
+    description: str
+    path: Path
+    is_default: bool
+    is_users: bool
+
+
+def describe(path: Path) -> str:
+    """The first comment line of a config file is its description."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def default_choices() -> dict[str, str]:
+    """The default option of each group, from the primary config's defaults list."""
+    for folder in config_dirs():
+        primary = folder / "config.yaml"
+        if primary.is_file():
+            return dict(m.groups() for m in map(_DEFAULT_LINE.match, primary.read_text().splitlines()) if m)
+    return {}
+
+
+def options() -> dict[str, list[Option]]:
+    """Every group's options; a user's file shadows a built-in one of the same name."""
+    defaults, user = default_choices(), user_config_dir()
+    found: dict[str, dict[str, Option]] = {}
+    for folder in reversed(config_dirs()):  # built-in first, so the user's files replace them
+        for file in sorted(folder.glob("*/*.yaml")):
+            group = file.parent.name
+            if group in ("hydra", "schema"):
+                continue
+            found.setdefault(group, {})[file.stem] = Option(
+                group, file.stem, describe(file), file, defaults.get(group) == file.stem, folder == user
+            )
+    return {group: [found[group][n] for n in sorted(found[group])] for group in sorted(found)}
+
+
+def print_catalog(group: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    catalog = options()
+    if group is not None and group not in catalog:
+        raise KeyError(f"no config group {group!r}; groups are: {', '.join(catalog)}")
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("group")
+    table.add_column("option")
+    table.add_column("description")
+    for name, group_options in catalog.items():
+        if group is not None and name != group:
+            continue
+        for option in group_options:
+            label = option.name + (" *" if option.is_default else "") + (" (yours)" if option.is_users else "")
+            table.add_row(name, label, option.description)
+    console = Console()
+    console.print(table)
+    console.print(f"* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  Built-in configs: {builtin_config_dir()}")

@@ -1,0 +1,228 @@
+"""Structured-config schemas: the types and keys of every config group.
+
+Values and defaults live in the YAML files of conf/; these dataclasses only say which keys exist
+and what type each one has, so that ``optimizer.lrr=0.1`` (a typo) or ``optimizer.lr=fast`` (a
+wrong type) fails while Hydra composes the config, before anything runs. Each YAML option names
+its schema in its defaults list (``- /schema/optimizer/adam@_here_``).
+
+This module imports neither torch nor anything heavy: ``dlrun show`` and composition stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class SplitConfig:
+    """Ratios that sum to 1, or example counts. train_dev is carved out of the training part."""
+
+    train: float = MISSING
+    dev: float = MISSING
+    test: float = 0.0
+    train_dev: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class TargetSplitConfig:
+    """How a separate target-distribution source is shared out (SPEC E16): train/dev/test."""
+
+    train: float = 0.0
+    dev: float = 0.5
+    test: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    # A builder call: {_target_: dlrunner.data.sources.<name>, ...its keyword arguments}.
+    # Its keys are checked against the builder's signature before training.
+    source: Any = MISSING
+    task: str = "auto"  # auto | binary | multiclass | regression
+    n_classes: Optional[int] = None  # classification: labels must lie in [0, n_classes); None = max + 1
+    human_error: Optional[float] = None  # Bayes-error proxy as a fraction; None = unknown
+    split: SplitConfig = field(default_factory=SplitConfig)
+    # Optional second source with the distribution you care about; dev and test come from it.
+    target: Optional[Any] = None
+    target_split: TargetSplitConfig = field(default_factory=TargetSplitConfig)
+    normalize: bool = True  # x = (x - mu) / sigma with the training set's mu and sigma (SPEC B9)
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass
+class LogRegConfig:
+    _target_: str = "dlrunner.models.build_logreg"
+    init: str = MISSING
+
+
+@dataclass
+class MLPConfig:
+    _target_: str = "dlrunner.models.build_mlp"
+    layers: List[int] = MISSING  # hidden units n[1..L-1]; the output layer comes from the task
+    activation: Any = MISSING  # one name for all hidden layers, or one per layer
+    leaky_slope: float = 0.01
+    init: str = MISSING  # he | xavier | glorot | small_random | zeros | pytorch
+    batch_norm: bool = False
+    keep_prob: Any = 1.0  # dropout keep probability, one value or one per hidden layer
+    input_keep_prob: float = 1.0
+
+
+# ---------------------------------------------------------------- optimizer
+
+
+@dataclass
+class GDConfig:
+    _target_: str = "dlrunner.optim.build_gd"
+    lr: float = MISSING
+    batch_size: Any = "full"
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "dlrunner.optim.build_sgd"
+    lr: float = MISSING
+    batch_size: Any = MISSING  # a positive integer (powers of two are customary) or "full"
+
+
+@dataclass
+class MomentumConfig(SGDConfig):
+    _target_: str = "dlrunner.optim.build_momentum"
+    beta: float = MISSING
+
+
+@dataclass
+class RMSpropConfig(SGDConfig):
+    _target_: str = "dlrunner.optim.build_rmsprop"
+    beta: float = MISSING
+    eps: float = MISSING
+
+
+@dataclass
+class AdamConfig(SGDConfig):
+    _target_: str = "dlrunner.optim.build_adam"
+    beta1: float = MISSING
+    beta2: float = MISSING
+    eps: float = MISSING
+
+
+# ---------------------------------------------------------------- schedule
+
+
+@dataclass
+class ConstantScheduleConfig:
+    _target_: str = "dlrunner.optim.schedules.constant"
+
+
+@dataclass
+class InverseTimeScheduleConfig:
+    _target_: str = "dlrunner.optim.schedules.inverse_time"
+    decay_rate: float = MISSING
+
+
+@dataclass
+class ExponentialScheduleConfig:
+    _target_: str = "dlrunner.optim.schedules.exponential"
+    base: float = MISSING
+
+
+@dataclass
+class InverseSqrtScheduleConfig:
+    _target_: str = "dlrunner.optim.schedules.inverse_sqrt"
+    k: float = MISSING
+
+
+@dataclass
+class StaircaseScheduleConfig:
+    _target_: str = "dlrunner.optim.schedules.staircase"
+    factor: float = MISSING
+    every_epochs: int = MISSING
+
+
+@dataclass
+class CosineScheduleConfig:
+    _target_: str = "dlrunner.optim.schedules.cosine"
+    warmup_steps: int = MISSING
+    min_factor: float = MISSING
+
+
+# ---------------------------------------------------------------- regularization, trainer
+
+
+@dataclass
+class RegularizationConfig:
+    l2: float = 0.0  # lambda of (lambda / 2m) * sum ||W||_F^2, biases excluded (SPEC B4)
+    early_stopping: bool = False  # stop when dev error has not improved for `patience` evaluations
+    patience: int = 10
+    grad_clip_norm: Optional[float] = None  # clip the global gradient norm; None = off
+
+
+@dataclass
+class TrainerConfig:
+    epochs: Optional[int] = None  # give epochs or steps
+    steps: Optional[int] = None
+    eval_every: Optional[int] = None  # steps between evaluations; None = once per epoch
+    checkpoint_every: int = 1  # evaluations between checkpoints of the last state
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
+    compile: bool = False  # torch.compile the model
+    eval_test: bool = False  # evaluate the test split at the end (only when asked: SPEC B1)
+    resume: Any = False  # false | true (latest checkpoint of this run) | a run folder or .pt file
+    progress: str = "auto"  # auto | bar | plain | none
+    threads: Optional[int] = None  # torch intra-op threads on CPU; None = torch's default
+
+
+@dataclass
+class DiagnosisConfig:
+    # A gap (avoidable bias, variance, ...) counts as a problem when it is at least this large
+    # (fraction of examples) and at least half of the largest gap.
+    significant_gap: float = 0.015
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    schedule: Any = MISSING
+    regularization: RegularizationConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+
+
+SCHEMAS = {
+    "schema/config": Config,
+    "schema/data/data": DataConfig,
+    "schema/model/logreg": LogRegConfig,
+    "schema/model/mlp": MLPConfig,
+    "schema/optimizer/gd": GDConfig,
+    "schema/optimizer/sgd": SGDConfig,
+    "schema/optimizer/momentum": MomentumConfig,
+    "schema/optimizer/rmsprop": RMSpropConfig,
+    "schema/optimizer/adam": AdamConfig,
+    "schema/schedule/constant": ConstantScheduleConfig,
+    "schema/schedule/inverse_time": InverseTimeScheduleConfig,
+    "schema/schedule/exponential": ExponentialScheduleConfig,
+    "schema/schedule/inverse_sqrt": InverseSqrtScheduleConfig,
+    "schema/schedule/staircase": StaircaseScheduleConfig,
+    "schema/schedule/cosine": CosineScheduleConfig,
+    "schema/regularization/regularization": RegularizationConfig,
+    "schema/trainer/trainer": TrainerConfig,
+}
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for path, node in SCHEMAS.items():
+        group, name = path.rsplit("/", 1)
+        store.store(group=group, name=name, node=node)

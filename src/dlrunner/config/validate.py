@@ -1,0 +1,170 @@
+"""Semantic checks of a composed config, run before any data is loaded or any file written.
+
+Hydra and the schemas already reject unknown keys and wrong types; this module rejects values of
+the right type that cannot work (a negative learning rate, keep_prob = 0, ...). Every problem is
+collected, so a user fixes them all in one go.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlrunner.errors import ConfigError, Problem
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
+INITS = ("he", "xavier", "glorot", "small_random", "zeros", "pytorch")
+TASKS = ("auto", "binary", "multiclass", "regression")
+PRECISIONS = ("fp32", "bf16", "fp16")
+PROGRESS = ("auto", "bar", "plain", "none")
+
+Check = Callable[[object], str | None]  # returns what is valid when the value is not
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(value):
+    return None if _number(value) and value > 0 else "a number > 0"
+
+
+def non_negative(value):
+    return None if _number(value) and value >= 0 else "a number >= 0"
+
+
+def positive_int(value):
+    return None if isinstance(value, int) and not isinstance(value, bool) and value > 0 else "a whole number > 0"
+
+
+def non_negative_int(value):
+    return None if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else "a whole number >= 0"
+
+
+def fraction(value):
+    return None if _number(value) and 0 <= value <= 1 else "a fraction in [0, 1]"
+
+
+def beta(value):
+    return None if _number(value) and 0 <= value < 1 else "in [0, 1): the decay of an exponentially weighted average"
+
+
+def keep_prob(value):
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    ok = all(_number(v) and 0 < v <= 1 for v in values)
+    return None if ok else "a keep probability in (0, 1] (1 = no dropout), or a list of them"
+
+
+def decay_factor(value):
+    return None if _number(value) and 0 < value <= 1 else "a factor in (0, 1]"
+
+
+def batch_size(value):
+    if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return None
+    return "a whole number > 0 (powers of two are customary: 32, 64, 128, ...) or 'full'"
+
+
+def layers(value):
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and v > 0 for v in value):
+        return None
+    if isinstance(value, (list, tuple)) and not value:
+        return "at least one hidden layer, e.g. [64, 32] (for no hidden layer use model=logreg)"
+    return "a list of positive whole numbers, e.g. [64, 32]"
+
+
+def activation(value):
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return None if values and all(v in ACTIVATIONS for v in values) else f"one of {list(ACTIVATIONS)}, or a list of them"
+
+
+def one_of(choices) -> Check:
+    return lambda value: None if value in choices else f"one of {list(choices)}"
+
+
+def optional(check: Check) -> Check:
+    return lambda value: None if value is None else check(value)
+
+
+def device(value):
+    text = str(value)
+    if text in ("auto", "cpu", "cuda", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return None
+    return "auto, cpu, cuda, cuda:N or mps"
+
+
+RULES: dict[str, Check] = {
+    "data.task": one_of(TASKS),
+    "data.n_classes": optional(positive_int),
+    "data.human_error": optional(fraction),
+    "data.split.train": non_negative,
+    "data.split.dev": non_negative,
+    "data.split.test": non_negative,
+    "data.split.train_dev": non_negative,
+    "model.layers": layers,
+    "model.activation": activation,
+    "model.init": one_of(INITS),
+    "model.leaky_slope": non_negative,
+    "model.keep_prob": keep_prob,
+    "model.input_keep_prob": keep_prob,
+    "optimizer.lr": positive,
+    "optimizer.batch_size": batch_size,
+    "optimizer.beta": beta,
+    "optimizer.beta1": beta,
+    "optimizer.beta2": beta,
+    "optimizer.eps": positive,
+    "schedule.decay_rate": non_negative,
+    "schedule.base": decay_factor,
+    "schedule.k": positive,
+    "schedule.factor": decay_factor,
+    "schedule.every_epochs": positive_int,
+    "schedule.warmup_steps": non_negative_int,
+    "schedule.min_factor": fraction,
+    "regularization.l2": non_negative,
+    "regularization.patience": positive_int,
+    "regularization.grad_clip_norm": optional(positive),
+    "trainer.epochs": optional(positive_int),
+    "trainer.steps": optional(positive_int),
+    "trainer.eval_every": optional(positive_int),
+    "trainer.checkpoint_every": positive_int,
+    "trainer.device": device,
+    "trainer.precision": one_of(PRECISIONS),
+    "trainer.progress": one_of(PROGRESS),
+    "trainer.threads": optional(positive_int),
+    "diagnosis.significant_gap": non_negative,
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise one ConfigError listing every bad value in ``cfg``."""
+    problems = []
+    for key, check in RULES.items():
+        node, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, node)
+        if parent is None or leaf not in parent or OmegaConf.is_missing(parent, leaf):
+            continue
+        value = OmegaConf.to_container(parent, resolve=True)[leaf]
+        valid = check(value)
+        if valid:
+            problems.append(Problem(key, value, valid))
+    trainer = cfg.trainer
+    if (trainer.epochs is None) == (trainer.steps is None):
+        problems.append(Problem("trainer.steps", trainer.steps, "give exactly one of trainer.steps and trainer.epochs (set the other to null)"))
+    problems += _builder_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _builder_problems(cfg: DictConfig) -> list[Problem]:
+    """Keys that the named builder functions do not take (e.g. added with +model.foo=1)."""
+    from dlrunner.config.builders import builder_kwargs
+
+    problems = []
+    for key, skip in (("model", ()), ("optimizer", ("batch_size",)), ("schedule", ())):
+        try:
+            builder, kwargs = builder_kwargs(cfg[key], key, skip)
+        except ConfigError as err:
+            problems += err.problems
+    return problems

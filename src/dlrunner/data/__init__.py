@@ -1,0 +1,112 @@
+"""Data: builders of the raw arrays (sources), splits, and the tensors training runs on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlrunner.data.splits import normalizer, split_indices
+from dlrunner.errors import ConfigError, Problem
+
+TASKS = ("auto", "binary", "multiclass", "regression")
+
+
+@dataclass
+class Dataset:
+    """Everything the trainer needs: one (X, y) pair of tensors per split, on the training device."""
+
+    splits: dict  # name -> (X, y); train and dev always, train_dev and test when configured
+    task: str  # binary | multiclass | regression
+    n_classes: int | None
+    input_shape: tuple
+    mean: np.ndarray | None = None  # input normalisation, stored with the model
+    std: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_classes if self.task == "multiclass" else 1
+
+
+def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Call a source builder named by a config node and check what it returns."""
+    from dlrunner.config.builders import call_builder
+
+    X, y = call_builder(node, key)
+    X, y = np.asarray(X), np.asarray(y)
+    if len(X) != len(y):
+        raise ConfigError(Problem(key, node.get("_target_"), f"X has {len(X)} examples but y has {len(y)}"))
+    if X.ndim == 1:
+        X = X[:, None]
+    X = X.astype(np.float32)
+    if not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).reshape(len(X), -1).any(axis=1).argmax())
+        raise ConfigError(Problem(key, node.get("_target_"), f"features contain NaN or infinity (first at example {bad})"))
+    return X, y
+
+
+def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, int | None, np.ndarray]:
+    """Decide the task from the labels when ``task=auto``, and check the labels fit the task."""
+    whole = np.all(np.isfinite(y)) and np.all(np.equal(np.mod(y, 1), 0))
+    if task == "auto":
+        task = "regression" if not whole else ("binary" if set(np.unique(y)) <= {0, 1} else "multiclass")
+    if task == "regression":
+        return task, None, y.astype(np.float32)
+    if not whole or (len(y) and y.min() < 0):
+        raise ConfigError(Problem("data.task", task, "classification labels must be whole numbers 0, 1, ..., C-1; use data.task=regression for real-valued targets"))
+    y = y.astype(np.int64)
+    top = int(y.max()) + 1 if len(y) else 0
+    if n_classes is None:
+        n_classes = max(top, 2)
+    elif top > n_classes:
+        raise ConfigError(Problem("data.n_classes", n_classes, f"labels go up to {top - 1}; labels must lie in [0, {n_classes})"))
+    if task == "binary" and n_classes != 2:
+        raise ConfigError(Problem("data.task", task, f"binary needs labels 0 and 1; these labels go up to {top - 1} (use multiclass)"))
+    return task, n_classes, y
+
+
+def build_data(cfg, device="cpu") -> Dataset:
+    """Load the source (and target) arrays, split them, normalise with train statistics, move to ``device``."""
+    import torch
+
+    if cfg.task not in TASKS:
+        raise ConfigError(Problem("data.task", cfg.task, f"one of {list(TASKS)}"))
+    X, y = load_source(cfg.source, "data.source")
+    target = load_source(cfg.target, "data.target") if cfg.get("target") is not None else None
+    if target is not None and target[0].shape[1:] != X.shape[1:]:
+        raise ConfigError(Problem("data.target", cfg.target.get("_target_"), f"examples of shape {target[0].shape[1:]} but the source's are {X.shape[1:]}"))
+    all_y = y if target is None else np.concatenate([y, target[1]])
+    task, n_classes, all_y = infer_task(all_y, cfg.task, cfg.get("n_classes"))
+    y, target_y = all_y[: len(y)], all_y[len(y) :]
+
+    parts = split_indices(
+        len(X), dict(cfg.split), seed=cfg.split.seed,
+        target_n=0 if target is None else len(target[0]), target_shares=dict(cfg.target_split),
+    )
+
+    def gather(part):
+        xs = [X[part["source"]]] + ([target[0][part["target"]]] if target is not None else [])
+        ys = [y[part["source"]]] + ([target_y[part["target"]]] if target is not None else [])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    arrays = {name: gather(part) for name, part in parts.items()}
+    arrays = {name: xy for name, xy in arrays.items() if len(xy[0]) or name in ("train", "dev")}
+    for name in ("train", "dev"):
+        if len(arrays[name][0]) == 0:
+            raise ConfigError(Problem(f"data.split.{name}", cfg.split[name], f"the {name} split is empty; it needs at least one example"))
+
+    mean = std = None
+    if cfg.normalize:
+        mean, std = normalizer(arrays["train"][0])
+        arrays = {name: ((x - mean) / std, y_) for name, (x, y_) in arrays.items()}
+
+    notes = []
+    if task != "regression" and len(np.unique(arrays["dev"][1])) < n_classes:
+        notes.append(f"the dev set holds {len(np.unique(arrays['dev'][1]))} of the {n_classes} classes")
+    label_dtype = torch.float32 if task in ("binary", "regression") else torch.int64
+    splits = {
+        name: (torch.as_tensor(x, device=device), torch.as_tensor(y_, device=device).to(label_dtype))
+        for name, (x, y_) in arrays.items()
+    }
+    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes)

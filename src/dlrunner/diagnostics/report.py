@@ -1,0 +1,43 @@
+"""The end-of-run report: error levels, gaps, verdict and advice, as a rich table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def render_report(summary: dict, console: Console) -> None:
+    metrics, diagnosis = summary["metrics"], summary["diagnosis"]
+    regression = summary.get("task") == "regression"
+    show = (lambda v: "-" if v is None else f"{v:.4g}") if regression else _pct
+    table = Table(title=f"Bias / variance  ({summary['status']}, {summary['timing']['steps']} steps)", title_justify="left")
+    table.add_column("level")
+    table.add_column("MSE" if regression else "error", justify="right")
+    table.add_column("gap")
+    table.add_column("size", justify="right")
+    human = "unknown (0 used)" if not diagnosis["human_error_known"] else show(diagnosis["human_error"])
+    rows = [
+        ("human level", human, "", None),
+        ("train", show(metrics["train"]["error"]), "avoidable bias", diagnosis["avoidable_bias"]),
+    ]
+    if "train_dev" in metrics:
+        rows.append(("train-dev", show(metrics["train_dev"]["error"]), "variance", diagnosis["variance"]))
+        rows.append(("dev", show(metrics["dev"]["error"]), "data mismatch", diagnosis["data_mismatch"]))
+    else:
+        rows.append(("dev", show(metrics["dev"]["error"]), "variance", diagnosis["variance"]))
+    if "test" in metrics:
+        rows.append(("test", show(metrics["test"]["error"]), "overfitting to dev", diagnosis["dev_overfitting"]))
+    for level, error, gap, size in rows:
+        table.add_row(level, error, gap, "" if size is None else show(size))
+    console.print(table)
+    console.print(f"[bold]Verdict:[/bold] {diagnosis['verdict']}")
+    for advice in diagnosis["advice"]:
+        console.print(f"  - {advice}")
+    for note in diagnosis.get("notes", []):
+        console.print(f"  [dim]note: {note}[/dim]")
+    if summary.get("message"):
+        console.print(f"[yellow]{summary['message']}[/yellow]")

@@ -1,0 +1,43 @@
+"""Optimizer builders (SPEC C1-C7). Config files name them: ``_target_: dlrunner.optim.build_adam``.
+
+Each builder takes the config's hyperparameters plus ``param_groups`` (built by the trainer: the
+weight matrices carry the L2 term as weight decay, biases and batch-norm parameters do not).
+``batch_size`` sits in the same config node but is the trainer's business.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dlrunner.optim.momentum import CourseMomentum
+
+FOREACH = None  # let torch pick the multi-tensor (foreach) implementation where it can
+
+
+def build_gd(param_groups, lr: float) -> torch.optim.Optimizer:
+    """Batch gradient descent: W -= lr * dW, one step per pass over the whole training set."""
+    return torch.optim.SGD(param_groups, lr=lr, foreach=FOREACH)
+
+
+def build_sgd(param_groups, lr: float) -> torch.optim.Optimizer:
+    """Mini-batch gradient descent: W -= lr * dW on each mini-batch."""
+    return torch.optim.SGD(param_groups, lr=lr, foreach=FOREACH)
+
+
+def build_momentum(param_groups, lr: float, beta: float = 0.9) -> torch.optim.Optimizer:
+    """The course's momentum: v = beta*v + (1-beta)*dW, W -= lr*v, v starting at 0 (SPEC C5).
+
+    Not torch's SGD(momentum=beta), which uses v = beta*v + dW: the two need lr differing by a
+    factor of 1/(1-beta) to take the same steps.
+    """
+    return CourseMomentum(param_groups, lr=lr, beta=beta)
+
+
+def build_rmsprop(param_groups, lr: float, beta: float = 0.999, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """RMSprop: S = beta*S + (1-beta)*dW^2, W -= lr*dW/(sqrt(S)+eps) (SPEC C6)."""
+    return torch.optim.RMSprop(param_groups, lr=lr, alpha=beta, eps=eps, foreach=FOREACH)
+
+
+def build_adam(param_groups, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """Adam with bias correction: W -= lr * V_hat / (sqrt(S_hat) + eps) (SPEC C7, the standard form)."""
+    return torch.optim.Adam(param_groups, lr=lr, betas=(beta1, beta2), eps=eps, foreach=FOREACH)

@@ -1,0 +1,58 @@
+"""Checkpoints: written atomically (temp file, flush, fsync, rename), checked when read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from dlrunner.errors import ConfigError, Problem
+
+FORMAT = "dlrunner-checkpoint-1"
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """Write ``state`` to ``path`` so that a crash at any moment leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        torch.save({"format": FORMAT, **state}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, key: str = "trainer.resume") -> dict:
+    """Read a checkpoint written by ``save_atomic``; a missing, truncated or foreign file is bad input."""
+    if not path.is_file():
+        raise ConfigError(Problem(key, str(path), "no checkpoint there"))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ConfigError(Problem(key, str(path), f"not a readable checkpoint ({type(err).__name__}: {err})")) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(Problem(key, str(path), "not a dlrunner checkpoint"))
+    return state
+
+
+def find_resume_checkpoint(resume, run_dir: Path, output_root: Path) -> Path | None:
+    """Which checkpoint ``trainer.resume`` means.
+
+    false: none. A path: that .pt file, or that run folder's last checkpoint. true: this run
+    folder's last checkpoint (when hydra.run.dir points at an earlier run), else the most recent
+    run folder under the outputs root that has one.
+    """
+    if resume is False or resume is None or str(resume).lower() == "false":
+        return None
+    if resume is True or str(resume).lower() == "true":
+        own = run_dir / "checkpoints" / "last.pt"
+        if own.is_file():
+            return own
+        candidates = sorted(output_root.glob("**/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+        candidates = [c for c in candidates if run_dir not in c.parents]
+        if not candidates:
+            raise ConfigError(Problem("trainer.resume", True, f"no run with a checkpoint under {output_root}; give a run folder or a .pt file"))
+        return candidates[-1]
+    path = Path(str(resume)).expanduser()
+    return path / "checkpoints" / "last.pt" if path.is_dir() else path

@@ -1,0 +1,216 @@
+"""The training loop: mini-batches by index from tensors on the device, evaluation at intervals,
+early stopping, checkpoints, divergence. It reads top to bottom; ``fit`` is the one long function.
+
+Speed notes: the data already sits on the device and batches are index slices (no DataLoader);
+the loss is summed on the device and read only at evaluations (reading it is a host-device sync).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from dlrunner.diagnostics import diagnose
+from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function
+
+
+@dataclass
+class FitSettings:
+    total_steps: int
+    batch_size: int  # examples per mini-batch; the whole training set for batch gradient descent
+    eval_every: int  # steps between evaluations
+    checkpoint_every: int  # evaluations between "last" checkpoints
+    base_lr: float
+    schedule: Callable[[int, int, int], float]  # factor(epoch counted from 1, step, total_steps)
+    schedule_per_step: bool = False
+    l2: float = 0.0
+    weights: list = field(default_factory=list)  # the tensors L2 applies to
+    grad_clip_norm: Optional[float] = None
+    early_stopping: bool = False
+    patience: int = 10
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    human_error: Optional[float] = None
+    significant_gap: float = 0.015
+
+
+@dataclass
+class FitResult:
+    status: str  # completed | diverged | interrupted
+    message: str
+    step: int
+    epoch: int
+    train_s: float
+    eval_s: float
+    stopped_early: bool = False
+    best_step: Optional[int] = None
+    best_dev_error: Optional[float] = None
+
+
+def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume: Optional[dict] = None) -> FitResult:
+    """Train ``model`` on ``data.splits['train']`` and report to ``outputs`` (metrics, checkpoints)."""
+    X, Y = data.splits["train"]
+    device = X.device
+    n_train = len(X)
+    batch_size = min(settings.batch_size, n_train)
+    loss_fn = loss_function(data.task)
+    autocast, scaler = _mixed_precision(settings.precision, device)
+    shuffle = torch.Generator(device=device)
+
+    # Where we are: a fresh start, or the state saved in a checkpoint.
+    step, epoch, position, order = 0, 0, n_train, None
+    best_dev_error, best_step, evals_since_best, evals_done = math.inf, None, 0, 0
+    best_weights = None
+    elapsed_before = 0.0
+    shuffle.manual_seed(int(torch.initial_seed()) % 2**63)
+    if resume is not None:
+        step, epoch, position, order = resume["step"], resume["epoch"], resume["position"], resume["order"]
+        if order is not None:
+            order = order.to(device)
+        best_dev_error, best_step = resume["best_dev_error"], resume["best_step"]
+        evals_since_best, evals_done = resume["evals_since_best"], resume["evals_done"]
+        best_weights = resume["best_weights"]
+        elapsed_before = resume["train_s"]
+        shuffle.set_state(resume["shuffle_state"])
+        _set_rng_state(resume["rng_state"])
+
+    def training_state() -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "step": step, "epoch": epoch, "position": position, "order": order,
+            "best_dev_error": best_dev_error, "best_step": best_step, "best_weights": best_weights,
+            "evals_since_best": evals_since_best, "evals_done": evals_done,
+            "shuffle_state": shuffle.get_state(), "rng_state": _get_rng_state(),
+            "train_s": elapsed_before + time.perf_counter() - started,
+        }
+
+    def set_lr() -> float:
+        lr = settings.base_lr * settings.schedule(max(epoch, 1), step, settings.total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    loss_sum = torch.zeros((), device=device)  # summed on the device; read at evaluations only
+    losses_summed = 0
+    status, message, stopped_early = "completed", "", False
+    eval_s = 0.0
+    model.train()
+    started = time.perf_counter()
+    lr = set_lr()
+    try:
+        while step < settings.total_steps:
+            if position >= n_train:  # a new epoch: a fresh shuffle (none for full-batch GD)
+                epoch += 1
+                position = 0
+                order = torch.randperm(n_train, device=device, generator=shuffle) if batch_size < n_train else None
+                lr = set_lr()
+            if order is None:
+                xb, yb = X, Y
+            else:
+                batch = order[position : position + batch_size]
+                xb, yb = X[batch], Y[batch]
+            position += batch_size
+            if settings.schedule_per_step:
+                lr = set_lr()
+
+            with autocast():
+                loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if settings.grad_clip_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach()
+            losses_summed += 1
+            step += 1
+            progress.advance(step, epoch)
+
+            if step % settings.eval_every and step != settings.total_steps:
+                continue
+
+            # ---- evaluation: the one place where the host waits for the device
+            eval_started = time.perf_counter()
+            train_loss = float(loss_sum) / losses_summed
+            loss_sum.zero_()
+            losses_summed = 0
+            record = evaluation_record(model, data, settings, step, epoch, lr, train_loss, batch_size)
+            evals_done += 1
+            outputs.append_metrics(record)
+            progress.evaluated(record)
+            if not (math.isfinite(train_loss) and math.isfinite(record["J"])):
+                status = "diverged"
+                message = f"the loss became {train_loss} at step {step}: lower the learning rate (SPEC A13)"
+                break
+            dev_error = record["dev"]["error"]
+            if dev_error < best_dev_error:
+                best_dev_error, best_step, evals_since_best = dev_error, step, 0
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                outputs.save_checkpoint("best", {"model": best_weights, "step": step, "dev_error": dev_error})
+            else:
+                evals_since_best += 1
+            if settings.early_stopping and evals_since_best >= settings.patience:
+                stopped_early = True
+                message = f"dev error did not improve for {settings.patience} evaluations; best at step {best_step}"
+            if stopped_early or evals_done % settings.checkpoint_every == 0 or step >= settings.total_steps:
+                outputs.save_checkpoint("last", training_state())
+            eval_s += time.perf_counter() - eval_started
+            if stopped_early:
+                break
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted at step {step}; resume with trainer.resume=true"
+        outputs.save_checkpoint("last", training_state())
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_s = elapsed_before + time.perf_counter() - started
+    if stopped_early and best_weights is not None:
+        model.load_state_dict(best_weights)  # early stopping keeps the best dev weights (SPEC B8)
+    return FitResult(status, message, step, epoch, train_s, eval_s, stopped_early, best_step,
+                     None if best_step is None else best_dev_error)
+
+
+def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, train_loss, batch_size) -> dict:
+    """One line of metrics.jsonl: every split's loss and error, J with and without the L2 term,
+    and the bias/variance gaps at this point of training."""
+    record = {"step": step, "epoch": epoch, "lr": lr, "train_loss": train_loss}
+    for name in ("train", "dev", "train_dev"):
+        if name in data.splits:
+            record[name] = evaluate(model, *data.splits[name], data.task)
+    record["J"] = record["train"]["loss"]
+    # With mini-batches the course's m in lambda/2m is the batch size (SPEC B4).
+    record["J_with_penalty"] = record["J"] + l2_penalty(settings.weights, settings.l2, batch_size)
+    gaps = diagnose(
+        train=record["train"]["error"], dev=record["dev"]["error"], human=settings.human_error,
+        train_dev=record.get("train_dev", {}).get("error"), significant_gap=settings.significant_gap,
+    )
+    record["diagnosis"] = {k: gaps[k] for k in ("avoidable_bias", "variance", "data_mismatch")}
+    return record
+
+
+def _mixed_precision(precision: str, device: torch.device):
+    """Autocast context and gradient scaler: bf16/fp16 on CUDA; fp32 is a no-op."""
+    if precision == "fp32" or device.type != "cuda":
+        disabled = torch.amp.GradScaler("cuda", enabled=False)
+        return contextlib.nullcontext, disabled
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # bf16 needs no loss scaling
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def _get_rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

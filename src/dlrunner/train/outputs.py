@@ -1,0 +1,111 @@
+"""The files of a run folder: metrics.jsonl, summary.json, provenance.json, checkpoints/.
+
+``summary.json`` is a stable interface for scripts; its keys are documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from dlrunner.train.checkpoint import save_atomic
+
+SUMMARY_VERSION = 1
+
+
+def write_json_atomic(data: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, default=_jsonable)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+class RunFiles:
+    """Writes a run's results into its folder (Hydra's run directory)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.checkpoint_dir = run_dir / "checkpoints"
+        self.attachments: dict = {}  # stored in every checkpoint (input normalisation, config)
+        self._metrics = None
+
+    def start(self, history: list[str] = ()) -> None:
+        """Open metrics.jsonl, beginning with ``history`` (lines carried over from a resumed run)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.metrics_path, "w")
+        for line in history:
+            self._metrics.write(line.rstrip("\n") + "\n")
+        self._metrics.flush()
+
+    def append_metrics(self, record: dict) -> None:
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()  # a killed run keeps every evaluation it reached
+
+    def save_checkpoint(self, name: str, state: dict) -> None:
+        save_atomic({**self.attachments, **state}, self.checkpoint_dir / f"{name}.pt")
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic({"summary_version": SUMMARY_VERSION, **summary}, self.run_dir / "summary.json")
+
+    def write_provenance(self, seed: int, device: str) -> None:
+        write_json_atomic(provenance(seed, device), self.run_dir / "provenance.json")
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+
+def provenance(seed: int, device: str) -> dict:
+    """What is needed to reproduce the run: command, code version, package versions, seed, machine."""
+    import hydra
+    import numpy
+    import omegaconf
+    import torch
+
+    import dlrunner
+
+    return {
+        "command": sys.argv,
+        "cwd": os.getcwd(),
+        "git": _git_state(),
+        "seed": seed,
+        "device": device,
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "versions": {
+            "python": platform.python_version(),
+            "dlrunner": dlrunner.__version__,
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "hydra": hydra.__version__,
+            "omegaconf": omegaconf.__version__,
+        },
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _git_state() -> dict | None:
+    """The commit of the working directory's git repository, if there is one."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,175 @@
+"""One experiment, end to end: config -> data -> model -> optimizer -> fit -> diagnosis -> files.
+
+Everything that can reject the user's input (validation, loading the data, building the model)
+happens before the first file of the run is written, so bad input leaves nothing behind that
+looks like a result.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dlrunner.config.builders import call_builder
+from dlrunner.config.validate import validate
+from dlrunner.data import build_data
+from dlrunner.diagnostics import diagnose
+from dlrunner.diagnostics.report import render_report
+from dlrunner.errors import ConfigError, Problem
+from dlrunner.models import count_parameters, weight_matrices
+from dlrunner.optim.schedules import PER_STEP
+from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
+from dlrunner.train.evaluate import evaluate
+from dlrunner.train.loop import FitSettings, fit
+from dlrunner.train.outputs import RunFiles
+from dlrunner.train.progress import make_progress
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(Problem("trainer.device", name, "this machine has no CUDA device; use auto or cpu"))
+    return device
+
+
+def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict:
+    """Train the experiment ``cfg`` describes, writing its results into ``run_dir``; return the summary."""
+    console = console or Console()
+    validate(cfg)
+    trainer = cfg.trainer
+    resume_path = find_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs")
+    resume = load_checkpoint(resume_path) if resume_path else None
+
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    device = pick_device(trainer.device)
+    precision = trainer.precision
+    if precision != "fp32" and device.type != "cuda":
+        if trainer.device != "auto":
+            raise ConfigError(Problem("trainer.precision", precision, f"bf16/fp16 autocast needs a CUDA device, not {device}; use fp32"))
+        console.print(f"[yellow]trainer.precision={precision} needs CUDA; training in fp32 on {device}[/yellow]")
+        precision = "fp32"
+    torch.manual_seed(trainer.seed)
+
+    data = build_data(cfg.data, device)
+    n_train = len(data.splits["train"][0])
+    model = call_builder(cfg.model, "model", n_inputs=math.prod(data.input_shape), n_outputs=data.n_outputs).to(device)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+    batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
+    weights = weight_matrices(model)
+    weight_ids = {id(w) for w in weights}
+    l2 = cfg.regularization.l2
+    param_groups = [
+        # L2's gradient (lambda/m) W, m the mini-batch size, applied as weight decay (SPEC B4).
+        {"params": weights, "weight_decay": l2 / batch_size},
+        {"params": [p for p in model.parameters() if id(p) not in weight_ids], "weight_decay": 0.0},
+    ]
+    optimizer = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=param_groups)
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+    schedule = call_builder(cfg.schedule, "schedule")
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total_steps = trainer.steps or trainer.epochs * steps_per_epoch
+    if trainer.compile:
+        model = torch.compile(model)
+
+    settings = FitSettings(
+        total_steps=total_steps,
+        batch_size=batch_size,
+        eval_every=trainer.eval_every or steps_per_epoch,
+        checkpoint_every=trainer.checkpoint_every,
+        base_lr=cfg.optimizer.lr,
+        schedule=schedule,
+        schedule_per_step=cfg.schedule._target_.rsplit(".", 1)[-1] in PER_STEP,
+        l2=l2,
+        weights=weights,
+        grad_clip_norm=cfg.regularization.grad_clip_norm,
+        early_stopping=cfg.regularization.early_stopping,
+        patience=cfg.regularization.patience,
+        precision=precision,
+        human_error=cfg.data.human_error,
+        significant_gap=cfg.diagnosis.significant_gap,
+    )
+
+    # From here on the run folder fills up.
+    outputs = RunFiles(run_dir)
+    outputs.attachments = {
+        "normalization": {"mean": data.mean, "std": data.std},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    outputs.start(history=_history_before(resume_path, resume, run_dir))
+    outputs.write_provenance(trainer.seed, str(device))
+    for note in data.notes:
+        console.print(f"[yellow]note: {note}[/yellow]")
+    try:
+        with make_progress(trainer.progress, total_steps, resume["step"] if resume else 0, console) as progress:
+            result = fit(model, optimizer, data, settings, outputs, progress, resume)
+        summary = summarize(cfg, data, model, result, settings)
+    except Exception as err:
+        # A crash mid-run still leaves a summary that says so, next to the metrics it reached.
+        outputs.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
+        raise
+    finally:
+        outputs.close()
+    outputs.write_summary(summary)
+    render_report(summary, console)
+    console.print(f"Run folder: {run_dir}")
+    return summary
+
+
+def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
+    """Final metrics per split, the diagnosis and timings: the content of summary.json."""
+    names = ["train", "dev", "train_dev"] + (["test"] if cfg.trainer.eval_test else [])
+    metrics = {name: evaluate(model, *data.splits[name], data.task) for name in names if name in data.splits}
+    errors = {name: m["error"] for name, m in metrics.items()}
+    diagnosis = diagnose(
+        train=errors["train"], dev=errors["dev"], human=cfg.data.human_error,
+        train_dev=errors.get("train_dev"), test=errors.get("test"), significant_gap=settings.significant_gap,
+    )
+    message = result.message
+    if result.status == "diverged":
+        diagnosis["verdict"] = "diverged"
+        diagnosis["advice"] = ["The loss became NaN or infinite: lower the learning rate (and check the input scale)."]
+    if cfg.trainer.eval_test is False and data.splits.get("test") is not None:
+        diagnosis["notes"].append("the test set was not evaluated (trainer.eval_test=true evaluates it, once you are done tuning)")
+    return {
+        "status": result.status,
+        "message": message,
+        "task": data.task,
+        "n_classes": data.n_classes,
+        "sizes": {name: len(xy[0]) for name, xy in data.splits.items()},
+        "metrics": metrics,
+        "diagnosis": diagnosis,
+        "n_params": count_parameters(model),
+        "best": {"step": result.best_step, "dev_error": result.best_dev_error},
+        "stopped_early": result.stopped_early,
+        "timing": {
+            "train_s": result.train_s,
+            "eval_s": result.eval_s,
+            "steps": result.step,
+            "epochs": result.epoch,
+            "steps_per_s": result.step / result.train_s if result.train_s else None,
+        },
+        "normalization": {"mean": data.mean, "std": data.std} if data.mean is not None else None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def _history_before(resume_path: Path | None, resume: dict | None, run_dir: Path) -> list[str]:
+    """metrics.jsonl lines of the resumed run up to its checkpoint, so the new folder has the whole curve."""
+    if resume_path is None:
+        return []
+    import json
+
+    source = resume_path.parent.parent / "metrics.jsonl"
+    if not source.is_file():
+        return []
+    lines = source.read_text().splitlines()
+    return [line for line in lines if line.strip() and json.loads(line)["step"] <= resume["step"]]
