@@ -127,14 +127,20 @@ def _train_task(cfg) -> float:
     from dlrunner.errors import ConfigError
     from dlrunner.train.run import train as train_run
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         summary = train_run(cfg, run_dir)
-    except ConfigError:
+    except ConfigError as err:
         _remove_if_no_results(run_dir)
-        raise
-    if summary["status"] == "diverged":
-        raise SystemExit(3)
+        if _state["debug"]:
+            raise
+        # Exit from inside the job (SystemExit passes through Hydra's job runner): bad input
+        # stops a multirun too, and the message names the job's overrides.
+        overrides = " ".join(hydra_cfg.overrides.task)
+        where = f" (job: {overrides})" if hydra_cfg.mode.name == "MULTIRUN" else ""
+        _bad_config(err, where)
+    # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
     if summary["status"] == "interrupted":
         raise SystemExit(130)
     return summary["metrics"]["dev"]["error"]
@@ -161,14 +167,14 @@ def _guarded(action):
     except ConfigError as err:
         if _state["debug"]:
             raise
-        lines = [str(p) for p in err.problems]
-        _fail("invalid config:\n  " + "\n  ".join(lines), code=2)
+        _bad_config(err)
     except (HydraException, OmegaConfBaseException) as err:
         if _state["debug"]:
             raise
         message = str(err).strip()
         if err.__cause__ is not None and str(err.__cause__) not in message:
             message += "\n" + str(err.__cause__).strip()
+        message = message.split("\nConfig search path:")[0]  # Hydra's search-path dump is noise here
         _fail(f"invalid config: {message}", code=2)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -178,9 +184,13 @@ def _guarded(action):
         _fail(f"{type(err).__name__}: {err}\n(run with dlrun --debug ... for the traceback)", code=1)
 
 
+def _bad_config(err, where: str = "") -> None:
+    _fail(f"invalid config{where}:\n  " + "\n  ".join(str(p) for p in err.problems), code=2)
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"dlrun: {message}", err=True)
-    raise typer.Exit(code)
+    raise SystemExit(code)  # not typer.Exit: that is an Exception, which Hydra's job runner would catch
 
 
 def _use_config_dir(path: str) -> None:

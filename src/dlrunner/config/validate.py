@@ -152,9 +152,24 @@ def validate(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     if (trainer.epochs is None) == (trainer.steps is None):
         problems.append(Problem("trainer.steps", trainer.steps, "give exactly one of trainer.steps and trainer.epochs (set the other to null)"))
+    problems += _split_problems(cfg)
     problems += _builder_problems(cfg)
     if problems:
         raise ConfigError(problems)
+
+
+def _split_problems(cfg: DictConfig) -> list[Problem]:
+    """Ratios must add up to 1 (counts are checked against the data's size when it is loaded)."""
+    problems = []
+    for key in ("data.split", "data.target_split"):
+        shares = OmegaConf.select(cfg, key)
+        values = [shares.get(part, 0) for part in ("train", "dev", "test")]
+        if all(_number(v) and 0 <= v <= 1 for v in values) and abs(sum(values) - 1) > 1e-6:
+            problems.append(Problem(key, dict(zip(("train", "dev", "test"), values)),
+                                    f"ratios must add up to 1 (they add up to {sum(values):g}); or give example counts"))
+    if OmegaConf.select(cfg, "data.target") is None:
+        problems = [p for p in problems if p.key != "data.target_split"]
+    return problems
 
 
 def _builder_problems(cfg: DictConfig) -> list[Problem]:
@@ -164,7 +179,7 @@ def _builder_problems(cfg: DictConfig) -> list[Problem]:
     problems = []
     for key, skip in (("model", ()), ("optimizer", ("batch_size",)), ("schedule", ())):
         try:
-            builder, kwargs = builder_kwargs(cfg[key], key, skip)
+            builder_kwargs(cfg[key], key, skip)
         except ConfigError as err:
             problems += err.problems
     return problems

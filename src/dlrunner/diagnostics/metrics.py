@@ -5,6 +5,13 @@ from __future__ import annotations
 import torch
 
 
+def probabilities(scores: torch.Tensor, task: str) -> torch.Tensor:
+    """The output layer's activation: sigmoid for binary, softmax e^z / sum(e^z) for several classes."""
+    if task == "binary":
+        return torch.sigmoid(scores.squeeze(-1))
+    return torch.softmax(scores, dim=-1)
+
+
 def predictions(scores: torch.Tensor, task: str) -> torch.Tensor:
     """Class predictions from raw scores z[L]: sigmoid > 0.5 (z > 0) for binary, argmax of softmax otherwise."""
     if task == "binary":

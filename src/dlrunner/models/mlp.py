@@ -7,10 +7,8 @@ import math
 import torch
 from torch import nn
 
+from dlrunner.config.validate import ACTIVATIONS, INITS
 from dlrunner.errors import ConfigError, Problem
-
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
-INITS = ("he", "xavier", "glorot", "small_random", "zeros", "pytorch")
 
 
 def init_std(scheme: str, n_in: int, n_out: int) -> float:

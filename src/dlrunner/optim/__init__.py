@@ -14,6 +14,21 @@ from dlrunner.optim.momentum import CourseMomentum
 FOREACH = None  # let torch pick the multi-tensor (foreach) implementation where it can
 
 
+def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list[dict]:
+    """Two groups: weight matrices, which carry L2, and the rest (biases, batch-norm gamma/beta).
+
+    L2 adds (lambda/2m)||W||^2 to J, so (lambda/m) W to dW, m being the mini-batch size
+    (SPEC B4): that is weight decay lambda/m, applied by the optimizer without computing the
+    penalty on every step.
+    """
+    from dlrunner.models import weight_matrices
+
+    weights = weight_matrices(model)
+    weight_ids = {id(w) for w in weights}
+    others = [p for p in model.parameters() if id(p) not in weight_ids]
+    return [{"params": weights, "weight_decay": l2 / batch_size}, {"params": others, "weight_decay": 0.0}]
+
+
 def build_gd(param_groups, lr: float) -> torch.optim.Optimizer:
     """Batch gradient descent: W -= lr * dW, one step per pass over the whole training set."""
     return torch.optim.SGD(param_groups, lr=lr, foreach=FOREACH)

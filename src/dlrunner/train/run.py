@@ -20,7 +20,8 @@ from dlrunner.data import build_data
 from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
-from dlrunner.models import count_parameters, weight_matrices
+from dlrunner.models import count_parameters
+from dlrunner.optim import parameter_groups
 from dlrunner.optim.schedules import PER_STEP
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
@@ -63,14 +64,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     if resume is not None:
         model.load_state_dict(resume["model"])
     batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
-    weights = weight_matrices(model)
-    weight_ids = {id(w) for w in weights}
     l2 = cfg.regularization.l2
-    param_groups = [
-        # L2's gradient (lambda/m) W, m the mini-batch size, applied as weight decay (SPEC B4).
-        {"params": weights, "weight_decay": l2 / batch_size},
-        {"params": [p for p in model.parameters() if id(p) not in weight_ids], "weight_decay": 0.0},
-    ]
+    param_groups = parameter_groups(model, l2, batch_size)
     optimizer = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=param_groups)
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
@@ -89,7 +84,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         schedule=schedule,
         schedule_per_step=cfg.schedule._target_.rsplit(".", 1)[-1] in PER_STEP,
         l2=l2,
-        weights=weights,
+        weights=param_groups[0]["params"],
         grad_clip_norm=cfg.regularization.grad_clip_norm,
         early_stopping=cfg.regularization.early_stopping,
         patience=cfg.regularization.patience,
@@ -157,7 +152,6 @@ def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
             "epochs": result.epoch,
             "steps_per_s": result.step / result.train_s if result.train_s else None,
         },
-        "normalization": {"mean": data.mean, "std": data.std} if data.mean is not None else None,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 

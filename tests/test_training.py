@@ -1,0 +1,146 @@
+"""Training behaviour: determinism, J with and without L2, early stopping, divergence, splits in
+the metrics, the lr schedule as applied, and models built as the course describes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dlrunner.models import build_logreg, build_mlp
+from dlrunner.models.mlp import init_std
+
+from conftest import read_metrics, read_summary, train_in_process
+
+SMALL = ("data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=20")
+
+
+def test_same_seed_same_metrics_bit_for_bit(tmp_path):
+    train_in_process(tmp_path / "a", *SMALL, "model.keep_prob=0.8")
+    train_in_process(tmp_path / "b", *SMALL, "model.keep_prob=0.8")
+    train_in_process(tmp_path / "c", *SMALL, "model.keep_prob=0.8", "trainer.seed=1")
+    a, b, c = (read_metrics(tmp_path / x / "run") for x in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_metrics_rows_hold_every_split_and_both_costs(tmp_path):
+    summary = train_in_process(tmp_path, *SMALL, "data.split.train_dev=0.1", "regularization=l2", "regularization.l2=0.5", "trainer.eval_test=true")
+    record = read_metrics(tmp_path / "run")[-1]
+    for key in ("step", "epoch", "lr", "train_loss", "J", "J_with_penalty", "train", "dev", "train_dev", "diagnosis"):
+        assert key in record
+    assert {"error", "accuracy", "f1", "precision", "recall"} <= set(record["dev"])  # binary task: F1 too
+    assert record["J_with_penalty"] > record["J"]
+    assert set(summary["metrics"]) == {"train", "dev", "train_dev", "test"}
+    assert summary["diagnosis"]["data_mismatch"] == pytest.approx(summary["metrics"]["dev"]["error"] - summary["metrics"]["train_dev"]["error"])
+    assert summary["diagnosis"]["dev_overfitting"] is not None
+
+
+def test_j_with_penalty_is_lambda_over_2m_of_the_weights(tmp_path):
+    summary = train_in_process(tmp_path, "data=moons", "trainer=quick", "trainer.steps=5", "trainer.eval_every=5",
+                               "optimizer=gd", "regularization=l2", "regularization.l2=0.3")
+    record = read_metrics(tmp_path / "run")[-1]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    squares = sum(float(v.double().pow(2).sum()) for k, v in state.items() if k.endswith("weight") and v.ndim > 1)
+    m = summary["sizes"]["train"]  # full batch: m is the training set size
+    assert record["J_with_penalty"] - record["J"] == pytest.approx(0.3 / (2 * m) * squares, rel=1e-6)
+
+
+def test_test_set_is_only_evaluated_when_asked(tmp_path):
+    summary = train_in_process(tmp_path, *SMALL)
+    assert "test" not in summary["metrics"] and summary["diagnosis"]["dev_overfitting"] is None
+    assert any("test set was not evaluated" in n for n in summary["diagnosis"]["notes"])
+
+
+def test_batch_gd_cost_falls_every_iteration(tmp_path):
+    # SPEC B5/C2: with batch gradient descent (and a small enough lr) J decreases monotonically.
+    train_in_process(tmp_path, "data=flower", "optimizer=gd", "optimizer.lr=0.05", "model.layers=[8]", "model.activation=tanh",
+                     "model.init=xavier", "trainer=quick", "trainer.steps=40", "trainer.eval_every=1")
+    costs = [r["J"] for r in read_metrics(tmp_path / "run")]
+    assert all(b < a for a, b in zip(costs, costs[1:]))
+
+
+def test_schedule_sets_lr_per_epoch(tmp_path):
+    # Full-batch GD: one step per epoch, so the lr column is the course's decay table.
+    train_in_process(tmp_path, "data=moons", "optimizer=gd", "optimizer.lr=0.2", "schedule=inverse_time",
+                     "trainer=quick", "trainer.steps=4", "trainer.eval_every=1")
+    assert [r["lr"] for r in read_metrics(tmp_path / "run")] == pytest.approx([0.1, 0.2 / 3, 0.05, 0.04])
+
+
+def test_divergence_is_a_status_not_a_crash(tmp_path):
+    summary = train_in_process(tmp_path, "data=moons", "optimizer=sgd", "optimizer.lr=1e12", "model.init=he",
+                               "trainer=quick", "trainer.steps=200", "trainer.eval_every=10")
+    assert summary["status"] == "diverged"
+    assert summary["timing"]["steps"] < 200
+    assert "lower the learning rate" in " ".join(summary["diagnosis"]["advice"])
+    assert read_summary(tmp_path / "run")["status"] == "diverged"
+
+
+def test_early_stopping_restores_the_best_dev_weights(tmp_path):
+    summary = train_in_process(tmp_path, "data=moons", "data.source.noise=0.45", "data.source.n_samples=300",
+                               "model.layers=[256,256]", "optimizer.lr=0.01", "regularization=early_stopping",
+                               "regularization.patience=3", "trainer=quick", "trainer.steps=3000", "trainer.eval_every=10")
+    assert summary["stopped_early"] and summary["timing"]["steps"] < 3000
+    assert summary["metrics"]["dev"]["error"] == pytest.approx(summary["best"]["dev_error"])
+    records = read_metrics(tmp_path / "run")
+    assert summary["best"]["dev_error"] == min(r["dev"]["error"] for r in records)
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    summary = train_in_process(tmp_path, *SMALL, "regularization.grad_clip_norm=0.01")
+    assert summary["status"] == "completed"
+
+
+# ---------------------------------------------------------------- models
+
+
+def test_mlp_shapes_follow_the_course_notation():
+    # n = [3, 5, 5, 3, 1]: W[l] has shape (n[l], n[l-1])  (SPEC A10, I.10)
+    model = build_mlp([5, 5, 3], "relu", n_inputs=3, n_outputs=1)
+    shapes = [tuple(m.weight.shape) for m in model if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(5, 3), (5, 5), (3, 5), (1, 3)]
+
+
+@pytest.mark.parametrize("scheme, expected", [("he", math.sqrt(2 / 400)), ("xavier", math.sqrt(1 / 400)),
+                                              ("glorot", math.sqrt(2 / (400 + 300))), ("small_random", 0.01)])
+def test_init_scales(scheme, expected):
+    torch.manual_seed(0)
+    assert init_std(scheme, 400, 300) == pytest.approx(expected)
+    layer = build_mlp([300], "relu", init=scheme, n_inputs=400, n_outputs=2)[1]
+    assert float(layer.weight.detach().std()) == pytest.approx(expected, rel=0.02)
+    assert float(layer.bias.abs().max()) == 0.0
+
+
+def test_zero_init_makes_hidden_units_identical():
+    # SPEC A9: with zeros every hidden unit computes the same function, forever.
+    model = build_mlp([4], "tanh", init="zeros", n_inputs=3, n_outputs=1)
+    model[1].bias.data.fill_(0.1)  # break nothing but the trivial all-zero output
+    out = model[:3](torch.randn(5, 3))
+    assert torch.allclose(out, out[:, :1].expand_as(out))
+
+
+def test_batch_norm_drops_the_bias_and_dropout_is_inverted():
+    model = build_mlp([8], "relu", batch_norm=True, keep_prob=0.5, n_inputs=4, n_outputs=3)
+    linear, norm = model[1], model[2]
+    assert linear.bias is None and isinstance(norm, torch.nn.BatchNorm1d)
+    dropout = [m for m in model if isinstance(m, torch.nn.Dropout)][0]
+    dropout.train()
+    x = torch.ones(10000)
+    kept = dropout(x)
+    assert set(kept.unique().tolist()) <= {0.0, 2.0}  # a /= keep_prob
+    assert float(kept.mean()) == pytest.approx(1.0, abs=0.05)
+    dropout.eval()
+    assert torch.equal(dropout(x), x)  # none at test time
+
+
+def test_per_layer_activations_and_keep_probs():
+    model = build_mlp([4, 4], ["tanh", "leaky_relu"], leaky_slope=0.2, keep_prob=[1.0, 0.9], n_inputs=2, n_outputs=1)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Flatten", "Linear", "Tanh", "Linear", "LeakyReLU", "Dropout", "Linear"]
+    assert model[4].negative_slope == 0.2
+
+
+def test_logreg_has_no_hidden_layer():
+    model = build_logreg(n_inputs=40, n_outputs=10)
+    assert sum(p.numel() for p in model.parameters()) == 40 * 10 + 10
