@@ -210,3 +210,51 @@ def test_installed_wheel_works_from_any_directory(tmp_path):
     assert len(run_dirs(elsewhere / "outputs")) == 1
     listing = subprocess.run([venv / "bin" / "dlrun", "ls", "data"], cwd=elsewhere, capture_output=True, text=True)
     assert "mnist1d" in listing.stdout and "site-packages" in listing.stdout
+
+
+def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
+    # A schedule of the user's that raises in epoch 3: a real exception inside training.
+    (tmp_path / "my_schedules.py").write_text(
+        "def explode_at_epoch_3():\n"
+        "    def factor(epoch, step, total_steps):\n"
+        "        if epoch >= 3:\n"
+        "            raise RuntimeError('schedule exploded')\n"
+        "        return 1.0\n"
+        "    return factor\n"
+    )
+    result = run_dlrun("train", *QUICK, "data=moons", "optimizer.batch_size=full", "trainer.eval_every=1",
+                       "schedule._target_=my_schedules.explode_at_epoch_3", "hydra.run.dir=crashed",
+                       cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 1
+    assert "schedule exploded" in result.stderr and "Traceback" not in result.stderr
+    summary = read_summary(tmp_path / "crashed")
+    assert summary["status"] == "failed" and "schedule exploded" in summary["message"]
+    assert [r["step"] for r in read_metrics(tmp_path / "crashed")] == [1, 2]  # what it reached is kept
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    from conftest import dlrun_executable
+
+    args = ["train", "data=moons", "trainer=quick", "trainer.steps=400000", "trainer.eval_every=100",
+            "trainer.checkpoint_every=1000", "hydra.run.dir=long"]
+    process = subprocess.Popen(dlrun_executable() + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "long" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    summary = read_summary(tmp_path / "long")
+    assert summary["status"] == "interrupted"
+    state_step = summary["timing"]["steps"]
+    assert 200 <= state_step < 400000
+    resumed = run_dlrun("train", "data=moons", "trainer=quick", f"trainer.steps={state_step + 100}", "trainer.eval_every=100",
+                        "trainer.resume=true", "hydra.run.dir=long", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_summary(tmp_path / "long")["status"] == "completed"
+    assert read_metrics(tmp_path / "long")[-1]["step"] == state_step + 100

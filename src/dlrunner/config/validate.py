@@ -153,9 +153,29 @@ def validate(cfg: DictConfig) -> None:
     if (trainer.epochs is None) == (trainer.steps is None):
         problems.append(Problem("trainer.steps", trainer.steps, "give exactly one of trainer.steps and trainer.epochs (set the other to null)"))
     problems += _split_problems(cfg)
-    problems += _builder_problems(cfg)
+    problems += _unknown_key_problems(cfg)
+    seen = {p.key for p in problems}
+    problems += [p for p in _builder_problems(cfg) if p.key not in seen]
     if problems:
         raise ConfigError(problems)
+
+
+def _unknown_key_problems(node: DictConfig, prefix: str = "") -> list[Problem]:
+    """Keys added with +key=value where the schema has no such setting: they would be silently unused."""
+    import dataclasses
+
+    problems = []
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        fields = sorted(f.name for f in dataclasses.fields(schema))
+        for key in node:
+            if key not in fields:
+                problems.append(Problem(f"{prefix}{key}", OmegaConf.to_container(node, resolve=False)[key], f"not a setting here; valid keys: {fields}"))
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not OmegaConf.is_missing(node, key):
+            problems += _unknown_key_problems(child, f"{prefix}{key}.")
+    return problems
 
 
 def _split_problems(cfg: DictConfig) -> list[Problem]:

@@ -36,8 +36,8 @@ def render_report(summary: dict, console: Console) -> None:
     console.print(table)
     console.print(f"[bold]Verdict:[/bold] {diagnosis['verdict']}")
     for advice in diagnosis["advice"]:
-        console.print(f"  - {advice}")
+        console.print(f"  - {advice}", highlight=False)
     for note in diagnosis.get("notes", []):
-        console.print(f"  [dim]note: {note}[/dim]")
+        console.print(f"  [dim]note: {note}[/dim]", highlight=False)
     if summary.get("message"):
         console.print(f"[yellow]{summary['message']}[/yellow]")
