@@ -54,8 +54,8 @@ def train_in_process(tmp_path: Path, *overrides: str) -> dict:
     from dlrunner.train.run import train
 
     cfg = compose("trainer.progress=none", *overrides)
-    run_dir = tmp_path / "run"
-    return train(cfg, run_dir, Console(file=open(os.devnull, "w")))
+    with open(os.devnull, "w") as devnull:
+        return train(cfg, tmp_path / "run", Console(file=devnull))
 
 
 @pytest.fixture(autouse=True)

@@ -258,3 +258,21 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert read_summary(tmp_path / "long")["status"] == "completed"
     assert read_metrics(tmp_path / "long")[-1]["step"] == state_step + 100
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run(tmp_path):
+    first = run_dlrun("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=100", cwd=tmp_path)
+    second = run_dlrun("train", *QUICK, "data=moons", "model=logreg", "trainer.steps=100", cwd=tmp_path)
+    assert first.returncode == 0 and second.returncode == 0
+    mlp_run = [r for r in run_dirs(tmp_path / "outputs") if read_summary(r)["config"]["model"].get("layers") == [8]][0]
+    wrong = run_dlrun("train", *QUICK, "data=moons", "model.layers=[16]", f"trainer.resume={mlp_run}", cwd=tmp_path)
+    assert wrong.returncode == 2 and "different model" in wrong.stderr
+    # trainer.resume=true picks the latest run with the same data and model (not the newer logreg
+    # run), and may change the learning rate.
+    again = run_dlrun("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=200", "optimizer.lr=0.001",
+                      "trainer.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    newest = max(run_dirs(tmp_path / "outputs"), key=lambda r: r.name)
+    records = read_metrics(newest)
+    assert records[0]["step"] == 100 and records[0]["lr"] == 0.01  # history carried over
+    assert records[-1]["step"] == 200 and records[-1]["lr"] == 0.001

@@ -36,12 +36,12 @@ def load_checkpoint(path: Path, key: str = "trainer.resume") -> dict:
     return state
 
 
-def find_resume_checkpoint(resume, run_dir: Path, output_root: Path) -> Path | None:
+def find_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: dict) -> Path | None:
     """Which checkpoint ``trainer.resume`` means.
 
     false: none. A path: that .pt file, or that run folder's last checkpoint. true: this run
     folder's last checkpoint (when hydra.run.dir points at an earlier run), else the most recent
-    run folder under the outputs root that has one.
+    run under the outputs root with the same data and model (read from its .hydra/config.yaml).
     """
     if resume is False or resume is None or str(resume).lower() == "false":
         return None
@@ -50,9 +50,23 @@ def find_resume_checkpoint(resume, run_dir: Path, output_root: Path) -> Path | N
         if own.is_file():
             return own
         candidates = sorted(output_root.glob("**/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
-        candidates = [c for c in candidates if run_dir not in c.parents]
+        candidates = [c for c in candidates if run_dir not in c.parents and _same_experiment(c.parent.parent, config)]
         if not candidates:
-            raise ConfigError(Problem("trainer.resume", True, f"no run with a checkpoint under {output_root}; give a run folder or a .pt file"))
+            raise ConfigError(Problem("trainer.resume", True, f"no run with the same data and model and a checkpoint under {output_root}; "
+                                      "give a run folder or a .pt file"))
         return candidates[-1]
     path = Path(str(resume)).expanduser()
     return path / "checkpoints" / "last.pt" if path.is_dir() else path
+
+
+def _same_experiment(run_dir: Path, config: dict) -> bool:
+    from omegaconf import OmegaConf
+
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return False
+    try:
+        previous = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    except Exception:  # an unreadable config is simply not a candidate
+        return False
+    return all(previous.get(key) == config.get(key) for key in ("data", "model"))

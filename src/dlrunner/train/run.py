@@ -44,8 +44,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     console = console or Console()
     validate(cfg)
     trainer = cfg.trainer
-    resume_path = find_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs")
+    current = OmegaConf.to_container(cfg, resolve=True)
+    resume_path = find_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs", current)
     resume = load_checkpoint(resume_path) if resume_path else None
+    if resume is not None:
+        check_resumable(resume, current, resume_path)
 
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
@@ -68,12 +71,17 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     param_groups = parameter_groups(model, l2, batch_size)
     optimizer = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=param_groups)
     if resume is not None:
+        # Keep the state (moments, step counts) but take the hyperparameters from the config, so
+        # that a babysat run can resume with a nudged learning rate or lambda (SPEC D5).
+        fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         optimizer.load_state_dict(resume["optimizer"])
+        for group, settings in zip(optimizer.param_groups, fresh):
+            group.update(settings)
     schedule = call_builder(cfg.schedule, "schedule")
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = trainer.steps or trainer.epochs * steps_per_epoch
     if trainer.compile:
-        model = torch.compile(model)
+        model.compile()  # in place: state_dict keys stay those of the plain model, so checkpoints stay portable
 
     settings = FitSettings(
         total_steps=total_steps,
@@ -117,6 +125,17 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     render_report(summary, console)
     console.print(f"Run folder: {run_dir}")
     return summary
+
+
+def check_resumable(resume: dict, current: dict, path: Path) -> None:
+    """A checkpoint only fits the same data, model and kind of optimizer; other settings may change."""
+    saved = resume.get("config") or {}
+    differing = [key for key in ("data", "model") if saved.get(key) != current.get(key)]
+    if saved.get("optimizer", {}).get("_target_") != current["optimizer"]["_target_"]:
+        differing.append("optimizer")
+    if differing:
+        raise ConfigError(Problem("trainer.resume", str(path), f"that checkpoint was trained with a different {' and '.join(differing)}; "
+                                  "resume with the same data, model and optimizer (learning rate, regularisation and trainer settings may change)"))
 
 
 def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
