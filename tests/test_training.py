@@ -153,3 +153,24 @@ def test_torch_compile_trains_and_keeps_plain_checkpoints(tmp_path):
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(not key.startswith("_orig_mod") for key in state)
     assert build_mlp([100, 100], n_inputs=2, n_outputs=1).load_state_dict(state)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path, terminal):
+    import io
+
+    from rich.console import Console
+
+    from conftest import compose
+    from dlrunner.train.run import train
+
+    out = io.StringIO()
+    cfg = compose(*SMALL, "trainer.progress=auto")
+    train(cfg, tmp_path / "run", Console(file=out, force_terminal=terminal, width=150))
+    text = out.getvalue()
+    if terminal:
+        assert "━" in text and "dev err" in text and "epoch" in text
+        assert "step 20/60" not in text
+    else:
+        assert "━" not in text.split("Bias / variance")[0]
+        assert [line.split()[1] for line in text.splitlines() if line.startswith("step ")] == ["20/60", "40/60", "60/60"]

@@ -1,5 +1,5 @@
 """Learning-rate schedules (SPEC C8). Each builder returns ``factor(epoch, step, total_steps)``,
-the multiplier of the base learning rate lr0. Epochs count from 1, as in the course's table:
+the multiplier of the base learning rate lr0, which the trainer applies before every step. Epochs count from 1, as in the course's table:
 lr0 = 0.2, decay_rate = 1 gives 0.1, 0.0667, 0.05, 0.04 in epochs 1, 2, 3, 4.
 """
 
@@ -47,6 +47,3 @@ def cosine(warmup_steps: int = 0, min_factor: float = 0.0) -> Schedule:
 
     return factor
 
-
-# Schedules whose factor changes within an epoch must be applied every step, not once per epoch.
-PER_STEP = {"cosine"}

@@ -27,7 +27,6 @@ class FitSettings:
     checkpoint_every: int  # evaluations between "last" checkpoints
     base_lr: float
     schedule: Callable[[int, int, int], float]  # factor(epoch counted from 1, step, total_steps)
-    schedule_per_step: bool = False
     l2: float = 0.0
     weights: list = field(default_factory=list)  # the tensors L2 applies to
     grad_clip_norm: Optional[float] = None
@@ -100,22 +99,20 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     eval_s = 0.0
     model.train()
     started = time.perf_counter()
-    lr = set_lr()
+    lr = settings.base_lr
     try:
         while step < settings.total_steps:
             if position >= n_train:  # a new epoch: a fresh shuffle (none for full-batch GD)
                 epoch += 1
                 position = 0
                 order = torch.randperm(n_train, device=device, generator=shuffle) if batch_size < n_train else None
-                lr = set_lr()
             if order is None:
                 xb, yb = X, Y
             else:
                 batch = order[position : position + batch_size]
                 xb, yb = X[batch], Y[batch]
             position += batch_size
-            if settings.schedule_per_step:
-                lr = set_lr()
+            lr = set_lr()  # a Python float per step: no device work
 
             with autocast():
                 loss = loss_fn(model(xb), yb)

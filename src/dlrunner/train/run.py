@@ -22,7 +22,6 @@ from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.models import count_parameters
 from dlrunner.optim import parameter_groups
-from dlrunner.optim.schedules import PER_STEP
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
@@ -90,7 +89,6 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         checkpoint_every=trainer.checkpoint_every,
         base_lr=cfg.optimizer.lr,
         schedule=schedule,
-        schedule_per_step=cfg.schedule._target_.rsplit(".", 1)[-1] in PER_STEP,
         l2=l2,
         weights=param_groups[0]["params"],
         grad_clip_norm=cfg.regularization.grad_clip_norm,
@@ -105,7 +103,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     outputs = RunFiles(run_dir)
     outputs.attachments = {
         "normalization": {"mean": data.mean, "std": data.std},
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": current,
     }
     outputs.start(history=_history_before(resume_path, resume, run_dir))
     outputs.write_provenance(trainer.seed, str(device))
@@ -171,7 +169,7 @@ def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
             "epochs": result.epoch,
             "steps_per_s": result.step / result.train_s if result.train_s else None,
         },
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": current,
     }
 
 
