@@ -169,7 +169,7 @@ def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
             "epochs": result.epoch,
             "steps_per_s": result.step / result.train_s if result.train_s else None,
         },
-        "config": current,
+        "config": OmegaConf.to_container(cfg, resolve=True),
     }
 
 
