@@ -1,0 +1,160 @@
+"""The search component on its own: distributions, narrowing, determinism, the ledger (no torch, no Hydra)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from dlrunner.search import CoarseToFine, Choice, IntUniform, LogUniform, OneMinusLogUniform, Pow2, Uniform
+from dlrunner.search.ledger import append_ledger, read_ledger
+
+
+def samples(param, n=20000, seed=0):
+    rng = random.Random(seed)
+    return [param.sample(rng) for _ in range(n)]
+
+
+def test_log_uniform_alpha_puts_as_many_samples_in_each_decade():
+    # SPEC D4: r = -4 * rand, alpha = 10^r in [1e-4, 1]: 25% of samples per decade.
+    values = samples(LogUniform(1e-4, 1.0))
+    assert all(1e-4 <= v <= 1.0 for v in values)
+    per_decade = Counter(math.floor(math.log10(v)) for v in values if v < 1.0)
+    for decade in (-4, -3, -2, -1):
+        assert per_decade[decade] / len(values) == pytest.approx(0.25, abs=0.015)
+
+
+def test_one_minus_log_beta_samples_near_one_as_densely_as_far_from_it():
+    # beta in [0.9, 0.999]: r in [-3, -1], beta = 1 - 10^r: half in [0.9, 0.99], half in [0.99, 0.999].
+    values = samples(OneMinusLogUniform(0.9, 0.999))
+    assert all(0.9 <= v <= 0.999 for v in values)
+    assert sum(v < 0.99 for v in values) / len(values) == pytest.approx(0.5, abs=0.015)
+    # A plain uniform would put 90% of its samples below 0.99.
+    assert sum(v < 0.99 for v in samples(Uniform(0.9, 0.999))) / 20000 == pytest.approx(0.909, abs=0.015)
+
+
+def test_integer_and_power_of_two_ranges_hit_every_value_evenly():
+    layers = Counter(samples(IntUniform(2, 4)))
+    assert set(layers) == {2, 3, 4} and all(c / 20000 == pytest.approx(1 / 3, abs=0.015) for c in layers.values())
+    sizes = Counter(samples(Pow2(32, 512)))
+    assert set(sizes) == {32, 64, 128, 256, 512} and all(c / 20000 == pytest.approx(0.2, abs=0.015) for c in sizes.values())
+    widths = samples(IntUniform(50, 100))
+    assert min(widths) == 50 and max(widths) == 100
+    log_ints = samples(IntUniform(1, 1000, log=True))
+    assert sum(v < 32 for v in log_ints) / len(log_ints) == pytest.approx(0.5, abs=0.03)
+
+
+def test_choice_and_bad_bounds():
+    assert set(samples(Choice(["relu", "tanh"]), 200)) == {"relu", "tanh"}
+    for bad in (lambda: LogUniform(0, 1), lambda: LogUniform(1, 0.1), lambda: Uniform(2, 2),
+                lambda: OneMinusLogUniform(0.9, 1.0), lambda: Pow2(30, 512), lambda: Choice([])):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def space():
+    return {"lr": LogUniform(1e-5, 1.0), "beta": OneMinusLogUniform(0.8, 0.999), "act": Choice(["relu", "tanh", "sigmoid"])}
+
+
+def objective(params):
+    # Best near lr = 1e-2, beta = 0.99, relu.
+    return (math.log10(params["lr"]) + 2) ** 2 + (math.log10(1 - params["beta"]) + 2) ** 2 + (params["act"] != "relu")
+
+
+def run(search, measure=None):
+    while not search.done:
+        for trial in search.ask():
+            search.tell(trial.number, (measure or objective)(trial.params))
+    return search
+
+
+def test_same_seed_same_trials_and_different_seed_different_trials():
+    a, b, c = (run(CoarseToFine(space(), budget=12, rounds=3, seed=s)) for s in (1, 1, 2))
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.params for t in a.trials] != [t.params for t in c.trials]
+    assert a.regions == b.regions
+
+
+def test_rounds_split_the_budget_and_record_their_region():
+    search = run(CoarseToFine(space(), budget=10, rounds=3, seed=0))
+    assert len(search.trials) == 10 and [sum(t.round == r for t in search.trials) for r in (1, 2, 3)] == [4, 3, 3]
+    assert len(search.regions) == 3
+    assert search.regions[0]["lr"] == pytest.approx([1e-5, 1.0])
+
+
+def test_narrowing_shrinks_around_the_best_in_each_parameters_own_scale_and_stays_inside():
+    search = run(CoarseToFine(space(), budget=40, rounds=4, top_k=3, seed=0))
+    widths = [math.log10(r["lr"][1]) - math.log10(r["lr"][0]) for r in search.regions]
+    assert widths[-1] < widths[0] / 2
+    beta_widths = [math.log10(1 - r["beta"][0]) - math.log10(1 - r["beta"][1]) for r in search.regions]
+    assert beta_widths[-1] < beta_widths[0] / 2
+    for region in search.regions:
+        assert 1e-5 <= region["lr"][0] <= region["lr"][1] <= 1.0
+        assert 0.8 <= region["beta"][0] <= region["beta"][1] <= 0.999
+    best = search.best()[0]
+    # The final region contains the best trial, in log space around lr = 1e-2.
+    last = search.regions[-1]
+    assert last["lr"][0] <= best.params["lr"] <= last["lr"][1]
+    assert "relu" in last["act"] and len(last["act"]) <= 3
+    # Later rounds sample only inside their region.
+    for trial in search.trials:
+        region = search.regions[trial.round - 1]
+        assert region["lr"][0] * (1 - 1e-9) <= trial.params["lr"] <= region["lr"][1] * (1 + 1e-9)
+
+
+def test_coarse_to_fine_finds_better_points_than_its_first_round():
+    search = run(CoarseToFine(space(), budget=40, rounds=4, seed=3))
+    first_round = min(t.value for t in search.trials if t.round == 1)
+    assert search.best()[0].value <= first_round
+    last_round = sorted(t.value for t in search.trials if t.round == 4)
+    assert last_round[len(last_round) // 2] < sorted(t.value for t in search.trials if t.round == 1)[5]
+
+
+def test_failed_and_ineligible_trials_are_never_best_and_do_not_steer():
+    search = CoarseToFine(space(), budget=8, rounds=2, seed=0)
+    trials = search.ask()
+    for trial in trials:
+        search.tell(trial.number, 0.0, status="diverged" if trial.number == 0 else "completed",
+                    eligible=trial.number != 1)
+    search.tell(2, float("nan"))
+    assert all(t.number not in (0, 1, 2) for t in search.best(10))
+    search.ask()
+    assert search.regions[1] != search.regions[0]
+
+
+def test_random_is_one_round_and_grid_enumerates():
+    assert len(run(CoarseToFine(space(), budget=9, rounds=3, method="random")).regions) == 1
+    grid = run(CoarseToFine({"lr": LogUniform(1e-3, 1e-1), "act": Choice(["relu", "tanh"])}, budget=100, method="grid", grid_points=3),
+               measure=lambda p: abs(math.log10(p["lr"]) + 2))
+    assert len(grid.trials) == 6 and {t.params["act"] for t in grid.trials} == {"relu", "tanh"}
+    assert sorted({round(math.log10(t.params["lr"]), 9) for t in grid.trials}) == [-3, -2, -1]
+
+
+def test_ask_refuses_before_results_are_told():
+    search = CoarseToFine(space(), budget=6, rounds=2)
+    search.ask()
+    with pytest.raises(RuntimeError, match="tell"):
+        search.ask()
+
+
+def test_the_search_imports_neither_torch_nor_hydra():
+    code = "import sys, dlrunner.search, dlrunner.search.ledger; assert not {'torch', 'hydra', 'omegaconf'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ledger_tolerates_a_truncated_last_line(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    append_ledger(path, {"number": 0, "value": 0.5})
+    append_ledger(path, {"number": 1, "value": 0.4})
+    with open(path, "a") as handle:
+        handle.write('{"number": 2, "val')  # the process was killed mid-write
+    assert [r["number"] for r in read_ledger(path)] == [0, 1]
+    append_ledger(path, {"number": 2, "value": 0.3})
+    assert [r["number"] for r in read_ledger(path)] == [0, 1, 2]
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[-1])["number"] == 2 and len(lines) == 4  # nothing rewritten
