@@ -64,6 +64,33 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command(context_settings=PASS_THROUGH)
+def sweep(ctx: typer.Context) -> None:
+    """Search hyperparameters: log-scale random search, coarse to fine (dlrunner's Hydra sweeper).
+
+    Pick a search space (dlrun ls sweep) and/or give distributions in Hydra's override grammar:
+
+      dlrun sweep sweep=lr_beta data=moons trainer=quick
+
+      dlrun sweep 'optimizer.lr=tag(log, interval(1e-4, 1))' hydra.sweeper.budget=20
+
+      dlrun sweep sweep=mlp_basic hydra/launcher=joblib hydra.launcher.n_jobs=2
+
+      dlrun sweep sweep=lr hydra/launcher=submitit_slurm       (SLURM cluster)
+
+    Distributions: tag(log, interval(a,b)); tag(one_minus_log, interval(0.9,0.999)) for beta;
+    interval(a,b); int(interval(a,b)); tag(pow2, int(interval(32,512))); choice(a,b,c) or a,b,c.
+    Settings: hydra.sweeper.budget, rounds, top_k, margin, method (coarse_to_fine | random |
+    grid), objective (a summary.json path, default metrics.dev.error), direction, constraints
+    (e.g. '["n_params <= 50000"]'), seed.
+
+    Results: hydra.sweep.dir (default multirun/DATE/TIME) holds trials.jsonl, regions.json,
+    best.yaml and one run folder per trial. Run the same command with the same
+    hydra.sweep.dir to resume a stopped sweep.
+    """
+    _run_hydra(["-m", "hydra/sweeper=dlrunner", *_take_config_dir(list(ctx.args))])
+
+
+@app.command(context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
     """Print the resolved config that `dlrun train` would run with these overrides."""
     from omegaconf import OmegaConf
@@ -129,17 +156,27 @@ def _train_task(cfg) -> float:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = "dlrunner_sweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
+    console = None
+    if in_sweep:
+        from rich.console import Console
+
+        cfg.trainer.progress = "none"
+        console = Console(quiet=True)  # one line per trial instead of a report each
     try:
-        summary = train_run(cfg, run_dir)
+        summary = train_run(cfg, run_dir, console)
     except ConfigError as err:
         _remove_if_no_results(run_dir)
-        if _state["debug"]:
-            raise
+        if _state["debug"] or in_sweep:
+            raise  # in a sweep: a failed trial, recorded in the ledger; the sweep goes on
         # Exit from inside the job (SystemExit passes through Hydra's job runner): bad input
         # stops a multirun too, and the message names the job's overrides.
         overrides = " ".join(hydra_cfg.overrides.task)
         where = f" (job: {overrides})" if hydra_cfg.mode.name == "MULTIRUN" else ""
         _bad_config(err, where)
+    if in_sweep:
+        error = summary["metrics"]["dev"]["error"]
+        print(f"  trial {hydra_cfg.job.num}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']}", flush=True)
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
     if summary["status"] == "interrupted":
         raise SystemExit(130)
@@ -175,9 +212,16 @@ def _guarded(action):
         if err.__cause__ is not None and str(err.__cause__) not in message:
             message += "\n" + str(err.__cause__).strip()
         message = message.split("\nConfig search path:")[0]  # Hydra's search-path dump is noise here
+        if "hydra/launcher/" in message:
+            message += ("\nLaunchers are optional extras: pip install 'dlrunner[joblib]' (hydra/launcher=joblib) "
+                        "or 'dlrunner[slurm]' (submitit_local, submitit_slurm)")
         _fail(f"invalid config: {message}", code=2)
     except (KeyboardInterrupt, SystemExit):
         raise
+    except ImportError as err:
+        if _state["debug"]:
+            raise
+        _fail(f"{err}\n(a launcher is an optional extra: pip install 'dlrunner[joblib]' or 'dlrunner[slurm]')", code=2)
     except Exception as err:
         if _state["debug"]:
             raise

@@ -28,6 +28,8 @@ class Option:
 def describe(path: Path) -> str:
     """The first comment line of a config file is its description."""
     for line in path.read_text().splitlines():
+        if line.startswith("# @"):  # a Hydra directive such as "# @package _global_"
+            continue
         if line.startswith("#"):
             return line.lstrip("#").strip()
         if line.strip():

@@ -1,0 +1,68 @@
+"""The end of a sweep: the best trials per round as a table, and best.yaml to train the winner again."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from dlrunner.search.ledger import read_ledger
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def finish(search, sweep_dir: Path, settings: dict, console: Console | None = None) -> dict:
+    console = console or Console()
+    records = {r["number"]: r for r in read_ledger(sweep_dir / "trials.jsonl")}
+    minimize = settings["direction"] == "minimize"
+    table = Table(title=f"Sweep: best trials per round ({settings['objective']}, {settings['direction']})", title_justify="left")
+    for column in ("round", "trial", "objective", *search.space, "verdict", "status"):
+        table.add_column(column, overflow="fold")
+    for round_number in range(1, len(search.regions) + 1):
+        in_round = [t for t in search.trials if t.round == round_number and t.eligible]
+        for trial in sorted(in_round, key=lambda t: t.value if minimize else -t.value)[: settings["top_k"]]:
+            record = records.get(trial.number, {})
+            table.add_row(str(round_number), str(trial.number), _short(trial.value),
+                          *(_short(trial.params[k]) for k in search.space), str(record.get("verdict", "")), trial.status)
+    console.print(table)
+    counts = {}
+    for trial in search.trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    ineligible = sum(1 for t in search.trials if t.status == "completed" and not t.eligible)
+    console.print(f"Trials: {len(search.trials)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}"
+                  f"{f', {ineligible} outside the constraints' if ineligible else ''})", highlight=False)
+    best = search.best()
+    if not best:
+        console.print("[yellow]No eligible trial: none completed within the constraints.[/yellow]")
+        return {"best": None}
+    trial = best[0]
+    record = records[trial.number]
+    best_config = _write_best(Path(record["run_dir"]), sweep_dir)
+    console.print(f"Best: trial {trial.number} (round {trial.round}), {settings['objective']} = {_short(trial.value)}", highlight=False)
+    console.print(f"  run folder: {record['run_dir']}", highlight=False)
+    if best_config:
+        command = f"dlrun train --config-path {shlex.quote(str(sweep_dir.resolve()))} --config-name best"
+        console.print(f"  train it again: {command}", highlight=False)
+    return {"best": record}
+
+
+def _write_best(run_dir: Path, sweep_dir: Path) -> Path | None:
+    """best.yaml: the best trial's resolved config, a primary config `dlrun train` can run as is."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None
+    config = OmegaConf.load(saved)
+    config.trainer.resume = False
+    best = OmegaConf.merge(
+        {"defaults": ["/schema/config@_here_", "_self_"],
+         "hydra": {"run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}"}}},
+        config,
+    )
+    path = sweep_dir / "best.yaml"
+    OmegaConf.save(best, path)
+    return path

@@ -1,0 +1,32 @@
+"""The sweeper's settings (``hydra.sweeper.*``), registered as hydra/sweeper=dlrunner."""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class DlrunnerSweeperConf:
+    _target_: str = "hydra_plugins.dlrunner_sweeper.sweeper.DlrunnerSweeper"
+    # key -> distribution in Hydra's override grammar, e.g.
+    #   optimizer.lr: tag(log, interval(1e-4, 1))             log-uniform
+    #   optimizer.beta1: tag(one_minus_log, interval(0.9, 0.999))  1 - beta log-uniform
+    #   optimizer.batch_size: tag(pow2, int(interval(32, 512)))    powers of two
+    #   model.layers: choice([64,64],[128,128])                  categorical
+    params: Dict[str, str] = field(default_factory=dict)
+    method: str = "coarse_to_fine"  # coarse_to_fine | random | grid
+    budget: int = 20  # trials in all
+    rounds: int = 3  # coarse-to-fine rounds
+    top_k: int = 3  # best eligible trials that define the next round's region
+    margin: float = 0.25  # widen the region by this share of the top trials' spread
+    grid_points: int = 3  # per numeric parameter, for method=grid
+    objective: str = "metrics.dev.error"  # a key path in summary.json
+    direction: str = "minimize"  # minimize | maximize
+    constraints: List[str] = field(default_factory=list)  # satisficing, e.g. "n_params <= 50000"
+    max_failure_rate: float = 0.5  # stop the sweep when a larger share of trials failed
+    max_batch_size: Optional[int] = None  # trials per launch; None = the launcher's parallelism
+    seed: int = 0
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="dlrunner", node=DlrunnerSweeperConf, provider="dlrunner")

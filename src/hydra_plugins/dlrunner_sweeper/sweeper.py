@@ -1,0 +1,24 @@
+"""The thin Hydra Sweeper class; the work happens in dlrunner.sweep.runner (imported lazily)."""
+
+from typing import Any, List
+
+from hydra.plugins.sweeper import Sweeper
+
+from hydra_plugins.dlrunner_sweeper.config import DlrunnerSweeperConf  # noqa: F401  (registers the config)
+
+
+class DlrunnerSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        self.hydra_context = self.config = self.launcher = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from dlrunner.sweep.runner import SweepRunner
+
+        return SweepRunner(self, self.settings).run(arguments)
