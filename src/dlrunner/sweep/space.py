@@ -36,7 +36,7 @@ def parse_space(params: dict[str, str], arguments: list[str], parser) -> tuple[d
             else:
                 problems.append(Problem(key, override.input_line, "not a distribution dlrunner can sample"))
         except ValueError as err:
-            problems.append(Problem(f"hydra.sweeper.params.{key}", override.get_value_element_as_str(), str(err)))
+            problems.append(Problem(key, override.input_line.split("=", 1)[-1], str(err)))
     if problems:
         raise ConfigError(problems)
     if not space:

@@ -1,0 +1,140 @@
+"""`dlrun sweep` end to end through the real command: launchers, ledger, resume, failures, best.yaml."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import read_summary, run_dlrun
+
+SMALL = ("sweep=lr", "data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "hydra.sweeper.budget=6")
+
+
+def ledger(sweep_dir):
+    return [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_the_sweeper_plugin_is_discovered():
+    code = (
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]\n"
+        "assert 'DlrunnerSweeper' in names, names\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sweep_with_the_basic_launcher(tmp_path):
+    result = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = ledger(tmp_path / "s")
+    assert [r["number"] for r in records] == list(range(6))
+    assert [r["round"] for r in records] == [1, 1, 2, 2, 3, 3]
+    for record in records:
+        assert record["status"] == "completed" and record["eligible"]
+        assert 1e-4 <= record["params"]["optimizer.lr"] <= 1
+        summary = read_summary(tmp_path / "s" / str(record["number"]))
+        assert summary["metrics"]["dev"]["error"] == record["objective"]
+        assert summary["config"]["optimizer"]["lr"] == record["params"]["optimizer.lr"]
+        assert record["verdict"] == summary["diagnosis"]["verdict"]
+    regions = json.loads((tmp_path / "s" / "regions.json").read_text())
+    assert len(regions) == 3 and regions[0]["region"]["optimizer.lr"] == pytest.approx([1e-4, 1])
+    assert "Best: trial" in result.stdout and "--config-name best" in result.stdout
+    # best.yaml trains the winner again, as is, with the same result.
+    best = min((r for r in records if r["eligible"]), key=lambda r: r["objective"])
+    again = run_dlrun("train", "--config-path", str(tmp_path / "s"), "--config-name", "best", "hydra.run.dir=again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert read_summary(tmp_path / "again")["metrics"]["dev"]["error"] == best["objective"]
+
+
+def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
+    sequential = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=seq", cwd=tmp_path)
+    parallel = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=par", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path)
+    assert sequential.returncode == 0 and parallel.returncode == 0, parallel.stderr
+    seq, par = ledger(tmp_path / "seq"), ledger(tmp_path / "par")
+    assert sorted((r["number"], r["params"]["optimizer.lr"]) for r in seq) == sorted((r["number"], r["params"]["optimizer.lr"]) for r in par)
+    # Each of the 2 workers gets 1 of the 2 cores.
+    assert all("trainer.threads=1" in r["overrides"] for r in par)
+    assert {r["number"]: r["objective"] for r in seq} == {r["number"]: r["objective"] for r in par}
+
+
+def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    first = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    assert first.returncode == 0
+    path = tmp_path / "s" / "trials.jsonl"
+    lines = path.read_text().splitlines()
+    # As if killed while writing trial 4's line, before trial 5 ran.
+    path.write_text("\n".join(lines[:4]) + "\n" + lines[4][:30])
+    import shutil
+
+    shutil.rmtree(tmp_path / "s" / "5")
+    mtime = (tmp_path / "s" / "0" / "summary.json").stat().st_mtime
+    again = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Resuming" in again.stdout
+    records = ledger_lines = [json.loads(line) for line in path.read_text().splitlines()[:4] + path.read_text().splitlines()[5:]]
+    assert sorted(r["number"] for r in records) == list(range(6))
+    assert path.read_text().splitlines()[4] == lines[4][:30]  # the old line is left as it was
+    assert (tmp_path / "s" / "0" / "summary.json").stat().st_mtime == mtime  # trial 0 not rerun
+    # Trial 4 finished before the kill: recovered from its folder, not run again; trial 5 ran.
+    assert "#4 :" not in again.stdout and "#5 :" in again.stdout
+    assert ledger_lines[-1]["number"] == 5
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    (tmp_path / "my_schedules.py").write_text(
+        "def explode():\n"
+        "    def factor(epoch, step, total_steps):\n"
+        "        raise RuntimeError('boom')\n"
+        "    return factor\n"
+    )
+    result = run_dlrun("sweep", "data=moons", "trainer=quick", "trainer.steps=30", "trainer.eval_every=30",
+                       "schedule._target_=dlrunner.optim.schedules.constant,my_schedules.explode",
+                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra.sweeper.method=grid",
+                       "hydra.sweep.dir=s", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    records = {r["params"]["schedule._target_"]: r for r in ledger(tmp_path / "s")}
+    assert records["my_schedules.explode"]["status"] == "failed" and "boom" in records["my_schedules.explode"]["message"]
+    assert not records["my_schedules.explode"]["eligible"]
+    assert records["dlrunner.optim.schedules.constant"]["status"] == "completed"
+    assert "Best: trial" in result.stdout
+
+
+def test_too_many_failures_stop_the_sweep(tmp_path):
+    result = run_dlrun("sweep", *SMALL, "data=csv", "data.source.path=missing.csv", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "trials failed" in result.stderr and "no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_constraints_decide_eligibility(tmp_path):
+    result = run_dlrun("sweep", "data=moons", "trainer=quick", "trainer.steps=30", "trainer.eval_every=30",
+                       "model.layers=[4],[64]", "hydra.sweeper.method=grid", "hydra.sweeper.budget=2",
+                       "hydra.sweeper.constraints=['n_params <= 100']", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = {r["params"]["model.layers"]: r for r in ledger(tmp_path / "s")}
+    assert records["[4]"]["eligible"] and records["[4]"]["constraints"] == {"n_params <= 100": 17}
+    assert not records["[64]"]["eligible"] and records["[64]"]["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["optimizer.lr=tag(log, interval(0, 1))"], "log scale needs bounds > 0"),
+        (["optimizer.lr=interval(1, 0.1)"], "lower bound must be below"),
+        (["optimizer.beta1=tag(one_minus_log, interval(0.9, 1.0))"], "[0, 1)"),
+        (["optimizer.lr=tag(loggg, interval(0.1, 1))"], "unknown tag"),
+        (["data=moons"], "no parameter to search"),
+        (["sweep=lr", "hydra.sweeper.budget=0"], "hydra.sweeper.budget"),
+        (["sweep=lr", "hydra.sweeper.constraints=['n_params <<= 3']"], "constraint"),
+        (["sweep=lr", "hydra/launcher=nonexistent"], "hydra/launcher"),
+    ],
+)
+def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):
+    result = run_dlrun("sweep", *args, "trainer=quick", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s" / "trials.jsonl").exists()

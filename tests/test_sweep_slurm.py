@@ -1,0 +1,65 @@
+"""A sweep through hydra/launcher=submitit_slurm on a real single-node SLURM cluster.
+
+The cluster is started by scripts/slurm_cluster.sh (slurmctld, slurmd and munged on this
+machine) and stopped again afterwards, by pid. Where SLURM cannot run (not root, not installed)
+the test is skipped with the reason; under CI (CI=true) that is a failure instead, since CI
+installs SLURM first (.ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO, read_summary, run_dlrun
+
+SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the SLURM sweep test, but: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        _unavailable("SLURM is not installed (scripts/slurm_cluster.sh install, as root)")
+    if os.geteuid() != 0:
+        _unavailable("the test cluster runs its daemons as root")
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "DLRUNNER_SLURM_DIR": str(state)}
+    started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env)
+        _unavailable(f"the SLURM cluster did not start: {started.stderr[-2000:]}")
+    try:
+        yield {"SLURM_CONF": str(state / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, timeout=60)
+
+
+def test_sweep_on_a_real_slurm_cluster(tmp_path, slurm_cluster):
+    result = run_dlrun(
+        "sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=30",
+        "hydra.sweeper.budget=4", "hydra.sweeper.rounds=2", "hydra.sweep.dir=s",
+        "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
+        cwd=tmp_path, env=slurm_cluster, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "s" / "trials.jsonl").read_text().splitlines()]
+    assert sorted(r["number"] for r in records) == [0, 1, 2, 3]
+    assert all(r["status"] == "completed" and r["eligible"] for r in records)
+    for record in records:
+        summary = read_summary(tmp_path / "s" / str(record["number"]))
+        assert summary["metrics"]["dev"]["error"] == record["objective"]
+    # The jobs really went through SLURM: submitit's folder holds one log per SLURM job id.
+    logs = list((tmp_path / "s" / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 4
+    assert "Best: trial" in result.stdout
