@@ -4,7 +4,8 @@ The budget is spread over ``rounds``. Round 1 samples the whole space. After eac
 numeric ranges shrink around the ``top_k`` best eligible trials so far, in each parameter's own
 search coordinate (log10 alpha, log10(1 - beta), ...), widened by ``margin`` of their spread and
 never beyond the original bounds; a categorical parameter keeps the values the top trials used.
-``rounds=1`` is plain random search; ``method="grid"`` is a grid over the same space.
+``rounds=1`` is plain random search; ``method="grid"`` is a grid over the same space
+(``grid_points`` per numeric parameter, evenly spaced in its search coordinate).
 
 Deterministic: a trial's parameters depend only on the seed, its round's region and its index.
 """
@@ -58,6 +59,10 @@ class CoarseToFine:
         if self.method == "grid":
             self.rounds = 1
             self._grid = list(itertools.product(*(self._axis(name) for name in self.space)))
+            if self.budget < len(self._grid):
+                # A budget smaller than the grid takes a seeded random subset of its points, not
+                # the first ones in order (which would only ever vary the last parameter).
+                random.Random(self.seed).shuffle(self._grid)
             self.budget = min(self.budget, len(self._grid))
         self._region = {name: self._full(name) for name in self.space}
 

@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""How many trials each search strategy needs on a real problem (measured, not asserted).
+
+Problem: MNIST-1D, the MLP, the sweep `mlp_basic` (lr and lambda log-uniform, beta1 on a log
+scale of 1 - beta, batch size a power of two, width a choice), each trial a short training run.
+Strategies, each over several seeds with the same trial budget, all through the real commands:
+
+  grid            dlrun sweep hydra.sweeper.method=grid (3 points per numeric axis, a seeded subset)
+  random          dlrun sweep hydra.sweeper.method=random (log scales)
+  coarse_to_fine  dlrun sweep (3 rounds, top 3)
+  optuna_tpe      dlrun train -m hydra/sweeper=optuna (hydra-optuna-sweeper, if installed;
+                  optuna has no 1 - beta log scale, so beta1 is uniform there)
+
+Reported: for each run, the number of trials until the best dev error so far is within
+`--tolerance` (absolute, default 0.01 = one percentage point) of the best dev error any run found;
+the median and the spread over seeds. Runs already finished in --out are read, not rerun.
+
+    python scripts/bench_search.py --seeds 3 --budget 30 --steps 1000 --out outputs/bench-search
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+COMMON = ["data=mnist1d", "model=mlp", "trainer.device=cpu", "trainer.progress=none"]
+OURS = {
+    "grid": ["hydra.sweeper.method=grid", "hydra.sweeper.grid_points=3"],
+    "random": ["hydra.sweeper.method=random"],
+    "coarse_to_fine": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.rounds=3", "hydra.sweeper.top_k=3"],
+}
+OPTUNA_SPACE = [
+    "optimizer=adam", "regularization=l2",
+    "optimizer.lr=tag(log, interval(1e-4, 1e-1))",
+    "optimizer.beta1=interval(0.8, 0.999)",
+    "regularization.l2=tag(log, interval(1e-3, 10))",
+    "optimizer.batch_size=choice(32,64,128,256,512)",
+    "model.layers=choice([32,32],[64,64],[128,128],[256,256])",
+]
+
+
+def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
+    """Dev error of each trial, in trial order (None for a trial without a result)."""
+    sweep_dir = out / name / f"seed{seed}"
+    steps = [f"trainer.steps={args.steps}", f"trainer.eval_every={args.steps}"]
+    if name in OURS:
+        ledger = sweep_dir / "trials.jsonl"
+        if not ledger.exists() or len(ledger.read_text().splitlines()) < args.budget:
+            command = [args.dlrun, "sweep", "sweep=mlp_basic", *COMMON, *steps, *OURS[name],
+                       f"hydra.sweeper.budget={args.budget}", f"hydra.sweeper.seed={seed}", f"hydra.sweep.dir={sweep_dir}"]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        records = sorted((json.loads(line) for line in ledger.read_text().splitlines() if line.strip()), key=lambda r: r["number"])
+        return [r["objective"] for r in records]
+    if shutil.which(args.dlrun) is None and not Path(args.dlrun).exists():
+        return []
+    if not (sweep_dir / "optimization_results.yaml").exists():
+        command = [args.dlrun, "train", "-m", "hydra/sweeper=optuna", *COMMON, *steps, *OPTUNA_SPACE,
+                   f"hydra.sweeper.n_trials={args.budget}", f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={sweep_dir}"]
+        if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
+            print(f"optuna_tpe: skipped (install hydra-optuna-sweeper to include it)")
+            return []
+    values = []
+    for number in range(args.budget):
+        summary = sweep_dir / str(number) / "summary.json"
+        values.append(json.loads(summary.read_text())["metrics"]["dev"]["error"] if summary.exists() else None)
+    return values
+
+
+def trials_to_reach(values: list[float | None], target: float) -> int | None:
+    best = float("inf")
+    for index, value in enumerate(values, start=1):
+        if value is not None:
+            best = min(best, value)
+        if best <= target:
+            return index
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per trial")
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--strategies", default="grid,random,coarse_to_fine,optuna_tpe")
+    parser.add_argument("--dlrun", default="dlrun", help="the dlrun executable (e.g. one in a venv with hydra-optuna-sweeper)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench-search"))
+    args = parser.parse_args()
+
+    curves = {}
+    for name in args.strategies.split(","):
+        for seed in range(args.seeds):
+            values = run_strategy(name, seed, args, args.out)
+            if values:
+                curves[(name, seed)] = values
+                print(f"{name:15s} seed {seed}: best dev error {min(v for v in values if v is not None):.4f}", flush=True)
+    best = min(v for values in curves.values() for v in values if v is not None)
+    target = best + args.tolerance
+    print(f"\nBest dev error found by any run: {best:.4f}; target: <= {target:.4f} "
+          f"({args.budget} trials per run, {args.steps} steps per trial)\n")
+    print("| strategy | trials to reach the target, per seed | median | best dev error, per seed |")
+    print("| --- | --- | --- | --- |")
+    results = {}
+    for name in dict.fromkeys(n for n, _ in curves):
+        reached = [trials_to_reach(curves[(name, s)], target) for s in range(args.seeds) if (name, s) in curves]
+        bests = [min(v for v in curves[(name, s)] if v is not None) for s in range(args.seeds) if (name, s) in curves]
+        # A run that never reached the target counts as budget + 1 for the median.
+        median = statistics.median(r if r is not None else args.budget + 1 for r in reached)
+        shown = ", ".join(str(r) if r is not None else f">{args.budget}" for r in reached)
+        print(f"| {name} | {shown} | {median:g} | {', '.join(f'{b:.3f}' for b in bests)} |")
+        results[name] = {"trials_to_target": reached, "median": median, "best_per_seed": bests}
+    (args.out / "results.json").write_text(json.dumps({"best": best, "target": target, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
