@@ -106,13 +106,13 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     straight = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "hydra.run.dir=straight", cwd=tmp_path)
     first = run_dlrun("train", *QUICK, *steps, "trainer.steps=150", "hydra.run.dir=part", cwd=tmp_path)
     assert straight.returncode == 0 and first.returncode == 0, first.stderr
-    # Continue the same folder...
-    again = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=true", "hydra.run.dir=part", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    # ...and, separately, from a checkpoint path into a new folder.
+    # From a checkpoint path into a new folder...
     other = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=part/checkpoints/last.pt",
                       "hydra.run.dir=other", cwd=tmp_path)
     assert other.returncode == 0, other.stderr
+    # ...and, separately, continuing the same folder.
+    again = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=true", "hydra.run.dir=part", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
     expected = read_metrics(tmp_path / "straight")
     assert read_metrics(tmp_path / "part") == expected  # bit for bit, steps 50..300
     assert [r["step"] for r in read_metrics(tmp_path / "other")] == [r["step"] for r in expected]
@@ -122,15 +122,23 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["optimizer.lrr=0.1"], "optimizer.lrr"),
+        (["optimizer.lrr=0.1"], "optimizer.lrr: no such setting in optimizer (AdamConfig); did you mean 'lr'?"),
+        (["modle=mlp"], "did you mean 'model'?"),
+        (["model=mlpp"], "did you mean 'mlp'?"),
+        (["~data.human_error"], "cannot be removed"),
+        (["data=moons", "data.source.noise=-1"], "data.source"),
+        (["data=moons", "+data.source.factor=2"], "valid keys: ['n_samples', 'noise', 'seed']"),
+        (["data.split.seed=-1"], "data.split.seed=-1"),
+        (["diagnosis.significant_gap=2"], "diagnosis.significant_gap=2"),
+        (["--debug_not_a_flag"], "--debug_not_a_flag"),
         (["optimizer.lr=fast"], "optimizer.lr"),
-        (["model=transformer"], "model/transformer"),
+        (["model=transformer"], "model=transformer: no such option\nOptions of model: logreg, mlp"),
         (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
         (["model.keep_prob=0"], "model.keep_prob=0"),
         (["model.keep_prob=1.5"], "model.keep_prob=1.5"),
         (["model.layers=[]"], "model.layers=[]"),
         (["optimizer.batch_size=0"], "optimizer.batch_size=0"),
-        (["optimizer.beta1=1.0"], "optimizer.beta1=1.0"),
+        (["optimizer.beta1=1.0"], "optimizer.beta1=1"),
         (["data=digits", "data.split.train=0.7"], "add up to 1"),
         (["data.split.train=9000"], "only 6000 examples"),
         (["data.human_error=1.5"], "data.human_error=1.5"),
@@ -156,8 +164,38 @@ def test_bad_input_is_one_clear_message_exit_2_and_no_run_folder(tmp_path, args,
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
-    result = run_dlrun("--debug", "train", *QUICK, "optimizer.lr=-1", cwd=tmp_path)
-    assert result.returncode != 0 and "Traceback" in result.stderr
+    for args in (["--debug", "train"], ["train", "--debug"]):
+        result = run_dlrun(*args, *QUICK, "optimizer.lr=-1", cwd=tmp_path)
+        assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_show_checks_values_like_train(tmp_path):
+    result = run_dlrun("show", "optimizer.lr=-1", cwd=tmp_path)
+    assert result.returncode == 2 and "optimizer.lr=-1: a number > 0" in result.stderr
+    assert "lr: -1.0" in result.stdout  # the config is still shown
+
+
+def test_bad_input_leaves_no_empty_folders(tmp_path):
+    result = run_dlrun("train", *QUICK, "optimizer.lr=-1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_errors_are_clear(tmp_path):
+    ok = run_dlrun("train", *QUICK, "data=moons", "hydra.run.dir=r", cwd=tmp_path)
+    assert ok.returncode == 0
+    assert not (tmp_path / "r" / "train.log").exists()  # no empty log files
+    best = run_dlrun("train", *QUICK, "data=moons", "trainer.steps=600", "trainer.resume=r/checkpoints/best.pt", cwd=tmp_path)
+    assert best.returncode == 2 and "only the best weights" in best.stderr
+    done = run_dlrun("train", *QUICK, "data=moons", "trainer.resume=r", cwd=tmp_path)
+    assert done.returncode == 2 and "already at step 300" in done.stderr
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()[:500])
+    broken = run_dlrun("train", *QUICK, "data=moons", f"trainer.resume={corrupt}", cwd=tmp_path)
+    assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr
+    more = run_dlrun("train", *QUICK, "data=moons", "trainer.steps=400", "trainer.resume=r", "hydra.run.dir=r2", cwd=tmp_path)
+    assert more.returncode == 0 and "Resuming from r/checkpoints/last.pt at step 300" in more.stdout
+    assert read_summary(tmp_path / "r2")["resumed_from"] == {"checkpoint": "r/checkpoints/last.pt", "step": 300}
 
 
 def test_bad_input_never_removes_an_earlier_result(tmp_path):

@@ -153,6 +153,24 @@ def test_e17_train_dev_split_of_the_gaps():
     assert result["advice"][0].startswith("High avoidable bias")  # bias first: the basic recipe
 
 
+def test_small_sets_need_gaps_beyond_sampling_noise():
+    # 2 mistakes in 114 dev examples and none in 455 training ones: not "high variance".
+    small = diagnose(train=0.0, dev=2 / 114, human=0.0, sizes={"train": 455, "dev": 114})
+    assert small["problems"] == [] and any("sampling noise" in n for n in small["notes"])
+    assert small["uncertainty"]["variance"] == pytest.approx(2 * math.sqrt((2 / 114) * (112 / 114) / 114))
+    # The same rates on 100x more examples are a real gap.
+    large = diagnose(train=0.0, dev=2 / 114, human=0.0, sizes={"train": 45500, "dev": 11400})
+    assert large["problems"] == ["variance"]
+    # Without sizes the course's examples are judged as the course judges them.
+    assert diagnose(train=0.01, dev=0.11, human=0.0)["uncertainty"]["variance"] == 0.0
+
+
+def test_regression_gaps_are_measured_in_units_of_the_target_variance():
+    # MSEs of 0.0084 vs 0.0276 on targets with variance 10: a tiny relative gap.
+    assert diagnose(train=0.0084, dev=0.0276, human=0.0, scale=10.0)["problems"] == []
+    assert diagnose(train=0.0084, dev=0.0276, human=0.0, scale=0.01)["problems"] != []
+
+
 def test_unknown_human_level_uses_zero_and_says_so():
     result = diagnose(train=0.1, dev=0.12, human=None)
     assert result["human_error"] == 0 and result["avoidable_bias"] == pytest.approx(0.1)

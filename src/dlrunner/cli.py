@@ -101,6 +101,10 @@ def show(ctx: typer.Context) -> None:
     cfg = _guarded(lambda: compose(overrides))
     Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
 
+    from dlrunner.config.validate import validate
+
+    _guarded(lambda: validate(cfg))  # the same checks as dlrun train: a bad value exits 2 here too
+
 
 @app.command("ls")
 def list_options(group: Optional[str] = typer.Argument(None, help="A config group (data, model, optimizer, ...); all groups when omitted.")) -> None:
@@ -190,12 +194,18 @@ def _remove_if_no_results(run_dir: Path) -> None:
     hydra_only = {".hydra", "train.log"}
     if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
         shutil.rmtree(run_dir, ignore_errors=True)
+        # and the date folder above it, if this run was all it held (outputs/DATE/TIME)
+        for parent in list(run_dir.parents)[:2]:
+            if parent == Path.cwd() or not parent.is_dir() or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
 
 def _guarded(action):
     """Run ``action``; turn bad input into one clear message and exit code 2 (tracebacks with --debug)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
 
     from dlrunner.errors import ConfigError
 
@@ -205,17 +215,12 @@ def _guarded(action):
         if _state["debug"]:
             raise
         _bad_config(err)
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, YAMLError) as err:
         if _state["debug"]:
             raise
-        message = str(err).strip()
-        if err.__cause__ is not None and str(err.__cause__) not in message:
-            message += "\n" + str(err.__cause__).strip()
-        message = message.split("\nConfig search path:")[0]  # Hydra's search-path dump is noise here
-        if "hydra/launcher/" in message:
-            message += ("\nLaunchers are optional extras: pip install 'dlrunner[joblib]' (hydra/launcher=joblib) "
-                        "or 'dlrunner[slurm]' (submitit_local, submitit_slurm)")
-        _fail(f"invalid config: {message}", code=2)
+        from dlrunner.config.messages import explain
+
+        _fail(f"invalid config: {explain(err)}", code=2)
     except (KeyboardInterrupt, SystemExit):
         raise
     except ImportError as err:
@@ -244,12 +249,15 @@ def _use_config_dir(path: str) -> None:
 
 
 def _take_config_dir(args: List[str]) -> List[str]:
-    """Accept --config-dir/-cd after the command too, and route it to our search-path plugin
-    (Hydra's own --config-dir could add options but not override built-in ones)."""
+    """Accept dlrun's own options (--config-dir/-cd, --debug) after the command too; route
+    --config-dir to our search-path plugin (Hydra's own could add options but not override
+    built-in ones)."""
     rest = []
     it = iter(args)
     for arg in it:
-        if arg in ("--config-dir", "-cd"):
+        if arg == "--debug":
+            _state["debug"] = True
+        elif arg in ("--config-dir", "-cd"):
             _use_config_dir(next(it, ""))
         elif arg.startswith("--config-dir="):
             _use_config_dir(arg.split("=", 1)[1])

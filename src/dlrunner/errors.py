@@ -16,7 +16,22 @@ class Problem:
     valid: str
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value!r}: {self.valid}"
+        return f"{self.key}={_show(self.value)}: {self.valid}"
+
+
+def _show(value) -> str:
+    """A value as the user would write it on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value) if isinstance(value, (int, float)) else repr(value)
 
 
 class ConfigError(ValueError):

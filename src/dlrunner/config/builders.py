@@ -25,6 +25,9 @@ def resolve_target(path: str, key: str) -> Callable:
         raise ConfigError(Problem(f"{key}._target_", path, "not an importable function (module.function)")) from None
 
 
+RUNTIME = ("param_groups", "n_inputs", "n_outputs")  # arguments the trainer supplies, never the config
+
+
 def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()) -> tuple[Callable, dict]:
     """The builder a node names and the keyword arguments it gives, checked against its signature.
 
@@ -33,7 +36,7 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     if isinstance(node, DictConfig):
         missing = [k for k in node if OmegaConf.is_missing(node, k)]
         if missing:
-            raise ConfigError([Problem(f"{key}.{k}", "???", "required; set it on the command line") for k in missing])
+            raise ConfigError([Problem(f"{key}.{k}", "???", f"required: set it in the config file or on the command line ({key}.{k}=...)") for k in missing])
         node = OmegaConf.to_container(node, resolve=True)
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(Problem(key, node, "a config node with a _target_ builder function"))
@@ -44,7 +47,8 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     named = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = [] if takes_any else [k for k in kwargs if k not in named]
     if unknown:
-        raise ConfigError([Problem(f"{key}.{k}", kwargs[k], f"{node['_target_']} takes {named}") for k in unknown])
+        valid = sorted({n for n in named if n not in RUNTIME} | set(skip))
+        raise ConfigError([Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {valid}") for k in unknown])
     return builder, kwargs
 
 

@@ -103,6 +103,7 @@ RULES: dict[str, Check] = {
     "data.split.dev": non_negative,
     "data.split.test": non_negative,
     "data.split.train_dev": non_negative,
+    "data.split.seed": non_negative_int,
     "model.layers": layers,
     "model.activation": activation,
     "model.init": one_of(INITS),
@@ -133,7 +134,8 @@ RULES: dict[str, Check] = {
     "trainer.precision": one_of(PRECISIONS),
     "trainer.progress": one_of(PROGRESS),
     "trainer.threads": optional(positive_int),
-    "diagnosis.significant_gap": non_negative,
+    "trainer.seed": non_negative_int,
+    "diagnosis.significant_gap": fraction,
 }
 
 

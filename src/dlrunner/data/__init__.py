@@ -23,6 +23,7 @@ class Dataset:
     mean: np.ndarray | None = None  # input normalisation, stored with the model
     std: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    error_scale: float = 1.0  # the unit of a significant error gap: 1 for error rates, Var(y_train) for MSE
 
     @property
     def n_outputs(self) -> int:
@@ -33,7 +34,12 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray]:
     """Call a source builder named by a config node and check what it returns."""
     from dlrunner.config.builders import call_builder
 
-    X, y = call_builder(node, key)
+    try:
+        X, y = call_builder(node, key)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:  # e.g. scikit-learn's InvalidParameterError, a negative seed
+        raise ConfigError(Problem(key, dict(node), f"{node.get('_target_')} rejected these arguments: {err}")) from None
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):
         raise ConfigError(Problem(key, node.get("_target_"), f"X has {len(X)} examples but y has {len(y)}"))
@@ -54,7 +60,10 @@ def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, in
     if task == "regression":
         return task, None, y.astype(np.float32)
     if not whole or (len(y) and y.min() < 0):
-        raise ConfigError(Problem("data.task", task, "classification labels must be whole numbers 0, 1, ..., C-1; use data.task=regression for real-valued targets"))
+        found = np.unique(y)
+        shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if len(found) > 8 else "")
+        raise ConfigError(Problem("data.task", task, f"classification labels must be whole numbers 0, 1, ..., C-1, but the labels are {shown}; "
+                                  "use data.task=regression for real-valued targets"))
     y = y.astype(np.int64)
     top = int(y.max()) + 1 if len(y) else 0
     if n_classes is None:
@@ -109,4 +118,5 @@ def build_data(cfg, device="cpu") -> Dataset:
         name: (torch.as_tensor(x, device=device), torch.as_tensor(y_, device=device).to(label_dtype))
         for name, (x, y_) in arrays.items()
     }
-    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes)
+    error_scale = float(np.var(arrays["train"][1])) or 1.0 if task == "regression" else 1.0
+    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes, error_scale)

@@ -172,8 +172,8 @@ def csv(path: str, label_column: str = "label") -> Arrays:
         try:
             features.append([float(v) for i, v in enumerate(row) if i != label_at])
         except ValueError:
-            bad = next(h for i, (h, v) in enumerate(zip(header, row)) if i != label_at and not _is_float(v))
-            raise ConfigError(Problem("data.source.path", path, f"line {line}, column {bad!r}: features must be numeric")) from None
+            bad, value = next((h, v) for i, (h, v) in enumerate(zip(header, row)) if i != label_at and not _is_float(v))
+            raise ConfigError(Problem("data.source.path", path, f"line {line}, column {bad!r}: {value!r} is not a number (features must be numeric)")) from None
     X = np.asarray(features, dtype=np.float32)
     if all(_is_float(v) for v in labels):
         y = np.asarray([float(v) for v in labels])
@@ -187,17 +187,20 @@ def npz(path: str) -> Arrays:
     """An .npz file holding X (examples first, any feature shape) and y."""
     file = _existing_file(path, "data.source.path")
     try:
-        with np.load(file, allow_pickle=False) as stored:
-            missing = [k for k in ("X", "y") if k not in stored.files]
-            if missing:
-                raise ConfigError(Problem("data.source.path", path, f"the .npz needs arrays X and y; it has {stored.files}"))
-            return stored["X"].astype(np.float32), stored["y"]
+        stored = np.load(file, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ConfigError(Problem("data.source.path", path, f"not a readable .npz file ({err})")) from None
+    with stored:
+        missing = [k for k in ("X", "y") if k not in stored.files]
+        if missing:
+            raise ConfigError(Problem("data.source.path", path, f"the .npz needs arrays X and y; it has {stored.files}"))
+        return stored["X"].astype(np.float32), stored["y"]
 
 
 def _existing_file(path: str, key: str) -> Path:
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError(Problem(key, path, "that is a directory; give the path of a file"))
     if not file.is_file():
         raise ConfigError(Problem(key, path, "no such file (relative paths are relative to the directory you ran dlrun from)"))
     return file

@@ -10,6 +10,7 @@ All errors are fractions of examples (0.08 = 8%). Pure Python: no torch needed.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 # The course's basic recipe (SPEC B3, E12), in the order it says to work through it.
@@ -42,6 +43,8 @@ def diagnose(
     train_dev: Optional[float] = None,
     test: Optional[float] = None,
     significant_gap: float = 0.015,
+    sizes: Optional[dict] = None,
+    scale: float = 1.0,
 ) -> dict:
     """Gaps between the error levels, the verdict and the course's advice.
 
@@ -49,30 +52,45 @@ def diagnose(
     largest gap, so that the verdict names the dominant problem (human 1%, train 8%, dev 10%:
     bias, not variance) but names both when they are alike (train 15%, dev 30%). Advice follows
     the basic recipe's order: bias first, then variance, then data mismatch.
+
+    ``sizes`` (examples per split: train, dev, train_dev, test) makes small sets count: an error
+    rate measured on n examples is uncertain by about sqrt(e(1-e)/n), so a gap must also exceed
+    two standard errors of the difference (2 mistakes in 114 dev examples is not "high variance").
+    ``scale`` divides the threshold's unit for errors that are not rates (the variance of the
+    targets, for mean squared errors); sampling noise is then not estimated.
     """
     notes = []
     if human is None:
         notes.append("human-level error unknown: 0 used, so all of the training error counts as avoidable bias")
     human_error = 0.0 if human is None else human
-    gaps = {"avoidable_bias": train - human_error}
+    levels = {"human": human_error, "train": train, "dev": dev, "train_dev": train_dev, "test": test}
+    pairs = {"avoidable_bias": ("train", "human")}
     if train_dev is not None:
-        gaps["variance"] = train_dev - train
-        gaps["data_mismatch"] = dev - train_dev
+        pairs.update(variance=("train_dev", "train"), data_mismatch=("dev", "train_dev"))
     else:
-        gaps["variance"] = dev - train
+        pairs["variance"] = ("dev", "train")
     if test is not None:
-        gaps["dev_overfitting"] = test - dev
+        pairs["dev_overfitting"] = ("test", "dev")
+    gaps = {name: levels[a] - levels[b] for name, (a, b) in pairs.items()}
+    noise = {name: _sampling_noise(levels, sizes, a, b) if scale == 1.0 else 0.0 for name, (a, b) in pairs.items()}
     largest = max(gaps.values())
+    threshold = significant_gap * scale
     problems = [
-        name for name, gap in gaps.items() if gap >= significant_gap - 1e-12 and gap >= 0.5 * largest
+        name for name, gap in gaps.items()
+        if gap >= threshold - 1e-12 and gap >= 0.5 * largest and gap > noise[name]
     ]
+    for name, gap in gaps.items():
+        if gap >= threshold and gap >= 0.5 * largest and gap <= noise[name]:
+            notes.append(f"the {name.replace('_', ' ')} of {100 * gap:.2f}% is within sampling noise "
+                         f"(±{100 * noise[name]:.2f}% for sets this small): more dev data would tell")
     if problems:
         verdict = " and ".join(NAMES[name] for name in problems)
     else:
         verdict = "no significant gap: close to human level" if human is not None else "no significant gap"
     if train < human_error:
-        notes.append("training error is below human level: avoidable bias is hard to judge here (SPEC E11)")
+        notes.append("training error is below human level: avoidable bias is hard to judge near human level")
     return {
+        "uncertainty": noise,
         "human_error": human_error,
         "human_error_known": human is not None,
         "avoidable_bias": gaps["avoidable_bias"],
@@ -84,3 +102,17 @@ def diagnose(
         "advice": [ADVICE[name] for name in problems] or ["Nothing dominant to fix; compare on a harder metric or gather a harder dev set."],
         "notes": notes,
     }
+
+
+def _sampling_noise(levels: dict, sizes: Optional[dict], a: str, b: str) -> float:
+    """Two standard errors of the difference between the error rates of splits a and b."""
+    if not sizes:
+        return 0.0
+    variance = 0.0
+    for split in (a, b):
+        n, error = sizes.get(split), levels[split]
+        if split == "human" or not n or error is None:
+            continue  # human-level error is given, not measured here
+        rate = min(max(error, 0.0), 1.0)
+        variance += rate * (1 - rate) / n
+    return 2 * math.sqrt(variance)

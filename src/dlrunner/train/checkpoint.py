@@ -33,6 +33,9 @@ def load_checkpoint(path: Path, key: str = "trainer.resume") -> dict:
         raise ConfigError(Problem(key, str(path), f"not a readable checkpoint ({type(err).__name__}: {err})")) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(Problem(key, str(path), "not a dlrunner checkpoint"))
+    if "optimizer" not in state:
+        raise ConfigError(Problem(key, str(path), "this checkpoint holds only the best weights, not the training state; "
+                                  "resume from checkpoints/last.pt or from the run folder"))
     return state
 
 

@@ -142,7 +142,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             progress.evaluated(record)
             if not (math.isfinite(train_loss) and math.isfinite(record["J"])):
                 status = "diverged"
-                message = f"the loss became {train_loss} at step {step}: lower the learning rate (SPEC A13)"
+                message = f"the loss became {train_loss} at step {step}: lower the learning rate"
                 break
             dev_error = record["dev"]["error"]
             if dev_error < best_dev_error:
@@ -185,6 +185,7 @@ def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, train
     gaps = diagnose(
         train=record["train"]["error"], dev=record["dev"]["error"], human=settings.human_error,
         train_dev=record.get("train_dev", {}).get("error"), significant_gap=settings.significant_gap,
+        scale=data.error_scale,
     )
     record["diagnosis"] = {k: gaps[k] for k in ("avoidable_bias", "variance", "data_mismatch")}
     return record

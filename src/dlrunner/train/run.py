@@ -82,6 +82,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     schedule = call_builder(cfg.schedule, "schedule")
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = trainer.steps or trainer.epochs * steps_per_epoch
+    if resume is not None:
+        if total_steps <= resume["step"]:
+            raise ConfigError(Problem("trainer.steps" if trainer.steps else "trainer.epochs", trainer.steps or trainer.epochs,
+                                      f"the checkpoint {resume_path} is already at step {resume['step']}; raise it to train further"))
+        console.print(f"Resuming from {resume_path} at step {resume['step']} (epoch {resume['epoch']})", highlight=False)
     if trainer.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model, so checkpoints stay portable
 
@@ -115,7 +120,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     try:
         with make_progress(trainer.progress, total_steps, resume["step"] if resume else 0, console) as progress:
             result = fit(model, optimizer, data, settings, outputs, progress, resume)
-        summary = summarize(cfg, data, model, result, settings)
+        resumed_from = {"checkpoint": str(resume_path), "step": resume["step"]} if resume else None
+        summary = summarize(cfg, data, model, result, settings, resumed_from)
     except Exception as err:
         # A crash mid-run still leaves a summary that says so, next to the metrics it reached.
         outputs.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
@@ -135,11 +141,12 @@ def check_resumable(resume: dict, current: dict, path: Path) -> None:
     if saved.get("optimizer", {}).get("_target_") != current["optimizer"]["_target_"]:
         differing.append("optimizer")
     if differing:
-        raise ConfigError(Problem("trainer.resume", str(path), f"that checkpoint was trained with a different {' and '.join(differing)}; "
-                                  "resume with the same data, model and optimizer (learning rate, regularisation and trainer settings may change)"))
+        raise ConfigError(Problem("trainer.resume", str(path), f"that checkpoint's {' and '.join(differing)} config differs from this run's; "
+                                  "give the same data, model and optimizer overrides as the run you resume (learning rate, "
+                                  "regularisation and trainer settings may change)"))
 
 
-def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
+def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dict | None = None) -> dict:
     """Final metrics per split, the diagnosis and timings: the content of summary.json."""
     names = ["train", "dev", "train_dev"] + (["test"] if cfg.trainer.eval_test else [])
     metrics = {name: evaluate(model, *data.splits[name], data.task) for name in names if name in data.splits}
@@ -147,6 +154,7 @@ def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
     diagnosis = diagnose(
         train=errors["train"], dev=errors["dev"], human=cfg.data.human_error,
         train_dev=errors.get("train_dev"), test=errors.get("test"), significant_gap=settings.significant_gap,
+        sizes={name: len(data.splits[name][0]) for name in metrics}, scale=data.error_scale,
     )
     message = result.message
     if result.status == "diverged":
@@ -164,6 +172,7 @@ def summarize(cfg, data, model, result, settings: FitSettings) -> dict:
         "diagnosis": diagnosis,
         "n_params": count_parameters(model),
         "best": {"step": result.best_step, "dev_error": result.best_dev_error},
+        "resumed_from": resumed_from,
         "stopped_early": result.stopped_early,
         "timing": {
             "train_s": result.train_s,

@@ -1,0 +1,45 @@
+"""Hydra's and OmegaConf's composition errors, retold as one message: key, value, what is valid."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+
+
+def _did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def explain(err: BaseException) -> str:
+    """A short explanation of a Hydra/OmegaConf error, or Hydra's own text where we know no better."""
+    cause = err.__cause__ or err
+    message = str(err).strip()
+    full_key = getattr(cause, "full_key", None)
+    object_type = getattr(cause, "object_type", None)
+
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", message)
+    if missing:
+        group, name = missing.groups()
+        options = re.findall(r"^\t(\S+)$", message, flags=re.M)
+        text = f"{group}={name}: no such option{_did_you_mean(name, options)}\nOptions of {group}: {', '.join(options)}"
+        if group.startswith("hydra/launcher"):
+            text += ("\nLaunchers are optional extras: pip install 'dlrunner[joblib]' (hydra/launcher=joblib) "
+                     "or 'dlrunner[slurm]' (submitit_local, submitit_slurm)")
+        return text
+    if "does not support deletion" in str(cause) and full_key:
+        return f"~{full_key}: a setting of the schema cannot be removed; set it instead (e.g. {full_key}=null where null is allowed)"
+    if full_key and object_type is not None and dataclasses.is_dataclass(object_type) and (
+        "not in" in str(cause) or "Could not override" in message
+    ):
+        name = full_key.rsplit(".", 1)[-1]
+        valid = sorted(f.name for f in dataclasses.fields(object_type) if f.name != "_target_")
+        where = f"{full_key.rsplit('.', 1)[0]} ({object_type.__name__})" if "." in full_key else "the top level"
+        hint = _did_you_mean(name, valid)
+        if "." not in full_key:
+            hint = hint or " (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)"
+        return f"{full_key}: no such setting in {where}{hint}\nValid keys: {', '.join(valid)}"
+    if err.__cause__ is not None and str(err.__cause__) not in message:
+        message += "\n" + str(err.__cause__).strip()
+    return message.split("\nConfig search path:")[0]  # Hydra's search-path dump is noise here
