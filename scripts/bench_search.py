@@ -113,6 +113,17 @@ def main() -> None:
         shown = ", ".join(str(r) if r is not None else f">{args.budget}" for r in reached)
         print(f"| {name} | {shown} | {median:g} | {', '.join(f'{b:.3f}' for b in bests)} |")
         results[name] = {"trials_to_target": reached, "median": median, "best_per_seed": bests}
+    checkpoints = sorted({n for n in (10, 20, args.budget) if n <= args.budget})
+    print(f"\nBest dev error found after n trials (median over seeds):\n")
+    print("| strategy | " + " | ".join(f"n = {n}" for n in checkpoints) + " |")
+    print("| --- | " + " | ".join("---" for _ in checkpoints) + " |")
+    for name in results:
+        cells = []
+        for n in checkpoints:
+            bests = [min([v for v in curves[(name, s)][:n] if v is not None] or [float("nan")]) for s in range(args.seeds) if (name, s) in curves]
+            cells.append(f"{statistics.median(bests):.3f}")
+            results[name][f"best_after_{n}"] = bests
+        print(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "results.json").write_text(json.dumps({"best": best, "target": target, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
 
 

@@ -304,7 +304,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run
     assert first.returncode == 0 and second.returncode == 0
     mlp_run = [r for r in run_dirs(tmp_path / "outputs") if read_summary(r)["config"]["model"].get("layers") == [8]][0]
     wrong = run_dlrun("train", *QUICK, "data=moons", "model.layers=[16]", f"trainer.resume={mlp_run}", cwd=tmp_path)
-    assert wrong.returncode == 2 and "different model" in wrong.stderr
+    assert wrong.returncode == 2 and "model config differs" in wrong.stderr
     # trainer.resume=true picks the latest run with the same data and model (not the newer logreg
     # run), and may change the learning rate.
     again = run_dlrun("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=200", "optimizer.lr=0.001",
