@@ -15,6 +15,12 @@ import typer
 
 from dlrunner.config.paths import USER_CONFIG_DIR_ENV
 
+# torch's OpenMP threads spin while they wait for work. When anything else keeps the cores busy
+# (another run, a parallel sweep, a shared node) the spinning threads starve each other: measured
+# 105 steps/s with spinning vs 1083 with passive waiting, MNIST-1D MLP on 2 busy cores. It must be
+# set before torch is imported, which the commands below do lazily. A user's own value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 app = typer.Typer(
     help="Configuration-driven deep learning experiments with the course's bias/variance diagnosis.\n\n"
     "Configs are Hydra config groups (dlrun ls); change anything with overrides such as "
