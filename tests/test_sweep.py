@@ -138,3 +138,12 @@ def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s" / "trials.jsonl").exists()
+
+
+def test_sweep_with_submitit_local(tmp_path):
+    result = run_dlrun("sweep", *SMALL, "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra.sweep.dir=s",
+                       "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = ledger(tmp_path / "s")
+    assert sorted(r["number"] for r in records) == [0, 1] and all(r["status"] == "completed" for r in records)
+    assert list((tmp_path / "s" / ".submitit").glob("*/*_log.out"))  # the jobs ran as submitit processes
