@@ -176,7 +176,7 @@ class TrainerConfig:
     eval_test: bool = False  # evaluate the test split at the end (only when asked: SPEC B1)
     resume: Any = False  # false | true (latest checkpoint of this run) | a run folder or .pt file
     progress: str = "auto"  # auto | bar | plain | none
-    threads: Optional[int] = None  # torch intra-op threads on CPU; None = torch's default
+    threads: Optional[int] = None  # torch intra-op threads on CPU; None = 1 for small work, torch's default for large
 
 
 @dataclass
