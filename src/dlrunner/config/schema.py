@@ -180,6 +180,24 @@ class TrainerConfig:
 
 
 @dataclass
+class LoggerConfig:
+    backend: str = "none"  # none | wandb
+    mode: str = "offline"  # W&B: offline | online | disabled
+    project: str = "dlrunner"
+    entity: Optional[str] = None
+    name: Optional[str] = None
+    group: Optional[str] = None
+    job_type: str = "train"
+    tags: List[str] = field(default_factory=list)
+    notes: Optional[str] = None
+    log_checkpoint: bool = False
+    max_misclassified: int = 100
+    # Set by `dlrun sweep` for each trial, so dashboards can show the search.
+    sweep_round: Optional[int] = None
+    sweep_trial: Optional[int] = None
+
+
+@dataclass
 class DiagnosisConfig:
     # A gap (avoidable bias, variance, ...) counts as a problem when it is at least this large
     # (fraction of examples) and at least half of the largest gap.
@@ -194,6 +212,7 @@ class Config:
     schedule: Any = MISSING
     regularization: RegularizationConfig = MISSING
     trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
 
 
@@ -215,6 +234,7 @@ SCHEMAS = {
     "schema/schedule/cosine": CosineScheduleConfig,
     "schema/regularization/regularization": RegularizationConfig,
     "schema/trainer/trainer": TrainerConfig,
+    "schema/logger/logger": LoggerConfig,
 }
 
 

@@ -136,6 +136,9 @@ RULES: dict[str, Check] = {
     "trainer.threads": optional(positive_int),
     "trainer.seed": non_negative_int,
     "diagnosis.significant_gap": fraction,
+    "logger.backend": one_of(("none", "wandb")),
+    "logger.mode": one_of(("offline", "online", "disabled")),
+    "logger.max_misclassified": non_negative_int,
 }
 
 

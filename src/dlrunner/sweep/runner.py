@@ -74,7 +74,7 @@ class SweepRunner:
     # ------------------------------------------------------------------ launching
 
     def _launch(self, chunk, fixed, search) -> None:
-        batch = [fixed + [as_override(k, v) for k, v in trial.params.items()] for trial in chunk]
+        batch = [self._trial_overrides(trial, fixed) for trial in chunk]
         self.sweeper.validate_batch_is_legal(batch)
         # Trials are numbered across the whole sweep, so their folders keep their names on resume.
         for start, run in _contiguous(chunk):
@@ -107,8 +107,16 @@ class SweepRunner:
             "run_dir": str(run_dir),
             "verdict": lookup(summary, "diagnosis.verdict"),
             "message": message,
-            "overrides": fixed + [as_override(k, v) for k, v in trial.params.items()],
+            "overrides": self._trial_overrides(trial, fixed),
         }
+
+    def _trial_overrides(self, trial, fixed) -> list[str]:
+        """The trial's sampled values, plus its place in the sweep for experiment trackers
+        (W&B groups the trials under the sweep folder's name, with round and trial in the config)."""
+        tracking = [f"logger.sweep_trial={trial.number}", f"logger.sweep_round={trial.round}"]
+        if not any(o.startswith("logger.group=") for o in fixed):
+            tracking.append(f"logger.group='{self.sweep_dir.name}'")
+        return fixed + tracking + [as_override(k, v) for k, v in trial.params.items()]
 
     def _finished_in_folder(self, trial, fixed) -> dict | None:
         """A trial that finished (its summary.json is final) but was never written to the ledger."""

@@ -41,6 +41,7 @@ class RunFiles:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.checkpoint_dir = run_dir / "checkpoints"
         self.attachments: dict = {}  # stored in every checkpoint (input normalisation, config)
+        self.listeners: list = []  # called with every metrics record (experiment trackers)
         self._metrics = None
 
     def start(self, history: list[str] = ()) -> None:
@@ -54,6 +55,8 @@ class RunFiles:
     def append_metrics(self, record: dict) -> None:
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()  # a killed run keeps every evaluation it reached
+        for listener in self.listeners:
+            listener(record)
 
     def save_checkpoint(self, name: str, state: dict) -> None:
         save_atomic({**self.attachments, **state}, self.checkpoint_dir / f"{name}.pt")

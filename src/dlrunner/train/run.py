@@ -18,8 +18,10 @@ from dlrunner.config.builders import call_builder
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
 from dlrunner.diagnostics import diagnose
+from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters
 from dlrunner.optim import parameter_groups
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
@@ -120,18 +122,30 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     outputs.write_provenance(trainer.seed, str(device))
     for note in data.notes:
         console.print(f"[yellow]note: {note}[/yellow]")
+    logger = build_logger(cfg, run_dir, console)
+    outputs.listeners.append(logger.log_metrics)
+    status = "failed"
     try:
         with make_progress(trainer.progress, total_steps, resume["step"] if resume else 0, console) as progress:
             result = fit(model, optimizer, data, settings, outputs, progress, resume)
         resumed_from = {"checkpoint": str(resume_path), "step": resume["step"]} if resume else None
         summary = summarize(cfg, data, model, result, settings, resumed_from)
+        status = summary["status"]
+        outputs.write_summary(summary)
+        if cfg.logger.backend != "none":
+            analysis = None
+            if data.task != "regression":
+                analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified)
+            logger.log_summary(summary, analysis)
+            if cfg.logger.log_checkpoint and (outputs.checkpoint_dir / "best.pt").is_file():
+                logger.log_checkpoint(outputs.checkpoint_dir / "best.pt")
     except Exception as err:
         # A crash mid-run still leaves a summary that says so, next to the metrics it reached.
         outputs.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
         raise
     finally:
         outputs.close()
-    outputs.write_summary(summary)
+        logger.close(status)  # always: the next trial in this process logs into its own run
     render_report(summary, console)
     console.print(f"Run folder: {run_dir}")
     return summary

@@ -1,0 +1,51 @@
+"""Predictions on a split, the confusion matrix and the misclassified examples (raw material of
+the course's error analysis, SPEC E13)."""
+
+from __future__ import annotations
+
+import torch
+
+from dlrunner.diagnostics.metrics import predictions, probabilities
+from dlrunner.train.evaluate import EVAL_BATCH
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted class and its probability for every example (classification tasks)."""
+    was_training = model.training
+    model.eval()
+    classes, confidence = [], []
+    for start in range(0, len(X), EVAL_BATCH):
+        scores = model(X[start : start + EVAL_BATCH]).float()
+        guess = predictions(scores, task)
+        probs = probabilities(scores, task)
+        if task == "binary":
+            confidence.append(torch.where(guess == 1, probs, 1 - probs))
+        else:
+            confidence.append(probs.gather(1, guess[:, None]).squeeze(1))
+        classes.append(guess.long())
+    model.train(was_training)
+    return torch.cat(classes).cpu(), torch.cat(confidence).cpu()
+
+
+def confusion_matrix(actual, predicted, n_classes: int) -> list[list[int]]:
+    """counts[true][predicted]."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts.index_put_((torch.as_tensor(actual).long(), torch.as_tensor(predicted).long()), torch.ones(len(actual), dtype=torch.long), accumulate=True)
+    return counts.tolist()
+
+
+def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int = 100) -> dict:
+    """The dev set's confusion matrix and up to ``limit`` misclassified examples, most confident first."""
+    predicted, confidence = predict(model, X, task)
+    actual = y.long().cpu()
+    wrong = (predicted != actual).nonzero().squeeze(1)
+    order = wrong[confidence[wrong].argsort(descending=True)][:limit]
+    rows = [
+        {"index": int(i), "true": int(actual[i]), "predicted": int(predicted[i]), "confidence": float(confidence[i]),
+         "input": X[i].flatten()[:64].cpu().tolist()}
+        for i in order
+    ]
+    n_classes = 2 if task == "binary" else int(max(int(actual.max()), int(predicted.max())) + 1)
+    return {"confusion_matrix": confusion_matrix(actual, predicted, n_classes), "misclassified": rows,
+            "n_misclassified": int(len(wrong)), "y_true": actual.tolist(), "y_pred": predicted.tolist()}

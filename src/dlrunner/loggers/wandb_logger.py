@@ -1,0 +1,89 @@
+"""Weights & Biases: offline by default, files in the run folder (``wandb sync`` uploads them).
+
+wandb is an optional extra (``pip install 'dlrunner[wandb]'``) and is imported only here, only
+when ``logger=wandb`` is chosen. Any failure (not installed, init timeout, no disk) is a warning:
+training goes on and the run folder is complete without it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dlrunner.loggers import NoLogger, flatten
+
+
+class WandbLogger(NoLogger):
+    def __init__(self, cfg, run_dir: Path, console):
+        self.console = console
+        self.run = None
+        self.wandb = None
+        settings = cfg.logger
+        try:
+            import wandb
+        except ImportError as err:
+            self._warn(f"logger=wandb but wandb cannot be imported ({err}); pip install 'dlrunner[wandb]'. "
+                       "Training goes on; the run folder has everything.")
+            return
+        config = OmegaConf.to_container(cfg, resolve=True)
+        if settings.sweep_trial is not None:
+            config["sweep"] = {"trial": settings.sweep_trial, "round": settings.sweep_round}
+        try:
+            self.run = wandb.init(
+                project=settings.project, entity=settings.entity, name=settings.name or run_dir.name,
+                group=settings.group, job_type=settings.job_type, tags=list(settings.tags), notes=settings.notes,
+                mode=os.environ.get("WANDB_MODE") or settings.mode, dir=str(run_dir), config=config,
+                settings=wandb.Settings(init_timeout=60, silent=True),
+            )
+            self.wandb = wandb
+        except Exception as err:  # wandb raises many kinds; none may stop the training
+            self._warn(f"W&B could not start a run ({type(err).__name__}: {err}); training goes on without it.")
+
+    def _warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning: {message}[/yellow]", highlight=False)
+
+    def _guard(self, action, what: str) -> None:
+        if self.run is None:
+            return
+        try:
+            action()
+        except Exception as err:
+            self._warn(f"W&B failed to {what} ({type(err).__name__}: {err}); it is off for the rest of this run.")
+            self.close("failed")
+
+    def log_metrics(self, record: dict) -> None:
+        self._guard(lambda: self.run.log(flatten({k: v for k, v in record.items() if k != "step"}), step=record["step"]), "log metrics")
+
+    def log_summary(self, summary: dict, analysis: dict | None) -> None:
+        def write():
+            self.run.summary.update(flatten({k: v for k, v in summary.items() if k != "config"}))
+            if analysis:
+                wandb = self.wandb
+                n_classes = len(analysis["confusion_matrix"])
+                table = wandb.Table(columns=["index", "true", "predicted", "confidence", "input"])
+                for row in analysis["misclassified"]:
+                    table.add_data(row["index"], row["true"], row["predicted"], row["confidence"], str(row["input"]))
+                matrix = wandb.plot.confusion_matrix(
+                    y_true=analysis["y_true"], preds=analysis["y_pred"], class_names=[str(c) for c in range(n_classes)])
+                # At the last training step, beside that step's metrics.
+                self.run.log({"dev/confusion_matrix": matrix, "dev/misclassified": table}, step=summary["timing"]["steps"])
+
+        self._guard(write, "log the summary")
+
+    def log_checkpoint(self, path: Path) -> None:
+        def write():
+            artifact = self.wandb.Artifact(f"{self.run.id}-best", type="model")
+            artifact.add_file(str(path))
+            self.run.log_artifact(artifact)
+
+        self._guard(write, "log the checkpoint")
+
+    def close(self, status: str) -> None:
+        run, self.run = self.run, None
+        if run is not None:
+            try:
+                run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
+            except Exception as err:
+                self._warn(f"W&B failed to finish the run ({type(err).__name__}: {err})")
