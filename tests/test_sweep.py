@@ -147,3 +147,27 @@ def test_sweep_with_submitit_local(tmp_path):
     records = ledger(tmp_path / "s")
     assert sorted(r["number"] for r in records) == [0, 1] and all(r["status"] == "completed" for r in records)
     assert list((tmp_path / "s" / ".submitit").glob("*/*_log.out"))  # the jobs ran as submitit processes
+
+
+def test_export_the_space_as_a_wandb_sweep(tmp_path):
+    import yaml
+
+    result = run_dlrun("sweep", "sweep=mlp_basic", "data=moons", "hydra.sweeper.budget=12", "--export-wandb", "wb.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "wb.yaml").read_text())
+    assert config["method"] == "random" and config["run_cap"] == 12
+    assert config["metric"] == {"name": "metrics/dev/error", "goal": "minimize"}
+    params = config["parameters"]
+    assert params["optimizer.lr"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}
+    assert params["regularization.l2"]["distribution"] == "log_uniform_values"
+    assert params["optimizer.batch_size"] == {"values": [32, 64, 128, 256, 512]}
+    betas = params["optimizer.beta1"]["values"]  # 1 - beta evenly spaced on a log scale
+    assert betas[0] == pytest.approx(0.999) and betas[-1] == pytest.approx(0.8) and len(betas) == 9
+    import math
+
+    steps = [math.log10(1 - a) - math.log10(1 - b) for a, b in zip(betas, betas[1:])]
+    assert max(steps) - min(steps) < 1e-3
+    assert params["model.layers"] == {"values": ["[32,32]", "[64,64]", "[128,128]", "[256,256]"]}
+    assert config["command"][:2] == ["dlrun", "train"] and config["command"][-1] == "${args_no_hyphens}"
+    assert "data=moons" in config["command"] and "logger=wandb" in config["command"]
+    assert not (tmp_path / "multirun").exists() or not list((tmp_path / "multirun").glob("**/trials.jsonl"))

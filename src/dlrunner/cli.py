@@ -92,8 +92,16 @@ def sweep(ctx: typer.Context) -> None:
     Results: hydra.sweep.dir (default multirun/DATE/TIME) holds trials.jsonl, regions.json,
     best.yaml and one run folder per trial. Run the same command with the same
     hydra.sweep.dir to resume a stopped sweep.
+
+    --export-wandb FILE writes the same space as a W&B sweep YAML (for `wandb agent`) instead.
     """
-    _run_hydra(["-m", "hydra/sweeper=dlrunner", *_take_config_dir(list(ctx.args))])
+    args = _take_config_dir(list(ctx.args))
+    if "--export-wandb" in args:  # our flag, passed to the sweeper as a setting
+        at = args.index("--export-wandb")
+        if at + 1 >= len(args):
+            _fail("--export-wandb needs a file name", code=2)
+        args[at : at + 2] = [f"hydra.sweeper.export_wandb={args[at + 1]}"]
+    _run_hydra(["-m", "hydra/sweeper=dlrunner", *args])
 
 
 @app.command(context_settings=PASS_THROUGH)

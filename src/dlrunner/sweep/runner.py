@@ -42,6 +42,13 @@ class SweepRunner:
         parser = OverridesParser.create(config_loader=self.sweeper.hydra_context.config_loader)
         space, fixed = parse_space(dict(s["params"] or {}), arguments, parser)
         self._check_settings()
+        if s.get("export_wandb"):
+            from dlrunner.sweep.wandb_export import export
+
+            path = Path(s["export_wandb"]).resolve()
+            export(space, fixed, s, path)
+            print(f"Wrote the W&B sweep configuration to {path}; run it with: wandb sweep {path}", flush=True)
+            return None
         fixed += self._thread_limit(fixed)
         search = CoarseToFine(space, budget=s["budget"], rounds=s["rounds"], top_k=s["top_k"], margin=s["margin"],
                               seed=s["seed"], method=s["method"], grid_points=s["grid_points"],

@@ -27,6 +27,7 @@ class DlrunnerSweeperConf:
     max_failure_rate: float = 0.5  # stop the sweep when a larger share of trials failed
     max_batch_size: Optional[int] = None  # trials per launch; None = the launcher's parallelism
     seed: int = 0
+    export_wandb: Optional[str] = None  # write the space as a W&B sweep YAML to this file and stop
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="dlrunner", node=DlrunnerSweeperConf, provider="dlrunner")
