@@ -73,3 +73,11 @@ def test_each_sweep_trial_is_its_own_run_grouped_under_the_sweep(tmp_path):
         assert logged["config"]["sweep"] == {"trial": record["number"], "round": record["round"]}
         assert logged["config"]["optimizer"]["lr"] == record["params"]["optimizer.lr"]
         assert logged["summary"]["status"] == "completed"
+
+
+def test_the_best_checkpoint_as_an_artifact(tmp_path):
+    result = run_dlrun("train", *QUICK, "logger.log_checkpoint=true", "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    artifacts = [a for a in read_run(tmp_path / "r")["artifacts"] if a.type == "model"]
+    assert len(artifacts) == 1 and artifacts[0].name.endswith("-best")
+    assert [entry.path for entry in artifacts[0].manifest.contents] == ["best.pt"]

@@ -48,10 +48,12 @@ def read_run(run_dir: Path) -> dict:
     from wandb.proto import wandb_internal_pb2 as pb
 
     [path] = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
-    result = {"run": None, "config": {}, "history": [], "summary": {}}
+    result = {"run": None, "config": {}, "history": [], "summary": {}, "artifacts": []}
     for payload in payloads(path):
         record = pb.Record.FromString(payload)
         kind = record.WhichOneof("record_type")
+        if kind == "artifact":
+            result["artifacts"].append(record.artifact)
         if kind == "run":
             result["run"] = record.run
             for item in record.run.config.update:

@@ -120,6 +120,21 @@ def show(ctx: typer.Context) -> None:
     _guarded(lambda: validate(cfg))  # the same checks as dlrun train: a bad value exits 2 here too
 
 
+@app.command()
+def report(path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl).")) -> None:
+    """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
+
+    For a run: learning curves, the smoothed mini-batch loss, the bias/variance bars against human
+    level, the confusion matrix and the misclassified dev examples. For a sweep: the objective
+    against each parameter on its own scale by round with each round's region, parallel
+    coordinates, the best trials and the failures.
+    """
+    from dlrunner.report import build_report
+
+    html = _guarded(lambda: build_report(path))
+    typer.echo(f"Report: {html}")
+
+
 @app.command("ls")
 def list_options(group: Optional[str] = typer.Argument(None, help="A config group (data, model, optimizer, ...); all groups when omitted.")) -> None:
     """List the options of each config group with a one-line description (* = the default)."""

@@ -35,17 +35,32 @@ def confusion_matrix(actual, predicted, n_classes: int) -> list[list[int]]:
     return counts.tolist()
 
 
-def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int = 100) -> dict:
-    """The dev set's confusion matrix and up to ``limit`` misclassified examples, most confident first."""
+def input_picture(values: list[float]):
+    """How an input can be shown: a square image when its length is a square (8x8 digits), else
+    None (a 1-D signal or a feature vector is drawn as a line)."""
+    side = int(round(len(values) ** 0.5))
+    return [values[r * side : (r + 1) * side] for r in range(side)] if side >= 4 and side * side == len(values) else None
+
+
+def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int = 100, mean=None, std=None) -> dict:
+    """The dev set's confusion matrix and up to ``limit`` misclassified examples, most confident
+    first, with their inputs as they were before normalisation (``mean``, ``std``) when given."""
     predicted, confidence = predict(model, X, task)
     actual = y.long().cpu()
     wrong = (predicted != actual).nonzero().squeeze(1)
     order = wrong[confidence[wrong].argsort(descending=True)][:limit]
     rows = [
         {"index": int(i), "true": int(actual[i]), "predicted": int(predicted[i]), "confidence": float(confidence[i]),
-         "input": X[i].flatten()[:64].cpu().tolist()}
+         "input": _raw(X[i], mean, std)}
         for i in order
     ]
     n_classes = 2 if task == "binary" else int(max(int(actual.max()), int(predicted.max())) + 1)
     return {"confusion_matrix": confusion_matrix(actual, predicted, n_classes), "misclassified": rows,
             "n_misclassified": int(len(wrong)), "y_true": actual.tolist(), "y_pred": predicted.tolist()}
+
+
+def _raw(x: torch.Tensor, mean, std) -> list[float]:
+    values = x.flatten().cpu()
+    if mean is not None:
+        values = values * torch.as_tensor(std).flatten() + torch.as_tensor(mean).flatten()
+    return values[:1024].tolist()

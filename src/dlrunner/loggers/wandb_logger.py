@@ -63,8 +63,12 @@ class WandbLogger(NoLogger):
                 wandb = self.wandb
                 n_classes = len(analysis["confusion_matrix"])
                 table = wandb.Table(columns=["index", "true", "predicted", "confidence", "input"])
+                from dlrunner.diagnostics.error_analysis import input_picture
+
                 for row in analysis["misclassified"]:
-                    table.add_data(row["index"], row["true"], row["predicted"], row["confidence"], str(row["input"]))
+                    picture = input_picture(row["input"])
+                    shown = wandb.Image(__import__("numpy").asarray(picture, dtype="float32")) if picture else str(row["input"])
+                    table.add_data(row["index"], row["true"], row["predicted"], row["confidence"], shown)
                 matrix = wandb.plot.confusion_matrix(
                     y_true=analysis["y_true"], preds=analysis["y_pred"], class_names=[str(c) for c in range(n_classes)])
                 # At the last training step, beside that step's metrics.

@@ -55,6 +55,9 @@ class SweepRunner:
                               minimize=s["direction"] == "minimize")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
+        (self.sweep_dir / "space.json").write_text(json.dumps(
+            {name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})} for name, p in space.items()},
+            indent=2, default=str))
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
         if done:
             print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)

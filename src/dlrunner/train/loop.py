@@ -93,8 +93,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             group["lr"] = lr
         return lr
 
-    loss_sum = torch.zeros((), device=device)  # summed on the device; read at evaluations only
-    losses_summed = 0
+    batch_losses = []  # this interval's mini-batch losses, still on the device: read at evaluations only
     status, message, stopped_early = "completed", "", False
     eval_s = 0.0
     model.train()
@@ -123,8 +122,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += loss.detach()
-            losses_summed += 1
+            batch_losses.append(loss.detach())
             step += 1
             progress.advance(step, epoch)
 
@@ -133,16 +131,16 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
 
             # ---- evaluation: the one place where the host waits for the device
             eval_started = time.perf_counter()
-            train_loss = float(loss_sum) / losses_summed
-            loss_sum.zero_()
-            losses_summed = 0
-            record = evaluation_record(model, data, settings, step, epoch, lr, train_loss, batch_size)
+            losses = torch.stack(batch_losses).float().tolist()
+            batch_losses.clear()
+            record = evaluation_record(model, data, settings, step, epoch, lr, sum(losses) / len(losses), batch_size)
+            record["batch_losses"] = losses  # every mini-batch loss since the last evaluation (the report smooths them)
             evals_done += 1
             outputs.append_metrics(record)
             progress.evaluated(record)
-            if not (math.isfinite(train_loss) and math.isfinite(record["J"])):
+            if not (math.isfinite(record["train_loss"]) and math.isfinite(record["J"])):
                 status = "diverged"
-                message = f"the loss became {train_loss} at step {step}: lower the learning rate"
+                message = f"the loss became {record['train_loss']} at step {step}: lower the learning rate"
                 break
             dev_error = record["dev"]["error"]
             if dev_error < best_dev_error:

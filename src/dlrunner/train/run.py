@@ -27,7 +27,7 @@ from dlrunner.optim import parameter_groups
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
-from dlrunner.train.outputs import RunFiles
+from dlrunner.train.outputs import RunFiles, write_json_atomic
 from dlrunner.train.progress import make_progress
 
 
@@ -132,10 +132,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         summary = summarize(cfg, data, model, result, settings, resumed_from)
         status = summary["status"]
         outputs.write_summary(summary)
+        analysis = None
+        if data.task != "regression":  # confusion matrix and misclassified dev examples, for review
+            analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std)
+            write_json_atomic({k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}, run_dir / "analysis.json")
         if cfg.logger.backend != "none":
-            analysis = None
-            if data.task != "regression":
-                analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified)
             logger.log_summary(summary, analysis)
             if cfg.logger.log_checkpoint and (outputs.checkpoint_dir / "best.pt").is_file():
                 logger.log_checkpoint(outputs.checkpoint_dir / "best.pt")
