@@ -21,7 +21,7 @@ from dlrunner.search.constraints import check_constraints, lookup, parse_constra
 from dlrunner.search.ledger import append_ledger, read_ledger
 from dlrunner.sweep.space import as_override, parse_space
 
-FINAL = {"completed", "diverged", "failed", "interrupted"}
+FINAL = {"completed", "diverged", "failed"}  # an interrupted trial is run again when the sweep resumes
 
 
 class SweepFailed(RuntimeError):
