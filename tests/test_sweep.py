@@ -171,3 +171,11 @@ def test_export_the_space_as_a_wandb_sweep(tmp_path):
     assert config["command"][:2] == ["dlrun", "train"] and config["command"][-1] == "${args_no_hyphens}"
     assert "data=moons" in config["command"] and "logger=wandb" in config["command"]
     assert not (tmp_path / "multirun").exists() or not list((tmp_path / "multirun").glob("**/trials.jsonl"))
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    assert run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "s" / "trials.jsonl").read_text()
+    other = run_dlrun("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert other.returncode == 2 and "other settings" in other.stderr and "trainer.steps=90" in other.stderr
+    assert (tmp_path / "s" / "trials.jsonl").read_text() == before

@@ -66,6 +66,7 @@ class SweepRunner:
             trials = search.ask()
             to_run = []
             for trial in trials:
+                self._check_same_sweep(done.get(trial.number), trial, fixed)
                 record = done.get(trial.number) or self._finished_in_folder(trial, fixed)
                 if record is not None and record.get("params") == _jsonable(trial.params):
                     if trial.number not in done:
@@ -119,6 +120,15 @@ class SweepRunner:
             "message": message,
             "overrides": self._trial_overrides(trial, fixed),
         }
+
+    def _check_same_sweep(self, record: dict | None, trial, fixed) -> None:
+        """Resuming means the same command: a ledger written with other settings would mix two sweeps."""
+        if record is None or record.get("overrides") == self._trial_overrides(trial, fixed):
+            return
+        before, now = set(record.get("overrides", [])), set(self._trial_overrides(trial, fixed))
+        raise ConfigError(Problem("hydra.sweep.dir", str(self.sweep_dir),
+                                  f"holds a sweep run with other settings (trial {trial.number} was {sorted(before - now)}, "
+                                  f"now {sorted(now - before)}); rerun the same command to resume it, or choose a new hydra.sweep.dir"))
 
     def _trial_overrides(self, trial, fixed) -> list[str]:
         """The trial's sampled values, plus its place in the sweep for experiment trackers
