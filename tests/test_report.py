@@ -92,4 +92,4 @@ def test_sweep_report_renders_in_a_browser(tmp_path):
 
 def test_report_of_something_else_is_a_clear_error(tmp_path):
     result = run_dlrun("report", ".", cwd=tmp_path)
-    assert result.returncode == 2 and "a run folder" in result.stderr
+    assert result.returncode == 2 and "neither a run folder" in result.stderr

@@ -179,3 +179,16 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     other = run_dlrun("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
     assert other.returncode == 2 and "other settings" in other.stderr and "trainer.steps=90" in other.stderr
     assert (tmp_path / "s" / "trials.jsonl").read_text() == before
+
+
+def test_misspelt_objective_stops_at_the_first_trial_with_the_valid_paths(tmp_path):
+    result = run_dlrun("sweep", *SMALL, "hydra.sweeper.objective=metrics.dev.eror", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "hydra.sweeper.objective='metrics.dev.eror'" in result.stderr and "metrics.dev.error" in result.stderr
+
+
+def test_a_single_run_with_a_sweep_space_selected_is_not_a_trial(tmp_path):
+    # What the exported W&B command runs: dlrun train sweep=... (no multirun).
+    result = run_dlrun("train", "sweep=lr", "data=moons", "trainer=quick", "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(tmp_path / "r")["status"] == "completed" and "Verdict" in result.stdout

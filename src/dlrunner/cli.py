@@ -131,7 +131,7 @@ def report(path: Path = typer.Argument(..., help="A run folder (with metrics.jso
     """
     from dlrunner.report import build_report
 
-    html = _guarded(lambda: build_report(path))
+    html = _guarded(lambda: build_report(path), what="cannot write a report")
     typer.echo(f"Report: {html}")
 
 
@@ -189,7 +189,7 @@ def _train_task(cfg) -> float:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    in_sweep = "dlrunner_sweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
+    in_sweep = hydra_cfg.mode.name == "MULTIRUN" and "dlrunner_sweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
     console = None
     if in_sweep:
         from rich.console import Console
@@ -230,7 +230,7 @@ def _remove_if_no_results(run_dir: Path) -> None:
             parent.rmdir()
 
 
-def _guarded(action):
+def _guarded(action, what: str = "invalid config"):
     """Run ``action``; turn bad input into one clear message and exit code 2 (tracebacks with --debug)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -243,7 +243,7 @@ def _guarded(action):
     except ConfigError as err:
         if _state["debug"]:
             raise
-        _bad_config(err)
+        _bad_config(err, title=what)
     except (HydraException, OmegaConfBaseException, YAMLError) as err:
         if _state["debug"]:
             raise
@@ -262,8 +262,8 @@ def _guarded(action):
         _fail(f"{type(err).__name__}: {err}\n(run with dlrun --debug ... for the traceback)", code=1)
 
 
-def _bad_config(err, where: str = "") -> None:
-    _fail(f"invalid config{where}:\n  " + "\n  ".join(str(p) for p in err.problems), code=2)
+def _bad_config(err, where: str = "", title: str = "invalid config") -> None:
+    _fail(f"{title}{where}:\n  " + "\n  ".join(str(p) for p in err.problems), code=2)
 
 
 def _fail(message: str, code: int) -> None:

@@ -27,6 +27,7 @@ def sweep_report(sweep_dir: Path) -> Path:
     from dlrunner.search.ledger import read_ledger
 
     trials = read_ledger(sweep_dir / "trials.jsonl")
+    direction = _direction(sweep_dir)
     space = json.loads((sweep_dir / "space.json").read_text()) if (sweep_dir / "space.json").is_file() else {}
     regions = json.loads((sweep_dir / "regions.json").read_text()) if (sweep_dir / "regions.json").is_file() else []
     page = Page(f"dlrunner sweep: {sweep_dir.name}", sweep_dir / "report")
@@ -66,17 +67,23 @@ def sweep_report(sweep_dir: Path) -> Path:
         fig, axis = plt.subplots(figsize=(11, 4))
         objectives = [t["objective"] for t in eligible]
         low, high = min(objectives), max(objectives)
-        cmap = plt.get_cmap("viridis_r")
-        for trial in sorted(eligible, key=lambda t: -t["objective"]):
+        cmap = plt.get_cmap("viridis")  # 0 = dark
+        minimize = direction != "maximize"
+
+        def darkness(objective):  # 0 for the best trial, 1 for the worst
+            share = (objective - low) / ((high - low) or 1)
+            return share if minimize else 1 - share
+
+        for trial in sorted(eligible, key=lambda t: -darkness(t["objective"])):  # the best drawn last, on top
             ys = [_unit(space[name], trial["params"][name]) for name in numeric]
-            axis.plot(range(len(numeric)), ys, color=cmap((trial["objective"] - low) / ((high - low) or 1)), alpha=0.7)
+            axis.plot(range(len(numeric)), ys, color=cmap(darkness(trial["objective"])), alpha=0.7)
         axis.set_xticks(range(len(numeric)), numeric, rotation=15)
         axis.set(ylabel="position in the search range (own scale)", ylim=(-0.05, 1.05))
         page.figure(fig, "parallel_coordinates", "parallel coordinates of the trials")
 
     page.heading("Best trials")
     names = list(space)
-    best = sorted(eligible, key=lambda t: t["objective"])[:10]
+    best = sorted(eligible, key=lambda t: t["objective"], reverse=direction == "maximize")[:10]
     page.table(["trial", "round", "objective", *names, "verdict"],
                [[t["number"], t["round"], t["objective"], *(t["params"].get(n) for n in names), t.get("verdict")] for t in best])
     if failed:
@@ -93,3 +100,10 @@ def _unit(param: dict, value) -> float:
     transform = {"loguniform": math.log10, "pow2": math.log2, "one_minus_log": lambda v: -math.log10(1 - v)}.get(param["kind"], float)
     lo, hi = transform(param["lo"]), transform(param["hi"])
     return (transform(value) - lo) / ((hi - lo) or 1)
+
+
+def _direction(sweep_dir: Path) -> str:
+    from omegaconf import OmegaConf
+
+    saved = sweep_dir / "multirun.yaml"
+    return OmegaConf.select(OmegaConf.load(saved), "hydra.sweeper.direction", default="minimize") if saved.is_file() else "minimize"

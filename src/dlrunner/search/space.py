@@ -50,8 +50,13 @@ class Param:
         lo, hi = u_range or self.u_bounds
         if points == 1:
             return [self.from_u((lo + hi) / 2)]
-        values = [self.from_u(lo + (hi - lo) * i / (points - 1)) for i in range(points)]
+        values = [_tidy(self.from_u(lo + (hi - lo) * i / (points - 1))) for i in range(points)]
         return list(dict.fromkeys(values))  # whole-number parameters may repeat: keep each once
+
+
+def _tidy(value):
+    """0.8000000000000002 -> 0.8: grid points read as the user would write them."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
 @dataclass

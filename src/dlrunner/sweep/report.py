@@ -18,6 +18,8 @@ def _short(value) -> str:
 
 def finish(search, sweep_dir: Path, settings: dict, console: Console | None = None) -> dict:
     console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # logs and pipes: keep the table's rows whole
     records = {r["number"]: r for r in read_ledger(sweep_dir / "trials.jsonl")}
     minimize = settings["direction"] == "minimize"
     table = Table(title=f"Sweep: best trials per round ({settings['objective']}, {settings['direction']})", title_justify="left")
@@ -38,7 +40,8 @@ def finish(search, sweep_dir: Path, settings: dict, console: Console | None = No
                   f"{f', {ineligible} outside the constraints' if ineligible else ''})", highlight=False)
     best = search.best()
     if not best:
-        console.print("[yellow]No eligible trial: none completed within the constraints.[/yellow]")
+        reason = "within the constraints" if settings["constraints"] else "with a finite objective"
+        console.print(f"[yellow]No eligible trial: none completed {reason}.[/yellow]")
         return {"best": None}
     trial = best[0]
     record = records[trial.number]
@@ -47,7 +50,7 @@ def finish(search, sweep_dir: Path, settings: dict, console: Console | None = No
     console.print(f"  run folder: {record['run_dir']}", highlight=False)
     if best_config:
         command = f"dlrun train --config-path {shlex.quote(str(sweep_dir.resolve()))} --config-name best"
-        console.print(f"  train it again: {command}", highlight=False)
+        console.print(f"  train it again: {command}", highlight=False, soft_wrap=True)
     return {"best": record}
 
 

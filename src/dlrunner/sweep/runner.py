@@ -42,12 +42,19 @@ class SweepRunner:
         parser = OverridesParser.create(config_loader=self.sweeper.hydra_context.config_loader)
         space, fixed = parse_space(dict(s["params"] or {}), arguments, parser)
         self._check_settings()
+        # Compose one sample trial now, so that a bad key fails before anything is written.
+        sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
+        self.sweeper.validate_batch_is_legal([fixed + [as_override(k, v) for k, v in sample.params.items()]])
         if s.get("export_wandb"):
             from dlrunner.sweep.wandb_export import export
 
             path = Path(s["export_wandb"]).resolve()
+            from dlrunner.sweep.wandb_export import caveats
+
             export(space, fixed, s, path)
             print(f"Wrote the W&B sweep configuration to {path}; run it with: wandb sweep {path}", flush=True)
+            for note in caveats(s):
+                print(f"note: {note}", flush=True)
             return None
         fixed += self._thread_limit(fixed)
         search = CoarseToFine(space, budget=s["budget"], rounds=s["rounds"], top_k=s["top_k"], margin=s["margin"],
@@ -62,6 +69,18 @@ class SweepRunner:
         if done:
             print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)
 
+        try:
+            self._search(search, done, fixed)
+        except SystemExit as stop:
+            if stop.code == 130:
+                print(f"Interrupted. Rerun the same command (same hydra.sweep.dir={self.sweep_dir}) to resume the sweep.", flush=True)
+            raise
+        self._write_regions(search)
+        from dlrunner.sweep.report import finish
+
+        return finish(search, self.sweep_dir, self.settings)
+
+    def _search(self, search, done: dict, fixed: list[str]) -> None:
         while not search.done:
             trials = search.ask()
             to_run = []
@@ -77,10 +96,6 @@ class SweepRunner:
             for chunk in _chunks(to_run, self._batch_size()):
                 self._launch(chunk, fixed, search)
             self._check_failures(search)
-        self._write_regions(search)
-        from dlrunner.sweep.report import finish
-
-        return finish(search, self.sweep_dir, self.settings)
 
     # ------------------------------------------------------------------ launching
 
@@ -106,6 +121,8 @@ class SweepRunner:
             message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else "the trial wrote no summary.json"
         objective = lookup(summary, self.settings["objective"]) if status == "completed" else None
         meets, constraint_values = check_constraints(summary, self.settings["constraints"])
+        if status == "completed":
+            self._check_paths(summary, objective, constraint_values)
         finite = isinstance(objective, (int, float)) and math.isfinite(objective)
         return {
             "number": trial.number,
@@ -152,6 +169,21 @@ class SweepRunner:
         saved = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml") if (run_dir / ".hydra" / "overrides.yaml").is_file() else []
         return record if list(saved) == record["overrides"] else None
 
+    def _check_paths(self, summary: dict, objective, constraint_values: dict) -> None:
+        """A misspelt objective or constraint path would make every trial ineligible: stop at the first one."""
+        from dlrunner.loggers import flatten
+
+        known = sorted(k.replace("/", ".") for k, v in flatten({k: v for k, v in summary.items() if k != "config"}).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool))
+        problems = []
+        if not isinstance(objective, (int, float)):
+            problems.append(Problem("hydra.sweeper.objective", self.settings["objective"], f"not a number in summary.json; numbers there: {known}"))
+        for text, value in constraint_values.items():
+            if not isinstance(value, (int, float)):
+                problems.append(Problem("hydra.sweeper.constraints", text, f"its path is not a number in summary.json; numbers there: {known}"))
+        if problems:
+            raise ConfigError(problems)
+
     def _run_dir(self, number: int, job) -> Path:
         hydra_cfg = getattr(job, "hydra_cfg", None)
         if hydra_cfg is not None:
@@ -186,7 +218,9 @@ class SweepRunner:
         n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
         if n_jobs is None:
             return 1
-        return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
+        if n_jobs == 0:
+            raise ConfigError(Problem("hydra.launcher.n_jobs", 0, "a number of parallel workers >= 1 (or -1 for one per core)"))
+        return (os.cpu_count() or 1) if n_jobs < 0 else int(n_jobs)
 
     def _batch_size(self) -> int:
         """Trials per launch. The ledger is written after each launch, so keep it to the

@@ -63,6 +63,19 @@ def export(space: dict, fixed: list[str], settings: dict, path: Path) -> dict:
         "parameters": {name: _parameter(param) for name, param in space.items()},
         "command": ["dlrun", "train", "logger=wandb", "logger.mode=online", *fixed, "${args_no_hyphens}"],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        from dlrunner.errors import ConfigError, Problem
+
+        raise ConfigError(Problem("--export-wandb", str(path), "its folder does not exist"))
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return config
+
+
+def caveats(settings: dict) -> list[str]:
+    """What a W&B sweep cannot carry over, said rather than dropped silently."""
+    notes = []
+    if settings["method"] != "random":
+        notes.append(f"method={settings['method']} is exported as W&B's random search (no coarse-to-fine rounds)")
+    if settings["constraints"]:
+        notes.append(f"W&B sweeps have no satisficing constraints; not exported: {list(settings['constraints'])}")
+    return notes
