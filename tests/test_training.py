@@ -88,8 +88,15 @@ def test_early_stopping_restores_the_best_dev_weights(tmp_path):
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
-    summary = train_in_process(tmp_path, *SMALL, "regularization.grad_clip_norm=0.01")
-    assert summary["status"] == "completed"
+    # One full-batch SGD step with lr 1 moves the parameters by exactly the clipped gradient: norm <= 0.01.
+    clipped = ("data=moons", "optimizer=gd", "optimizer.lr=1.0", "trainer=quick", "trainer.steps=1", "trainer.eval_every=1")
+    for clip, bounded in (("0.01", True), ("null", False)):
+        train_in_process(tmp_path / clip, *clipped, f"regularization.grad_clip_norm={clip}")
+        torch.manual_seed(0)  # the trainer seeds with trainer.seed=0 before building the same model
+        initial = build_mlp([100, 100], "relu", init="he", n_inputs=2, n_outputs=1).state_dict()
+        after = torch.load(tmp_path / clip / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
+        moved = math.sqrt(sum(float((after[k] - initial[k]).double().pow(2).sum()) for k in initial))
+        assert (moved <= 0.01 + 1e-6) == bounded, moved
 
 
 # ---------------------------------------------------------------- models

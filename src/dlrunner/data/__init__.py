@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dlrunner.config.validate import TASKS
 from dlrunner.data.splits import normalizer, split_indices
 from dlrunner.errors import ConfigError, Problem
-
-TASKS = ("auto", "binary", "multiclass", "regression")
 
 
 @dataclass
