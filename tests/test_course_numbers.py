@@ -187,3 +187,24 @@ def test_option_two_split_of_the_web_and_app_images():
     assert len(parts["dev"]["source"]) == 0 and len(parts["test"]["source"]) == 0
     all_target = np.concatenate([parts[p]["target"] for p in ("train", "dev", "test")])
     assert len(np.unique(all_target)) == 10_000
+
+
+def test_convolution_output_size_of_the_course_example():
+    # A 7x7 input, f = 3, stride 2, no padding -> floor((7 - 3)/2) + 1 = 3  (L7383)
+    from dlrunner.models.cnn import build_cnn, conv_output_size
+
+    assert conv_output_size(7, f=3, stride=2, padding=0) == 3
+    # 'same' padding p = (f-1)/2 keeps the size at stride 1 (SPEC F2)
+    assert conv_output_size(7, f=5, stride=1, padding=2) == 7
+    model = build_cnn([{"type": "conv", "filters": 4, "f": 3, "stride": 2, "padding": "valid"}, "flatten"], input_shape=(1, 7, 7), n_outputs=1)
+    assert model[0](torch.zeros(1, 1, 7, 7)).shape == (1, 4, 3, 3)
+
+
+def test_ten_3x3x3_filters_have_280_parameters():
+    # 10 filters of 3x3x3 plus one bias each -> 280 parameters, whatever the image size  (L7586)
+    from dlrunner.models.cnn import build_cnn, conv_parameters
+
+    assert conv_parameters(f=3, channels_in=3, filters=10) == 280
+    for size in (32, 64):
+        model = build_cnn([{"type": "conv", "filters": 10, "f": 3}], input_shape=(3, size, size), n_outputs=1)
+        assert sum(p.numel() for p in model[0].parameters()) == 280

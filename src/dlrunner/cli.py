@@ -120,6 +120,26 @@ def show(ctx: typer.Context) -> None:
     _guarded(lambda: validate(cfg))  # the same checks as dlrun train: a bad value exits 2 here too
 
 
+@app.command(context_settings=PASS_THROUGH)
+def summary(
+    ctx: typer.Context,
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's."),
+    outputs: Optional[int] = typer.Option(None, "--outputs", help="Number of outputs (classes); default: the configured data's."),
+) -> None:
+    """Print the model's layers: output shape and parameters per layer, and the totals.
+
+    Takes the same overrides as `dlrun train`, e.g. `dlrun summary model=lenet5 data=digits_images`.
+    With --input-shape and --outputs the data is not loaded: `dlrun summary model=resnet50
+    --input-shape 3,224,224 --outputs 1000` shows the published ResNet-50. The # column numbers
+    the layers that hold parameters: transfer.freeze=N freezes the first N of them.
+    """
+    from rich.console import Console
+
+    overrides = _take_config_dir(list(ctx.args))
+    cfg = _guarded(lambda: compose(overrides))
+    _guarded(lambda: _print_model_summary(cfg, input_shape, outputs, Console()))
+
+
 @app.command()
 def report(path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl).")) -> None:
     """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
@@ -214,6 +234,31 @@ def _train_task(cfg) -> float:
     if summary["status"] == "interrupted":
         raise SystemExit(130)
     return summary["metrics"]["dev"]["error"]
+
+
+def _print_model_summary(cfg, input_shape: str | None, outputs: int | None, console) -> None:
+    from dlrunner.config.validate import validate
+    from dlrunner.errors import ConfigError, Problem
+    from dlrunner.models.summary import print_layer_table
+    from dlrunner.train.run import build_model
+
+    validate(cfg)
+    if input_shape is not None:
+        try:
+            shape = tuple(int(v) for v in input_shape.replace("x", ",").split(","))
+        except ValueError:
+            raise ConfigError(Problem("--input-shape", input_shape, "whole numbers separated by commas, channels first, e.g. 3,224,224")) from None
+    if input_shape is None or outputs is None:
+        from dlrunner.data import build_data
+
+        data = build_data(cfg.data)
+        shape = data.input_shape if input_shape is None else shape
+        outputs = data.n_outputs if outputs is None else outputs
+    model, notes = build_model(cfg, shape, outputs)
+    for note in notes:
+        console.print(f"[yellow]note: {note}[/yellow]")
+    target = cfg.model._target_.rpartition(".")[2]
+    print_layer_table(model, shape, console, title=f"{target} on {' x '.join(map(str, shape))} inputs, {outputs} outputs")
 
 
 def _remove_if_no_results(run_dir: Path) -> None:

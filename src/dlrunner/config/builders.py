@@ -25,7 +25,9 @@ def resolve_target(path: str, key: str) -> Callable:
         raise ConfigError(Problem(f"{key}._target_", path, "not an importable function (module.function)")) from None
 
 
-RUNTIME = ("param_groups", "n_inputs", "n_outputs")  # arguments the trainer supplies, never the config
+# Arguments the trainer supplies, never the config. A builder takes those it names: a CNN takes
+# input_shape (C, H, W), an MLP takes n_inputs (the flattened size), both take n_outputs.
+RUNTIME = ("param_groups", "n_inputs", "n_outputs", "input_shape")
 
 
 def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()) -> tuple[Callable, dict]:
@@ -53,6 +55,9 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
 
 
 def call_builder(node, key: str, skip: tuple[str, ...] = (), **runtime: Any) -> Any:
-    """Call the builder a node names, with its keys plus ``runtime`` arguments (e.g. n_inputs)."""
+    """Call the builder a node names, with its keys plus the ``runtime`` arguments it takes (e.g. n_inputs)."""
     builder, kwargs = builder_kwargs(node, key, skip)
+    parameters = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        runtime = {name: value for name, value in runtime.items() if name in parameters}
     return builder(**kwargs, **runtime)

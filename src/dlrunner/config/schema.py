@@ -39,6 +39,17 @@ class TargetSplitConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random changes to each training mini-batch, on the device; dev and test are never augmented (SPEC B7, F15)."""
+
+    hflip: bool = False  # mirror each example along its last axis with probability 1/2
+    crop_padding: int = 0  # pad by p (zeros) and crop back to the original size at a random offset
+    rotation: float = 0.0  # a random angle in [-rotation, rotation] degrees (2-D images)
+    color_shift: float = 0.0  # a random offset per example and channel, N(0, color_shift^2)
+    noise_std: float = 0.0  # Gaussian input noise
+
+
+@dataclass
 class DataConfig:
     # A builder call: {_target_: dlrunner.data.sources.<name>, ...its keyword arguments}.
     # Its keys are checked against the builder's signature before training.
@@ -50,7 +61,9 @@ class DataConfig:
     # Optional second source with the distribution you care about; dev and test come from it.
     target: Optional[Any] = None
     target_split: TargetSplitConfig = field(default_factory=TargetSplitConfig)
-    normalize: bool = True  # x = (x - mu) / sigma with the training set's mu and sigma (SPEC B9)
+    normalize: Any = True  # true: x = (x - mu) / sigma per feature, with the training set's mu and sigma (SPEC B9); channel: per channel; false
+    shape: Optional[List[int]] = None  # each example's shape for the model, e.g. [1, 8, 8] (CNN) or [40, 1] (RNN); None = as loaded
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 # ---------------------------------------------------------------- model
@@ -72,6 +85,70 @@ class MLPConfig:
     batch_norm: bool = False
     keep_prob: Any = 1.0  # dropout keep probability, one value or one per hidden layer
     input_keep_prob: float = 1.0
+
+
+@dataclass
+class CNNConfig:
+    _target_: str = "dlrunner.models.build_cnn"
+    blocks: List[Any] = MISSING  # conv / separable / pool / global_pool / batch_norm / activation / dropout / flatten / fc
+    init: str = "he"
+
+
+@dataclass
+class LeNet5Config:
+    _target_: str = "dlrunner.models.build_lenet5"
+    activation: str = "tanh"
+    pooling: str = "avg"
+
+
+@dataclass
+class AlexNetConfig:
+    _target_: str = "dlrunner.models.build_alexnet"
+    dropout: float = 0.5
+    fc_units: int = 4096
+
+
+@dataclass
+class VGGConfig:
+    _target_: str = "dlrunner.models.build_vgg"
+    depth: int = 16
+    batch_norm: bool = False
+    fc_units: int = 4096
+    dropout: float = 0.5
+    width: float = 1.0
+
+
+@dataclass
+class ResNetConfig:
+    _target_: str = "dlrunner.models.build_resnet"
+    depth: int = 18
+    width: int = 64
+    stem: str = "auto"
+
+
+@dataclass
+class GoogLeNetConfig:
+    _target_: str = "dlrunner.models.build_googlenet"
+    aux_heads: bool = False
+    width: float = 1.0
+    dropout: float = 0.4
+
+
+@dataclass
+class MobileNetConfig:
+    _target_: str = "dlrunner.models.build_mobilenet"
+    width: float = 1.0
+
+
+@dataclass
+class RNNConfig:
+    _target_: str = "dlrunner.models.build_rnn"
+    cell: str = MISSING  # rnn | gru | lstm
+    hidden: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    head: str = "last"  # last | mean | attention | flatten | many_to_many
+    dropout: float = 0.0
 
 
 # ---------------------------------------------------------------- optimizer
@@ -198,6 +275,15 @@ class LoggerConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Start from the weights of an earlier run (SPEC E19, F14)."""
+
+    checkpoint: Optional[str] = None  # a run folder (its best weights) or a .pt file; None = train from scratch
+    freeze: Any = 0  # the first N layers with parameters, or a list of layer names (prefixes), kept fixed
+    new_head: Any = "auto"  # replace the output layer: auto (when its shape differs) | true | false
+
+
+@dataclass
 class DiagnosisConfig:
     # A gap (avoidable bias, variance, ...) counts as a problem when it is at least this large
     # (fraction of examples) and at least half of the largest gap.
@@ -213,6 +299,7 @@ class Config:
     regularization: RegularizationConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
 
 
@@ -221,6 +308,14 @@ SCHEMAS = {
     "schema/data/data": DataConfig,
     "schema/model/logreg": LogRegConfig,
     "schema/model/mlp": MLPConfig,
+    "schema/model/cnn": CNNConfig,
+    "schema/model/lenet5": LeNet5Config,
+    "schema/model/alexnet": AlexNetConfig,
+    "schema/model/vgg": VGGConfig,
+    "schema/model/resnet": ResNetConfig,
+    "schema/model/googlenet": GoogLeNetConfig,
+    "schema/model/mobilenet": MobileNetConfig,
+    "schema/model/rnn": RNNConfig,
     "schema/optimizer/gd": GDConfig,
     "schema/optimizer/sgd": SGDConfig,
     "schema/optimizer/momentum": MomentumConfig,

@@ -16,7 +16,7 @@ from dlrunner.errors import ConfigError, Problem
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
 INITS = ("he", "xavier", "glorot", "small_random", "zeros", "pytorch")
-TASKS = ("auto", "binary", "multiclass", "regression")
+TASKS = ("auto", "binary", "multiclass", "multilabel", "regression")
 PRECISIONS = ("fp32", "bf16", "fp16")
 PROGRESS = ("auto", "bar", "plain", "none")
 
@@ -80,6 +80,21 @@ def activation(value):
     return None if values and all(v in ACTIVATIONS for v in values) else f"one of {list(ACTIVATIONS)}, or a list of them"
 
 
+def normalize(value):
+    return None if value in (True, False, "feature", "channel") else "true (per feature), channel (per channel, for images) or false"
+
+
+def shape(value):
+    ok = isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value)
+    return None if ok else "a list of whole numbers, channels first, e.g. [1, 8, 8] (one entry may be -1)"
+
+
+def freeze(value):
+    if (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value)):
+        return None
+    return "the number of leading layers to freeze (0 = none), or a list of layer names (see dlrun summary)"
+
+
 def one_of(choices) -> Check:
     return lambda value: None if value in choices else f"one of {list(choices)}"
 
@@ -104,12 +119,27 @@ RULES: dict[str, Check] = {
     "data.split.test": non_negative,
     "data.split.train_dev": non_negative,
     "data.split.seed": non_negative_int,
+    "data.normalize": normalize,
+    "data.shape": optional(shape),
+    "data.augment.crop_padding": non_negative_int,
+    "data.augment.rotation": non_negative,
+    "data.augment.color_shift": non_negative,
+    "data.augment.noise_std": non_negative,
+    "transfer.freeze": freeze,
+    "transfer.new_head": one_of(("auto", True, False)),
     "model.layers": layers,
     "model.activation": activation,
     "model.init": one_of(INITS),
     "model.leaky_slope": non_negative,
     "model.keep_prob": keep_prob,
     "model.input_keep_prob": keep_prob,
+    "model.dropout": lambda v: None if _number(v) and 0 <= v < 1 else "a drop probability in [0, 1)",
+    "model.width": positive,
+    "model.fc_units": positive_int,
+    "model.hidden": positive_int,
+    "model.num_layers": lambda v: None if v in (1, 2, 3) and not isinstance(v, bool) else "1, 2 or 3 stacked layers",
+    "model.cell": one_of(("rnn", "gru", "lstm")),
+    "model.head": one_of(("last", "mean", "attention", "flatten", "many_to_many")),
     "optimizer.lr": positive,
     "optimizer.batch_size": batch_size,
     "optimizer.beta": beta,

@@ -16,8 +16,8 @@ class Dataset:
     """Everything the trainer needs: one (X, y) pair of tensors per split, on the training device."""
 
     splits: dict  # name -> (X, y); train and dev always, train_dev and test when configured
-    task: str  # binary | multiclass | regression
-    n_classes: int | None
+    task: str  # binary | multiclass | multilabel | regression
+    n_classes: int | None  # classes; for multilabel the number of labels (tasks)
     input_shape: tuple
     mean: np.ndarray | None = None  # input normalisation, stored with the model
     std: np.ndarray | None = None
@@ -26,7 +26,7 @@ class Dataset:
 
     @property
     def n_outputs(self) -> int:
-        return self.n_classes if self.task == "multiclass" else 1
+        return self.n_classes if self.task in ("multiclass", "multilabel") else 1
 
 
 def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +53,8 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, int | None, np.ndarray]:
     """Decide the task from the labels when ``task=auto``, and check the labels fit the task."""
+    if task == "multilabel" or (task == "auto" and _looks_multilabel(y)):
+        return "multilabel", *_multilabel(y, n_classes)
     whole = np.all(np.isfinite(y)) and np.all(np.equal(np.mod(y, 1), 0))
     if task == "auto":
         task = "regression" if not whole else ("binary" if set(np.unique(y)) <= {0, 1} else "multiclass")
@@ -74,6 +76,43 @@ def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, in
     return task, n_classes, y
 
 
+def _looks_multilabel(y: np.ndarray) -> bool:
+    """Several 0/1 labels per example, missing ones as -1 or NaN (SPEC E20)."""
+    if y.ndim != 2 or not np.issubdtype(y.dtype, np.number):
+        return False
+    known = y[np.isfinite(y)]
+    return bool(np.isin(known, (0, 1, -1)).all())
+
+
+def _multilabel(y: np.ndarray, n_labels: int | None) -> tuple[int, np.ndarray]:
+    """Labels as float 0/1 with NaN where an entry is not labelled ('?' in the course, -1 or NaN in files)."""
+    if y.ndim != 2:
+        raise ConfigError(Problem("data.task", "multilabel", f"multilabel needs y of shape (examples, labels); these labels have shape {y.shape}"))
+    y = y.astype(np.float32)
+    y[y == -1] = np.nan
+    known = y[np.isfinite(y)]
+    if not np.isin(known, (0, 1)).all():
+        raise ConfigError(Problem("data.task", "multilabel", "multilabel entries must be 0, 1, or -1/NaN for a missing label"))
+    if n_labels is not None and n_labels != y.shape[1]:
+        raise ConfigError(Problem("data.n_classes", n_labels, f"the labels have {y.shape[1]} columns (one per task)"))
+    return y.shape[1], y
+
+
+def reshape_examples(X: np.ndarray, shape, key: str = "data.shape") -> np.ndarray:
+    """Give each example the shape a model expects, e.g. 64 features -> (1, 8, 8) for a CNN,
+    or MNIST-1D's 40 -> (1, 40) for a 1-D CNN and (40, 1) for an RNN (40 steps of 1 number)."""
+    if shape is None:
+        return X
+    shape = tuple(int(v) for v in shape)
+    size = int(np.prod(X.shape[1:]))
+    known = int(np.prod([v for v in shape if v != -1]))
+    fits = (shape.count(-1) == 0 and known == size) or (shape.count(-1) == 1 and known > 0 and size % known == 0)
+    if not fits or any(v == 0 or v < -1 for v in shape):
+        raise ConfigError(Problem(key, list(shape), f"each example has shape {tuple(X.shape[1:])} ({size} values); "
+                                  f"the new shape must hold exactly {size} values (one entry may be -1)"))
+    return X.reshape(len(X), *shape)
+
+
 def build_data(cfg, device="cpu") -> Dataset:
     """Load the source (and target) arrays, split them, normalise with train statistics, move to ``device``."""
     import torch
@@ -81,7 +120,10 @@ def build_data(cfg, device="cpu") -> Dataset:
     if cfg.task not in TASKS:
         raise ConfigError(Problem("data.task", cfg.task, f"one of {list(TASKS)}"))
     X, y = load_source(cfg.source, "data.source")
+    X = reshape_examples(X, cfg.get("shape"))
     target = load_source(cfg.target, "data.target") if cfg.get("target") is not None else None
+    if target is not None:
+        target = (reshape_examples(target[0], cfg.get("shape")), target[1])
     if target is not None and target[0].shape[1:] != X.shape[1:]:
         raise ConfigError(Problem("data.target", cfg.target.get("_target_"), f"examples of shape {target[0].shape[1:]} but the source's are {X.shape[1:]}"))
     all_y = y if target is None else np.concatenate([y, target[1]])
@@ -106,13 +148,13 @@ def build_data(cfg, device="cpu") -> Dataset:
 
     mean = std = None
     if cfg.normalize:
-        mean, std = normalizer(arrays["train"][0])
+        mean, std = normalizer(arrays["train"][0], per_channel=cfg.normalize == "channel")
         arrays = {name: ((x - mean) / std, y_) for name, (x, y_) in arrays.items()}
 
     notes = []
-    if task != "regression" and len(np.unique(arrays["dev"][1])) < n_classes:
+    if task in ("binary", "multiclass") and len(np.unique(arrays["dev"][1])) < n_classes:
         notes.append(f"the dev set holds {len(np.unique(arrays['dev'][1]))} of the {n_classes} classes")
-    label_dtype = torch.float32 if task in ("binary", "regression") else torch.int64
+    label_dtype = torch.int64 if task == "multiclass" else torch.float32
     splits = {
         name: (torch.as_tensor(x, device=device), torch.as_tensor(y_, device=device).to(label_dtype))
         for name, (x, y_) in arrays.items()

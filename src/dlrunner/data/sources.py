@@ -28,6 +28,18 @@ def digits() -> Arrays:
     return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
 
 
+def digit_attributes(missing: float = 0.3, seed: int = 0) -> Arrays:
+    """A multi-task set (SPEC E20): the 8x8 digits as 1x8x8 images, each with three yes/no labels
+    (the digit is even; above 4; has a closed loop: 0, 6, 8, 9), a fraction ``missing`` of them
+    unknown (NaN), as when not every image was labelled for every task."""
+    if not (isinstance(missing, (int, float)) and 0 <= missing < 1):
+        raise ConfigError(Problem("data.source.missing", missing, "a fraction in [0, 1)"))
+    X, digit = digits()
+    y = np.stack([digit % 2 == 0, digit > 4, np.isin(digit, (0, 6, 8, 9))], axis=1).astype(np.float32)
+    y[np.random.default_rng(seed).random(y.shape) < missing] = np.nan
+    return X.reshape(-1, 1, 8, 8), y
+
+
 def breast_cancer() -> Arrays:
     """scikit-learn's bundled Wisconsin breast cancer set: 569 examples, 30 features, 2 classes."""
     from sklearn.datasets import load_breast_cancer

@@ -91,12 +91,18 @@ def split_indices(
     return parts
 
 
-def normalizer(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def normalizer(X_train: np.ndarray, per_channel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation of the training examples only (SPEC B9).
 
-    Features that are constant in the training set get sigma = 1, so they map to 0 instead of NaN.
+    ``per_channel``: one mean and sigma per channel of (C, ...) examples, the usual choice for
+    images (shifted and flipped pixels keep their meaning). Features that are constant in the
+    training set get sigma = 1, so they map to 0 instead of NaN.
     """
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
+    if per_channel and X_train.ndim > 2:
+        # Statistics over examples and positions: shape (C, 1, ...), broadcasting over positions.
+        axes = (0, *range(2, X_train.ndim))
+        mean, std = X_train.mean(axis=axes, keepdims=True)[0], X_train.std(axis=axes, keepdims=True)[0]
+    else:
+        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)

@@ -27,16 +27,19 @@ def init_std(scheme: str, n_in: int, n_out: int) -> float:
 
 
 def initialise(model: nn.Module, scheme: str) -> None:
-    """W ~ N(0, std^2) with the scheme's std, b = 0, for every linear layer; 'pytorch' keeps torch's default."""
+    """W ~ N(0, std^2) with the scheme's std, b = 0, for every linear and convolution layer;
+    'pytorch' keeps torch's default. A convolution's n[l-1] is its fan-in, f*f*n_c[l-1]."""
     if scheme == "pytorch":
         return
     with torch.no_grad():
         for layer in model.modules():
-            if isinstance(layer, nn.Linear):
+            if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 if scheme == "zeros":
                     layer.weight.zero_()
                 else:
-                    layer.weight.normal_(0.0, init_std(scheme, layer.in_features, layer.out_features))
+                    fan_in = layer.weight[0].numel()
+                    fan_out = layer.weight.numel() // layer.weight.shape[1]
+                    layer.weight.normal_(0.0, init_std(scheme, fan_in, fan_out))
                 if layer.bias is not None:
                     layer.bias.zero_()
 
@@ -112,8 +115,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def weight_matrices(model: nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters L2 applies to: weight matrices and kernels, not biases or batch-norm's gamma/beta."""
-    return [p for p in model.parameters() if p.ndim > 1]
+    """The parameters L2 applies to: trainable weight matrices and kernels, not biases or batch-norm's gamma/beta."""
+    return [p for p in model.parameters() if p.ndim > 1 and p.requires_grad]
 
 
 def _per_layer(value, n_layers: int, key: str) -> list:

@@ -25,7 +25,7 @@ def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list
 
     weights = weight_matrices(model)
     weight_ids = {id(w) for w in weights}
-    others = [p for p in model.parameters() if id(p) not in weight_ids]
+    others = [p for p in model.parameters() if id(p) not in weight_ids and p.requires_grad]  # frozen layers stay out
     return [{"params": weights, "weight_decay": l2 / batch_size}, {"params": others, "weight_decay": 0.0}]
 
 

@@ -23,7 +23,7 @@ def save_atomic(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, key: str = "trainer.resume") -> dict:
+def load_checkpoint(path: Path, key: str = "trainer.resume", training_state: bool = True) -> dict:
     """Read a checkpoint written by ``save_atomic``; a missing, truncated or foreign file is bad input."""
     if not path.is_file():
         raise ConfigError(Problem(key, str(path), "no checkpoint there"))
@@ -33,7 +33,7 @@ def load_checkpoint(path: Path, key: str = "trainer.resume") -> dict:
         raise ConfigError(Problem(key, str(path), f"not a readable checkpoint ({type(err).__name__}: {err})")) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(Problem(key, str(path), "not a dlrunner checkpoint"))
-    if "optimizer" not in state:
+    if training_state and "optimizer" not in state:
         raise ConfigError(Problem(key, str(path), "this checkpoint holds only the best weights, not the training state; "
                                   "resume from checkpoints/last.pt or from the run folder"))
     return state

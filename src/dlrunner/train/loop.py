@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from dlrunner.diagnostics import diagnose
-from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function
+from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
 
 
 @dataclass
@@ -35,6 +35,7 @@ class FitSettings:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     human_error: Optional[float] = None
     significant_gap: float = 0.015
+    augment: Optional[Callable] = None  # augment(batch, generator) -> a changed copy; training batches only
 
 
 @dataclass
@@ -110,11 +111,13 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             else:
                 batch = order[position : position + batch_size]
                 xb, yb = X[batch], Y[batch]
+            if settings.augment is not None:
+                xb = settings.augment(xb, shuffle)  # its draws come from the saved generator, so resuming repeats them
             position += batch_size
             lr = set_lr()  # a Python float per step: no device work
 
             with autocast():
-                loss = loss_fn(model(xb), yb)
+                loss = training_loss(model(xb), yb, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if settings.grad_clip_norm:

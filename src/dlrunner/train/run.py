@@ -17,6 +17,7 @@ from rich.console import Console
 from dlrunner.config.builders import call_builder
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
+from dlrunner.data.augment import build_augmenter
 from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.diagnostics.report import render_report
@@ -29,6 +30,7 @@ from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
 from dlrunner.train.outputs import RunFiles, write_json_atomic
 from dlrunner.train.progress import make_progress
+from dlrunner.train.transfer import freeze_layers, load_pretrained
 
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before anything here changes it
@@ -68,9 +70,12 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
 
     data = build_data(cfg.data, device)
     n_train = len(data.splits["train"][0])
-    model = call_builder(cfg.model, "model", n_inputs=math.prod(data.input_shape), n_outputs=data.n_outputs).to(device)
+    model, model_notes = build_model(cfg, data.input_shape, data.n_outputs, pretrained=resume is None)
+    notes = data.notes + model_notes
+    model = model.to(device)
     if resume is not None:
         model.load_state_dict(resume["model"])
+    augment = build_augmenter(**OmegaConf.to_container(cfg.data.augment), input_shape=data.input_shape)
     batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
     if device.type == "cpu":
         torch.set_num_threads(trainer.threads or cpu_threads(count_parameters(model), batch_size))
@@ -110,6 +115,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         precision=precision,
         human_error=cfg.data.human_error,
         significant_gap=cfg.diagnosis.significant_gap,
+        augment=augment,
     )
 
     # From here on the run folder fills up.
@@ -120,7 +126,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     }
     outputs.start(history=_history_before(resume_path, resume, run_dir))
     outputs.write_provenance(trainer.seed, str(device))
-    for note in data.notes:
+    for note in notes:
         console.print(f"[yellow]note: {note}[/yellow]")
     logger = build_logger(cfg, run_dir, console)
     outputs.listeners.append(logger.log_metrics)
@@ -133,7 +139,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         status = summary["status"]
         outputs.write_summary(summary)
         analysis = None
-        if data.task != "regression":  # confusion matrix and misclassified dev examples, for review
+        if data.task in ("binary", "multiclass") and data.splits["dev"][1].ndim == 1:  # confusion matrix and misclassified dev examples, for review
             analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std)
             write_json_atomic({k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}, run_dir / "analysis.json")
         if cfg.logger.backend != "none":
@@ -150,6 +156,17 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     render_report(summary, console)
     console.print(f"Run folder: {run_dir}")
     return summary
+
+
+def build_model(cfg: DictConfig, input_shape: tuple, n_outputs: int, pretrained: bool = True) -> tuple[torch.nn.Module, list[str]]:
+    """The model the config names, for examples of ``input_shape``, with the transfer settings
+    applied (earlier weights when ``pretrained``, frozen layers); and sentences for the user."""
+    model = call_builder(cfg.model, "model", n_inputs=math.prod(input_shape), n_outputs=n_outputs, input_shape=tuple(input_shape))
+    notes = list(getattr(model, "notes", []))
+    if cfg.transfer.checkpoint and pretrained:
+        notes += load_pretrained(model, cfg.transfer.checkpoint, cfg.transfer.new_head)
+    notes += freeze_layers(model, cfg.transfer.freeze)
+    return model, notes
 
 
 def cpu_threads(n_params: int, batch_size: int) -> int:
@@ -200,6 +217,7 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         "metrics": metrics,
         "diagnosis": diagnosis,
         "n_params": count_parameters(model),
+        "n_params_total": sum(p.numel() for p in model.parameters()),
         "best": {"step": result.best_step, "dev_error": result.best_dev_error},
         "resumed_from": resumed_from,
         "stopped_early": result.stopped_early,
