@@ -60,7 +60,7 @@ def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int
 
 
 def _raw(x: torch.Tensor, mean, std) -> list[float]:
-    values = x.flatten().cpu()
-    if mean is not None:
-        values = values * torch.as_tensor(std).flatten() + torch.as_tensor(mean).flatten()
-    return values[:1024].tolist()
+    values = x.cpu()
+    if mean is not None:  # per-feature statistics have the example's shape, per-channel ones (C, 1, ...): both broadcast
+        values = values * torch.as_tensor(std) + torch.as_tensor(mean)
+    return values.flatten()[:1024].tolist()

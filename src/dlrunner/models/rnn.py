@@ -11,7 +11,7 @@ The recurrent part is torch's ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` (``batch_fir
   and a<t> = Gamma_o * tanh(c<t>).
 
 ``bidirectional`` runs a second network from the end of the sequence back to the start and
-concatenates both directions' activations at every step; ``layers`` stacks recurrent layers (deep
+concatenates both directions' activations at every step; ``num_layers`` stacks recurrent layers (deep
 RNNs, L10900: 3 recurrent layers is already a lot, so 1-3 are allowed).
 
 Heads turn the per-step activations a<1..T> (N, T, D*hidden; D = 2 if bidirectional) into outputs
@@ -85,7 +85,7 @@ class SequenceModel(nn.Module):
 def build_rnn(
     cell: str = "gru",
     hidden: int = 64,
-    layers: int = 1,
+    num_layers: int = 1,
     bidirectional: bool = False,
     head: str = "last",
     dropout: float = 0.0,
@@ -98,10 +98,10 @@ def build_rnn(
     Args:
         cell: rnn (vanilla tanh RNN) | gru | lstm.
         hidden: units in the activation a<t> of each recurrent layer (per direction).
-        layers: stacked recurrent layers, 1-3 (deep RNNs: 3 is already a lot).
+        num_layers: stacked recurrent layers, 1-3 (deep RNNs: 3 is already a lot).
         bidirectional: also read the sequence backwards and concatenate both directions.
         head: last | mean | attention | flatten | many_to_many (see the module docstring).
-        dropout: drop probability between stacked recurrent layers (needs layers >= 2).
+        dropout: drop probability between stacked recurrent layers (needs num_layers >= 2).
         input_shape: one example's shape (T, features), e.g. (40, 1) for MNIST-1D as a sequence.
         n_outputs: 1 for binary and regression, C for C classes.
 
@@ -121,8 +121,8 @@ def build_rnn(
         problems.append(Problem("model.head", head, f"one of {list(HEADS)}"))
     if not _whole(hidden) or hidden < 1:
         problems.append(Problem("model.hidden", hidden, "a whole number >= 1 (units per recurrent layer)"))
-    if not _whole(layers) or not 1 <= layers <= MAX_LAYERS:
-        problems.append(Problem("model.layers", layers, f"a whole number from 1 to {MAX_LAYERS} "
+    if not _whole(num_layers) or not 1 <= num_layers <= MAX_LAYERS:
+        problems.append(Problem("model.num_layers", num_layers, f"a whole number from 1 to {MAX_LAYERS} "
                                 "(deep RNNs: 3 stacked recurrent layers is already a lot)"))
     if not isinstance(bidirectional, bool):
         problems.append(Problem("model.bidirectional", bidirectional, "true or false"))
@@ -131,15 +131,15 @@ def build_rnn(
     if problems:
         raise ConfigError(problems)
 
-    model = SequenceModel(cell, int(hidden), int(layers), bidirectional, head, float(dropout),
+    model = SequenceModel(cell, int(hidden), int(num_layers), bidirectional, head, float(dropout),
                           steps, features, n_outputs)
     if cell == "rnn" and steps > LONG_SEQUENCE:
         model.notes.append(
             f"a vanilla RNN struggles with long-range dependencies over {steps} steps (vanishing gradients); "
             "GRU or LSTM (model.cell=gru|lstm) keep information across many steps; gradient clipping "
             "(regularization.grad_clip_norm) guards against exploding gradients")
-    if dropout > 0 and layers == 1:
-        model.notes.append("model.dropout acts between stacked recurrent layers, so with model.layers=1 it has no effect")
+    if dropout > 0 and num_layers == 1:
+        model.notes.append("model.dropout acts between stacked recurrent layers, so with model.num_layers=1 it has no effect")
     return model
 
 
