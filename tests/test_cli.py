@@ -43,6 +43,7 @@ def test_ls_lists_groups_with_descriptions_and_defaults(tmp_path):
         assert text in result.stdout
     only_model = run_dlrun("ls", "model", cwd=tmp_path).stdout
     assert "mlp *" in only_model and "adam" not in only_model
+    assert "a[l+2] = g(z[l+2] + a[l])" in " ".join(only_model.split())  # brackets shown, not taken for markup
     bad = run_dlrun("ls", "modle", cwd=tmp_path)
     assert bad.returncode == 2 and "no config group 'modle'" in bad.stderr
 

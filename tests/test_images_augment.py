@@ -450,3 +450,20 @@ def test_bad_values(setting, value):
     with pytest.raises(ConfigError) as err:
         build_augmenter(**{setting: value}, input_shape=(1, 8, 8))
     assert problem(err).key == f"data.augment.{setting}"
+
+
+def test_the_trainer_augments_training_batches_only(tmp_path):
+    """With a learning rate too small to move the weights, heavy input noise changes the training
+    mini-batch losses but not one digit of the dev evaluation: dev is never augmented."""
+    from conftest import read_metrics, train_in_process
+
+    runs = {}
+    for name, noise in (("plain", 0), ("noisy", 50)):
+        folder = tmp_path / name
+        summary = train_in_process(folder, "data=digits_images", "model=cnn", "trainer=quick", "trainer.steps=3", "trainer.eval_every=3",
+                                   "optimizer=sgd", "optimizer.lr=1e-12", "optimizer.batch_size=64", f"data.augment.noise_std={noise}")
+        runs[name] = (summary, read_metrics(folder / "run")[-1])
+    (plain, plain_record), (noisy, noisy_record) = runs["plain"], runs["noisy"]
+    assert noisy_record["train_loss"] > 2 * plain_record["train_loss"]  # the mini-batches were changed
+    assert noisy["metrics"]["dev"]["loss"] == pytest.approx(plain["metrics"]["dev"]["loss"], rel=1e-6)
+    assert noisy["metrics"]["train"]["loss"] == pytest.approx(plain["metrics"]["train"]["loss"], rel=1e-6)  # evaluation: clean data

@@ -63,6 +63,7 @@ def options() -> dict[str, list[Option]]:
 
 def print_catalog(group: str | None = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     catalog = options()
@@ -77,7 +78,7 @@ def print_catalog(group: str | None = None) -> None:
             continue
         for option in group_options:
             label = option.name + (" *" if option.is_default else "") + (" (yours)" if option.is_users else "")
-            table.add_row(name, label, option.description)
+            table.add_row(name, label, escape(option.description))  # descriptions hold brackets: a[l+2]
     console = Console()
     console.print(table)
     console.print(f"* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  Built-in configs: {builtin_config_dir()}")
