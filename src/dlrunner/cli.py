@@ -141,6 +141,31 @@ def summary(
 
 
 @app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders, or folders holding runs (a sweep, a multirun)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="The optimizing metric, a path in summary.json; default: the runs' metric.optimizing (dev)."),
+    satisfy: List[str] = typer.Option([], "--satisfy", help="A satisficing threshold, PATH OP NUMBER, e.g. 'satisficing.latency_ms <= 100'; repeatable."),
+    maximize: Optional[bool] = typer.Option(None, "--maximize/--minimize", help="Direction of --metric; default: from the metric."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON to this file."),
+) -> None:
+    """Runs side by side: what differs in their configs, the metrics, the verdicts, and the best run
+    by the optimizing metric among those meeting every --satisfy threshold (SPEC E4).
+
+    Example: dlrun compare multirun/2026-11-22/10-00-00 --metric metrics.dev.accuracy --satisfy 'satisficing.latency_ms <= 100'
+    """
+    from rich.console import Console
+
+    from dlrunner.diagnostics.compare import compare as compare_runs, print_comparison
+
+    result = _guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
+    print_comparison(result, Console())
+    if json_out is not None:
+        from dlrunner.train.outputs import write_json_atomic
+
+        write_json_atomic(result, json_out)
+
+
+@app.command()
 def report(path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl).")) -> None:
     """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
 

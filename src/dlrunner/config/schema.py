@@ -284,6 +284,15 @@ class TransferConfig:
 
 
 @dataclass
+class MetricConfig:
+    """The single-number evaluation metric and the satisficing thresholds (SPEC E3, E4, E7)."""
+
+    optimizing: str = "error"  # error | accuracy | precision | recall | f1 | weighted_error | segment_error
+    class_weights: Optional[Any] = None  # weighted_error: weight by true class, e.g. {3: 10}; others 1
+    satisficing: List[str] = field(default_factory=list)  # e.g. ["satisficing.latency_ms <= 100"] over summary.json
+
+
+@dataclass
 class DiagnosisConfig:
     # A gap (avoidable bias, variance, ...) counts as a problem when it is at least this large
     # (fraction of examples) and at least half of the largest gap.
@@ -300,6 +309,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    metric: MetricConfig = field(default_factory=MetricConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
 
 

@@ -95,6 +95,22 @@ def freeze(value):
     return "the number of leading layers to freeze (0 = none), or a list of layer names (see dlrun summary)"
 
 
+def satisficing(value):
+    from dlrunner.search.constraints import parse_constraint
+
+    try:
+        for text in value:
+            parse_constraint(text)
+    except (ValueError, TypeError):
+        return "a list of 'PATH OP NUMBER' over summary.json, e.g. ['satisficing.latency_ms <= 100', 'n_params < 50000']"
+    return None
+
+
+def class_weights(value):
+    ok = isinstance(value, dict) and all(str(k).isdigit() and _number(v) and v >= 0 for k, v in value.items())
+    return None if ok else "a mapping from class index to weight, e.g. {3: 10} (other classes weigh 1)"
+
+
 def one_of(choices) -> Check:
     return lambda value: None if value in choices else f"one of {list(choices)}"
 
@@ -126,6 +142,9 @@ RULES: dict[str, Check] = {
     "data.augment.color_shift": non_negative,
     "data.augment.noise_std": non_negative,
     "transfer.freeze": freeze,
+    "metric.optimizing": one_of(("error", "accuracy", "precision", "recall", "f1", "weighted_error", "segment_error")),
+    "metric.satisficing": satisficing,
+    "metric.class_weights": optional(class_weights),
     "transfer.new_head": one_of(("auto", True, False)),
     "model.layers": layers,
     "model.activation": activation,

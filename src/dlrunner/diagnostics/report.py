@@ -34,6 +34,7 @@ def render_report(summary: dict, console: Console) -> None:
     for level, error, gap, size in rows:
         table.add_row(level, error, gap, "" if size is None else show(size))
     console.print(table)
+    _print_decision_metrics(summary, console)
     console.print(f"[bold]Verdict:[/bold] {diagnosis['verdict']}")
     for advice in diagnosis["advice"]:
         console.print(f"  - {advice}", highlight=False)
@@ -41,3 +42,18 @@ def render_report(summary: dict, console: Console) -> None:
         console.print(f"  [dim]note: {note}[/dim]", highlight=False)
     if summary.get("message"):
         console.print(f"[yellow]{summary['message']}[/yellow]")
+
+
+def _print_decision_metrics(summary: dict, console: Console) -> None:
+    """The optimizing metric (when it is not the error shown above) and the satisficing metrics."""
+    metric, measured = summary.get("metric") or {}, summary.get("satisficing") or {}
+    if metric.get("name") not in (None, "error") and metric.get("dev") is not None:
+        splits = ", ".join(f"{split} {metric[split]:.4f}" for split in ("train", "dev", "test") if metric.get(split) is not None)
+        console.print(f"[bold]Optimizing metric[/bold] {metric['name']}: {splits}", highlight=False)
+    if measured:
+        line = (f"{measured['n_params']:,} parameters, {measured['size_mb']:.3g} MB, "
+                f"{measured['latency_ms']:.3g} ms per example, trained in {measured['train_s']:.1f} s")
+        if "met" in measured:
+            failed = [text for text, check in measured["constraints"].items() if not check["met"]]
+            line += "; thresholds met" if measured["met"] else f"; [red]thresholds NOT met[/red] ({', '.join(failed)})"
+        console.print(f"[bold]Satisficing:[/bold] {line}", highlight=False)

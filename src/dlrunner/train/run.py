@@ -19,9 +19,11 @@ from dlrunner.config.validate import validate
 from dlrunner.data import build_data
 from dlrunner.data.augment import build_augmenter
 from dlrunner.diagnostics import diagnose
+from dlrunner.diagnostics.decide import OPTIMIZING, optimizing_metric, satisficing_metrics
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.search.constraints import check_constraints
 from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters
 from dlrunner.optim import parameter_groups
@@ -203,12 +205,17 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         sizes={name: len(data.splits[name][0]) for name in metrics}, scale=data.error_scale,
     )
     message = result.message
+    metric = cfg.metric
+    chosen = {name: optimizing_metric(model, *data.splits[name], data.task, data.n_classes, metric.optimizing,
+                                   {int(k): float(v) for k, v in (metric.class_weights or {}).items()})
+              for name in metrics}
+    satisficing = satisficing_metrics(model, data.splits["dev"][0][:1], result.train_s)
     if result.status == "diverged":
         diagnosis["verdict"] = "diverged"
         diagnosis["advice"] = ["The loss became NaN or infinite: lower the learning rate (and check the input scale)."]
     if cfg.trainer.eval_test is False and data.splits.get("test") is not None:
         diagnosis["notes"].append("the test set was not evaluated (trainer.eval_test=true evaluates it, once you are done tuning)")
-    return {
+    summary = {
         "status": result.status,
         "message": message,
         "task": data.task,
@@ -216,6 +223,8 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         "sizes": {name: len(xy[0]) for name, xy in data.splits.items()},
         "metrics": metrics,
         "diagnosis": diagnosis,
+        "metric": {"name": metric.optimizing, "higher_is_better": OPTIMIZING[metric.optimizing], **chosen},
+        "satisficing": satisficing,
         "n_params": count_parameters(model),
         "n_params_total": sum(p.numel() for p in model.parameters()),
         "best": {"step": result.best_step, "dev_error": result.best_dev_error},
@@ -230,6 +239,11 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         },
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if metric.satisficing:  # whether this run meets each threshold, with the value it saw
+        checks = {text: check_constraints(summary, [text]) for text in metric.satisficing}
+        summary["satisficing"]["constraints"] = {text: {"value": seen[text], "met": met} for text, (met, seen) in checks.items()}
+        summary["satisficing"]["met"] = all(met for met, _ in checks.values())
+    return summary
 
 
 def _history_before(resume_path: Path | None, resume: dict | None, run_dir: Path) -> list[str]:

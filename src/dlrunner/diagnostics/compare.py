@@ -1,0 +1,155 @@
+"""`dlrun compare`: runs side by side, and the best by the optimizing metric among the runs that
+meet the satisficing thresholds (SPEC E4: accuracy subject to latency <= 100 ms picks B, 92% at
+95 ms, over C, 95% at 1500 ms)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dlrunner.errors import ConfigError, Problem
+from dlrunner.search.constraints import check_constraints, lookup, parse_constraint
+
+IGNORED_CONFIG = ("logger.", "trainer.progress", "trainer.resume")  # settings that do not change a result
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run folders: each path is a run folder (with summary.json) or a folder holding runs (a sweep, a multirun)."""
+    runs = []
+    for path in paths:
+        if (path / "summary.json").is_file():
+            runs.append(path)
+        elif path.is_dir():
+            found = sorted(p.parent for p in path.glob("**/summary.json"))
+            if not found:
+                raise ConfigError(Problem("RUN", str(path), "no summary.json in that folder or below it: give run folders or a sweep folder"))
+            runs += found
+        else:
+            raise ConfigError(Problem("RUN", str(path), "no such folder"))
+    return runs
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    flat = {}
+    for key, value in node.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def config_differences(summaries: list[dict]) -> list[str]:
+    """The config keys whose values differ between the runs (what was varied)."""
+    flats = [_flatten(s.get("config") or {}) for s in summaries]
+    keys = sorted(set().union(*flats))
+    return [k for k in keys if not k.startswith(IGNORED_CONFIG) and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+
+
+def compare(paths: list[Path], objective: str | None = None, constraints: list[str] = (), maximize: bool | None = None) -> dict:
+    """Read the runs, find what differs, and choose the best that meets every constraint."""
+    for text in constraints:
+        try:
+            parse_constraint(text)
+        except ValueError as err:
+            raise ConfigError(Problem("--satisfy", text, str(err))) from None
+    runs = find_runs(paths)
+    summaries = []
+    for run in runs:
+        try:
+            summaries.append(json.loads((run / "summary.json").read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(Problem("RUN", str(run), f"summary.json cannot be read ({err})")) from None
+    finished = [(run, s) for run, s in zip(runs, summaries) if "metrics" in s]
+    if not finished:
+        raise ConfigError(Problem("RUN", [str(p) for p in paths], "none of these runs finished (their summaries hold no metrics)"))
+    first_metric = finished[0][1].get("metric") or {}
+    if objective is None:
+        chosen = first_metric.get("dev") is not None and first_metric.get("name") != "error"
+        objective = "metric.dev" if chosen else "metrics.dev.error"
+    if maximize is None:
+        maximize = bool(first_metric.get("higher_is_better")) if objective == "metric.dev" else objective.endswith(("accuracy", "f1", "precision", "recall"))
+    candidates = [{**s, "run": str(run)} for run, s in finished]
+    if all(lookup(c, objective) is None for c in candidates):
+        raise ConfigError(Problem("--metric", objective, "no run has that value; e.g. metrics.dev.error, metrics.dev.accuracy, metric.dev, satisficing.latency_ms"))
+    eligible = [c for c in candidates if check_constraints(c, list(constraints))[0] and isinstance(lookup(c, objective), (int, float))]
+    best = (max if maximize else min)(eligible, key=lambda c: lookup(c, objective)) if eligible else None
+    differing = config_differences([s for _, s in finished])
+    rows = []
+    for candidate in candidates:
+        flat = _flatten(candidate.get("config") or {})
+        met, seen = check_constraints(candidate, list(constraints))
+        rows.append({
+            "run": candidate["run"],
+            "config": {k: flat.get(k) for k in differing},
+            "objective": lookup(candidate, objective),
+            "dev_error": lookup(candidate, "metrics.dev.error"),
+            "satisficing": candidate.get("satisficing"),
+            "constraints": seen,
+            "meets_constraints": met,
+            "verdict": lookup(candidate, "diagnosis.verdict"),
+            "best": best is not None and candidate["run"] == best["run"],
+        })
+    unfinished = [str(run) for run, s in zip(runs, summaries) if "metrics" not in s]
+    return {"objective": objective, "maximize": maximize, "constraints": list(constraints), "differing": differing,
+            "runs": rows, "best": best["run"] if best else None, "unfinished": unfinished}
+
+
+def print_comparison(result: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("")
+    table.add_column("run")
+    for key in result["differing"]:
+        table.add_column(key)
+    table.add_column(result["objective"], justify="right")
+    if result["objective"] != "metrics.dev.error":
+        table.add_column("dev error", justify="right")
+    for column in ("params", "latency ms", "train s"):
+        table.add_column(column, justify="right")
+    if result["constraints"]:
+        table.add_column("meets")
+    table.add_column("verdict")
+    common = _common_parent([row["run"] for row in result["runs"]])
+    for row in result["runs"]:
+        measured = row["satisficing"] or {}
+        cells = ["★" if row["best"] else "", row["run"][len(common):] or row["run"]]
+        cells += [_short(row["config"][key]) for key in result["differing"]]
+        cells.append(_number(row["objective"]))
+        if result["objective"] != "metrics.dev.error":
+            cells.append(_number(row["dev_error"]))
+        cells += [f"{measured.get('n_params', 0):,}" if measured else "", _number(measured.get("latency_ms")), _number(measured.get("train_s"))]
+        if result["constraints"]:
+            cells.append("[green]yes[/green]" if row["meets_constraints"] else "[red]no[/red]")
+        cells.append(row["verdict"] or "")
+        table.add_row(*cells)
+    console.print(table)
+    direction = "highest" if result["maximize"] else "lowest"
+    rule = f" among the runs meeting {', '.join(result['constraints'])}" if result["constraints"] else ""
+    if result["best"]:
+        console.print(f"★ best: {result['best']} ({direction} {result['objective']}{rule})", highlight=False)
+    else:
+        console.print(f"[red]No run meets {', '.join(result['constraints'])}[/red]", highlight=False)
+    for run in result["unfinished"]:
+        console.print(f"[yellow]not finished (no metrics): {run}[/yellow]", highlight=False)
+
+
+def _common_parent(paths: list[str]) -> str:
+    if len(paths) < 2:
+        return ""
+    parts = [p.split("/") for p in paths]
+    common = []
+    for pieces in zip(*parts):
+        if len(set(pieces)) != 1:
+            break
+        common.append(pieces[0])
+    return "/".join(common) + "/" if common else ""
+
+
+def _number(value) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
