@@ -43,11 +43,13 @@ def payloads(path: Path) -> list[bytes]:
     return out
 
 
-def read_run(run_dir: Path) -> dict:
-    """{"run": RunRecord, "config": {...}, "history": [{...}], "summary": {...}} of the one offline run in run_dir/wandb."""
+def read_run(run_dir: Path, index: int | None = None) -> dict:
+    """{"run": RunRecord, "config": {...}, "history": [{...}], "summary": {...}} of the one offline run
+    in run_dir/wandb, or of the index-th in time order when there are several (a run resumed later)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    [path] = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    paths = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    [path] = paths if index is None else [paths[index]]
     result = {"run": None, "config": {}, "history": [], "summary": {}, "artifacts": []}
     for payload in payloads(path):
         record = pb.Record.FromString(payload)

@@ -141,6 +141,42 @@ def summary(
 
 
 @app.command()
+def analyze(
+    run: Path = typer.Argument(..., help="A finished run folder of a classification run."),
+    tally_sheet: Optional[Path] = typer.Option(None, "--tally", help="A sheet you marked: count each category's share and its ceiling."),
+    limit: int = typer.Option(100, "--limit", min=1, help="How many misclassified dev examples go in the sheet (most confident first)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated category columns for the sheet, e.g. dog,great_cat,blurry."),
+) -> None:
+    """Error analysis (SPEC E13, E14): confusion matrix, per-class error, the most confused pairs,
+    and RUN/error_analysis/sheet.csv with the misclassified dev examples and empty columns to mark
+    (your categories, incorrectly_labelled, comments).
+
+    After marking: `dlrun analyze RUN --tally RUN/error_analysis/sheet.csv` gives each category's
+    share of the errors, the dev error if it were fixed completely (its ceiling), and whether fixing
+    incorrect labels is worth it first.
+    """
+    from rich.console import Console
+
+    from dlrunner.diagnostics import analyze as error_analysis
+    from dlrunner.train.outputs import write_json_atomic
+
+    console = Console()
+    analysis = _guarded(lambda: error_analysis.error_analysis(run, limit), what="cannot analyse")
+    if tally_sheet is not None:
+        result = _guarded(lambda: error_analysis.tally(tally_sheet, analysis["dev_error"]), what="cannot tally")
+        error_analysis.print_tally(result, console)
+        write_json_atomic(result, run / "error_analysis" / "tally.json")
+        _log_to_wandb(run, "error_analysis/tally", result)
+        return
+    error_analysis.print_error_analysis(analysis, console)
+    wanted = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
+    sheet = _guarded(lambda: error_analysis.write_sheet(run, analysis, limit, categories=wanted, console=console), what="cannot write the sheet")
+    write_json_atomic({k: v for k, v in analysis.items() if k != "misclassified"}, run / "error_analysis" / "analysis.json")
+    _log_to_wandb(run, "error_analysis/sheet", sheet)
+    console.print(f"Sheet: {sheet}\nMark the category columns, then: dlrun analyze {run} --tally {sheet}", highlight=False)
+
+
+@app.command()
 def compare(
     runs: List[Path] = typer.Argument(..., help="Run folders, or folders holding runs (a sweep, a multirun)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="The optimizing metric, a path in summary.json; default: the runs' metric.optimizing (dev)."),
@@ -259,6 +295,13 @@ def _train_task(cfg) -> float:
     if summary["status"] == "interrupted":
         raise SystemExit(130)
     return summary["metrics"]["dev"]["error"]
+
+
+def _log_to_wandb(run_dir: Path, key: str, result) -> None:
+    """When the run logged to W&B, add this result to its W&B run (offline files, resumed by id)."""
+    from dlrunner.loggers.wandb_logger import log_to_existing_run
+
+    log_to_existing_run(run_dir, key, result)
 
 
 def _print_model_summary(cfg, input_shape: str | None, outputs: int | None, console) -> None:

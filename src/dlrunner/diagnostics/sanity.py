@@ -21,19 +21,28 @@ from dataclasses import dataclass, field
 
 import torch
 
-MAX_EXAMPLES = 2000  # training examples the checks use at most (the first ones of the training split)
+# The checks use the first training examples: at most MAX_EXAMPLES for mini-batch training, and at
+# most FULL_PASS where one step or evaluation takes them all (initial loss, batch GD, and check 3
+# when the optimizer is batch GD), so that a check takes seconds.
+MAX_EXAMPLES = 4000
+FULL_PASS = 1000
 
-# 1. Initial loss: pass when expected / INIT_TOLERANCE <= measured <= expected * INIT_TOLERANCE.
-# With random logits of standard deviation s the softmax cross-entropy is about ln C + s^2/2, so
-# 1.5x ln 10 allows logits of std up to ~1.5: He-initialised networks on normalised inputs land at
-# 1.0-1.2x; a network whose scores are 10x too large lands far above.
-INIT_TOLERANCE = 1.5
+# 1. Initial loss: fail when it is more than INIT_EXCESS_NATS nats per label above ln C (ln 2):
+# the correct class then gets on average e^3 = 20x less probability than chance (geometric mean).
+# Not a ratio: ln 2 is small, and the course's He initialisation gives output logits of std ~1-2
+# (costing about s^2/2 nats), so healthy ReLU MLPs start 0.3-1.4 nats above chance (60 seeds of
+# MNIST-1D, digits, moons, spiral, breast cancer; 2.0x ln 2 on moons, 1.55x ln 10 on digits), while
+# unnormalised inputs start 12 (digits) to 123 (breast cancer) nats above, and logits 3x too large
+# already cost ~10 nats.
+INIT_EXCESS_NATS = 3.0
 # 2. Overfit a small batch: pass when the final loss on the batch is below this fraction of its initial loss.
 OVERFIT_FRACTION = 0.05
-# 3. Real vs shuffled labels: pass when the real labels' relative loss decrease is at least
-# SHUFFLE_RATIO times the shuffled labels', and at least SHUFFLE_MIN_DROP.
-SHUFFLE_RATIO = 2.0
-SHUFFLE_MIN_DROP = 0.10
+# 3. Real vs shuffled labels: pass when the real labels take the training loss at least
+# SHUFFLE_MIN_GAIN below chance, and the shuffled labels need SHUFFLE_SPEEDUP times as many steps
+# to get half as far. Measured (200 steps): 2.4x for batch GD on MNIST-1D, 12x on digits, never
+# for the default MNIST-1D MLP; 1.0-1.2x when the inputs are noise.
+SHUFFLE_SPEEDUP = 2.0
+SHUFFLE_MIN_GAIN = 0.10
 # 4. Batch GD: GD_STEPS steps; J may rise by at most GD_NOISE relative to the previous value (float32 noise).
 GD_STEPS = 20
 GD_NOISE = 1e-5
@@ -56,47 +65,47 @@ class CheckResult:
 
 @torch.no_grad()
 def check_initial_loss(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, n_classes: int | None,
-                       tolerance: float = INIT_TOLERANCE, pretrained: bool = False) -> CheckResult:
-    """The loss of ``model`` as it is (at initialisation) against its chance value.
+                       tolerance: float = INIT_EXCESS_NATS, pretrained: bool = False) -> CheckResult:
+    """The loss of ``model`` as it is (at initialisation) on (X, y) against its chance value.
 
-    multiclass: ln C; binary: ln 2; multilabel: ln 2 per labelled entry, i.e. ln 2 times the mean
-    number of labels per example (the loss sums over labels). Regression has no fixed value (it
-    depends on the output scale at init): skipped, reporting the zero predictor's E[y^2] and the
-    mean predictor's Var(y) for comparison. ``pretrained`` (transferred weights) allows a loss
-    below the chance value.
+    multiclass: ln C; binary: ln 2; multilabel: ln 2 per labelled entry (the loss sums over an
+    example's labels). Fails when the loss is more than ``tolerance`` nats per label above that,
+    or below half of it (unless the weights are ``pretrained``). Regression has no fixed value (it
+    depends on the output scale at init): skipped, with the zero predictor's E[y^2] and the mean
+    predictor's Var(y) for comparison.
     """
     from dlrunner.train.evaluate import loss_function
 
     name = NAMES[0]
+    model.train()  # as the first training step sees it (batch-norm on batch statistics); dropout is the caller's
     loss = float(loss_function(task)(_main_output(model(X)), y))
     if task == "regression":
         yd = y.double()
         measured = {"initial_loss": loss, "zero_predictor": float((yd**2).mean()), "mean_predictor": float(yd.var(unbiased=False))}
         return CheckResult(name, None, measured,
-                           f"skipped for regression: no chance value to compare with (initial MSE {loss:.4g}; predicting 0 gives "
-                           f"{measured['zero_predictor']:.4g}, predicting the mean gives Var(y) = {measured['mean_predictor']:.4g}).")
+                           f"skipped for regression, which has no chance value: the initial MSE is {loss:.4g}; predicting 0 gives "
+                           f"{measured['zero_predictor']:.4g}, predicting the mean gives Var(y) = {measured['mean_predictor']:.4g}.")
+    labels = 1.0
     if task == "multiclass":
         expected, formula = math.log(n_classes), f"ln {n_classes}"
     elif task == "binary":
         expected, formula = math.log(2), "ln 2"
     else:
-        per_example = float((~torch.isnan(y)).sum()) / max(1, len(y))
-        expected, formula = math.log(2) * per_example, f"ln 2 x {per_example:.3g} labels per example"
-    ratio = loss / expected if expected > 0 else math.inf
-    measured = {"initial_loss": loss, "expected": expected, "ratio": ratio, "tolerance": tolerance}
+        labels = float((~torch.isnan(y)).sum()) / max(1, len(y))
+        expected, formula = math.log(2) * labels, f"ln 2 x {labels:.3g} labels per example"
+    excess = (loss - expected) / labels  # nats per label
+    measured = {"initial_loss": loss, "expected": expected, "ratio": loss / expected, "excess_nats": excess, "tolerance_nats": tolerance}
+    what = f"initial loss {loss:.4g} vs {formula} = {expected:.3f}"
     if not math.isfinite(loss):
-        return CheckResult(name, False, measured, f"the initial loss is {loss} (expected {formula} = {expected:.3f}): "
-                           "usually inputs with huge or non-finite values (not normalised) or a broken initialisation.")
-    low_ok = pretrained
-    passed = ratio <= tolerance and (low_ok or ratio >= 1 / tolerance)
-    what = f"initial loss {loss:.3f} vs {formula} = {expected:.3f} ({ratio:.2f}x)"
-    if passed:
-        return CheckResult(name, True, measured, f"{what}: the model starts from chance-level predictions, as it should.")
-    if ratio > tolerance:
-        return CheckResult(name, False, measured, f"{what}, more than {tolerance:g}x too high: the model starts confidently wrong; "
-                           "usually a bad initialisation scale (weights too large), unnormalised inputs, or labels off by one.")
-    return CheckResult(name, False, measured, f"{what}, far below chance before any training: usually labels leaking into the inputs, "
-                       "a loss on the wrong outputs, or a mis-set number of classes.")
+        return CheckResult(name, False, measured, f"{what}: usually inputs with huge values (not normalised) or a broken initialisation.")
+    if excess > tolerance:
+        return CheckResult(name, False, measured, f"{what}, {excess:.1f} nats too high (tolerance {tolerance:g}): the model starts "
+                           "confidently wrong; usually a bad initialisation scale (weights too large), unnormalised inputs, "
+                           "or labels off by one.")
+    if loss < expected / 2 and not pretrained:
+        return CheckResult(name, False, measured, f"{what}, far below chance before any training: usually labels leaking into the "
+                           "inputs, or a wrong number of classes.")
+    return CheckResult(name, True, measured, f"{what} ({excess:+.2f} nats): the model starts from chance-level predictions, as it should.")
 
 
 def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, task: str, steps: int = 200,
@@ -135,37 +144,72 @@ def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, 
 
 def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, task: str, batch_size: int,
                           steps: int = 200, seed: int = 0, grad_clip_norm: float | None = None,
-                          ratio: float = SHUFFLE_RATIO, min_drop: float = SHUFFLE_MIN_DROP) -> CheckResult:
-    """Train a fresh model ``steps`` steps on (X, y) and another, identical, on (X, y permuted),
-    with the same mini-batches; compare the relative decrease of the loss on those examples."""
+                          speedup: float = SHUFFLE_SPEEDUP, min_gain: float = SHUFFLE_MIN_GAIN) -> CheckResult:
+    """Train a fresh model ``steps`` steps on (X, y) and another, identical one on (X, y permuted),
+    with the same mini-batches, and compare how fast their training loss falls.
+
+    Gains are measured below the chance level (the best constant prediction's loss: the label
+    entropy, or Var(y) for regression), on the mini-batch losses smoothed over ``steps // 20``
+    steps. The real run must end at least ``min_gain`` below chance, and the shuffled run must need
+    at least ``speedup`` times as many steps as the real one to get half as far. (The end values
+    alone do not tell: a network memorises a thousand shuffled labels too, only later.)
+    """
     name = NAMES[2]
+    chance = chance_loss(y, task)
+    if not chance > 0:
+        return CheckResult(name, None, {"chance_loss": chance}, "skipped: every training label is the same, so shuffling changes nothing.")
     generator = torch.Generator().manual_seed(seed)
     y_shuffled = y[torch.randperm(len(y), generator=generator)]
     batch_size = max(1, min(batch_size, len(X)))
     order = _batch_indices(len(X), batch_size, steps, generator)
-    drops, initial, final = {}, {}, {}
+    window = max(5, steps // 20)
+    gains, diverged = {}, False
     for label, labels in (("real", y), ("shuffled", y_shuffled)):
         model = make_model()
         optimizer = make_optimizer(model)
-        with torch.no_grad():
-            initial[label] = float(_loss(model, X, labels, task))
-        _train(model, optimizer, ((X[i], labels[i]) for i in order), task, grad_clip_norm)
-        with torch.no_grad():
-            final[label] = float(_loss(model, X, labels, task))
-        drops[label] = (initial[label] - final[label]) / initial[label] if initial[label] > 0 else math.nan
-    measured = {"examples": len(X), "steps": steps, "batch_size": batch_size,
-                "real_initial": initial["real"], "real_final": final["real"], "real_drop": drops["real"],
-                "shuffled_initial": initial["shuffled"], "shuffled_final": final["shuffled"], "shuffled_drop": drops["shuffled"],
-                "min_ratio": ratio, "min_drop": min_drop}
-    what = (f"in {steps} steps the loss fell by {drops['real']:.0%} with the real labels ({initial['real']:.3g} -> {final['real']:.3g}) "
-            f"and by {drops['shuffled']:.0%} with shuffled ones ({initial['shuffled']:.3g} -> {final['shuffled']:.3g})")
-    if not all(map(math.isfinite, drops.values())):
-        return CheckResult(name, False, measured, f"{what}: training diverged; lower the learning rate.")
-    if drops["real"] >= min_drop and drops["real"] >= ratio * max(drops["shuffled"], 0.0):
+        losses = _train(model, optimizer, ((X[i], labels[i]) for i in order), task, grad_clip_norm)
+        smooth = _running_mean(losses, window)
+        diverged |= not all(map(math.isfinite, losses)) or smooth[-1] > 2 * max(smooth[0], chance)
+        gains[label] = [(chance - loss) / chance for loss in smooth]
+    real, shuffled = gains["real"][-1], gains["shuffled"][-1]
+    half = real / 2
+    t_real = next((t + 1 for t, g in enumerate(gains["real"]) if g >= half), None)
+    t_shuffled = next((t + 1 for t, g in enumerate(gains["shuffled"]) if g >= half), None)
+    ratio = (math.inf if t_shuffled is None else t_shuffled / t_real) if t_real else math.nan
+    measured = {"examples": len(X), "steps": steps, "batch_size": batch_size, "chance_loss": chance,
+                "real_gain": real, "shuffled_gain": shuffled, "steps_to_half_real": t_real,
+                "steps_to_half_shuffled": t_shuffled, "speedup": ratio, "min_speedup": speedup, "min_gain": min_gain}
+    what = (f"in {steps} steps the training loss fell {real:.0%} below chance ({chance:.3g}) with the real labels "
+            f"and {shuffled:.0%} with shuffled ones")
+    if diverged:
+        return CheckResult(name, False, measured, f"{what}: training diverged (the loss ended far above its start, or not finite); "
+                           "usually a learning rate too large.")
+    causes = ("the model is not learning from the inputs; usually a data-pipeline bug (features and labels misaligned, "
+              "inputs disconnected from the labels) or inputs that carry no information about them")
+    if real < min_gain:
+        return CheckResult(name, False, measured, f"{what}, less than {min_gain:.0%} with the real labels: {causes}; "
+                           "or a learning rate too small or too few steps for this model.")
+    slower = "never got there" if t_shuffled is None else f"took {t_shuffled} steps ({ratio:.1f}x)"
+    what += f"; half of the real labels' gain took {t_real} steps, the shuffled labels {slower}"
+    if ratio >= speedup:
         return CheckResult(name, True, measured, f"{what}: the model learns from the inputs, as it should.")
-    return CheckResult(name, False, measured, f"{what}, not clearly faster (needs >= {ratio:g}x and >= {min_drop:.0%}): the model is not "
-                       "learning from the inputs; usually a data-pipeline bug (features and labels misaligned or disconnected) "
-                       "or inputs that carry no information about the labels.")
+    return CheckResult(name, False, measured, f"{what}, not {speedup:g}x slower: {causes}.")
+
+
+def chance_loss(y: torch.Tensor, task: str) -> float:
+    """The loss of the best constant prediction: the entropy of the labels (per labelled entry,
+    summed over the labels of a multilabel example), or Var(y) for regression."""
+    if task == "regression":
+        return float(y.double().var(unbiased=False))
+    if task == "multilabel":
+        labelled = ~torch.isnan(y)
+        count = labelled.sum(0).double()
+        p = (torch.nan_to_num(y).double() * labelled).sum(0) / count.clamp(min=1)
+        entropy = -(p * p.clamp(min=1e-12).log() + (1 - p) * (1 - p).clamp(min=1e-12).log())
+        return float((entropy * count).sum() / max(1, len(y)))
+    counts = torch.bincount(y.long().flatten()).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
 
 
 def check_batch_gd(make_model, X: torch.Tensor, y: torch.Tensor, task: str, lr: float, steps: int = GD_STEPS,
@@ -208,19 +252,17 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
     torch.manual_seed(seed)
     data = build_data(cfg.data, "cpu")
     X, y = data.splits["train"]
-    X, y = X[:MAX_EXAMPLES], y[:MAX_EXAMPLES]
-    n = len(X)
-    configured = cfg.optimizer.batch_size
-    batch_size = n if configured == "full" else max(1, min(int(configured), n))
+    full_batch = cfg.optimizer.batch_size == "full"
+    n = min(len(X), FULL_PASS if full_batch else MAX_EXAMPLES)
+    batch_size = n if full_batch else max(1, min(int(cfg.optimizer.batch_size), n))
     lr = float(cfg.optimizer.lr)
     clip = cfg.regularization.grad_clip_norm
-    pretrained = bool(cfg.transfer.checkpoint)
     notes = list(data.notes)
 
     def make_model() -> torch.nn.Module:
         torch.manual_seed(seed)
         model, model_notes = build_model(cfg, data.input_shape, data.n_outputs)
-        notes.extend(n for n in model_notes if n not in notes)
+        notes.extend(note for note in model_notes if note not in notes)
         _no_dropout(model)
         return model.train()
 
@@ -229,13 +271,15 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
 
     threads = torch.get_num_threads()
     try:
-        probe = make_model()
-        torch.set_num_threads(cfg.trainer.threads or cpu_threads(count_parameters(probe), batch_size))
+        model = make_model()
+        torch.set_num_threads(cfg.trainer.threads or cpu_threads(count_parameters(model), max(batch_size, min(n, FULL_PASS))))
+        small = min(batch, n)
+        X_pass, y_pass = X[:FULL_PASS], y[:FULL_PASS]
         results = [
-            check_initial_loss(probe, X, y, data.task, data.n_classes, pretrained=pretrained),
-            check_overfit(make_model, make_optimizer(min(batch, n)), X[:batch], y[:batch], data.task, steps, lr=lr, grad_clip_norm=clip),
-            check_shuffled_labels(make_model, make_optimizer(batch_size), X, y, data.task, batch_size, steps, seed, grad_clip_norm=clip),
-            check_batch_gd(make_model, X, y, data.task, lr),
+            check_initial_loss(model, X_pass, y_pass, data.task, data.n_classes, pretrained=bool(cfg.transfer.checkpoint)),
+            check_overfit(make_model, make_optimizer(small), X[:small], y[:small], data.task, steps, lr=lr, grad_clip_norm=clip),
+            check_shuffled_labels(make_model, make_optimizer(batch_size), X[:n], y[:n], data.task, batch_size, steps, seed, grad_clip_norm=clip),
+            check_batch_gd(make_model, X_pass, y_pass, data.task, lr),
         ]
     finally:
         torch.set_num_threads(threads)
@@ -313,6 +357,17 @@ def _batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generat
         batches.append(order[position : position + batch_size])
         position += batch_size
     return batches
+
+
+def _running_mean(values: list[float], window: int) -> list[float]:
+    """The mean of the last ``window`` values at each position (fewer at the start)."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def _no_dropout(model: torch.nn.Module) -> None:

@@ -91,3 +91,36 @@ class WandbLogger(NoLogger):
                 run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
             except Exception as err:
                 self._warn(f"W&B failed to finish the run ({type(err).__name__}: {err})")
+
+
+def log_to_existing_run(run_dir: Path, key: str, result) -> None:
+    """Add a later result (an error-analysis sheet, a tally) to the W&B run a training run made.
+
+    Does nothing when the run did not log to W&B. The run is resumed by its id in offline mode,
+    which writes a second offline folder with the same id; `wandb sync` merges them. Failures
+    are warnings: the files in the run folder are the result.
+    """
+    runs = sorted((run_dir / "wandb").glob("*run-*-*")) if (run_dir / "wandb").is_dir() else []
+    if not runs:
+        return
+    run_id = runs[0].name.rsplit("-", 1)[-1]
+    try:
+        import csv
+
+        import wandb
+
+        from dlrunner.loggers import flatten
+
+        settings = wandb.Settings(init_timeout=60, silent=True)
+        run = wandb.init(id=run_id, resume="allow", dir=str(run_dir), mode=os.environ.get("WANDB_MODE") or "offline", settings=settings)
+        if isinstance(result, Path):  # a CSV sheet: a W&B Table
+            with open(result, newline="", encoding="utf-8") as handle:
+                rows = list(csv.reader(handle))
+            run.log({key: wandb.Table(columns=rows[0], data=rows[1:])})
+        else:
+            run.summary.update(flatten({key: result}))
+        run.finish()
+    except Exception as err:  # noqa: BLE001 - W&B must never fail the command
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning: W&B could not log {key} ({type(err).__name__}: {err})[/yellow]")

@@ -1,0 +1,57 @@
+"""The diagnostics commands end to end through the real `dlrun`: analyze (and its tally), with
+W&B when the run logged to it."""
+
+from __future__ import annotations
+
+import csv
+
+from conftest import run_dlrun
+
+
+def test_analyze_writes_a_sheet_then_tallies_it_and_logs_both_to_wandb(tmp_path):
+    from wandb_files import read_run
+
+    trained = run_dlrun("train", "data=digits", "trainer=quick", "logger=wandb", "hydra.run.dir=run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    run = tmp_path / "run"
+    result = run_dlrun("analyze", str(run), "--limit", "30", "--categories", "thin_strokes,rotated", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sheet = run / "error_analysis" / "sheet.csv"
+    assert sheet.is_file() and "--tally" in result.stdout
+    assert (run / "error_analysis" / "analysis.json").is_file()
+    rows = list(csv.DictReader(sheet.open()))
+    assert 0 < len(rows) <= 30 and {"thin_strokes", "rotated", "incorrectly_labelled", "comments"} <= set(rows[0])
+
+    # The W&B run gets the sheet as a table (a resumed offline run with the same id).
+    first, later = read_run(run, 0), read_run(run, -1)
+    assert later["run"].run_id == first["run"].run_id
+    assert any(row.get("error_analysis/sheet/_type") == "table-file" for row in later["history"])
+
+    # Mark half the rows "thin_strokes" and one "incorrectly_labelled", then tally.
+    for i, row in enumerate(rows):
+        row["thin_strokes"] = "x" if i % 2 == 0 else ""
+        row["incorrectly_labelled"] = "x" if i == 0 else ""
+    with sheet.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tallied = run_dlrun("analyze", str(run), "--tally", str(sheet), cwd=tmp_path)
+    assert tallied.returncode == 0, tallied.stderr
+    assert "thin_strokes" in tallied.stdout and (run / "error_analysis" / "tally.json").is_file()
+    assert any(key.startswith("error_analysis/tally/") for key in read_run(run, -1)["summary"])
+
+    # Running analyze again keeps the marked sheet and writes another.
+    again = run_dlrun("analyze", str(run), cwd=tmp_path)
+    assert again.returncode == 0 and (run / "error_analysis" / "sheet-2.csv").is_file()
+    assert list(csv.DictReader(sheet.open()))[0]["thin_strokes"] == "x"
+
+
+def test_analyze_bad_input_is_exit_2(tmp_path):
+    result = run_dlrun("analyze", str(tmp_path / "missing"), cwd=tmp_path)
+    assert result.returncode == 2 and "RUN" in result.stderr and "Traceback" not in result.stderr
+    trained = run_dlrun("train", "data=moons", "data.task=regression", "trainer=quick", "hydra.run.dir=reg", cwd=tmp_path)
+    assert trained.returncode == 0
+    result = run_dlrun("analyze", str(tmp_path / "reg"), cwd=tmp_path)
+    assert result.returncode == 2 and "classification" in result.stderr
+    result = run_dlrun("analyze", str(tmp_path / "reg"), "--tally", str(tmp_path / "none.csv"), cwd=tmp_path)
+    assert result.returncode == 2
