@@ -55,3 +55,27 @@ def test_analyze_bad_input_is_exit_2(tmp_path):
     assert result.returncode == 2 and "classification" in result.stderr
     result = run_dlrun("analyze", str(tmp_path / "reg"), "--tally", str(tmp_path / "none.csv"), cwd=tmp_path)
     assert result.returncode == 2
+
+
+def test_learning_curves_tell_variance_from_bias(tmp_path):
+    import json
+
+    # The 2x100 MLP on MNIST-1D is high variance: its gap closes as m grows.
+    result = run_dlrun("learning-curve", "trainer=quick", "--fractions", "0.1,0.3,1", "hydra.sweep.dir=mlp", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    curve = json.loads((tmp_path / "mlp" / "learning_curve.json").read_text())
+    assert [p["fraction"] for p in curve["points"]] == [0.1, 0.3, 1.0]
+    assert [p["m"] for p in curve["points"]] == [400, 1200, 4000]  # dev is the same 1000 examples throughout
+    assert curve["reading"]["findings"] == ["variance"] and "more training data will help" in " ".join(result.stdout.split())
+    assert (tmp_path / "mlp" / "learning_curve.png").stat().st_size > 1000
+    # Logistic regression is high bias: flat curves far above human level.
+    result = run_dlrun("learning-curve", "trainer=quick", "model=logreg", "--fractions", "0.25,0.5,1", "hydra.sweep.dir=logreg", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    curve = json.loads((tmp_path / "logreg" / "learning_curve.json").read_text())
+    assert curve["reading"]["findings"] == ["bias"] and "more data will not help" in " ".join(result.stdout.split())
+
+
+def test_learning_curve_bad_fractions_is_exit_2(tmp_path):
+    result = run_dlrun("learning-curve", "--fractions", "0.5,2", cwd=tmp_path)
+    assert result.returncode == 2 and "--fractions" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "multirun").exists()

@@ -104,6 +104,42 @@ def sweep(ctx: typer.Context) -> None:
     _run_hydra(["-m", "hydra/sweeper=dlrunner", *args])
 
 
+@app.command("learning-curve", context_settings=PASS_THROUGH)
+def learning_curve(
+    ctx: typer.Context,
+    fractions: str = typer.Option("0.1,0.25,0.5,1", "--fractions", help="Shares of the training set to train on, comma-separated."),
+) -> None:
+    """Train on growing shares of the training set and plot train and dev error against m, with
+    the human-level line; then say what the curves show (a closing gap: more data helps; flat
+    curves above human level: it does not). Takes the same overrides as `dlrun train`.
+
+    The runs are a Hydra multirun over data.train_fraction, so launchers work:
+    `dlrun learning-curve model=mlp hydra/launcher=joblib` runs the fractions in parallel.
+    Results: hydra.sweep.dir (default multirun/DATE/TIME-learning-curve) holds one run folder per
+    fraction, learning_curve.json and learning_curve.png.
+    """
+    import time
+
+    from rich.console import Console
+
+    from dlrunner.diagnostics import learning_curve as curves
+    from dlrunner.train.outputs import write_json_atomic
+
+    args = _take_config_dir(list(ctx.args))
+    shares = _guarded(lambda: curves.parse_fractions(fractions))
+    chosen = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")]
+    sweep_dir = Path(chosen[-1]) if chosen else Path("multirun") / time.strftime("%Y-%m-%d/%H-%M-%S-learning-curve")
+    if not chosen:
+        args.append(f"hydra.sweep.dir={sweep_dir}")
+    _run_hydra(["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args])
+    points = _guarded(lambda: curves.collect(sweep_dir))
+    reading = curves.interpret(points)
+    console = Console()
+    curves.print_learning_curve(points, reading, console)
+    write_json_atomic({"points": points, "reading": reading}, sweep_dir / "learning_curve.json")
+    console.print(f"Plot: {curves.plot(points, sweep_dir / 'learning_curve.png')}", highlight=False)
+
+
 @app.command(context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
     """Print the resolved config that `dlrun train` would run with these overrides."""

@@ -62,6 +62,7 @@ class DataConfig:
     target: Optional[Any] = None
     target_split: TargetSplitConfig = field(default_factory=TargetSplitConfig)
     normalize: Any = True  # true: x = (x - mu) / sigma per feature, with the training set's mu and sigma (SPEC B9); channel: per channel; false
+    train_fraction: float = 1.0  # train on this share of the training split only (dlrun learning-curve); dev and test unchanged
     shape: Optional[List[int]] = None  # each example's shape for the model, e.g. [1, 8, 8] (CNN) or [40, 1] (RNN); None = as loaded
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -136,6 +136,7 @@ RULES: dict[str, Check] = {
     "data.split.train_dev": non_negative,
     "data.split.seed": non_negative_int,
     "data.normalize": normalize,
+    "data.train_fraction": lambda v: None if _number(v) and 0 < v <= 1 else "a fraction in (0, 1]: the share of the training split to train on",
     "data.shape": optional(shape),
     "data.augment.crop_padding": non_negative_int,
     "data.augment.rotation": non_negative,

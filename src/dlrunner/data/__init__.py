@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +143,11 @@ def build_data(cfg, device="cpu") -> Dataset:
 
     arrays = {name: gather(part) for name, part in parts.items()}
     arrays = {name: xy for name, xy in arrays.items() if len(xy[0]) or name in ("train", "dev")}
+    fraction = cfg.get("train_fraction", 1.0)
+    if fraction < 1:  # a learning curve's smaller m: the first examples of the (already shuffled) training split
+        x, y_ = arrays["train"]
+        keep = max(1, math.ceil(fraction * len(x)))
+        arrays["train"] = (x[:keep], y_[:keep])
     for name in ("train", "dev"):
         if len(arrays[name][0]) == 0:
             raise ConfigError(Problem(f"data.split.{name}", cfg.split[name], f"the {name} split is empty; it needs at least one example"))

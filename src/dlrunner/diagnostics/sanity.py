@@ -8,10 +8,12 @@
    than with randomly permuted ones (seed 003, L701: "with random labels the loss falls slowly").
 4. Batch gradient descent decreases J at every step (with a small enough learning rate).
 
-Each check starts from a fresh model built with the run's seed (``trainer.seed``), runs on the CPU,
-uses at most ``MAX_EXAMPLES`` training examples, and turns off dropout and L2 (a check of the
-wiring, not of the regularisation); data augmentation and the learning-rate schedule are not used.
-The results are deterministic for a fixed seed.
+Each check starts from a fresh model built with the run's seed (``trainer.seed``), runs on the CPU
+on the first training examples (at most ``MAX_EXAMPLES``), and turns dropout and L2 off (a check of
+the wiring, not of the regularisation); gradient clipping is kept; data augmentation and the
+learning-rate schedule are not used (the configured lr throughout). The results are deterministic
+for a fixed seed. ``run_checks`` runs the four on a composed config; the single checks take a model
+(or a factory of fresh ones) and tensors, so tests and notebooks can feed them a broken model.
 """
 
 from __future__ import annotations
@@ -117,13 +119,14 @@ def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, 
     name = NAMES[1]
     model = make_model()
     optimizer = make_optimizer(model)
-    losses = _train(model, optimizer, [(X, y)] * steps, task, grad_clip_norm)
+    with torch.no_grad():
+        initial = float(_loss(model, X, y, task))
+    _train(model, optimizer, [(X, y)] * steps, task, grad_clip_norm)
     with torch.no_grad():
         final = float(_loss(model, X, y, task))
         accuracy = None
         if task in ("binary", "multiclass"):
             accuracy = float((predictions(_main_output(model(X)), task) == y).double().mean())
-    initial = losses[0]
     measured = {"examples": len(X), "steps": steps, "initial_loss": initial, "final_loss": final,
                 "ratio": final / initial if initial > 0 else math.nan, "threshold": fraction}
     if accuracy is not None:
@@ -178,7 +181,7 @@ def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.
     ratio = (math.inf if t_shuffled is None else t_shuffled / t_real) if t_real else math.nan
     measured = {"examples": len(X), "steps": steps, "batch_size": batch_size, "chance_loss": chance,
                 "real_gain": real, "shuffled_gain": shuffled, "steps_to_half_real": t_real,
-                "steps_to_half_shuffled": t_shuffled, "speedup": ratio, "min_speedup": speedup, "min_gain": min_gain}
+                "steps_to_half_shuffled": t_shuffled, "speedup": ratio, "min_speedup": speedup, "min_gain": min_gain, "diverged": diverged}
     what = (f"in {steps} steps the training loss fell {real:.0%} below chance ({chance:.3g}) with the real labels "
             f"and {shuffled:.0%} with shuffled ones")
     if diverged:
@@ -193,7 +196,8 @@ def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.
     what += f"; half of the real labels' gain took {t_real} steps, the shuffled labels {slower}"
     if ratio >= speedup:
         return CheckResult(name, True, measured, f"{what}: the model learns from the inputs, as it should.")
-    return CheckResult(name, False, measured, f"{what}, not {speedup:g}x slower: {causes}.")
+    return CheckResult(name, False, measured, f"{what}, not {speedup:g}x slower: {causes}; "
+                       "or training too unstable to tell (see the other checks).")
 
 
 def chance_loss(y: torch.Tensor, task: str) -> float:
@@ -216,12 +220,14 @@ def check_batch_gd(make_model, X: torch.Tensor, y: torch.Tensor, task: str, lr: 
                    noise: float = GD_NOISE) -> CheckResult:
     """``steps`` steps of full-batch gradient descent (W -= lr dW, no momentum, whatever optimizer
     the config names) at ``lr`` on (X, y): J must not rise at any step (up to ``noise`` relative)."""
+    from dlrunner.train.evaluate import loss_function, training_loss
+
     name = NAMES[3]
     model = make_model()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
-    J = _train(model, optimizer, [(X, y)] * steps, task)
+    J = _train(model, optimizer, [(X, y)] * steps, task)  # J before each step
     with torch.no_grad():
-        J.append(float(_loss(model, X, y, task, train_mode=True)))
+        J.append(float(training_loss(model(X), y, loss_function(task))))  # and after the last
     rises = [t for t in range(1, len(J)) if not (J[t] <= J[t - 1] + noise * abs(J[t - 1]))]
     measured = {"examples": len(X), "steps": steps, "lr": lr, "J_first": J[0], "J_last": J[-1],
                 "rises": len(rises), "first_rise": rises[0] if rises else None, "J": J}
@@ -278,7 +284,8 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
         results = [
             check_initial_loss(model, X_pass, y_pass, data.task, data.n_classes, pretrained=bool(cfg.transfer.checkpoint)),
             check_overfit(make_model, make_optimizer(small), X[:small], y[:small], data.task, steps, lr=lr, grad_clip_norm=clip),
-            check_shuffled_labels(make_model, make_optimizer(batch_size), X[:n], y[:n], data.task, batch_size, steps, seed, grad_clip_norm=clip),
+            check_shuffled_labels(make_model, make_optimizer(batch_size), X[:n], y[:n], data.task, batch_size, steps, seed,
+                                  grad_clip_norm=clip),
             check_batch_gd(make_model, X_pass, y_pass, data.task, lr),
         ]
     finally:
@@ -321,11 +328,12 @@ def _main_output(outputs):
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
-def _loss(model, X, y, task, train_mode: bool = True) -> torch.Tensor:
-    """The loss of the main output on (X, y) in one pass (dropout is off in the checks' models)."""
+def _loss(model, X, y, task) -> torch.Tensor:
+    """The loss of the main output on (X, y) in one pass, in training mode (dropout is off in the
+    checks' models; batch norm uses the batch's statistics, as in training)."""
     from dlrunner.train.evaluate import loss_function
 
-    model.train(train_mode)
+    model.train()
     return loss_function(task)(_main_output(model(X)), y)
 
 
@@ -379,10 +387,14 @@ def _no_dropout(model: torch.nn.Module) -> None:
             module.dropout = 0.0
 
 
+_THRESHOLDS = ("tolerance_nats", "threshold", "min_speedup", "min_gain")  # the same every run: in the message, not the table
+
+
 def _numbers(measured: dict) -> str:
+    """The measured numbers, one per line (not the thresholds, nor a list such as J's values)."""
     lines = []
     for key, value in measured.items():
-        if isinstance(value, list):
+        if isinstance(value, list) or key in _THRESHOLDS or (key == "diverged" and not value):
             continue
         if isinstance(value, float):
             value = f"{value:.4g}"
