@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from conftest import run_dlrun
 
 
@@ -79,3 +81,21 @@ def test_learning_curve_bad_fractions_is_exit_2(tmp_path):
     result = run_dlrun("learning-curve", "--fractions", "0.5,2", cwd=tmp_path)
     assert result.returncode == 2 and "--fractions" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "multirun").exists()
+
+
+def test_repeats_over_seeds_report_mean_and_spread(tmp_path):
+    import json
+
+    result = run_dlrun("train", "data=digits", "trainer=quick", "trainer.steps=60", "trainer.seeds=[3,5]", "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "r"
+    singles = [json.loads((run / f"seed-{s}" / "summary.json").read_text()) for s in (3, 5)]
+    assert [s["config"]["trainer"]["seed"] for s in singles] == [3, 5]
+    assert singles[0]["metrics"]["dev"]["error"] != singles[1]["metrics"]["dev"]["error"]  # the seed matters
+    summary = json.loads((run / "summary.json").read_text())
+    dev = [s["metrics"]["dev"]["error"] for s in singles]
+    assert summary["metrics"]["dev"]["error"] == pytest.approx(sum(dev) / 2)
+    assert summary["repeats"]["metrics"]["dev"]["error"]["sd"] > 0
+    assert sum(summary["repeats"]["verdicts"].values()) == 2
+    assert "seeds give this verdict" in summary["diagnosis"]["notes"][-1]
+    assert "± " in result.stdout

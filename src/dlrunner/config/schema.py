@@ -248,6 +248,8 @@ class TrainerConfig:
     eval_every: Optional[int] = None  # steps between evaluations; None = once per epoch
     checkpoint_every: int = 1  # evaluations between checkpoints of the last state
     seed: int = 0
+    repeats: int = 1  # train the same config over this many seeds (seed, seed+1, ...) and report mean and spread
+    seeds: Optional[List[int]] = None  # or name the seeds; overrides repeats
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the model

@@ -185,6 +185,9 @@ RULES: dict[str, Check] = {
     "trainer.progress": one_of(PROGRESS),
     "trainer.threads": optional(positive_int),
     "trainer.seed": non_negative_int,
+    "trainer.repeats": positive_int,
+    "trainer.seeds": optional(lambda v: None if isinstance(v, (list, tuple)) and v and all(non_negative_int(s) is None for s in v) and len(set(v)) == len(v)
+                              else "a list of distinct whole numbers >= 0, e.g. [0, 1, 2]"),
     "diagnosis.significant_gap": fraction,
     "logger.backend": one_of(("none", "wandb")),
     "logger.mode": one_of(("offline", "online", "disabled")),

@@ -51,6 +51,10 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     """Train the experiment ``cfg`` describes, writing its results into ``run_dir``; return the summary."""
     console = console or Console()
     validate(cfg)
+    if cfg.trainer.repeats > 1 or cfg.trainer.get("seeds"):
+        from dlrunner.train.repeats import train_repeats
+
+        return train_repeats(cfg, run_dir, console, train)
     trainer = cfg.trainer
     current = OmegaConf.to_container(cfg, resolve=True)
     resume_path = find_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs", current)
