@@ -99,3 +99,22 @@ def test_repeats_over_seeds_report_mean_and_spread(tmp_path):
     assert sum(summary["repeats"]["verdicts"].values()) == 2
     assert "seeds give this verdict" in summary["diagnosis"]["notes"][-1]
     assert "± " in result.stdout
+
+
+def test_the_mismatched_preset_shows_data_mismatch_in_two_dimensions(tmp_path):
+    import json
+
+    result = run_dlrun("train", "data=mnist1d_mismatch", "trainer=quick", "data.target_split.train=0.2",
+                       "data.target_split.dev=0.4", "data.target_split.test=0.4", "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    diagnosis, metrics = summary["diagnosis"], summary["metrics"]
+    assert "data mismatch" in diagnosis["verdict"]
+    assert diagnosis["data_mismatch"] > 0.1  # dev (noisy target) is far worse than train-dev (general)
+    table = diagnosis["mismatch_table"]
+    assert table["general"]["not_trained_on"] == metrics["train_dev"]["error"]
+    assert table["target"]["not_trained_on"] == metrics["dev"]["error"]
+    assert table["general"]["trained_on"] == metrics["train_general"]["error"]
+    assert table["target"]["trained_on"] == metrics["train_target"]["error"]
+    assert 300 < summary["sizes"]["train_target"] < 400 and summary["sizes"]["dev"] == 800  # some went to train-dev
+    assert "By distribution" in result.stdout

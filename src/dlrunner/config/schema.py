@@ -61,6 +61,7 @@ class DataConfig:
     # Optional second source with the distribution you care about; dev and test come from it.
     target: Optional[Any] = None
     target_split: TargetSplitConfig = field(default_factory=TargetSplitConfig)
+    target_human_error: Optional[float] = None  # human-level error on the target data; None = human_error
     normalize: Any = True  # true: x = (x - mu) / sigma per feature, with the training set's mu and sigma (SPEC B9); channel: per channel; false
     train_fraction: float = 1.0  # train on this share of the training split only (dlrun learning-curve); dev and test unchanged
     shape: Optional[List[int]] = None  # each example's shape for the model, e.g. [1, 8, 8] (CNN) or [40, 1] (RNN); None = as loaded

@@ -130,6 +130,7 @@ RULES: dict[str, Check] = {
     "data.task": one_of(TASKS),
     "data.n_classes": optional(positive_int),
     "data.human_error": optional(fraction),
+    "data.target_human_error": optional(fraction),
     "data.split.train": non_negative,
     "data.split.dev": non_negative,
     "data.split.test": non_negative,

@@ -142,6 +142,12 @@ def build_data(cfg, device="cpu") -> Dataset:
         return np.concatenate(xs), np.concatenate(ys)
 
     arrays = {name: gather(part) for name, part in parts.items()}
+    if target is not None and len(parts["train"]["target"]):
+        # Evaluation only: the training set's general and target parts, for the two-column
+        # mismatch table (error on examples trained on, per distribution; SPEC E17).
+        none = np.empty(0, dtype=np.int64)
+        arrays["train_general"] = gather({"source": parts["train"]["source"], "target": none})
+        arrays["train_target"] = gather({"source": none, "target": parts["train"]["target"]})
     arrays = {name: xy for name, xy in arrays.items() if len(xy[0]) or name in ("train", "dev")}
     fraction = cfg.get("train_fraction", 1.0)
     if fraction < 1:  # a learning curve's smaller m: the first examples of the (already shuffled) training split

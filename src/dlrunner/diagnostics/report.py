@@ -34,6 +34,8 @@ def render_report(summary: dict, console: Console) -> None:
     for level, error, gap, size in rows:
         table.add_row(level, error, gap, "" if size is None else show(size))
     console.print(table)
+    if diagnosis.get("mismatch_table"):
+        _print_mismatch_table(diagnosis["mismatch_table"], show, console)
     _print_decision_metrics(summary, console)
     console.print(f"[bold]Verdict:[/bold] {diagnosis['verdict']}")
     for advice in diagnosis["advice"]:
@@ -57,3 +59,14 @@ def _print_decision_metrics(summary: dict, console: Console) -> None:
             failed = [text for text, check in measured["constraints"].items() if not check["met"]]
             line += "; thresholds met" if measured["met"] else f"; [red]thresholds NOT met[/red] ({', '.join(failed)})"
         console.print(f"[bold]Satisficing:[/bold] {line}", highlight=False)
+
+
+def _print_mismatch_table(cells: dict, show, console: Console) -> None:
+    """The course's two-dimensional view (SPEC E17): where the errors come from, per distribution."""
+    table = Table(title="By distribution", title_justify="left")
+    table.add_column("")
+    table.add_column("general (training) data", justify="right")
+    table.add_column("target (dev/test) data", justify="right")
+    for row, label in (("human", "human level"), ("trained_on", "error on examples trained on"), ("not_trained_on", "error on examples not trained on")):
+        table.add_row(label, show(cells["general"][row]), show(cells["target"][row]))
+    console.print(table)

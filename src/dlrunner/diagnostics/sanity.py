@@ -275,6 +275,9 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
     def make_optimizer(size: int):
         return lambda model: call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=parameter_groups(model, 0.0, size))
 
+    # As dlrun train does: weights and gradients that shrink to denormal floats are ~30x slower on
+    # x86 CPUs (measured here: overfitting 16 digit images with LeNet-5 took 27 s instead of 1 s).
+    torch.set_flush_denormal(True)
     threads = torch.get_num_threads()
     try:
         model = make_model()

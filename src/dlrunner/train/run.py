@@ -200,7 +200,7 @@ def check_resumable(resume: dict, current: dict, path: Path) -> None:
 
 def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dict | None = None) -> dict:
     """Final metrics per split, the diagnosis and timings: the content of summary.json."""
-    names = ["train", "dev", "train_dev"] + (["test"] if cfg.trainer.eval_test else [])
+    names = ["train", "dev", "train_dev", "train_general", "train_target"] + (["test"] if cfg.trainer.eval_test else [])
     metrics = {name: evaluate(model, *data.splits[name], data.task) for name in names if name in data.splits}
     errors = {name: m["error"] for name, m in metrics.items()}
     diagnosis = diagnose(
@@ -217,6 +217,8 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
     if result.status == "diverged":
         diagnosis["verdict"] = "diverged"
         diagnosis["advice"] = ["The loss became NaN or infinite: lower the learning rate (and check the input scale)."]
+    if "train_dev" in errors and cfg.data.get("target") is not None:
+        diagnosis["mismatch_table"] = mismatch_table(errors, cfg.data.human_error, cfg.data.get("target_human_error"))
     if cfg.trainer.eval_test is False and data.splits.get("test") is not None:
         diagnosis["notes"].append("the test set was not evaluated (trainer.eval_test=true evaluates it, once you are done tuning)")
     summary = {
@@ -248,6 +250,17 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         summary["satisficing"]["constraints"] = {text: {"value": seen[text], "met": met} for text, (met, seen) in checks.items()}
         summary["satisficing"]["met"] = all(met for met, _ in checks.values())
     return summary
+
+
+def mismatch_table(errors: dict, human: float | None, target_human: float | None) -> dict:
+    """The course's two-dimensional table (SPEC E17): rows human level / error on examples trained
+    on / error on examples not trained on; columns the general (training) distribution and the
+    target (dev/test) distribution. None where the data has no such examples."""
+    return {
+        "general": {"human": human, "trained_on": errors.get("train_general", errors["train"]), "not_trained_on": errors["train_dev"]},
+        "target": {"human": target_human if target_human is not None else human, "trained_on": errors.get("train_target"),
+                   "not_trained_on": errors["dev"]},
+    }
 
 
 def _history_before(resume_path: Path | None, resume: dict | None, run_dir: Path) -> list[str]:
