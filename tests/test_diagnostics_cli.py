@@ -118,3 +118,21 @@ def test_the_mismatched_preset_shows_data_mismatch_in_two_dimensions(tmp_path):
     assert table["target"]["trained_on"] == metrics["train_target"]["error"]
     assert 300 < summary["sizes"]["train_target"] < 400 and summary["sizes"]["dev"] == 800  # some went to train-dev
     assert "By distribution" in result.stdout
+
+
+def test_check_command_passes_a_healthy_setup_and_fails_a_broken_one(tmp_path):
+    import json
+
+    from wandb_files import read_run
+
+    result = run_dlrun("check", "data=digits", "logger=wandb", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "4 of 4 checks passed" in result.stdout
+    [saved] = list(tmp_path.glob("outputs/*/*-check/check.json"))
+    checks = json.loads(saved.read_text())["checks"]
+    assert [c["name"] for c in checks] == ["initial loss", "overfit a small batch", "real vs shuffled labels", "batch GD decreases J"]
+    logged = read_run(saved.parent)
+    assert logged["run"].job_type == "check" and logged["summary"]["check/passed"] is True
+    # A learning rate far too small: the small batch cannot be overfitted; exit code 1.
+    broken = run_dlrun("check", "data=digits", "optimizer.lr=1e-7", cwd=tmp_path)
+    assert broken.returncode == 1 and "FAIL" in broken.stdout and "learning rate" in " ".join(broken.stdout.split())

@@ -114,6 +114,7 @@ def test_batch_gd_fails_with_a_huge_learning_rate():
     check = results["batch GD decreases J"]
     assert check.passed is False
     assert check.measured["rises"] > 0 and check.measured["first_rise"] == 1
+    assert check.measured["lr"] == 100 and "halvings" not in check.measured  # gd's own lr: never reduced
     assert "learning rate too large" in check.message
 
 
@@ -127,6 +128,10 @@ def test_regression_skips_the_initial_loss_check(tmp_path):
     assert initial.passed is None and "skipped" in initial.message
     assert initial.measured["mean_predictor"] == pytest.approx(results["real vs shuffled labels"].measured["chance_loss"], rel=1e-6)
     assert results["real vs shuffled labels"].passed is True
+    # Adam's lr = 0.01 is too large a GD step for targets of size ~7 (J rose at 4 of 20 steps):
+    # an adaptive optimizer's lr is halved until J falls (here once), a GD learning rate is not.
+    gd = results["batch GD decreases J"]
+    assert gd.passed is True and gd.measured["halvings"] == 1 and gd.measured["lr"] == 0.005
 
 
 def test_chance_loss():

@@ -6,6 +6,7 @@ torch, Hydra and the training code load inside the commands that need them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -176,6 +177,32 @@ def summary(
     _guarded(lambda: _print_model_summary(cfg, input_shape, outputs, Console()))
 
 
+@app.command(context_settings=PASS_THROUGH)
+def check(
+    ctx: typer.Context,
+    steps: int = typer.Option(200, "--steps", min=10, help="Training steps of the overfit and shuffled-label checks."),
+    batch: int = typer.Option(16, "--batch", min=1, help="Examples in the batch to overfit."),
+) -> None:
+    """Sanity checks before a long run: the loss at initialisation is near ln C; one small batch
+    can be overfitted to ~0 loss; the loss falls much faster with the real labels than with
+    shuffled ones; batch gradient descent decreases J at every step. Each says what a failure
+    usually means. Takes the same overrides as `dlrun train`; exit code 1 when a check fails.
+    """
+    from rich.console import Console
+
+    from dlrunner.diagnostics.sanity import print_checks, run_checks
+
+    overrides = _take_config_dir(list(ctx.args))
+    cfg = _guarded(lambda: compose(overrides))
+    console = Console()
+    results = _guarded(lambda: run_checks(cfg, console, steps=steps, batch=batch))
+    print_checks(results, console)
+    result = {"checks": [dataclasses.asdict(r) for r in results], "passed": all(r.passed is not False for r in results)}
+    _save_diagnostic(cfg, "check", result, console)
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
 @app.command()
 def analyze(
     run: Path = typer.Argument(..., help="A finished run folder of a classification run."),
@@ -331,6 +358,25 @@ def _train_task(cfg) -> float:
     if summary["status"] == "interrupted":
         raise SystemExit(130)
     return summary["metrics"]["dev"]["error"]
+
+
+def _save_diagnostic(cfg, name: str, result: dict, console) -> Path:
+    """outputs/DATE/TIME-NAME/NAME.json (plus the config), and a W&B run when logger=wandb."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from dlrunner.train.outputs import write_json_atomic
+
+    out_dir = Path("outputs") / time.strftime(f"%Y-%m-%d/%H-%M-%S-{name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic({**result, "config": OmegaConf.to_container(cfg, resolve=True)}, out_dir / f"{name}.json")
+    console.print(f"Results: {out_dir / f'{name}.json'}", highlight=False)
+    if cfg.logger.backend == "wandb":
+        from dlrunner.loggers.wandb_logger import log_diagnostic
+
+        log_diagnostic(cfg, out_dir, name, result)
+    return out_dir
 
 
 def _log_to_wandb(run_dir: Path, key: str, result) -> None:

@@ -124,3 +124,24 @@ def log_to_existing_run(run_dir: Path, key: str, result) -> None:
         from rich.console import Console
 
         Console(stderr=True).print(f"[yellow]warning: W&B could not log {key} ({type(err).__name__}: {err})[/yellow]")
+
+
+def log_diagnostic(cfg, out_dir: Path, job_type: str, result: dict) -> None:
+    """A W&B run of its own for a diagnostic command (`dlrun check`, `dlrun gradcheck`): the
+    config, and the result in the run's summary. Failures are warnings."""
+    try:
+        import wandb
+
+        from dlrunner.loggers import flatten
+
+        settings = cfg.logger
+        run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group, job_type=job_type,
+                         name=f"{job_type}-{out_dir.name}", tags=list(settings.tags), dir=str(out_dir),
+                         mode=os.environ.get("WANDB_MODE") or settings.mode, config=OmegaConf.to_container(cfg, resolve=True),
+                         settings=wandb.Settings(init_timeout=60, silent=True))
+        run.summary.update(flatten({job_type: result}))
+        run.finish()
+    except Exception as err:  # noqa: BLE001 - W&B must never fail the command
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning: W&B could not log the {job_type} ({type(err).__name__}: {err})[/yellow]")
