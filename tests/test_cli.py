@@ -133,7 +133,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         (["diagnosis.significant_gap=2"], "diagnosis.significant_gap=2"),
         (["--debug_not_a_flag"], "--debug_not_a_flag"),
         (["optimizer.lr=fast"], "optimizer.lr"),
-        (["model=transformer"], "model=transformer: no such option\nOptions of model: logreg, mlp"),
+        (["model=transformer"], "model=transformer: no such option\nOptions of model: alexnet, cnn, googlenet, gru, lenet5, logreg, lstm, mlp"),
         (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
         (["model.keep_prob=0"], "model.keep_prob=0"),
         (["model.keep_prob=1.5"], "model.keep_prob=1.5"),

@@ -136,3 +136,53 @@ def test_check_command_passes_a_healthy_setup_and_fails_a_broken_one(tmp_path):
     # A learning rate far too small: the small batch cannot be overfitted; exit code 1.
     broken = run_dlrun("check", "data=digits", "optimizer.lr=1e-7", cwd=tmp_path)
     assert broken.returncode == 1 and "FAIL" in broken.stdout and "learning rate" in " ".join(broken.stdout.split())
+
+
+WRONG_BACKWARD = '''
+import torch
+from dlrunner.models import build_mlp
+
+
+class OffByTenPercent(torch.autograd.Function):
+    """Identity forward; a backward 10% too large: the kind of bug gradient checking exists for."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 1.1
+
+
+class Buggy(torch.nn.Module):
+    def forward(self, x):
+        return OffByTenPercent.apply(x)
+
+
+def build_buggy_mlp(*, n_inputs, n_outputs, input_shape=None, **settings):
+    model = build_mlp(**settings, n_inputs=n_inputs, n_outputs=n_outputs)
+    model.insert(3, Buggy())  # after the first hidden layer's Linear and ReLU
+    return model
+'''
+
+
+def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
+    import json
+    import os
+
+    ok = run_dlrun("gradcheck", "regularization=l2", "regularization.l2=0.5", "model.keep_prob=0.8", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    text = " ".join(ok.stdout.split())
+    assert "pass" in text and "dropout" in text  # dropout is switched off, with a note
+    [saved] = list(tmp_path.glob("outputs/*/*-gradcheck/gradcheck.json"))
+    assert json.loads(saved.read_text())["verdict"] == "pass"
+
+    (tmp_path / "buggy_layer.py").write_text(WRONG_BACKWARD)
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    bad = run_dlrun("gradcheck", "model._target_=buggy_layer.build_buggy_mlp", "--steps", "3", cwd=tmp_path, env=env)
+    assert bad.returncode == 1, bad.stderr
+    result = json.loads(sorted(tmp_path.glob("outputs/*/*-gradcheck/gradcheck.json"))[-1].read_text())
+    assert result["verdict"] == "fail"
+    failing = {t["name"] for t in result["tensors"] if t["verdict"] == "fail"}
+    assert failing == {"1.weight", "1.bias"}  # the layer before the wrong backward, and only it
