@@ -90,3 +90,17 @@ def test_weighted_error_from_the_config(tmp_path):
 def test_bad_metric_name_is_exit_2(tmp_path):
     result = run_dlrun("train", "metric.optimizing=auc", cwd=tmp_path)
     assert result.returncode == 2 and "metric.optimizing" in result.stderr and "weighted_error" in result.stderr
+
+
+@pytest.mark.parametrize("overrides, key, words", [
+    (("metric.satisficing=['latency_ms <= 100']",), "metric.satisficing", "not a number in summary.json"),
+    (("data=digits", "metric.optimizing=weighted_error", "metric.class_weights={12: 10}"), "metric.class_weights", "does not exist"),
+    (("model=gru", "data=mnist1d_sequence", "data.augment.crop_padding=2"), "data.augment.crop_padding", "not for sequences"),
+])
+def test_settings_that_cannot_apply_are_bad_input(tmp_path, overrides, key, words):
+    from dlrunner.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        train_in_process(tmp_path, "trainer=quick", *overrides)
+    assert raised.value.problems[0].key == key and words in raised.value.problems[0].valid
+    assert not (tmp_path / "run").exists()

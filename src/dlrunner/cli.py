@@ -161,7 +161,7 @@ def show(ctx: typer.Context) -> None:
 def summary(
     ctx: typer.Context,
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's."),
-    outputs: Optional[int] = typer.Option(None, "--outputs", help="Number of outputs (classes); default: the configured data's."),
+    outputs: Optional[int] = typer.Option(None, "--outputs", min=1, help="Number of outputs (classes); default: the configured data's."),
 ) -> None:
     """Print the model's layers: output shape and parameters per layer, and the totals.
 
@@ -265,7 +265,7 @@ def analyze(
     sheet = _guarded(lambda: error_analysis.write_sheet(run, analysis, limit, categories=wanted, console=console), what="cannot write the sheet")
     write_json_atomic({k: v for k, v in analysis.items() if k != "misclassified"}, run / "error_analysis" / "analysis.json")
     _log_to_wandb(run, "error_analysis/sheet", sheet)
-    console.print(f"Sheet: {sheet}\nMark the category columns, then: dlrun analyze {run} --tally {sheet}", highlight=False)
+    console.print(f"Mark the category columns, then: dlrun analyze {run} --tally {sheet}", highlight=False)
 
 
 @app.command()

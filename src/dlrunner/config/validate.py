@@ -96,14 +96,15 @@ def freeze(value):
 
 
 def satisficing(value):
+    from dlrunner.diagnostics.decide import SUMMARY_EXAMPLES, SUMMARY_NUMBER
     from dlrunner.search.constraints import parse_constraint
 
     try:
-        for text in value:
-            parse_constraint(text)
+        paths = [parse_constraint(text)[0] for text in value]
     except (ValueError, TypeError):
         return "a list of 'PATH OP NUMBER' over summary.json, e.g. ['satisficing.latency_ms <= 100', 'n_params < 50000']"
-    return None
+    unknown = [p for p in paths if not SUMMARY_NUMBER.match(p)]
+    return f"{unknown[0]!r} is not a number in summary.json; e.g. {SUMMARY_EXAMPLES}" if unknown else None
 
 
 def class_weights(value):

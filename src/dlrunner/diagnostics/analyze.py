@@ -118,6 +118,9 @@ def _read_run(run_dir: Path) -> tuple[dict, dict]:
     summary = _read_json(summary_file, fail) if summary_file.is_file() else {}
     if not analysis_file.is_file():
         task = summary.get("task")
+        if summary.get("repeats"):  # trainer.repeats: the analyses are in the seeds' folders
+            fail(f"this folder holds {len(summary['repeats']['runs'])} runs, one per seed; analyse one of them, "
+                 f"e.g. {run_dir / summary['repeats']['runs'][0]}")
         if task in ("binary", "multiclass") and summary.get("status") in ("failed", None):
             fail(f"the run has no analysis.json (its status: {summary.get('status', 'unknown, no summary.json')}); "
                  "error analysis needs a finished classification run")

@@ -71,6 +71,10 @@ def compare(paths: list[Path], objective: str | None = None, constraints: list[s
     candidates = [{**s, "run": str(run)} for run, s in finished]
     if all(lookup(c, objective) is None for c in candidates):
         raise ConfigError(Problem("--metric", objective, "no run has that value; e.g. metrics.dev.error, metrics.dev.accuracy, metric.dev, satisficing.latency_ms"))
+    for text in constraints:  # a misspelt path would make every run fail the threshold
+        path = parse_constraint(text)[0]
+        if all(not isinstance(lookup(c, path), (int, float)) for c in candidates):
+            raise ConfigError(Problem("--satisfy", text, f"no run has a number at {path!r}; e.g. satisficing.latency_ms, n_params, metrics.dev.accuracy"))
     eligible = [c for c in candidates if check_constraints(c, list(constraints))[0] and isinstance(lookup(c, objective), (int, float))]
     best = (max if maximize else min)(eligible, key=lambda c: lookup(c, objective)) if eligible else None
     differing = config_differences([s for _, s in finished])

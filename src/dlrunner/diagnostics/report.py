@@ -36,6 +36,9 @@ def render_report(summary: dict, console: Console) -> None:
     console.print(table)
     if diagnosis.get("mismatch_table"):
         _print_mismatch_table(diagnosis["mismatch_table"], show, console)
+    if metrics["dev"].get("task_errors"):  # multi-task: one error per label
+        errors = ", ".join(f"{show(e)}" for e in metrics["dev"]["task_errors"])
+        console.print(f"[bold]Dev error per task:[/bold] {errors}", highlight=False)
     _print_decision_metrics(summary, console)
     console.print(f"[bold]Verdict:[/bold] {diagnosis['verdict']}")
     for advice in diagnosis["advice"]:

@@ -148,8 +148,13 @@ def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, 
     if not math.isfinite(final):
         return CheckResult(name, False, measured, f"{what}: training diverged; the learning rate{lr_text} is too large "
                            "(or the inputs are unnormalised).")
-    return CheckResult(name, False, measured, f"{what}, not below {fraction:.0%} of the start: usually a bug in the model/loss wiring, "
-                       f"a learning rate{lr_text} far too small, or too much regularisation (frozen layers, a tiny model).")
+    if final >= initial:  # no progress at all, or worse: steps too big to settle, or a network that cannot break symmetry
+        return CheckResult(name, False, measured, f"{what}, no lower than the start: usually a learning rate{lr_text} too large "
+                           "(the loss oscillates), or weights initialised to the same value (model.init=zeros: every unit of a "
+                           "layer learns the same thing), or a bug in the model/loss wiring.")
+    return CheckResult(name, False, measured, f"{what}, not below {fraction:.0%} of the start: usually a learning rate{lr_text} too small "
+                       "(or, if it falls and rises again, too large), too much regularisation (frozen layers, a tiny model), "
+                       "zero initialisation (model.init=zeros), or a bug in the model/loss wiring.")
 
 
 def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, task: str, batch_size: int,

@@ -81,7 +81,10 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     model = model.to(device)
     if resume is not None:
         model.load_state_dict(resume["model"])
-    augment = build_augmenter(**OmegaConf.to_container(cfg.data.augment), input_shape=data.input_shape)
+    augment_settings = OmegaConf.to_container(cfg.data.augment)
+    check_augmentation_fits(augment_settings, cfg.model._target_)
+    augment = build_augmenter(**augment_settings, input_shape=data.input_shape)
+    check_class_weights(cfg.metric.class_weights, data)
     batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
     if device.type == "cpu":
         torch.set_num_threads(trainer.threads or cpu_threads(count_parameters(model), batch_size))
@@ -173,6 +176,29 @@ def build_model(cfg: DictConfig, input_shape: tuple, n_outputs: int, pretrained:
         notes += load_pretrained(model, cfg.transfer.checkpoint, cfg.transfer.new_head)
     notes += freeze_layers(model, cfg.transfer.freeze)
     return model, notes
+
+
+def check_augmentation_fits(settings: dict, model_target: str) -> None:
+    """A sequence model reads (T, features): flips, crops and colour shifts are meant for (C, ...)
+    images and signals and would scramble the time axis. Input noise works on anything."""
+    if not model_target.endswith("build_rnn"):
+        return
+    bad = [k for k in ("hflip", "crop_padding", "rotation", "color_shift") if settings.get(k)]
+    if bad:
+        raise ConfigError([Problem(f"data.augment.{k}", settings[k], "not for sequences (T, features) of a recurrent model: "
+                                   "only data.augment.noise_std applies") for k in bad])
+
+
+def check_class_weights(weights, data) -> None:
+    """metric.class_weights may only name classes the data has."""
+    if not weights:
+        return
+    n = data.n_classes if data.task in ("binary", "multiclass") else None
+    if n is None:
+        raise ConfigError(Problem("metric.class_weights", dict(weights), f"weights by class need a classification task; this one is {data.task}"))
+    bad = [k for k in weights if int(k) >= n]
+    if bad:
+        raise ConfigError(Problem("metric.class_weights", dict(weights), f"class {bad[0]} does not exist; classes are 0 to {n - 1}"))
 
 
 def cpu_threads(n_params: int, batch_size: int) -> int:
