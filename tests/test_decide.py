@@ -104,3 +104,19 @@ def test_settings_that_cannot_apply_are_bad_input(tmp_path, overrides, key, word
         train_in_process(tmp_path, "trainer=quick", *overrides)
     assert raised.value.problems[0].key == key and words in raised.value.problems[0].valid
     assert not (tmp_path / "run").exists()
+
+
+def test_weighted_error_with_a_weight_per_example_from_the_data(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2)).astype(np.float32)
+    y = (X[:, 0] + 0.8 * rng.normal(size=400) > 0).astype(np.int64)  # noisy: some dev errors remain
+    runs = {}
+    for name, w in (("equal", np.full(400, 5.0)), ("only_first_feature_positive", (X[:, 1] > 0).astype(float))):
+        np.savez(tmp_path / f"{name}.npz", X=X, y=y, w=w)
+        runs[name] = train_in_process(tmp_path / name, "data=npz", f"data.source.path={tmp_path / name}.npz", "model=logreg",
+                                      "trainer=quick", "trainer.steps=50", "metric.optimizing=weighted_error")
+    equal = runs["equal"]
+    assert equal["metric"]["dev"] == pytest.approx(equal["metrics"]["dev"]["error"])  # equal weights: the plain error
+    assert runs["only_first_feature_positive"]["metric"]["dev"] != pytest.approx(equal["metric"]["dev"])

@@ -186,3 +186,17 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
     assert result["verdict"] == "fail"
     failing = {t["name"] for t in result["tensors"] if t["verdict"] == "fail"}
     assert failing == {"1.weight", "1.bias"}  # the layer before the wrong backward, and only it
+
+
+def test_learning_curve_with_wandb_logs_each_fraction_and_the_curve(tmp_path):
+    from wandb_files import read_run
+
+    result = run_dlrun("learning-curve", "trainer=quick", "trainer.steps=30", "logger=wandb", "--fractions", "0.5,1",
+                       "hydra.sweep.dir=lc", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    curve = read_run(tmp_path / "lc")
+    assert curve["run"].job_type == "learning_curve"
+    assert any(row.get("learning_curve/plot/_type") == "image-file" for row in curve["history"])
+    assert any(k.startswith("learning_curve/reading") for k in curve["summary"])
+    for job in ("0", "1"):  # and each fraction is a training run of its own
+        assert read_run(tmp_path / "lc" / job)["run"].job_type == "train"

@@ -24,18 +24,20 @@ class Dataset:
     std: np.ndarray | None = None
     notes: list = field(default_factory=list)
     error_scale: float = 1.0  # the unit of a significant error gap: 1 for error rates, Var(y_train) for MSE
+    weights: dict | None = None  # split -> a weight per example (CPU tensor), when the source gives them (SPEC E7)
 
     @property
     def n_outputs(self) -> int:
         return self.n_classes if self.task in ("multiclass", "multilabel") else 1
 
 
-def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Call a source builder named by a config node and check what it returns."""
+def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Call a source builder named by a config node and check what it returns: (X, y), or
+    (X, y, w) with a weight per example for the weighted error (SPEC E7)."""
     from dlrunner.config.builders import call_builder
 
     try:
-        X, y = call_builder(node, key)
+        X, y, *rest = call_builder(node, key)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:  # e.g. scikit-learn's InvalidParameterError, a negative seed
@@ -49,7 +51,10 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).reshape(len(X), -1).any(axis=1).argmax())
         raise ConfigError(Problem(key, node.get("_target_"), f"features contain NaN or infinity (first at example {bad})"))
-    return X, y
+    weights = np.asarray(rest[0], dtype=np.float64) if rest and rest[0] is not None else None
+    if weights is not None and (weights.shape != (len(X),) or not np.isfinite(weights).all() or (weights < 0).any()):
+        raise ConfigError(Problem(key, node.get("_target_"), f"example weights must be {len(X)} finite numbers >= 0, one per example"))
+    return X, y, weights
 
 
 def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, int | None, np.ndarray]:
@@ -120,11 +125,11 @@ def build_data(cfg, device="cpu") -> Dataset:
 
     if cfg.task not in TASKS:
         raise ConfigError(Problem("data.task", cfg.task, f"one of {list(TASKS)}"))
-    X, y = load_source(cfg.source, "data.source")
+    X, y, w = load_source(cfg.source, "data.source")
     X = reshape_examples(X, cfg.get("shape"))
     target = load_source(cfg.target, "data.target") if cfg.get("target") is not None else None
     if target is not None:
-        target = (reshape_examples(target[0], cfg.get("shape")), target[1])
+        target = (reshape_examples(target[0], cfg.get("shape")), target[1], target[2])
     if target is not None and target[0].shape[1:] != X.shape[1:]:
         raise ConfigError(Problem("data.target", cfg.target.get("_target_"), f"examples of shape {target[0].shape[1:]} but the source's are {X.shape[1:]}"))
     all_y = y if target is None else np.concatenate([y, target[1]])
@@ -141,6 +146,12 @@ def build_data(cfg, device="cpu") -> Dataset:
         ys = [y[part["source"]]] + ([target_y[part["target"]]] if target is not None else [])
         return np.concatenate(xs), np.concatenate(ys)
 
+    def gather_weights(part):
+        source_w = w if w is not None else np.ones(len(X))
+        target_w = (target[2] if target[2] is not None else np.ones(len(target[0]))) if target is not None else None
+        return np.concatenate([source_w[part["source"]]] + ([target_w[part["target"]]] if target is not None else []))
+
+    has_weights = w is not None or (target is not None and target[2] is not None)
     arrays = {name: gather(part) for name, part in parts.items()}
     if target is not None and len(parts["train"]["target"]):
         # Evaluation only: the training set's general and target parts, for the two-column
@@ -172,4 +183,7 @@ def build_data(cfg, device="cpu") -> Dataset:
         for name, (x, y_) in arrays.items()
     }
     error_scale = float(np.var(arrays["train"][1])) or 1.0 if task == "regression" else 1.0
-    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes, error_scale)
+    weights = None
+    if has_weights:  # per-example weights of each split (the training split possibly cut by train_fraction)
+        weights = {name: torch.as_tensor(gather_weights(parts[name])[: len(arrays[name][0])]) for name in arrays if name in parts}
+    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes, error_scale, weights)

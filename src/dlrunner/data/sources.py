@@ -196,7 +196,8 @@ def csv(path: str, label_column: str = "label") -> Arrays:
 
 
 def npz(path: str) -> Arrays:
-    """An .npz file holding X (examples first, any feature shape) and y."""
+    """An .npz file holding X (examples first, any feature shape) and y, and optionally w: a
+    weight per example for metric.optimizing=weighted_error (SPEC E7)."""
     file = _existing_file(path, "data.source.path")
     try:
         stored = np.load(file, allow_pickle=False)
@@ -206,6 +207,8 @@ def npz(path: str) -> Arrays:
         missing = [k for k in ("X", "y") if k not in stored.files]
         if missing:
             raise ConfigError(Problem("data.source.path", path, f"the .npz needs arrays X and y; it has {stored.files}"))
+        if "w" in stored.files:
+            return stored["X"].astype(np.float32), stored["y"], stored["w"]
         return stored["X"].astype(np.float32), stored["y"]
 
 

@@ -65,8 +65,11 @@ def macro_precision_recall(predicted: torch.Tensor, actual: torch.Tensor, n_clas
 
 
 @torch.no_grad()
-def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_classes: int | None, name: str, class_weights: dict) -> float | None:
-    """The chosen single-number metric on one split (None when it does not apply to the task)."""
+def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_classes: int | None, name: str, class_weights: dict,
+                      example_weights: torch.Tensor | None = None) -> float | None:
+    """The chosen single-number metric on one split (None when it does not apply to the task).
+    The weighted error weighs each example by ``example_weights`` when the data gives them,
+    else by its true class's entry in ``class_weights`` (1 for classes not named)."""
     if task not in ("binary", "multiclass") or y.ndim != 1:
         return None  # regression, multilabel, per-step labels: the error is the metric
     was_training = model.training
@@ -80,7 +83,7 @@ def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_clas
     if name in ("precision", "recall", "f1"):
         return dict(zip(("precision", "recall", "f1"), macro_precision_recall(predicted, actual, n_classes or 2)))[name]
     if name == "weighted_error":
-        weights = torch.tensor([float(class_weights.get(int(c), 1.0)) for c in actual])
+        weights = example_weights if example_weights is not None else torch.tensor([float(class_weights.get(int(c), 1.0)) for c in actual])
         return weighted_error(predicted, actual, weights)
     return segment_error(predicted, actual, actual)
 

@@ -126,7 +126,7 @@ def log_to_existing_run(run_dir: Path, key: str, result) -> None:
         Console(stderr=True).print(f"[yellow]warning: W&B could not log {key} ({type(err).__name__}: {err})[/yellow]")
 
 
-def log_diagnostic(cfg, out_dir: Path, job_type: str, result: dict) -> None:
+def log_diagnostic(cfg, out_dir: Path, job_type: str, result: dict, image: Path | None = None) -> None:
     """A W&B run of its own for a diagnostic command (`dlrun check`, `dlrun gradcheck`): the
     config, and the result in the run's summary. Failures are warnings."""
     try:
@@ -140,6 +140,8 @@ def log_diagnostic(cfg, out_dir: Path, job_type: str, result: dict) -> None:
                          mode=os.environ.get("WANDB_MODE") or settings.mode, config=OmegaConf.to_container(cfg, resolve=True),
                          settings=wandb.Settings(init_timeout=60, silent=True))
         run.summary.update(flatten({job_type: result}))
+        if image is not None:
+            run.log({f"{job_type}/plot": wandb.Image(str(image))})
         run.finish()
     except Exception as err:  # noqa: BLE001 - W&B must never fail the command
         from rich.console import Console

@@ -236,8 +236,9 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
     )
     message = result.message
     metric = cfg.metric
-    chosen = {name: optimizing_metric(model, *data.splits[name], data.task, data.n_classes, metric.optimizing,
-                                   {int(k): float(v) for k, v in (metric.class_weights or {}).items()})
+    class_weights = {int(k): float(v) for k, v in (metric.class_weights or {}).items()}
+    chosen = {name: optimizing_metric(model, *data.splits[name], data.task, data.n_classes, metric.optimizing, class_weights,
+                                      (data.weights or {}).get(name))
               for name in metrics}
     satisficing = satisficing_metrics(model, data.splits["dev"][0][:1], result.train_s)
     if result.status == "diverged":
