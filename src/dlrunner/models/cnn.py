@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from torch import nn
 
 from dlrunner.config.validate import ACTIVATIONS, INITS
