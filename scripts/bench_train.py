@@ -238,11 +238,11 @@ def main() -> None:
     for m in models:
         for kind in CONTENDERS:
             out.append(line(f"{m}: {kind} steps/s", rows[(m, kind, "steps_per_s")], "{:.0f}"))
-        out.append(line(f"{m}: dlrun / hand steps/s", rows[(m, "ratio", "steps")], "{:.2f}", "steps"))
+        out.append(line(f"{m}: dlrun / hand steps/s", rows[(m, "ratio", "steps")], "{:.3f}", "steps"))
         out.append(line(f"{m}: dataloader / hand steps/s", rows[(m, "ratio", "dl_steps")], "{:.2f}"))
         for kind in CONTENDERS:
             out.append(line(f"{m}: {kind} peak RSS (MB)", rows[(m, kind, "rss")], "{:.0f}"))
-        out.append(line(f"{m}: dlrun / hand peak RSS", rows[(m, "ratio", "rss")], "{:.2f}", "rss"))
+        out.append(line(f"{m}: dlrun / hand peak RSS", rows[(m, "ratio", "rss")], "{:.3f}", "rss"))
         for kind in ("hand", "dlrun"):
             out.append(line(f"{m}: {kind} process wall (s)", rows[(m, kind, "wall")], "{:.2f}"))
         out.append(line(f"{m}: hand start-up overhead (s)", rows[(m, "hand", "startup")], "{:.2f}"))
