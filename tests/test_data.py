@@ -98,6 +98,25 @@ def test_mnist1d_is_generated_offline_and_cached(tmp_path, monkeypatch):
     assert np.array_equal(X, X2) and np.array_equal(y, y2)
 
 
+def test_a_cached_mnist1d_is_read_without_importing_the_generator(tmp_path):
+    """Importing mnist1d (scipy, matplotlib) takes about a second: a cached set must not pay it."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "DLRUNNER_CACHE_DIR": str(tmp_path / "cache")}
+    code = "import sys; from dlrunner.data import sources; sources.mnist1d(num_samples=100, seed=3); print('mnist1d' in sys.modules)"
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "True" and again.stdout.strip() == "False"
+
+
+def test_mnist1d_rejects_arguments_the_generator_does_not_have(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLRUNNER_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as raised:
+        sources.mnist1d(num_samples=100, noise=0.5)
+    assert raised.value.problems[0].key == "data.source.noise" and "iid_noise_scale" in raised.value.problems[0].valid
+
+
 def test_csv_with_named_labels(tmp_path):
     path = tmp_path / "flowers.csv"
     path.write_text("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n")

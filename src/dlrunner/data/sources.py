@@ -60,6 +60,16 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, **generator_args) -> Arrays
     The generated arrays are cached by their arguments in ~/.cache/dlrunner (or
     $DLRUNNER_CACHE_DIR), since generating takes a second or two.
     """
+    from importlib.metadata import version
+
+    # The cache is keyed by the arguments given and the package's version, so that a cached set
+    # is read without importing mnist1d (whose import, with scipy and matplotlib, takes ~1 s).
+    given = {**generator_args, "num_samples": num_samples, "seed": seed}
+    key = hashlib.sha256(json.dumps({"args": given, "mnist1d": version("mnist1d")}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache = _cache_dir() / f"mnist1d-{key}.npz"
+    if cache.exists():
+        with np.load(cache) as stored:
+            return stored["X"], stored["y"]
     from mnist1d.data import get_dataset_args
 
     args = get_dataset_args(as_dict=True)
@@ -68,11 +78,6 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, **generator_args) -> Arrays
         raise ConfigError([Problem(f"data.source.{k}", generator_args[k], f"not an mnist1d argument; valid: {sorted(args)}") for k in unknown])
     args.update(generator_args, num_samples=num_samples, seed=seed, train_split=1.0)
     args.pop("url", None)
-    key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
-    cache = _cache_dir() / f"mnist1d-{key}.npz"
-    if cache.exists():
-        with np.load(cache) as stored:
-            return stored["X"], stored["y"]
     X, y = _generate_mnist1d(args)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")

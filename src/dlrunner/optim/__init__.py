@@ -15,7 +15,8 @@ FOREACH = None  # let torch pick the multi-tensor (foreach) implementation where
 
 
 def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list[dict]:
-    """Two groups: weight matrices, which carry L2, and the rest (biases, batch-norm gamma/beta).
+    """Weight matrices, which carry L2, and the rest (biases, batch-norm gamma/beta), in two groups
+    (one group when there is no L2).
 
     L2 adds (lambda/2m)||W||^2 to J, so (lambda/m) W to dW, m being the mini-batch size
     (SPEC B4): that is weight decay lambda/m, applied by the optimizer without computing the
@@ -26,6 +27,8 @@ def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list
     weights = weight_matrices(model)
     weight_ids = {id(w) for w in weights}
     others = [p for p in model.parameters() if id(p) not in weight_ids and p.requires_grad]  # frozen layers stay out
+    if not l2:  # one group: one multi-tensor (foreach) update per step instead of two
+        return [{"params": weights + others, "weight_decay": 0.0}]
     return [{"params": weights, "weight_decay": l2 / batch_size}, {"params": others, "weight_decay": 0.0}]
 
 

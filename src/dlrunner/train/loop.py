@@ -59,6 +59,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     batch_size = min(settings.batch_size, n_train)
     loss_fn = loss_function(data.task)
     autocast, scaler = _mixed_precision(settings.precision, device)
+    scaling = scaler.is_enabled()
     shuffle = torch.Generator(device=device)
 
     # Where we are: a fresh start, or the state saved in a checkpoint.
@@ -119,12 +120,18 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             with autocast():
                 loss = training_loss(model(xb), yb, loss_fn)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if settings.grad_clip_norm:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
-            scaler.step(optimizer)
-            scaler.update()
+            if scaling:  # fp16 on CUDA: scaled loss, unscaled gradients before clipping
+                scaler.scale(loss).backward()
+                if settings.grad_clip_norm:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            else:  # the plain step: no scaler calls on the hot path
+                loss.backward()
+                if settings.grad_clip_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
+                optimizer.step()
             batch_losses.append(loss.detach())
             step += 1
             progress.advance(step, epoch)

@@ -25,7 +25,7 @@ from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.search.constraints import check_constraints
 from dlrunner.loggers import build_logger
-from dlrunner.models import count_parameters
+from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.optim import parameter_groups
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
@@ -117,7 +117,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         base_lr=cfg.optimizer.lr,
         schedule=schedule,
         l2=l2,
-        weights=param_groups[0]["params"],
+        weights=weight_matrices(model),
         grad_clip_norm=cfg.regularization.grad_clip_norm,
         early_stopping=cfg.regularization.early_stopping,
         patience=cfg.regularization.patience,
