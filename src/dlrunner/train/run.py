@@ -23,10 +23,10 @@ from dlrunner.diagnostics.decide import OPTIMIZING, optimizing_metric, satisfici
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
-from dlrunner.search.constraints import check_constraints
 from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.optim import parameter_groups
+from dlrunner.search.constraints import check_constraints
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
