@@ -216,6 +216,11 @@ def _train_task(cfg) -> float:
 
         cfg.trainer.progress = "none"
         console = Console(quiet=True)  # one line per trial instead of a report each
+    if hydra_cfg.mode.name == "MULTIRUN" and cfg.trainer.resume is False:
+        # A job that finds its own unfinished run in its folder continues it: a trial requeued on
+        # SLURM after preemption, or rerun when a killed sweep is resumed, loses at most one
+        # checkpoint interval (train/checkpoint.py find_resume_checkpoint).
+        cfg.trainer.resume = "auto"
     try:
         summary = train_run(cfg, run_dir, console)
     except ConfigError as err:
@@ -227,12 +232,22 @@ def _train_task(cfg) -> float:
         overrides = " ".join(hydra_cfg.overrides.task)
         where = f" (job: {overrides})" if hydra_cfg.mode.name == "MULTIRUN" else ""
         _bad_config(err, where)
+    except Exception as err:
+        # A crash before training started (out of memory building the model, ...) also leaves a
+        # summary that says so; train() wrote one already for a crash during training.
+        from dlrunner.train.outputs import RunFiles, failure
+
+        if run_dir.is_dir():
+            RunFiles(run_dir).write_summary(failure(err))
+        raise
     if in_sweep:
         error = summary["metrics"]["dev"]["error"]
         print(f"  trial {hydra_cfg.job.num}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']}", flush=True)
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
     if summary["status"] == "interrupted":
-        raise SystemExit(130)
+        from dlrunner.train.signals import exit_code
+
+        raise SystemExit(exit_code(summary.get("signal")))  # 130 for Ctrl-C, 143 for SIGTERM
     return summary["metrics"]["dev"]["error"]
 
 

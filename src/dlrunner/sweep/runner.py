@@ -72,7 +72,7 @@ class SweepRunner:
         try:
             self._search(search, done, fixed)
         except SystemExit as stop:
-            if stop.code == 130:
+            if stop.code in (130, 143):  # Ctrl-C or SIGTERM
                 print(f"Interrupted. Rerun the same command (same hydra.sweep.dir={self.sweep_dir}) to resume the sweep.", flush=True)
             raise
         self._write_regions(search)

@@ -21,6 +21,20 @@ def save_atomic(state: dict, path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    _fsync_folder(path.parent)  # and the rename itself survives a power cut
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some systems cannot open a folder; the rename is atomic all the same
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def load_checkpoint(path: Path, key: str = "trainer.resume", training_state: bool = True) -> dict:
@@ -45,9 +59,15 @@ def find_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: dic
     false: none. A path: that .pt file, or that run folder's last checkpoint. true: this run
     folder's last checkpoint (when hydra.run.dir points at an earlier run), else the most recent
     run under the outputs root with the same data and model (read from its .hydra/config.yaml).
+    auto: this run folder's last checkpoint if the run there did not finish (no summary.json, or
+    one saying interrupted), else none: what a requeued or rerun sweep trial needs (the caller
+    also checks that the checkpoint's config is this run's).
     """
     if resume is False or resume is None or str(resume).lower() == "false":
         return None
+    if str(resume).lower() == "auto":
+        own = run_dir / "checkpoints" / "last.pt"
+        return own if own.is_file() and _unfinished(run_dir) else None
     if resume is True or str(resume).lower() == "true":
         own = run_dir / "checkpoints" / "last.pt"
         if own.is_file():
@@ -60,6 +80,16 @@ def find_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: dic
         return candidates[-1]
     path = Path(str(resume)).expanduser()
     return path / "checkpoints" / "last.pt" if path.is_dir() else path
+
+
+def _unfinished(run_dir: Path) -> bool:
+    import json
+
+    try:
+        status = json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return True  # no summary (killed), or one cut short
+    return status == "interrupted"
 
 
 def _same_experiment(run_dir: Path, config: dict) -> bool:

@@ -17,6 +17,7 @@ import torch
 
 from dlrunner.diagnostics import diagnose
 from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
+from dlrunner.train.signals import STOP, Interrupted
 
 
 @dataclass
@@ -86,6 +87,8 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             "best_dev_error": best_dev_error, "best_step": best_step, "best_weights": best_weights,
             "evals_since_best": evals_since_best, "evals_done": evals_done,
             "shuffle_state": shuffle.get_state(), "rng_state": _get_rng_state(),
+            # mid-interval (a stop signal): the interval's losses so far, so its train_loss comes out whole on resume
+            "batch_losses": torch.stack(batch_losses).cpu() if batch_losses else None,
             "train_s": elapsed_before + time.perf_counter() - started,
         }
 
@@ -96,13 +99,18 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
         return lr
 
     batch_losses = []  # this interval's mini-batch losses, still on the device: read at evaluations only
+    if resume is not None and resume.get("batch_losses") is not None:
+        batch_losses = list(resume["batch_losses"].to(device))
     status, message, stopped_early = "completed", "", False
     eval_s = 0.0
     model.train()
     started = time.perf_counter()
     lr = settings.base_lr
+    stop = STOP  # SIGINT/SIGTERM handlers record the signal; the loop stops here, between whole steps
     try:
         while step < settings.total_steps:
+            if stop.received is not None:
+                raise Interrupted(stop.received)
             if position >= n_train:  # a new epoch: a fresh shuffle (none for full-batch GD)
                 epoch += 1
                 position = 0

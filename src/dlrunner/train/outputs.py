@@ -27,6 +27,14 @@ def write_json_atomic(data: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def failure(err: BaseException) -> dict:
+    """summary.json of a run that crashed: status failed and the error, out of memory said plainly."""
+    message = f"{type(err).__name__}: {err}"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(err):
+        message = f"out of memory (use a smaller model or batch size): {message}"
+    return {"status": "failed", "message": message}
+
+
 def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -47,6 +55,8 @@ class RunFiles:
     def start(self, history: list[str] = ()) -> None:
         """Open metrics.jsonl, beginning with ``history`` (lines carried over from a resumed run)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*self.run_dir.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)  # half-written files of a killed process (the real ones were never touched)
         self._metrics = open(self.metrics_path, "w")
         for line in history:
             self._metrics.write(line.rstrip("\n") + "\n")

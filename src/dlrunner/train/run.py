@@ -30,8 +30,9 @@ from dlrunner.search.constraints import check_constraints
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
-from dlrunner.train.outputs import RunFiles, write_json_atomic
+from dlrunner.train.outputs import RunFiles, failure, write_json_atomic
 from dlrunner.train.progress import make_progress
+from dlrunner.train.signals import STOP
 from dlrunner.train.transfer import freeze_layers, load_pretrained
 
 
@@ -57,8 +58,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         return train_repeats(cfg, run_dir, console, train)
     trainer = cfg.trainer
     current = OmegaConf.to_container(cfg, resolve=True)
+    auto = str(trainer.resume).lower() == "auto"
     resume_path = find_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs", current)
     resume = load_checkpoint(resume_path) if resume_path else None
+    if auto and resume is not None and not same_run(resume.get("config") or {}, current):
+        resume_path = resume = None  # this folder held another experiment: start afresh, as without auto
     if resume is not None:
         check_resumable(resume, current, resume_path)
 
@@ -102,7 +106,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = trainer.steps or trainer.epochs * steps_per_epoch
     if resume is not None:
-        if total_steps <= resume["step"]:
+        if total_steps <= resume["step"] and not auto:  # auto: trained to the end, killed before its summary; fit adds none
             raise ConfigError(Problem("trainer.steps" if trainer.steps else "trainer.epochs", trainer.steps or trainer.epochs,
                                       f"the checkpoint {resume_path} is already at step {resume['step']}; raise it to train further"))
         console.print(f"Resuming from {resume_path} at step {resume['step']} (epoch {resume['epoch']})", highlight=False)
@@ -140,11 +144,16 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     logger = build_logger(cfg, run_dir, console)
     outputs.listeners.append(logger.log_metrics)
     status = "failed"
+    stop = STOP.install()  # SIGTERM, like Ctrl-C, stops fit at its next step with a checkpoint (train/signals.py)
     try:
         with make_progress(trainer.progress, total_steps, resume["step"] if resume else 0, console) as progress:
             result = fit(model, optimizer, data, settings, outputs, progress, resume)
+        stop.finishing = True  # from here a signal no longer interrupts: the result gets written
         resumed_from = {"checkpoint": str(resume_path), "step": resume["step"]} if resume else None
         summary = summarize(cfg, data, model, result, settings, resumed_from)
+        summary["signal"] = stop.name if result.status == "interrupted" else None
+        if summary["signal"]:
+            summary["message"] = f"{stop.name}: {summary['message']}"
         status = summary["status"]
         outputs.write_summary(summary)
         analysis = None
@@ -157,9 +166,10 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
                 logger.log_checkpoint(outputs.checkpoint_dir / "best.pt")
     except Exception as err:
         # A crash mid-run still leaves a summary that says so, next to the metrics it reached.
-        outputs.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
+        outputs.write_summary(failure(err))
         raise
     finally:
+        stop.restore()
         outputs.close()
         logger.close(status)  # always: the next trial in this process logs into its own run
     render_report(summary, console)
@@ -222,6 +232,15 @@ def check_resumable(resume: dict, current: dict, path: Path) -> None:
         raise ConfigError(Problem("trainer.resume", str(path), f"that checkpoint's {' and '.join(differing)} config differs from this run's; "
                                   "give the same data, model and optimizer overrides as the run you resume (learning rate, "
                                   "regularisation and trainer settings may change)"))
+
+
+def same_run(saved: dict, current: dict) -> bool:
+    """Whether a checkpoint's config is this run's, apart from how it resumes and shows progress."""
+    def comparable(config: dict) -> dict:
+        trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k not in ("resume", "progress")}
+        return {**config, "trainer": trainer}
+
+    return comparable(saved) == comparable(current)
 
 
 def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dict | None = None) -> dict:

@@ -1,0 +1,73 @@
+"""Stopping a run cleanly on a signal.
+
+SIGTERM is what `kill`, job schedulers and `scontrol requeue` send before they kill a process;
+Ctrl-C sends SIGINT. While a run trains, both take the same path: the handler only records the
+signal, and the training loop stops at its next step (a safe point: the last step, evaluation and
+checkpoint are whole) by raising ``Interrupted``, a KeyboardInterrupt. The loop then saves its last
+checkpoint, the run writes summary.json with status ``interrupted``, finishes its loggers and
+exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM); resuming it repeats the
+uninterrupted run exactly. A second signal before that safe point raises at once (a step that
+hangs can still be stopped). Once training is over (``finishing``), signals are only recorded:
+the run writes its result and stops as it would have.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, raised where Ctrl-C's KeyboardInterrupt would be (the training loop catches both)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """Handlers for SIGINT and SIGTERM while a run trains; ``restore`` puts the previous ones back.
+
+    There is one per process, ``STOP``: the training loop reads ``STOP.received`` once per step.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+        self.finishing = False
+        self._previous = {}
+
+    def install(self) -> "StopSignals":
+        self.received, self.finishing = None, False
+        # Python only lets the main thread set handlers; a run in a thread (a threaded launcher)
+        # keeps the process's handlers, and Ctrl-C still reaches it as a KeyboardInterrupt.
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+        self.received = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum  # the loop stops at its next step
+        elif not self.finishing:
+            raise Interrupted(self.received)  # asked twice: stop now
+
+    @property
+    def name(self) -> str:
+        """The signal that stopped the run (SIGINT when a KeyboardInterrupt came from elsewhere)."""
+        return signal.Signals(self.received or signal.SIGINT).name
+
+
+STOP = StopSignals()
+
+
+def exit_code(signal_name: str | None) -> int:
+    """The shell's convention for a process stopped by a signal: 128 + its number."""
+    return 128 + signal.Signals[signal_name or "SIGINT"].value
