@@ -22,8 +22,9 @@ TRAIN = ("trainer.steps=4000", "trainer.eval_every=100", "trainer.checkpoint_eve
 INTERVAL = 100  # steps between checkpoints: eval_every x checkpoint_every
 
 
-def start_dlrun(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "COLUMNS": "120"}
+def start_dlrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """The real `dlrun` command, started in the background (run_dlrun waits for it)."""
+    env = {**os.environ, "COLUMNS": "120", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.Popen(dlrun_executable() + list(args), cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

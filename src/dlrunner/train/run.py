@@ -169,9 +169,9 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         outputs.write_summary(failure(err))
         raise
     finally:
-        stop.restore()
         outputs.close()
         logger.close(status)  # always: the next trial in this process logs into its own run
+        stop.restore()  # last: on SLURM it may hand SIGUSR2 on to submitit, which requeues the job and exits
     render_report(summary, console)
     console.print(f"Run folder: {run_dir}")
     return summary

@@ -7,8 +7,13 @@ checkpoint are whole) by raising ``Interrupted``, a KeyboardInterrupt. The loop 
 checkpoint, the run writes summary.json with status ``interrupted``, finishes its loggers and
 exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM); resuming it repeats the
 uninterrupted run exactly. A second signal before that safe point raises at once (a step that
-hangs can still be stopped). Once training is over (``finishing``), signals are only recorded:
-the run writes its result and stops as it would have.
+hangs can still be stopped). Once training is over (``finishing``), signals are ignored: the
+run writes its result and stops as it would have.
+
+On SLURM, submitit (hydra/launcher=submitit_slurm) handles SIGUSR2, which SLURM sends before a
+time limit or a preemption, by requeuing the job and exiting. Where submitit has set that handler,
+SIGUSR2 also stops the run at a safe point first, and is handed on to submitit once the
+checkpoint and the summary are written (``restore``): the requeued job resumes exactly there.
 """
 
 from __future__ import annotations
@@ -45,18 +50,26 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            if callable(signal.getsignal(signal.SIGUSR2)):  # submitit's requeue handler
+                self._previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._handle)
         return self
 
     def restore(self) -> None:
+        """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's (which requeues and exits)."""
+        received, previous = self.received, self._previous.get(signal.SIGUSR2)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
         self.received = None
+        if received == signal.SIGUSR2 and callable(previous):
+            previous(received, None)
 
     def _handle(self, signum, frame) -> None:
+        if self.finishing:
+            return  # training is over: the result gets written either way
         if self.received is None:
             self.received = signum  # the loop stops at its next step
-        elif not self.finishing:
+        else:
             raise Interrupted(self.received)  # asked twice: stop now
 
     @property
