@@ -23,11 +23,23 @@ INTERVAL = 100  # steps between checkpoints: eval_every x checkpoint_every
 
 
 def start_dlrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """The real `dlrun` command, started in the background (run_dlrun waits for it)."""
+    """The real `dlrun` command, started in the background (run_dlrun waits for it). Its output
+    goes to files, not pipes: a long sweep would fill a pipe nobody reads and block."""
     env = {**os.environ, "COLUMNS": "120", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen(dlrun_executable() + list(args), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    logs = cwd / "logs"
+    logs.mkdir(exist_ok=True)
+    stem = logs / f"dlrun-{len(list(logs.glob('*.out')))}"
+    with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
+        process = subprocess.Popen(dlrun_executable() + list(args), cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+    process.out_path, process.err_path = Path(f"{stem}.out"), Path(f"{stem}.err")
+    return process
+
+
+def output(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """Wait for the process; its stdout and stderr."""
+    process.wait(timeout=timeout)
+    return process.out_path.read_text(), process.err_path.read_text()
 
 
 def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
@@ -35,7 +47,7 @@ def wait_for(condition, what: str, process: subprocess.Popen | None = None, time
     deadline = time.monotonic() + timeout
     while not condition():
         if process is not None and process.poll() is not None:
-            out, err = process.communicate()
+            out, err = output(process)
             pytest.fail(f"the process ended (code {process.returncode}) before {what}: {err[-2000:]}")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
@@ -93,7 +105,7 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
         wait_for(lambda: last_step(run_dir) > before, "training progressed", process)
         time.sleep(rng.uniform(0, 0.8))
         process.kill()
-        process.communicate(timeout=60)
+        process.wait(timeout=60)
         assert process.returncode == -signal.SIGKILL
         assert not (run_dir / "summary.json").exists()  # killed: no result pretends to be one
         # The checkpoints are whole (written to a temp file, flushed, renamed) ...
@@ -138,7 +150,7 @@ def test_sigint_and_sigterm_checkpoint_finish_wandb_and_resume(tmp_path, uninter
     wait_for(lambda: last_step(run_dir) >= 300, "three evaluations", process)
     time.sleep(random.Random(signum).uniform(0, 0.3))
     process.send_signal(signum)
-    out, err = process.communicate(timeout=120)
+    out, err = output(process)
     assert process.returncode == code, err[-3000:]
     summary = read_summary(run_dir)
     name = signal.Signals(signum).name
@@ -224,7 +236,7 @@ def test_a_sweep_killed_at_random_points_and_rerun_matches_an_uninterrupted_swee
         wait_for(trial_progressed, "a trial training", process, timeout=300)
         time.sleep(rng.uniform(0, 0.5))
         process.kill()
-        process.communicate(timeout=60)
+        process.wait(timeout=60)
         for number in unfinished_trials(sweep_dir):
             last = sweep_dir / str(number) / "checkpoints" / "last.pt"
             if last.exists():

@@ -8,15 +8,11 @@ if never stopped.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
-
-import pytest
 
 from conftest import read_metrics, read_summary, run_dlrun
-from test_faults import last_step, start_dlrun, sweep_ledger, wait_for
+from test_faults import last_step, output, start_dlrun, sweep_ledger, wait_for
 from test_sweep_slurm import slurm_cluster  # noqa: F401  (the fixture: starts and stops the cluster)
 
 TRIAL = ("trainer.steps=20000", "trainer.eval_every=500", "trainer.checkpoint_every=1")
@@ -53,7 +49,7 @@ def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, s
         return sweep.poll() is not None
 
     wait_for(released_and_done, "the sweep to finish", timeout=400)
-    out, err = sweep.communicate()
+    out, err = output(sweep)
     assert sweep.returncode == 0, err[-3000:]
     assert released == set(jobs)  # both jobs really went back to the queue
 

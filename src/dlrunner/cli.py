@@ -216,7 +216,8 @@ def _train_task(cfg) -> float:
 
         cfg.trainer.progress = "none"
         console = Console(quiet=True)  # one line per trial instead of a report each
-    if hydra_cfg.mode.name == "MULTIRUN" and cfg.trainer.resume is False:
+    told = any(o.lstrip("+").startswith("trainer.resume=") for o in hydra_cfg.overrides.task)
+    if hydra_cfg.mode.name == "MULTIRUN" and not told and cfg.trainer.resume is False:
         # A job that finds its own unfinished run in its folder continues it: a trial requeued on
         # SLURM after preemption, or rerun when a killed sweep is resumed, loses at most one
         # checkpoint interval (train/checkpoint.py find_resume_checkpoint).

@@ -255,7 +255,7 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the model
     eval_test: bool = False  # evaluate the test split at the end (only when asked: SPEC B1)
-    resume: Any = False  # false | true (latest checkpoint of this run) | a run folder or .pt file
+    resume: Any = False  # false | true (latest checkpoint of this run) | auto (this folder's, if unfinished) | a run folder or .pt file
     progress: str = "auto"  # auto | bar | plain | none
     threads: Optional[int] = None  # torch intra-op threads on CPU; None = 1 for small work, torch's default for large
 
