@@ -148,7 +148,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     try:
         with make_progress(trainer.progress, total_steps, resume["step"] if resume else 0, console) as progress:
             result = fit(model, optimizer, data, settings, outputs, progress, resume)
-        stop.finishing = True  # from here a signal no longer interrupts: the result gets written
+        stop.finish(result.status == "interrupted")  # from here a signal no longer interrupts: the result gets written
         resumed_from = {"checkpoint": str(resume_path), "step": resume["step"]} if resume else None
         summary = summarize(cfg, data, model, result, settings, resumed_from)
         summary["signal"] = stop.name if result.status == "interrupted" else None

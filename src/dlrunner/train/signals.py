@@ -54,6 +54,13 @@ class StopSignals:
                 self._previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._handle)
         return self
 
+    def finish(self, interrupted: bool) -> None:
+        """Training is over: from now on signals are ignored. A signal that came after the last step
+        did not stop the run, so it is forgotten (a completed SLURM job is not requeued)."""
+        self.finishing = True
+        if not interrupted:
+            self.received = None
+
     def restore(self) -> None:
         """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's (which requeues and exits)."""
         received, previous = self.received, self._previous.get(signal.SIGUSR2)
