@@ -186,6 +186,8 @@ RULES: dict[str, Check] = {
     "trainer.precision": one_of(PRECISIONS),
     "trainer.progress": one_of(PROGRESS),
     "trainer.threads": optional(positive_int),
+    "trainer.channels_last": one_of(("auto", True, False)),
+    "trainer.data_on_device": one_of(("auto", True, False)),
     "trainer.seed": non_negative_int,
     "trainer.repeats": positive_int,
     "trainer.seeds": optional(lambda v: None if isinstance(v, (list, tuple)) and v and all(non_negative_int(s) is None for s in v) and len(set(v)) == len(v)
