@@ -227,8 +227,8 @@ class SweepRunner:
         launcher's parallelism: a killed sweep then loses at most one batch of results."""
         if self.settings.get("max_batch_size"):
             return int(self.settings["max_batch_size"])
-        if "submitit" in str(self.sweeper.config.hydra.launcher.get("_target_", "")):
-            return 10**9  # a cluster runs a whole round at once
+        if any(name in str(self.sweeper.config.hydra.launcher.get("_target_", "")) for name in ("submitit", "stacked")):
+            return 10**9  # a cluster runs a whole round at once; a stack trains it at once
         return self._parallelism()
 
     def _thread_limit(self, fixed: list[str]) -> list[str]:
