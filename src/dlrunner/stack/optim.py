@@ -43,30 +43,27 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        """One update with ``lr`` (K, 1); ``active`` (K, 1) bool, None when every trial is training."""
+        """One update with ``lr`` (K, 1); ``active`` (K, 1) bool, None when every trial is training.
+        In-place operations on the (K, P) tensors: each one is a pass over every trial's weights."""
         W, g = self.flat, self.flat.grad
         if self.weight_decay is not None:
-            g = g + self.weight_decay * W
+            g = g.addcmul_(self.weight_decay, W)  # dW + (lambda/m) W, in the gradient's own memory
         before = None if active is None else {name: s.clone() for name, s in self.state.items()}
         self.steps += 1 if active is None else active
         h = self.hyper
         if self.kind == "sgd":
-            update = lr * g
+            update = g.mul_(lr)
         elif self.kind == "momentum":
-            v = self.state["velocity"]
-            v.mul_(h["beta"]).add_((1 - h["beta"]) * g)
-            update = lr * v
+            update = self.state["velocity"].lerp_(g, 1 - h["beta"]) * lr  # b v + (1-b) dW
         elif self.kind == "rmsprop":
-            s = self.state["square_avg"]
-            s.mul_(h["beta"]).add_((1 - h["beta"]) * g * g)
-            update = lr * g / (s.sqrt() + h["eps"])
+            s = self.state["square_avg"].lerp_(g * g, 1 - h["beta"])
+            update = g.div_(s.sqrt().add_(h["eps"])).mul_(lr)
         else:
-            m, v = self.state["exp_avg"], self.state["exp_avg_sq"]
-            m.lerp_(g, 1 - h["beta1"])
-            v.mul_(h["beta2"]).add_((1 - h["beta2"]) * g * g)
-            t = self.steps.clamp(min=1)
-            correction1, correction2 = 1 - h["beta1"] ** t, (1 - h["beta2"] ** t).sqrt()
-            update = (lr / correction1) * m / (v.sqrt() / correction2 + h["eps"])
+            m = self.state["exp_avg"].lerp_(g, 1 - h["beta1"])
+            v = self.state["exp_avg_sq"].lerp_(g.mul_(g), 1 - h["beta2"])
+            correction1, correction2 = 1 - h["beta1"] ** self.steps, (1 - h["beta2"] ** self.steps).sqrt()
+            # lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps), with the per-trial factors folded into the denominator
+            update = m / v.sqrt().div_(correction2).add_(h["eps"]).mul_(correction1 / lr)
         if active is None:
             W.sub_(update)
         else:  # a NaN in a frozen trial's update must not reach its weights: where, not a multiplication
