@@ -215,3 +215,10 @@ def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
         assert logged["summary"]["status"] == "completed"
         assert logged["config"]["optimizer"]["lr"] == record["params"]["optimizer.lr"]
         assert math.isclose(logged["summary"]["metrics/dev/error"], record["objective"])
+
+
+def test_a_bad_stack_size_is_refused_before_the_sweep_starts(tmp_path):
+    result = run_dlrun("sweep", *SWEEP, "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "hydra.sweep.dir=z", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "hydra.launcher.max_stack" in result.stderr and "whole number >= 1" in result.stderr
+    assert not (tmp_path / "z" / "trials.jsonl").exists()

@@ -205,6 +205,9 @@ class SweepRunner:
             problems.append(Problem("hydra.sweeper.max_failure_rate", s["max_failure_rate"], "a fraction in [0, 1]"))
         if s["margin"] < 0:
             problems.append(Problem("hydra.sweeper.margin", s["margin"], "a number >= 0"))
+        launcher = self.sweeper.config.hydra.launcher
+        if "stacked" in str(launcher.get("_target_", "")) and not (isinstance(launcher.get("max_stack"), int) and launcher.max_stack >= 1):
+            problems.append(Problem("hydra.launcher.max_stack", launcher.get("max_stack"), "a whole number >= 1: the most trials in one stack"))
         for text in s["constraints"]:
             try:
                 parse_constraint(text)
