@@ -15,14 +15,22 @@ Reported: trial-steps per second of each, their ratio (stacked / solo), and the 
 difference between a stacked trial's final dev error and its solo run's (the same training,
 up to floating-point rounding), over the trials trained both ways.
 
+With --sweep-budget N it also runs whole sweeps through the real command, `dlrun sweep sweep=lr
+... hydra.sweeper.budget=N` in one random round, with the basic launcher (one trial at a time),
+the joblib launcher with 2 workers, and hydra/launcher=stacked, and reports trials per minute of
+each (process start to exit, so every overhead is in).
+
     python scripts/bench_stack.py                           # K = 4, 16, 64; 1000 steps; MLP and CNN
     python scripts/bench_stack.py --ks 4 --steps 50 --models mlp --solo-trials 2   # smoke test
+    python scripts/bench_stack.py --ks 16 --sweep-budget 16                # and whole sweeps of 16 trials
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +54,7 @@ def main() -> None:
     p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--solo-trials", type=int, default=6, help="solo trials actually trained per (model, K) to time the solo rate")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
     args = p.parse_args()
 
     from rich.console import Console
@@ -86,7 +95,40 @@ def main() -> None:
         out.append(f"| {model} | {k} | {solo:.0f} | {stacked:.0f} | {ratio:.2f}{mark} | {diff:.3f} | {timed} |")
     out += ["", "Solo: steps / median wall time of one trial trained by itself (data, model, loop, files); "
             "stacked: K x steps / wall time of the whole stack (data, K models, loop, every trial's files)."]
+    if args.sweep_budget:
+        out += sweep_table(args)
     print("\n".join(out))
+
+
+LAUNCHERS = {"basic (1 at a time)": [], "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+             "stacked": ["hydra/launcher=stacked"]}
+
+
+def sweep_table(args) -> list[str]:
+    """Trials per minute of whole `dlrun sweep` runs with each launcher."""
+    beside = Path(sys.executable).parent / "dlrun"
+    dlrun = str(beside) if beside.exists() else shutil.which("dlrun")
+    out = ["", f"Whole sweeps: `dlrun sweep sweep=lr ... hydra.sweeper.budget={args.sweep_budget}`, one random round, "
+           f"{args.steps} steps per trial, process start to exit:", "",
+           "| model | launcher | wall (s) | trials per minute | vs basic |", "| --- | --- | --- | --- | --- |"]
+    with tempfile.TemporaryDirectory(prefix="bench-stack-sweep-") as tmp:
+        for model in [m.strip() for m in args.models.split(",")]:
+            walls = {}
+            for name, launcher in LAUNCHERS.items():
+                sweep_dir = Path(tmp) / f"{model}-{len(walls)}"
+                command = [dlrun, "sweep", "sweep=lr", *MODELS[model], f"trainer.steps={args.steps}", "trainer.eval_every=250",
+                           f"trainer.device={args.device}", f"hydra.sweeper.budget={args.sweep_budget}", "hydra.sweeper.rounds=1",
+                           "hydra.sweeper.method=random", *launcher, f"hydra.sweep.dir={sweep_dir}"]
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+                walls[name] = time.perf_counter() - started
+                if done.returncode != 0:
+                    raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+                print(f"sweep {model} {name}: {walls[name]:.1f} s", file=sys.stderr, flush=True)
+            for name, wall in walls.items():
+                out.append(f"| {model} | {name} | {wall:.1f} | {args.sweep_budget / wall * 60:.1f} | "
+                           f"{walls['basic (1 at a time)'] / wall:.2f} |")
+    return out
 
 
 if __name__ == "__main__":
