@@ -92,6 +92,10 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     try:
         fit = StackFit(stacked, optimizer, data, settings, files, l2)
         results = fit.run()
+    except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
+        for out in files:
+            out.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
+        raise
     finally:
         for out in files:
             out.close()
