@@ -66,6 +66,13 @@ def main() -> None:
     quiet = Console(quiet=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
+        # Warm both paths first, as in a sweep worker that has run a trial: the first torch optimizer
+        # imports torch._dynamo (~1 s) and vmap builds its batching rules once.
+        warm = [compose([*MODELS[m.strip()], "trainer.steps=2", "trainer.progress=none", f"optimizer.lr={lr}"])
+                for m in args.models.split(",") for lr in (0.01, 0.02)]
+        for i in range(0, len(warm), 2):
+            train_stacked(warm[i : i + 2], [Path(tmp) / f"warm-{i}-{j}" for j in range(2)], quiet)
+            train(warm[i], Path(tmp) / f"warm-solo-{i}", quiet)
         for model in [m.strip() for m in args.models.split(",")]:
             for k in [int(v) for v in args.ks.split(",")]:
                 common = [*MODELS[model], f"trainer.steps={args.steps}", "trainer.eval_every=250", "trainer.progress=none",
