@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -263,7 +264,7 @@ def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
     )
     result = run_dlrun("train", *QUICK, "data=moons", "optimizer.batch_size=full", "trainer.eval_every=1",
                        "schedule._target_=my_schedules.explode_at_epoch_3", "hydra.run.dir=crashed",
-                       cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+                       cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "my_schedules"})
     assert result.returncode == 1
     assert "schedule exploded" in result.stderr and "Traceback" not in result.stderr
     summary = read_summary(tmp_path / "crashed")
