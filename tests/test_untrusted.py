@@ -172,3 +172,14 @@ def test_no_secret_from_the_environment_reaches_any_file(tmp_path):
         leaked = [str(p.relative_to(tmp_path)) for p in files if value.encode() in p.read_bytes()]
         assert leaked == [], f"{value} written to {leaked}"
         assert value not in trained.stdout + trained.stderr + reported.stdout + reported.stderr
+
+
+def test_a_config_that_reads_a_secret_from_the_environment_is_refused(tmp_path):
+    # A config handed to you could copy a key into the run folder and W&B: notes: ${oc.env:...}
+    secret = "tok-planted-s3cret-42"
+    mine = _user_config(tmp_path / "mine", {"experiment/leak.yaml": "# @package _global_\nlogger:\n  notes: ${oc.env:MY_SECRET_TOKEN}\n"})
+    result = run_dlrun("--config-dir", str(mine), "train", *FAST, "experiment=leak", cwd=tmp_path, env={"MY_SECRET_TOKEN": secret})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "logger.notes='<the value of $MY_SECRET_TOKEN>': a secret from the environment" in result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert run_dirs(tmp_path) == [] and not (tmp_path / "outputs").exists()
