@@ -34,7 +34,7 @@ CASES = [
     case("key-builder-does-not-take", "data=moons", "+data.source.factor=2", key="data.source.factor", value="2",
          valid="valid keys: ['n_samples', 'noise', 'seed']"),
     case("removed-schema-key", "~data.human_error", key="data.human_error", value="~data.human_error", valid="cannot be removed"),
-    case("unknown-flag", "--debug_not_a_flag", key="--debug_not_a_flag", value="--debug_not_a_flag", valid="override"),
+    case("unknown-flag", "--debug_not_a_flag", key="--debug_not_a_flag", value="--debug_not_a_flag", valid="unrecognized arguments"),
     # Wrong types
     case("lr-not-a-number", "optimizer.lr=fast", key="optimizer.lr", value="fast", valid="must be a number"),
     case("steps-not-whole", "trainer.steps=1.5", key="trainer.steps", value="1.5", valid="must be a whole number"),
