@@ -126,6 +126,8 @@ def inner(kind: str, work: Path, steps: int, eval_every: int) -> None:
 
     torch.set_num_threads(1)  # what dlrun picks for these small models (trainer.threads=null)
     torch.manual_seed(0)
+    # The whole model object, pickled by this script's outer process a moment ago (not a file from
+    # anyone else), so weights_only=True, which refuses module objects, is not needed here.
     saved = torch.load(work, weights_only=False)
     X, y, model = saved["X"], saved["y"], saved["model"]
 

@@ -136,7 +136,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     # From here on the run folder fills up.
     outputs = RunFiles(run_dir)
     outputs.attachments = {
-        "normalization": {"mean": data.mean, "std": data.std},
+        # tensors, not numpy arrays: checkpoints are read with torch.load(weights_only=True)
+        "normalization": {name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))},
         "config": current,
     }
     outputs.start(history=_history_before(resume_path, resume, run_dir))
