@@ -10,6 +10,9 @@ Contenders, each a fresh subprocess, alternated within every repeat (hand, datal
   hand        tensors in memory, a random permutation per epoch, index slices,
               zero_grad(set_to_none=True), the loss read only at evaluation, no-grad eval
   dataloader  the same loop over DataLoader(TensorDataset(X, y), batch_size=100, shuffle=True)
+  lightning   PyTorch Lightning's Trainer on the same DataLoader, validating train and dev error
+              every 250 steps (no logger, checkpoints or progress bar); only when `lightning` is
+              importable by --lightning-python (a benchmark-only dependency)
   dlrun       `dlrun train ... trainer.progress=none hydra.run.dir=TMP` (its own defaults
               otherwise: checkpoints every 4 evaluations, metrics.jsonl, summary, analysis)
 
@@ -26,6 +29,7 @@ per repeat (paired, since the contenders alternate) and then their median is rep
     python scripts/bench_train.py                       # 6000 steps, 5 repeats, mlp and cnn
     python scripts/bench_train.py --steps 3000 --repeats 3
     python scripts/bench_train.py --quick               # 200 steps, 1 repeat, mlp (for the test)
+    python scripts/bench_train.py --lightning-python /tmp/lvenv/bin/python   # with Lightning installed there
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ from pathlib import Path
 MODELS = {"mlp": ["model=mlp"], "cnn": ["experiment=mnist1d_cnn", "trainer.eval_test=false"]}
 CONTENDERS = ("hand", "dataloader", "dlrun")
 TARGETS = {"steps": ("≥ 0.95", lambda r: r >= 0.95), "rss": ("≤ 1.3", lambda r: r <= 1.3),
-           "startup": ("≤ 1 s", lambda s: s <= 1.0), "light": ("≤ 0.3 s", lambda s: s <= 0.3)}
+           "startup": ("≤ 1 s", lambda s: s <= 1.0), "light": ("≤ 0.3 s", lambda s: s <= 0.3),
+           "lightning": ("≥ 2", lambda r: r >= 2.0), "eval": ("≤ 0.10", lambda r: r <= 0.10)}
 
 
 # ---------------------------------------------------------------- the hand-written loops (inner)
@@ -81,14 +86,56 @@ def hand_loop(model, X, y, X_dev, y_dev, steps, eval_every, batches):
     return time.perf_counter() - started, history
 
 
+def lightning_loop(model, X, y, X_dev, y_dev, steps, eval_every):
+    """The same work through Lightning: a LightningModule around the same model, the DataLoader
+    contender's loader, train and dev error validated every ``eval_every`` global steps."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Classifier(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.errors = {}
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            return torch.nn.functional.cross_entropy(self.model(xb), yb)
+
+        def validation_step(self, batch, _, dataloader_idx=0):
+            xb, yb = batch
+            self.errors[dataloader_idx] = (self.model(xb).argmax(1) != yb).float().mean().item()
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.model.parameters(), lr=1e-2)
+
+    module = Classifier()
+    trainer = L.Trainer(max_steps=steps, val_check_interval=eval_every, check_val_every_n_epoch=None,
+                        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1)
+    train_loader = DataLoader(TensorDataset(X, y), batch_size=100, shuffle=True)
+    eval_loaders = [DataLoader(TensorDataset(X, y), batch_size=len(X)), DataLoader(TensorDataset(X_dev, y_dev), batch_size=len(X_dev))]
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, eval_loaders)
+    return time.perf_counter() - started, [{"step": steps, "train": module.errors.get(0), "dev": module.errors.get(1)}]
+
+
 def inner(kind: str, work: Path, steps: int, eval_every: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # what dlrun picks for these small models (trainer.threads=null)
     torch.manual_seed(0)
+    # The whole model object, pickled by this script's outer process a moment ago (not a file from
+    # anyone else), so weights_only=True, which refuses module objects, is not needed here.
     saved = torch.load(work, weights_only=False)
     X, y, model = saved["X"], saved["y"], saved["model"]
 
+    if kind == "lightning":
+        train_s, history = lightning_loop(model, X, y, saved["X_dev"], saved["y_dev"], steps, eval_every)
+        print(json.dumps({"train_s": train_s, "steps_per_s": steps / train_s, "final": history[-1],
+                          "threads": torch.get_num_threads()}))
+        return
     if kind == "hand":
         def batches(epoch):
             perm = torch.randperm(len(X))
@@ -150,8 +197,10 @@ def run_contender(kind, model_name, work, args, folder, repeat):
         shutil.rmtree(run_dir, ignore_errors=True)
         timing = summary["timing"]
         return {"wall": wall, "rss": rss, "train_s": timing["train_s"], "steps_per_s": timing["steps_per_s"],
-                "dev": summary["metrics"]["dev"]["error"], "threads": provenance.get("torch_threads")}
-    command = [sys.executable, __file__, "--inner", kind, "--work", str(work),
+                "dev": summary["metrics"]["dev"]["error"], "threads": provenance.get("torch_threads"),
+                "eval_share": timing["eval_s"] / timing["train_s"]}
+    python = args.lightning_python if kind == "lightning" else sys.executable
+    command = [python, __file__, "--inner", kind, "--work", str(work),
                "--steps", str(args.steps), "--eval-every", str(args.eval_every)]
     wall, rss, text = measure(command)
     result = json.loads(text.strip().splitlines()[-1])
@@ -185,7 +234,9 @@ def main() -> None:
     p.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp, cnn")
     p.add_argument("--quick", action="store_true", help="200 steps, 1 repeat, mlp only (smoke test)")
     p.add_argument("--dlrun", default=None, help="the dlrun executable (default: next to this Python)")
-    p.add_argument("--inner", choices=("hand", "dataloader"), help=argparse.SUPPRESS)
+    p.add_argument("--lightning-python", default=sys.executable,
+                   help="a Python that can import lightning (a benchmark-only dependency); the row is skipped otherwise")
+    p.add_argument("--inner", choices=("hand", "dataloader", "lightning"), help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inner:
@@ -195,6 +246,8 @@ def main() -> None:
     beside = Path(sys.executable).parent / "dlrun"  # not a pyenv/shell shim: that would add its own start-up
     args.dlrun = args.dlrun or (str(beside) if beside.exists() else shutil.which("dlrun"))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    has_lightning = subprocess.run([args.lightning_python, "-c", "import lightning"], capture_output=True).returncode == 0
+    contenders = CONTENDERS + (("lightning",) if has_lightning and not args.quick else ())
 
     rows = {}  # (model or "", measure) -> per-repeat values
 
@@ -211,7 +264,7 @@ def main() -> None:
             add("help", measure([args.dlrun, "--help"])[0])
             add("ls", measure([args.dlrun, "ls"])[0])
             for m in models:
-                got = {kind: run_contender(kind, m, works[m], args, folder, repeat) for kind in CONTENDERS}
+                got = {kind: run_contender(kind, m, works[m], args, folder, repeat) for kind in contenders}
                 for kind, r in got.items():
                     for key in ("steps_per_s", "rss", "wall", "dev", "threads"):
                         add((m, kind, key), r[key])
@@ -219,6 +272,10 @@ def main() -> None:
                 add((m, "ratio", "steps"), got["dlrun"]["steps_per_s"] / got["hand"]["steps_per_s"])
                 add((m, "ratio", "dl_steps"), got["dataloader"]["steps_per_s"] / got["hand"]["steps_per_s"])
                 add((m, "ratio", "rss"), got["dlrun"]["rss"] / got["hand"]["rss"])
+                add((m, "dlrun", "eval_share"), got["dlrun"]["eval_share"])
+                add((m, "ratio", "own_startup"), rows[(m, "dlrun", "startup")][-1] - rows[(m, "hand", "startup")][-1])
+                if "lightning" in got:
+                    add((m, "ratio", "lightning"), got["dlrun"]["steps_per_s"] / got["lightning"]["steps_per_s"])
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 
 
@@ -236,17 +293,21 @@ def main() -> None:
            f"eval every {args.eval_every}, {args.repeats} repeat(s)", "", "```", machine(args.dlrun), "```", "",
            "| measure | median | min–max | target | result |", "| --- | --- | --- | --- | --- |"]
     for m in models:
-        for kind in CONTENDERS:
+        for kind in contenders:
             out.append(line(f"{m}: {kind} steps/s", rows[(m, kind, "steps_per_s")], "{:.0f}"))
         out.append(line(f"{m}: dlrun / hand steps/s", rows[(m, "ratio", "steps")], "{:.3f}", "steps"))
         out.append(line(f"{m}: dataloader / hand steps/s", rows[(m, "ratio", "dl_steps")], "{:.2f}"))
-        for kind in CONTENDERS:
+        if "lightning" in contenders:
+            out.append(line(f"{m}: dlrun / lightning steps/s", rows[(m, "ratio", "lightning")], "{:.2f}", "lightning"))
+        out.append(line(f"{m}: dlrun evaluation time / training time", rows[(m, "dlrun", "eval_share")], "{:.3f}", "eval"))
+        for kind in contenders:
             out.append(line(f"{m}: {kind} peak RSS (MB)", rows[(m, kind, "rss")], "{:.0f}"))
         out.append(line(f"{m}: dlrun / hand peak RSS", rows[(m, "ratio", "rss")], "{:.3f}", "rss"))
         for kind in ("hand", "dlrun"):
             out.append(line(f"{m}: {kind} process wall (s)", rows[(m, kind, "wall")], "{:.2f}"))
         out.append(line(f"{m}: hand start-up overhead (s)", rows[(m, "hand", "startup")], "{:.2f}"))
         out.append(line(f"{m}: dlrun start-up overhead (s)", rows[(m, "dlrun", "startup")], "{:.2f}", "startup"))
+        out.append(line(f"{m}: dlrun start-up beyond the hand loop's (s)", rows[(m, "ratio", "own_startup")], "{:.2f}", "startup"))
     out.append(line('python -c "import torch" (s)', rows["import"], "{:.2f}"))
     out.append(line('python -c "import torch" peak RSS (MB)', rows["import_rss"], "{:.0f}"))
     out.append(line("dlrun --help (s)", rows["help"], "{:.2f}", "light"))
@@ -254,7 +315,7 @@ def main() -> None:
     out += ["", "Threads: hand loops torch.set_num_threads(1); dlrun chose "
             + ", ".join(f"{m} {sorted(set(rows[(m, 'dlrun', 'threads')]))}" for m in models) + " (trainer.threads=null).",
             "Final dev error (median; same work, so similar): "
-            + "; ".join(f"{m} " + ", ".join(f"{k} {statistics.median(rows[(m, k, 'dev')]):.3f}" for k in CONTENDERS) for m in models),
+            + "; ".join(f"{m} " + ", ".join(f"{k} {statistics.median(rows[(m, k, 'dev')]):.3f}" for k in contenders) for m in models),
             "steps/s: steps / time of the whole training loop, evaluations included (dlrun: summary.json timing). "
             "Start-up overhead: process wall - training time - `python -c \"import torch\"` wall. "
             "Ratios: median of the per-repeat ratios."]

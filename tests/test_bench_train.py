@@ -1,10 +1,11 @@
-"""The training benchmark (scripts/bench_train.py) runs and prints its table; timings are not asserted."""
+"""The benchmarks (scripts/bench_train.py, scripts/bench_sweep.py) run and print their tables; timings are not asserted."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPT = SCRIPTS / "bench_train.py"
 
 
 def test_bench_train_quick_prints_the_table():
@@ -14,9 +15,32 @@ def test_bench_train_quick_prints_the_table():
     assert "| measure | median | min–max | target | result |" in out
     for row in ("mlp: hand steps/s", "mlp: dataloader steps/s", "mlp: dlrun steps/s",
                 "mlp: dlrun / hand steps/s", "mlp: dlrun / hand peak RSS", "mlp: dlrun start-up overhead (s)",
+                "mlp: dlrun evaluation time / training time", "mlp: dlrun start-up beyond the hand loop's (s)",
                 'python -c "import torch" (s)', "dlrun --help (s)", "dlrun ls (s)"):
         assert f"| {row} |" in out, row
     assert "cnn:" not in out  # --quick is the MLP only
     assert "torch " in out and "cores" in out  # the machine it ran on
     targeted = [line for line in out.splitlines() if line.rstrip().endswith(("| PASS |", "| MISS |"))]
-    assert len(targeted) == 5  # steps/s ratio, RSS ratio, start-up overhead, --help, ls
+    assert len(targeted) == 7  # steps/s ratio, evaluation share, RSS ratio, two start-up overheads, --help, ls
+    assert "lightning" not in out  # --quick leaves the Lightning contender out
+
+
+def test_bench_sweep_tiny_prints_the_table():
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_sweep.py"), "--budget", "3", "--steps", "20", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    for row in ("1 worker(s): trials per minute", "2 worker(s): trials per minute",
+                "trials per minute, 2 workers / 1 worker", "per-trial overhead beyond training, warm worker (s)"):
+        assert f"| {row} |" in out, row
+    targeted = [line for line in out.splitlines() if line.rstrip().endswith(("| PASS |", "| MISS |"))]
+    assert len(targeted) == 2
+
+
+def test_bench_stack_tiny_prints_the_table():
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_stack.py"), "--ks", "2", "--steps", "20", "--models", "mlp",
+                           "--solo-trials", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo |" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| mlp | 2 |"))
+    assert float(row.split("|")[6]) < 0.05  # the stacked trial ends where its solo run ends

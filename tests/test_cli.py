@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -120,56 +121,6 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert read_metrics(tmp_path / "other")[-1] == expected[-1]
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["optimizer.lrr=0.1"], "optimizer.lrr: no such setting in optimizer (AdamConfig); did you mean 'lr'?"),
-        (["modle=mlp"], "did you mean 'model'?"),
-        (["model=mlpp"], "did you mean 'mlp'?"),
-        (["~data.human_error"], "cannot be removed"),
-        (["data=moons", "data.source.noise=-1"], "data.source"),
-        (["data=moons", "+data.source.factor=2"], "valid keys: ['n_samples', 'noise', 'seed']"),
-        (["data.split.seed=-1"], "data.split.seed=-1"),
-        (["diagnosis.significant_gap=2"], "diagnosis.significant_gap=2"),
-        (["--debug_not_a_flag"], "--debug_not_a_flag"),
-        (["optimizer.lr=fast"], "optimizer.lr"),
-        (["model=transformer"], "model=transformer: no such option\nOptions of model: alexnet, cnn, googlenet, gru, lenet5, logreg, lstm, mlp"),
-        (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
-        (["model.keep_prob=0"], "model.keep_prob=0"),
-        (["model.keep_prob=1.5"], "model.keep_prob=1.5"),
-        (["model.layers=[]"], "model.layers=[]"),
-        (["optimizer.batch_size=0"], "optimizer.batch_size=0"),
-        (["optimizer.beta1=1.0"], "optimizer.beta1=1"),
-        (["data=digits", "data.split.train=0.7"], "add up to 1"),
-        (["data.split.train=9000"], "only 6000 examples"),
-        (["data.human_error=1.5"], "data.human_error=1.5"),
-        (["data=csv", "data.source.path=data.csv", "data.source.label_column=target"], "data.source.label_column"),
-        (["data=npz", "data.source.path=labels.npz", "data.n_classes=2"], "data.n_classes"),
-        (["data=npz", "data.source.path=missing.npz"], "no such file"),
-        (["trainer.resume=nowhere/last.pt"], "trainer.resume"),
-        (["regularization.l2=-1"], "regularization.l2"),
-        (["model.activation=swish"], "model.activation"),
-        (["model.init=orthogonal"], "model.init"),
-    ],
-)
-def test_bad_input_is_one_clear_message_exit_2_and_no_run_folder(tmp_path, args, expected):
-    import numpy as np
-
-    (tmp_path / "data.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
-    np.savez(tmp_path / "labels.npz", X=np.zeros((20, 2)), y=np.arange(20) % 4)
-    result = run_dlrun("train", *QUICK, *args, cwd=tmp_path)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert run_dirs(tmp_path) == []
-
-
-def test_debug_flag_shows_the_traceback(tmp_path):
-    for args in (["--debug", "train"], ["train", "--debug"]):
-        result = run_dlrun(*args, *QUICK, "optimizer.lr=-1", cwd=tmp_path)
-        assert result.returncode != 0 and "Traceback" in result.stderr
-
-
 def test_show_checks_values_like_train(tmp_path):
     result = run_dlrun("show", "optimizer.lr=-1", cwd=tmp_path)
     assert result.returncode == 2 and "optimizer.lr=-1: a number > 0" in result.stderr
@@ -263,7 +214,7 @@ def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
     )
     result = run_dlrun("train", *QUICK, "data=moons", "optimizer.batch_size=full", "trainer.eval_every=1",
                        "schedule._target_=my_schedules.explode_at_epoch_3", "hydra.run.dir=crashed",
-                       cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+                       cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "my_schedules"})
     assert result.returncode == 1
     assert "schedule exploded" in result.stderr and "Traceback" not in result.stderr
     summary = read_summary(tmp_path / "crashed")

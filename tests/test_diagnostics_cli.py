@@ -179,7 +179,7 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
     assert json.loads(saved.read_text())["verdict"] == "pass"
 
     (tmp_path / "buggy_layer.py").write_text(WRONG_BACKWARD)
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "buggy_layer"}
     bad = run_dlrun("gradcheck", "model._target_=buggy_layer.build_buggy_mlp", "--steps", "3", cwd=tmp_path, env=env)
     assert bad.returncode == 1, bad.stderr
     result = json.loads(sorted(tmp_path.glob("outputs/*/*-gradcheck/gradcheck.json"))[-1].read_text())

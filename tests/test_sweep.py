@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -94,7 +95,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     result = run_dlrun("sweep", "data=moons", "trainer=quick", "trainer.steps=30", "trainer.eval_every=30",
                        "schedule._target_=dlrunner.optim.schedules.constant,my_schedules.explode",
                        "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra.sweeper.method=grid",
-                       "hydra.sweep.dir=s", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+                       "hydra.sweep.dir=s", cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "my_schedules"})
     assert result.returncode == 0, result.stderr
     records = {r["params"]["schedule._target_"]: r for r in ledger(tmp_path / "s")}
     assert records["my_schedules.explode"]["status"] == "failed" and "boom" in records["my_schedules.explode"]["message"]

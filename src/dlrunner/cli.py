@@ -83,6 +83,8 @@ def sweep(ctx: typer.Context) -> None:
 
       dlrun sweep sweep=lr hydra/launcher=submitit_slurm       (SLURM cluster)
 
+      dlrun sweep sweep=lr_beta hydra/launcher=stacked         (a round's trials trained as one model)
+
     Distributions: tag(log, interval(a,b)); tag(one_minus_log, interval(0.9,0.999)) for beta;
     interval(a,b); int(interval(a,b)); tag(pow2, int(interval(32,512))); choice(a,b,c) or a,b,c.
     Settings: hydra.sweeper.budget, rounds, top_k, margin, method (coarse_to_fine | random |

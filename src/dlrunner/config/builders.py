@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,12 +18,39 @@ from omegaconf import DictConfig, OmegaConf
 from dlrunner.errors import ConfigError, Problem
 
 
+# A config is data, yet a _target_ names code to import and call: a config handed to you could
+# name os.system. So only callables inside these packages may be named, plus those the user lists
+# in $DLRUN_ALLOWED_TARGETS. An environment variable and not a config key, so that a config cannot
+# widen its own allow-list.
+ALLOWED_TARGETS_ENV = "DLRUN_ALLOWED_TARGETS"
+BUILTIN_ALLOWED_TARGETS = ("dlrunner", "torch.optim", "torch.nn")
+
+
+def allowed_target_packages() -> list[str]:
+    extra = os.environ.get(ALLOWED_TARGETS_ENV, "").split(",")
+    return [*BUILTIN_ALLOWED_TARGETS, *(name.strip() for name in extra if name.strip())]
+
+
+def _inside(name: str, packages: list[str]) -> bool:
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
 def resolve_target(path: str, key: str) -> Callable:
+    """The callable a ``_target_`` names; refused, before its module is imported, outside the allow-list."""
     module_name, _, attribute = str(path).rpartition(".")
+    packages = allowed_target_packages()
+    refused = Problem(f"{key}._target_", path, f"not an allowed builder: a _target_ may only name callables in {packages}; "
+                      f"to allow your own package, list it in ${ALLOWED_TARGETS_ENV} (e.g. {ALLOWED_TARGETS_ENV}=mypkg,otherpkg)")
+    if not _inside(module_name, packages):
+        raise ConfigError(refused)
     try:
-        return getattr(importlib.import_module(module_name), attribute)
+        found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(Problem(f"{key}._target_", path, "not an importable function (module.function)")) from None
+    # A name an allowed module imported from elsewhere (``from os import system``) is not its own.
+    if not callable(found) or not _inside(str(getattr(found, "__module__", None) or ""), packages):
+        raise ConfigError(refused)
+    return found
 
 
 # Arguments the trainer supplies, never the config. A builder takes those it names: a CNN takes

@@ -40,11 +40,20 @@ def explain(err: BaseException) -> str:
         if "." not in full_key:
             hint = hint or " (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)"
         return f"{full_key}: no such setting in {where}{hint}\nValid keys: {', '.join(valid)}"
-    wrong_type = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", str(cause))
+    wrong_type = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", str(cause)) or re.search(
+        r"Value '(.*)' is not a valid (bool)", str(cause))
     if wrong_type and full_key:
         value, kind = wrong_type.groups()
+        kind = "Boolean" if kind == "bool" else kind
         wanted = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false", "String": "a string"}.get(kind, kind)
         return f"{full_key}={value}: must be {wanted}"
+    # A scalar where the schema has a list or a group of settings (model.layers=64, data.split=3)
+    scalar = re.search(r"Error merging override ([^=\s]+)=(.*)\nInvalid (?:value|type) assigned: \w+ is not a (ListConfig|subclass of (\w+))",
+                       f"{message}\n{cause}")
+    if scalar:
+        key, value, kind, schema = scalar.groups()
+        wanted = "a list in brackets, e.g. [64, 32]" if kind == "ListConfig" else f"a group of settings ({schema}): set its keys, e.g. {key}.KEY=VALUE"
+        return f"{key}={value}: must be {wanted}"
     if err.__cause__ is not None and str(err.__cause__) not in message:
         message += "\n" + str(err.__cause__).strip()
     return message.split("\nConfig search path:")[0]  # Hydra's search-path dump is noise here

@@ -254,6 +254,8 @@ class TrainerConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the model
+    channels_last: Any = "auto"  # auto (2-D CNNs on CUDA) | true | false: NHWC memory for convolutions
+    data_on_device: Any = "auto"  # auto (while it fits in half the free device memory) | true | false (pinned host memory)
     eval_test: bool = False  # evaluate the test split at the end (only when asked: SPEC B1)
     resume: Any = False  # false | true (latest checkpoint of this run) | auto (this folder's, if unfinished) | a run folder or .pt file
     progress: str = "auto"  # auto | bar | plain | none

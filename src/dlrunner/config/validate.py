@@ -8,6 +8,8 @@ collected, so a user fixes them all in one go.
 from __future__ import annotations
 
 import math
+import os
+import re
 from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -186,6 +188,8 @@ RULES: dict[str, Check] = {
     "trainer.precision": one_of(PRECISIONS),
     "trainer.progress": one_of(PROGRESS),
     "trainer.threads": optional(positive_int),
+    "trainer.channels_last": one_of(("auto", True, False)),
+    "trainer.data_on_device": one_of(("auto", True, False)),
     "trainer.seed": non_negative_int,
     "trainer.repeats": positive_int,
     "trainer.seeds": optional(lambda v: None if isinstance(v, (list, tuple)) and v and all(non_negative_int(s) is None for s in v) and len(set(v)) == len(v)
@@ -214,6 +218,7 @@ def validate(cfg: DictConfig) -> None:
         problems.append(Problem("trainer.steps", trainer.steps, "give exactly one of trainer.steps and trainer.epochs (set the other to null)"))
     problems += _split_problems(cfg)
     problems += _unknown_key_problems(cfg)
+    problems += _secret_problems(cfg)
     seen = {p.key for p in problems}
     problems += [p for p in _builder_problems(cfg) if p.key not in seen]
     if problems:
@@ -236,6 +241,39 @@ def _unknown_key_problems(node: DictConfig, prefix: str = "") -> list[Problem]:
         if isinstance(child, DictConfig) and not OmegaConf.is_missing(node, key):
             problems += _unknown_key_problems(child, f"{prefix}{key}.")
     return problems
+
+
+# Environment variables that hold credentials, by their names (WANDB_API_KEY, GITHUB_TOKEN, ...).
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+def _secret_problems(cfg: DictConfig) -> list[Problem]:
+    """Config values holding a secret from the environment (e.g. notes: ${oc.env:WANDB_API_KEY}, in a
+    config handed to you): the resolved config goes into summary.json and W&B, so refuse it."""
+    secrets = {name: value for name, value in os.environ.items() if SECRET_NAME.search(name) and len(value) >= 8}
+    if not secrets:
+        return []
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that cannot resolve is reported where it is used
+        return []
+    problems = []
+    for key, value in _leaves(resolved):
+        for name, secret in secrets.items():
+            if isinstance(value, str) and secret in value:  # the message names the variable, never its value
+                problems.append(Problem(key, f"<the value of ${name}>", f"a secret from the environment (${name}) would be "
+                                        "written into the run folder and the logs; a config must not hold it"))
+    return problems
+
+
+def _leaves(node, prefix: str = ""):
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix and isinstance(node, dict) else f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, (dict, list)):
+            yield from _leaves(value, path)
+        else:
+            yield path, value
 
 
 def _split_problems(cfg: DictConfig) -> list[Problem]:

@@ -42,18 +42,20 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
         raise
     except (ValueError, TypeError) as err:  # e.g. scikit-learn's InvalidParameterError, a negative seed
         raise ConfigError(Problem(key, dict(node), f"{node.get('_target_')} rejected these arguments: {err}")) from None
+    # Problems with the arrays are the file's, when the source reads one: name it.
+    where = (f"{key}.path", node.get("path")) if node.get("path") is not None else (key, node.get("_target_"))
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):
-        raise ConfigError(Problem(key, node.get("_target_"), f"X has {len(X)} examples but y has {len(y)}"))
+        raise ConfigError(Problem(*where, f"X has {len(X)} examples but y has {len(y)}"))
     if X.ndim == 1:
         X = X[:, None]
     X = X.astype(np.float32)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).reshape(len(X), -1).any(axis=1).argmax())
-        raise ConfigError(Problem(key, node.get("_target_"), f"features contain NaN or infinity (first at example {bad})"))
+        raise ConfigError(Problem(*where, f"features contain NaN or infinity (first at example {bad}); features must be finite numbers"))
     weights = np.asarray(rest[0], dtype=np.float64) if rest and rest[0] is not None else None
     if weights is not None and (weights.shape != (len(X),) or not np.isfinite(weights).all() or (weights < 0).any()):
-        raise ConfigError(Problem(key, node.get("_target_"), f"example weights must be {len(X)} finite numbers >= 0, one per example"))
+        raise ConfigError(Problem(*where, f"example weights must be {len(X)} finite numbers >= 0, one per example"))
     return X, y, weights
 
 
@@ -168,6 +170,11 @@ def build_data(cfg, device="cpu") -> Dataset:
     for name in ("train", "dev"):
         if len(arrays[name][0]) == 0:
             raise ConfigError(Problem(f"data.split.{name}", cfg.split[name], f"the {name} split is empty; it needs at least one example"))
+    n_dev = len(arrays["dev"][0])
+    if task in ("binary", "multiclass") and n_dev < n_classes:  # some class can never be measured on dev
+        split = "data.split" if target is None else "data.target_split"
+        raise ConfigError(Problem(f"{split}.dev", cfg[split.rpartition(".")[2]].dev, f"the dev set gets {n_dev} of the {len(all_y)} examples "
+                                  f"but there are {n_classes} classes; it needs at least one example per class (a larger share or count)"))
 
     mean = std = None
     if cfg.normalize:

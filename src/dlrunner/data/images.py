@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrunner.data.sources import _existing_file
+from dlrunner.data.sources import open_npz
 from dlrunner.errors import ConfigError, Problem
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -110,17 +110,10 @@ def npz_images(path: str, x_key: str = "X", y_key: str = "y", channels_last: str
     """
     if channels_last not in ("auto", True, False):
         raise ConfigError(Problem("data.source.channels_last", channels_last, "auto, true (X is (N,H,W,C)) or false (X is (N,C,H,W))"))
-    file = _existing_file(path, "data.source.path")
-    try:
-        stored = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ConfigError(Problem("data.source.path", path, f"not a readable .npz file ({err})")) from None
-    if not isinstance(stored, np.lib.npyio.NpzFile):  # np.load also reads a bare .npy array
-        raise ConfigError(Problem("data.source.path", path, "a single .npy array; save X and y together with numpy.savez"))
-    with stored:
+    with open_npz(path) as stored:
         for key, name in (("data.source.x_key", x_key), ("data.source.y_key", y_key)):
             if name not in stored.files:
-                raise ConfigError(Problem(key, name, f"no array {name!r} in {file.name}; it holds {stored.files}"))
+                raise ConfigError(Problem(key, name, f"no array {name!r} in {Path(path).name}; it holds {stored.files}"))
         X, y = stored[x_key], stored[y_key]
 
     if X.ndim == 3:

@@ -171,8 +171,11 @@ def csv(path: str, label_column: str = "label") -> Arrays:
     Labels may be numbers or names; names become class indices in sorted order.
     """
     file = _existing_file(path, "data.source.path")
-    with open(file, newline="") as handle:
-        rows = list(csv_module.reader(handle))
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv_module.reader(handle))
+    except (UnicodeDecodeError, csv_module.Error) as err:
+        raise ConfigError(Problem("data.source.path", path, f"not a readable CSV text file ({err})")) from None
     if not rows:
         raise ConfigError(Problem("data.source.path", path, "the CSV file is empty; it needs a header row and data rows"))
     header, body = [name.strip() for name in rows[0]], [row for row in rows[1:] if row]
@@ -203,18 +206,28 @@ def csv(path: str, label_column: str = "label") -> Arrays:
 def npz(path: str) -> Arrays:
     """An .npz file holding X (examples first, any feature shape) and y, and optionally w: a
     weight per example for metric.optimizing=weighted_error (SPEC E7)."""
-    file = _existing_file(path, "data.source.path")
-    try:
-        stored = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ConfigError(Problem("data.source.path", path, f"not a readable .npz file ({err})")) from None
-    with stored:
+    with open_npz(path) as stored:
         missing = [k for k in ("X", "y") if k not in stored.files]
         if missing:
             raise ConfigError(Problem("data.source.path", path, f"the .npz needs arrays X and y; it has {stored.files}"))
         if "w" in stored.files:
             return stored["X"].astype(np.float32), stored["y"], stored["w"]
         return stored["X"].astype(np.float32), stored["y"]
+
+
+def open_npz(path: str) -> np.lib.npyio.NpzFile:
+    """The user's .npz file (data.source.path), opened without unpickling anything."""
+    file = _existing_file(path, "data.source.path")
+    try:
+        stored = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        # numpy's own text suggests allow_pickle=True for any file it cannot parse; never for data files
+        reason = "not an .npz archive" if "pickled" in str(err) else str(err)
+        raise ConfigError(Problem("data.source.path", path, f"not a readable .npz file ({reason}); "
+                                  "save one with numpy.savez(path, X=..., y=...)")) from None
+    if not isinstance(stored, np.lib.npyio.NpzFile):  # np.load also reads a bare .npy array
+        raise ConfigError(Problem("data.source.path", path, "a single .npy array; save X and y together with numpy.savez"))
+    return stored
 
 
 def _existing_file(path: str, key: str) -> Path:

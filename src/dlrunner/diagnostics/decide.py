@@ -73,7 +73,8 @@ def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_clas
         return None  # regression, multilabel, per-step labels: the error is the metric
     was_training = model.training
     model.eval()
-    predicted = torch.cat([predictions(model(X[i : i + 8192]).float(), task) for i in range(0, len(X), 8192)]).long().cpu()
+    device = next(model.parameters()).device  # a training split kept in host memory comes over in chunks
+    predicted = torch.cat([predictions(model(X[i : i + 8192].to(device)).float(), task) for i in range(0, len(X), 8192)]).long().cpu()
     model.train(was_training)
     actual = y.long().cpu()
     if name in ("error", "accuracy"):

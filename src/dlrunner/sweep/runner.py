@@ -205,6 +205,9 @@ class SweepRunner:
             problems.append(Problem("hydra.sweeper.max_failure_rate", s["max_failure_rate"], "a fraction in [0, 1]"))
         if s["margin"] < 0:
             problems.append(Problem("hydra.sweeper.margin", s["margin"], "a number >= 0"))
+        launcher = self.sweeper.config.hydra.launcher
+        if "stacked" in str(launcher.get("_target_", "")) and not (isinstance(launcher.get("max_stack"), int) and launcher.max_stack >= 1):
+            problems.append(Problem("hydra.launcher.max_stack", launcher.get("max_stack"), "a whole number >= 1: the most trials in one stack"))
         for text in s["constraints"]:
             try:
                 parse_constraint(text)
@@ -227,8 +230,8 @@ class SweepRunner:
         launcher's parallelism: a killed sweep then loses at most one batch of results."""
         if self.settings.get("max_batch_size"):
             return int(self.settings["max_batch_size"])
-        if "submitit" in str(self.sweeper.config.hydra.launcher.get("_target_", "")):
-            return 10**9  # a cluster runs a whole round at once
+        if any(name in str(self.sweeper.config.hydra.launcher.get("_target_", "")) for name in ("submitit", "stacked")):
+            return 10**9  # a cluster runs a whole round at once; a stack trains it at once
         return self._parallelism()
 
     def _thread_limit(self, fixed: list[str]) -> list[str]:

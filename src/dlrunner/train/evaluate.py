@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from dlrunner.diagnostics.metrics import f1_score, predictions
+from dlrunner.train.accelerate import model_device
 
 EVAL_BATCH = 8192  # examples per no-grad forward pass during evaluation
 
@@ -55,11 +56,13 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
     was_training = model.training
     model.eval()
     loss_fn = loss_function(task)
-    total_loss = torch.zeros((), device=X.device, dtype=torch.float64)
-    wrong = torch.zeros(y.shape[1:] if task == "multilabel" else (), device=X.device, dtype=torch.float64)
+    device = model_device(model)
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    wrong = torch.zeros(y.shape[1:] if task == "multilabel" else (), device=device, dtype=torch.float64)
     predicted = []
     for start in range(0, len(X), EVAL_BATCH):
-        xb, yb = X[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+        # .to is a no-op when the split is on the model's device; a training split kept on the host comes over in chunks
+        xb, yb = X[start : start + EVAL_BATCH].to(device), y[start : start + EVAL_BATCH].to(device)
         scores = model(xb).float()
         total_loss += loss_fn(scores, yb).double() * len(xb)
         if task == "multilabel":
@@ -73,14 +76,14 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
     if task == "regression":
         return {"loss": loss, "error": loss}
     if task == "multilabel":
-        labelled = (~torch.isnan(y)).sum(0).double()
+        labelled = (~torch.isnan(y)).sum(0).double().to(device)
         task_errors = (wrong / labelled.clamp(min=1)).tolist()
         error = float(wrong.sum() / labelled.sum().clamp(min=1))
         return {"loss": loss, "error": error, "accuracy": 1.0 - error, "task_errors": task_errors}
     error = float(wrong) / max(1, y.numel())
     result = {"loss": loss, "error": error, "accuracy": 1.0 - error}
     if task == "binary":
-        precision, recall, f1 = f1_score(torch.cat(predicted).flatten(), y.flatten())
+        precision, recall, f1 = f1_score(torch.cat(predicted).flatten(), y.flatten().to(device))
         result.update(precision=precision, recall=recall, f1=f1)
     return result
 

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from dlrunner.diagnostics import diagnose
+from dlrunner.train.accelerate import model_device
 from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
 from dlrunner.train.signals import STOP, Interrupted
 
@@ -55,13 +56,14 @@ class FitResult:
 def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume: Optional[dict] = None) -> FitResult:
     """Train ``model`` on ``data.splits['train']`` and report to ``outputs`` (metrics, checkpoints)."""
     X, Y = data.splits["train"]
-    device = X.device
+    device = model_device(model)
+    copy_batches = X.device != device  # training data kept in pinned host memory (too big for the device)
     n_train = len(X)
     batch_size = min(settings.batch_size, n_train)
     loss_fn = loss_function(data.task)
     autocast, scaler = _mixed_precision(settings.precision, device)
     scaling = scaler.is_enabled()
-    shuffle = torch.Generator(device=device)
+    shuffle = torch.Generator(device=X.device)
 
     # Where we are: a fresh start, or the state saved in a checkpoint.
     step, epoch, position, order = 0, 0, n_train, None
@@ -72,7 +74,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     if resume is not None:
         step, epoch, position, order = resume["step"], resume["epoch"], resume["position"], resume["order"]
         if order is not None:
-            order = order.to(device)
+            order = order.to(X.device)
         best_dev_error, best_step = resume["best_dev_error"], resume["best_step"]
         evals_since_best, evals_done = resume["evals_since_best"], resume["evals_done"]
         best_weights = resume["best_weights"]
@@ -114,12 +116,14 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             if position >= n_train:  # a new epoch: a fresh shuffle (none for full-batch GD)
                 epoch += 1
                 position = 0
-                order = torch.randperm(n_train, device=device, generator=shuffle) if batch_size < n_train else None
+                order = torch.randperm(n_train, device=X.device, generator=shuffle) if batch_size < n_train else None
             if order is None:
                 xb, yb = X, Y
             else:
                 batch = order[position : position + batch_size]
                 xb, yb = X[batch], Y[batch]
+                if copy_batches:  # from pinned memory, so the copy overlaps with the device's work
+                    xb, yb = xb.pin_memory().to(device, non_blocking=True), yb.pin_memory().to(device, non_blocking=True)
             if settings.augment is not None:
                 xb = settings.augment(xb, shuffle)  # its draws come from the saved generator, so resuming repeats them
             position += batch_size

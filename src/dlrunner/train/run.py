@@ -27,6 +27,7 @@ from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.optim import parameter_groups
 from dlrunner.search.constraints import check_constraints
+from dlrunner.train.accelerate import place_data, to_channels_last, wants_channels_last
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
@@ -78,11 +79,16 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         precision = "fp32"
     torch.manual_seed(trainer.seed)
 
-    data = build_data(cfg.data, device)
+    data = build_data(cfg.data)
+    placement = place_data(data, device, trainer.data_on_device)
     n_train = len(data.splits["train"][0])
     model, model_notes = build_model(cfg, data.input_shape, data.n_outputs, pretrained=resume is None)
     notes = data.notes + model_notes
     model = model.to(device)
+    if wants_channels_last(trainer.channels_last, device, data.input_shape, model):
+        to_channels_last(model, data)
+    if placement == "host":
+        notes.append("the training set does not fit in the device's memory: it stays in pinned host memory and each mini-batch is copied over")
     if resume is not None:
         model.load_state_dict(resume["model"])
     augment_settings = OmegaConf.to_container(cfg.data.augment)
@@ -134,7 +140,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     # From here on the run folder fills up.
     outputs = RunFiles(run_dir)
     outputs.attachments = {
-        "normalization": {"mean": data.mean, "std": data.std},
+        # tensors, not numpy arrays: checkpoints are read with torch.load(weights_only=True)
+        "normalization": {name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))},
         "config": current,
     }
     outputs.start(history=_history_before(resume_path, resume, run_dir))

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Caviar on one device: K trials trained as one stack against the same K trials one at a time (issue 8).
+
+For each model (the 2x100 MLP, `model=mlp`, and the 1-D CNN, `experiment=mnist1d_cnn`) on
+MNIST-1D and each K: K trials that differ in their learning rate (log-spaced from 1e-3 to 3e-2;
+Adam, batch 100, --steps steps, evaluation every 250 steps), trained
+
+  solo     one after another in this process, each through `dlrunner.train.run.train` (what
+           a 1-worker sweep does per trial, in a warm worker): the first --solo-trials of
+           them are trained and timed, and the solo rate is steps / their median time
+  stacked  all K at once through `dlrunner.stack.train.train_stacked` (what
+           hydra/launcher=stacked does), timed from the call to the last trial's files
+
+Reported: trial-steps per second of each, their ratio (stacked / solo), and the largest
+difference between a stacked trial's final dev error and its solo run's (the same training,
+up to floating-point rounding), over the trials trained both ways.
+
+With --sweep-budget N it also runs whole sweeps through the real command, `dlrun sweep sweep=lr
+... hydra.sweeper.budget=N` in one random round, with the basic launcher (one trial at a time),
+the joblib launcher with 2 workers, and hydra/launcher=stacked, and reports trials per minute of
+each (process start to exit, so every overhead is in).
+
+    python scripts/bench_stack.py                           # K = 4, 16, 64; 1000 steps; MLP and CNN
+    python scripts/bench_stack.py --ks 4 --steps 50 --models mlp --solo-trials 2   # smoke test
+    python scripts/bench_stack.py --ks 16 --sweep-budget 16                # and whole sweeps of 16 trials
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import machine  # noqa: E402
+
+MODELS = {"mlp": ["model=mlp"], "cnn": ["experiment=mnist1d_cnn", "trainer.eval_test=false"]}
+TARGET = 3.0  # at K = 16 for the MLP on a 2-core CPU
+
+
+def learning_rates(k: int) -> list[float]:
+    return [1e-3 * 30 ** (i / max(1, k - 1)) for i in range(k)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ks", default="4,16,64", help="stack sizes, comma-separated")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--models", default="mlp,cnn")
+    p.add_argument("--solo-trials", type=int, default=6, help="solo trials actually trained per (model, K) to time the solo rate")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
+    args = p.parse_args()
+
+    from rich.console import Console
+
+    from dlrunner.cli import compose
+    from dlrunner.stack.train import train_stacked
+    from dlrunner.train.run import train
+
+    quiet = Console(quiet=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
+        # Warm both paths first, as in a sweep worker that has run a trial: the first torch optimizer
+        # imports torch._dynamo (~1 s) and vmap builds its batching rules once.
+        warm = [compose([*MODELS[m.strip()], "trainer.steps=2", "trainer.progress=none", f"optimizer.lr={lr}"])
+                for m in args.models.split(",") for lr in (0.01, 0.02)]
+        for i in range(0, len(warm), 2):
+            train_stacked(warm[i : i + 2], [Path(tmp) / f"warm-{i}-{j}" for j in range(2)], quiet)
+            train(warm[i], Path(tmp) / f"warm-solo-{i}", quiet)
+        for model in [m.strip() for m in args.models.split(",")]:
+            for k in [int(v) for v in args.ks.split(",")]:
+                common = [*MODELS[model], f"trainer.steps={args.steps}", "trainer.eval_every=250", "trainer.progress=none",
+                          f"trainer.device={args.device}"]
+                cfgs = [compose(common + [f"optimizer.lr={lr}"]) for lr in learning_rates(k)]
+                folder = Path(tmp) / f"{model}-{k}"
+                started = time.perf_counter()
+                stacked = train_stacked(cfgs, [folder / f"stacked-{i}" for i in range(k)], quiet)
+                stacked_s = time.perf_counter() - started
+                solo_times, differences = [], []
+                for i in range(min(k, args.solo_trials)):
+                    started = time.perf_counter()
+                    solo = train(cfgs[i], folder / f"solo-{i}", quiet)
+                    solo_times.append(time.perf_counter() - started)
+                    differences.append(abs(solo["metrics"]["dev"]["error"] - stacked[i]["metrics"]["dev"]["error"]))
+                solo_rate = args.steps / statistics.median(solo_times)
+                stacked_rate = k * args.steps / stacked_s
+                rows.append((model, k, solo_rate, stacked_rate, stacked_rate / solo_rate, max(differences), len(solo_times)))
+                print(f"{model} K={k}: solo {solo_rate:.0f}, stacked {stacked_rate:.0f} trial-steps/s", file=sys.stderr, flush=True)
+
+    out = ["", f"## Stacked trials vs one at a time: MNIST-1D, Adam, batch 100, {args.steps} steps per trial, eval every 250",
+           "", "```", machine("(in-process: dlrunner.train.run.train and dlrunner.stack.train.train_stacked)"), "```", "",
+           "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo | max dev-error difference | solo trials timed |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for model, k, solo, stacked, ratio, diff, timed in rows:
+        mark = f" ({'PASS' if ratio >= TARGET else 'MISS'} ≥ {TARGET:g})" if (model, k) == ("mlp", 16) else ""
+        out.append(f"| {model} | {k} | {solo:.0f} | {stacked:.0f} | {ratio:.2f}{mark} | {diff:.3f} | {timed} |")
+    out += ["", "Solo: steps / median wall time of one trial trained by itself (data, model, loop, files); "
+            "stacked: K x steps / wall time of the whole stack (data, K models, loop, every trial's files)."]
+    if args.sweep_budget:
+        out += sweep_table(args)
+    print("\n".join(out))
+
+
+LAUNCHERS = {"basic (1 at a time)": [], "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+             "stacked": ["hydra/launcher=stacked"]}
+
+
+def sweep_table(args) -> list[str]:
+    """Trials per minute of whole `dlrun sweep` runs with each launcher."""
+    beside = Path(sys.executable).parent / "dlrun"
+    dlrun = str(beside) if beside.exists() else shutil.which("dlrun")
+    out = ["", f"Whole sweeps: `dlrun sweep sweep=lr ... hydra.sweeper.budget={args.sweep_budget}`, one random round, "
+           f"{args.steps} steps per trial, process start to exit:", "",
+           "| model | launcher | wall (s) | trials per minute | vs basic |", "| --- | --- | --- | --- | --- |"]
+    with tempfile.TemporaryDirectory(prefix="bench-stack-sweep-") as tmp:
+        for model in [m.strip() for m in args.models.split(",")]:
+            walls = {}
+            for name, launcher in LAUNCHERS.items():
+                sweep_dir = Path(tmp) / f"{model}-{len(walls)}"
+                command = [dlrun, "sweep", "sweep=lr", *MODELS[model], f"trainer.steps={args.steps}", "trainer.eval_every=250",
+                           f"trainer.device={args.device}", f"hydra.sweeper.budget={args.sweep_budget}", "hydra.sweeper.rounds=1",
+                           "hydra.sweeper.method=random", *launcher, f"hydra.sweep.dir={sweep_dir}"]
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+                walls[name] = time.perf_counter() - started
+                if done.returncode != 0:
+                    raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+                print(f"sweep {model} {name}: {walls[name]:.1f} s", file=sys.stderr, flush=True)
+            for name, wall in walls.items():
+                out.append(f"| {model} | {name} | {wall:.1f} | {args.sweep_budget / wall * 60:.1f} | "
+                           f"{walls['basic (1 at a time)'] / wall:.2f} |")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""``hydra/launcher=stacked``: run a batch of sweep trials, stacking those that can share a stack.
+
+Every trial gets its folder and its .hydra/ files from Hydra's own ``run_job``, as with the basic
+launcher. Trials that cannot be stacked (``group.stack_problem``), or whose group holds one
+trial, run there and then through the ordinary task function. The others are only validated in
+``run_job``; then each group (at most ``max_stack`` trials) trains as one stack and its trials'
+returns are filled in. A group that turns out not to be stackable once its data and models are
+built (a multilabel task, batch norm in a CNN) runs its trials one at a time, with a note.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import open_dict
+from rich.console import Console
+
+from dlrunner.config.validate import validate
+from dlrunner.stack.group import stack_key, stack_problem
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list:
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    configs = []
+    for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+        config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = config.hydra.job.num = number
+        configs.append(config)
+    groups = group_trials(configs, launcher.max_stack)
+    stacked = {i for group in groups for i in group}
+
+    prepared: dict[int, tuple] = {}
+    returns = []
+    for i, config in enumerate(configs):
+        task = launcher.task_function if i not in stacked else _prepare(prepared, i)
+        returns.append(_run_job(launcher, config, task))
+    for group in groups:
+        ready = [i for i in group if i in prepared]  # a trial whose config failed validation has failed already
+        if len(ready) < 2:
+            for i in ready:
+                returns[i] = _run_job(launcher, configs[i], launcher.task_function)
+            continue
+        _train_group(launcher, configs, ready, prepared, returns)
+    return returns
+
+
+def group_trials(configs, max_stack: int) -> list[list[int]]:
+    """Indices of the trials to stack, grouped by ``stack_key``, in stacks of at most ``max_stack``;
+    groups of one are left out (they run alone)."""
+    by_key: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        task_cfg = _task_config(config)
+        if stack_problem(task_cfg) is None:
+            by_key.setdefault(stack_key(task_cfg), []).append(i)
+    groups = [members[start : start + max_stack] for members in by_key.values() for start in range(0, len(members), max_stack)]
+    return [g for g in groups if len(g) > 1]
+
+
+def _train_group(launcher, configs, group: list[int], prepared: dict, returns: list) -> None:
+    from dlrunner.stack.train import NotStackable, train_stacked
+
+    cfgs = [prepared[i][0] for i in group]
+    run_dirs = [prepared[i][1] for i in group]
+    numbers = [configs[i].hydra.job.num for i in group]
+    print(f"Training trials {_ranges(numbers)} as one stack of {len(group)}", flush=True)
+    try:
+        summaries = train_stacked(cfgs, run_dirs, Console(quiet=True))
+    except NotStackable as why:
+        print(f"note: trials {_ranges(numbers)} train one at a time: {why}", flush=True)
+        for i in group:
+            returns[i] = _run_job(launcher, configs[i], launcher.task_function)
+        return
+    except Exception as error:  # the stack crashed: every trial in it failed, the sweep goes on
+        for i in group:
+            returns[i].return_value, returns[i].status = error, JobStatus.FAILED
+        print(f"  trials {_ranges(numbers)} failed: {type(error).__name__}: {error}", flush=True)
+        return
+    for i, number, summary in zip(group, numbers, summaries):
+        error = summary["metrics"]["dev"]["error"]
+        returns[i].return_value, returns[i].status = error, JobStatus.COMPLETED
+        print(f"  trial {number}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']} (stacked)", flush=True)
+    if any(s["status"] == "interrupted" for s in summaries):
+        raise SystemExit(130)
+
+
+def _prepare(prepared: dict, i: int):
+    """The task function of a trial that will train in a stack: validate its config, note its folder."""
+    def task(cfg):
+        validate(cfg)
+        cfg.trainer.progress = "none"
+        prepared[i] = (cfg, Path(HydraConfig.get().runtime.output_dir))
+
+    return task
+
+
+def _run_job(launcher, config, task):
+    ret = run_job(hydra_context=launcher.hydra_context, task_function=task, config=config,
+                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return ret
+
+
+def _task_config(config):
+    task_cfg = config.copy()
+    with open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def _ranges(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers)) if len(numbers) <= 6 else f"{numbers[0]}-{numbers[-1]}"

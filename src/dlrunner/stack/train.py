@@ -1,0 +1,276 @@
+"""Train K trials of one architecture at once, and give each the files a solo run gives it.
+
+``train_stacked`` is ``dlrunner.train.run.train`` for a group of configs that share a stack
+(``dlrunner.stack.group``): the same validation, data, per-trial model initialisation (each
+trial's seed, as its solo run), the same shuffles (each trial's own generator), learning-rate
+schedules, L2, gradient clipping, evaluation schedule, early stopping and divergence rules --
+kept per trial -- and at the end each trial's folder gets metrics.jsonl, summary.json (via the
+solo ``summarize``), analysis.json, checkpoints (best.pt and last.pt in the solo formats, written
+at the end) and its logger run. A trial that diverges or stops early is frozen; the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dlrunner.config.builders import call_builder
+from dlrunner.config.validate import validate
+from dlrunner.data import build_data
+from dlrunner.diagnostics import diagnose
+from dlrunner.diagnostics.error_analysis import misclassified
+from dlrunner.loggers import build_logger
+from dlrunner.models import count_parameters
+from dlrunner.optim import parameter_groups
+from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_trial_loss
+from dlrunner.stack.group import BATCH_NORM, stack_problem
+from dlrunner.stack.model import StackedModel, structure
+from dlrunner.stack.optim import StackedOptimizer
+from dlrunner.train.accelerate import place_data
+from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state
+from dlrunner.train.outputs import RunFiles, write_json_atomic
+from dlrunner.train.run import build_model, cpu_threads, pick_device, summarize
+
+
+class NotStackable(Exception):
+    """This group must train one trial at a time; the message says why."""
+
+
+def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console | None = None) -> list[dict]:
+    """Train the trials ``cfgs`` (one stack) into ``run_dirs``; return their summaries.
+    Raises NotStackable, before any file is written, when they cannot share a stack."""
+    console = console or Console(quiet=True)
+    for cfg in cfgs:
+        validate(cfg)
+        if (reason := stack_problem(cfg)) is not None:
+            raise NotStackable(reason)
+    first = cfgs[0]
+    torch.set_flush_denormal(True)  # as in a solo run: denormal weights are ~30x slower on x86
+    device = pick_device(first.trainer.device)
+    data = build_data(first.data)  # the same data config for every trial of a stack
+    place_data(data, device, first.trainer.data_on_device)
+    if data.task not in TASKS or data.splits["train"][1].ndim != 1:
+        raise NotStackable(f"a {data.task} task with labels of shape {tuple(data.splits['train'][1].shape[1:])} trains alone")
+    models = []
+    for cfg in cfgs:
+        torch.manual_seed(cfg.trainer.seed)  # each trial starts from its solo run's initial weights
+        models.append(build_model(cfg, data.input_shape, data.n_outputs)[0].to(device))
+    if len({structure(m) for m in models}) > 1:
+        raise NotStackable("the trials' models differ in shape")
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+        raise NotStackable(BATCH_NORM)
+
+    n_train = len(data.splits["train"][0])
+    batch_size = n_train if first.optimizer.batch_size == "full" else min(int(first.optimizer.batch_size), n_train)
+    if device.type == "cpu":
+        torch.set_num_threads(first.trainer.threads or cpu_threads(len(cfgs) * count_parameters(models[0]), batch_size))
+    stacked = StackedModel(models)
+    l2 = torch.tensor([float(cfg.regularization.l2) for cfg in cfgs], device=device)
+    weight_decay = (l2 / batch_size)[:, None] * stacked.weight_mask
+    optimizer = StackedOptimizer(first.optimizer._target_, stacked.flat, [OmegaConf.to_container(c.optimizer) for c in cfgs], weight_decay)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    settings = [FitSettings(
+        total_steps=first.trainer.steps or first.trainer.epochs * steps_per_epoch, batch_size=batch_size,
+        eval_every=first.trainer.eval_every or steps_per_epoch, checkpoint_every=first.trainer.checkpoint_every,
+        base_lr=cfg.optimizer.lr, schedule=call_builder(cfg.schedule, "schedule"), l2=cfg.regularization.l2,
+        grad_clip_norm=cfg.regularization.grad_clip_norm, early_stopping=cfg.regularization.early_stopping,
+        patience=cfg.regularization.patience, human_error=cfg.data.human_error, significant_gap=cfg.diagnosis.significant_gap,
+    ) for cfg in cfgs]
+
+    files = []
+    for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
+        out = RunFiles(run_dir)
+        out.attachments = {"normalization": {"mean": data.mean, "std": data.std}, "config": OmegaConf.to_container(cfg, resolve=True)}
+        out.start()
+        out.write_provenance(cfg.trainer.seed, str(device))
+        files.append(out)
+    try:
+        fit = StackFit(stacked, optimizer, data, settings, files, l2)
+        results = fit.run()
+    except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
+        for out in files:
+            out.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
+        raise
+    finally:
+        for out in files:
+            out.close()
+    return [finish_trial(cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console)
+            for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))]
+
+
+class StackFit:
+    """The loop of ``dlrunner.train.loop.fit``, for K trials at once (see that function for the solo form)."""
+
+    def __init__(self, stacked, optimizer, data, settings: list[FitSettings], files: list[RunFiles], l2: torch.Tensor):
+        self.stacked, self.optimizer, self.data, self.settings, self.files, self.l2 = stacked, optimizer, data, settings, files, l2
+        k = stacked.k
+        self.records = [[] for _ in range(k)]  # each trial's metrics records, replayed to its logger at the end
+        self.status = ["completed"] * k
+        self.message = [""] * k
+        self.stopped_early = [False] * k
+        self.stopped_at = [None] * k  # (step, epoch) where a trial was frozen
+        self.best_error = [math.inf] * k
+        self.best_step = [None] * k
+        self.best_rows = [None] * k  # each trial's best weights (a row of flat), saved as best.pt at the end
+        self.evals_since_best = [0] * k
+        self.orders = [None] * k
+        self.eval_s_total = 0.0
+
+    def active(self) -> list[int]:
+        return [k for k in range(self.stacked.k) if self.stopped_at[k] is None]
+
+    def run(self) -> list[FitResult]:
+        s0, stacked, data = self.settings[0], self.stacked, self.data
+        X, Y = data.splits["train"]
+        device, k_all = stacked.device, stacked.k
+        n_train, batch_size, total_steps = len(X), s0.batch_size, s0.total_steps
+        loss_fn = per_trial_loss(data.task)
+        self.shuffles = []
+        for cfg_seed in (f.attachments["config"]["trainer"]["seed"] for f in self.files):
+            generator = torch.Generator(device=X.device)
+            generator.manual_seed(int(cfg_seed) % 2**63)  # the solo loop seeds its shuffle from the run's seed
+            self.shuffles.append(generator)
+        base_lr = torch.tensor([s.base_lr for s in self.settings], device=device)[:, None]
+        clip = [s.grad_clip_norm for s in self.settings]
+        clip_norms = torch.tensor([c or math.inf for c in clip], device=device)[:, None] if any(clip) else None
+        constant_lr = all(s.schedule(1, 0, total_steps) == s.schedule(2, total_steps - 1, total_steps) == 1.0 for s in self.settings)
+
+        step, epoch, position = 0, 0, n_train
+        batch_losses = []
+        self.started = time.perf_counter()
+        lr = base_lr
+        try:
+            while step < total_steps and self.active():
+                if position >= n_train:  # a new epoch: each trial's own shuffle, as in its solo run
+                    epoch += 1
+                    position = 0
+                    if batch_size < n_train:
+                        self.orders = [torch.randperm(n_train, device=X.device, generator=g) for g in self.shuffles]
+                        order = torch.stack(self.orders)
+                if batch_size < n_train:
+                    batch = order[:, position : position + batch_size]  # (K, B)
+                    xb, yb = X[batch].to(device, non_blocking=True), Y[batch].to(device, non_blocking=True)
+                else:
+                    xb, yb = X.expand(k_all, *X.shape), Y.expand(k_all, *Y.shape)
+                position += batch_size
+                if not constant_lr:
+                    factors = [s.schedule(max(epoch, 1), step, total_steps) for s in self.settings]
+                    lr = base_lr * torch.tensor(factors, device=device)[:, None]
+
+                losses = loss_fn(stacked.train_forward(xb), yb)  # (K,): each trial's mini-batch loss
+                stacked.flat.grad = None
+                losses.sum().backward()  # row k of flat.grad is trial k's gradient alone
+                if clip_norms is not None:  # clip_grad_norm_ per trial: scale by max_norm / (norm + 1e-6), at most 1
+                    norms = stacked.flat.grad.norm(dim=1, keepdim=True)
+                    stacked.flat.grad.mul_((clip_norms / (norms + 1e-6)).clamp(max=1.0))
+                active = self.active()
+                mask = None if len(active) == k_all else torch.tensor(
+                    [k in active for k in range(k_all)], device=device)[:, None]
+                self.optimizer.step(lr, mask)
+                batch_losses.append(losses.detach())
+                step += 1
+                if step % s0.eval_every and step != total_steps:
+                    continue
+                self.evaluate(step, epoch, lr, torch.stack(batch_losses).float(), batch_size)
+                batch_losses.clear()
+        except KeyboardInterrupt:
+            for k in self.active():
+                self.status[k], self.message[k] = "interrupted", f"interrupted at step {step} (a stacked trial restarts when the sweep resumes)"
+        self.train_s = time.perf_counter() - self.started
+        self.final = (step, epoch, position)
+        results = []
+        for k in range(k_all):
+            at_step, at_epoch = self.stopped_at[k] or (step, epoch)
+            results.append(FitResult(self.status[k], self.message[k], at_step, at_epoch, self.train_s, self.eval_s_total,
+                                     self.stopped_early[k], self.best_step[k],
+                                     None if self.best_step[k] is None else self.best_error[k]))
+        return results
+
+    def evaluate(self, step, epoch, lr, losses: torch.Tensor, batch_size: int) -> None:
+        """One evaluation of every active trial: the record of ``dlrunner.train.loop.evaluation_record``."""
+        started = time.perf_counter()
+        active = self.active()
+        data, stacked = self.data, self.stacked
+        per_split = {name: evaluate_stack(stacked, *data.splits[name], data.task, active)
+                     for name in ("train", "dev", "train_dev") if name in data.splits}
+        penalties = l2_penalties(stacked, self.l2, batch_size)
+        lrs = lr.flatten().tolist()
+        losses_by_trial = losses.t().tolist()  # (K, steps since the last evaluation)
+        for k in active:
+            s = self.settings[k]
+            record = {"step": step, "epoch": epoch, "lr": lrs[k] if len(lrs) > 1 else lrs[0],
+                      "train_loss": sum(losses_by_trial[k]) / len(losses_by_trial[k])}
+            record.update({name: results[k] for name, results in per_split.items()})
+            record["J"] = record["train"]["loss"]
+            record["J_with_penalty"] = record["J"] + penalties[k]
+            gaps = diagnose(train=record["train"]["error"], dev=record["dev"]["error"], human=s.human_error,
+                            train_dev=record.get("train_dev", {}).get("error"), significant_gap=s.significant_gap,
+                            scale=data.error_scale)
+            record["diagnosis"] = {name: gaps[name] for name in ("avoidable_bias", "variance", "data_mismatch")}
+            record["batch_losses"] = losses_by_trial[k]
+            self.files[k].append_metrics(record)
+            self.records[k].append(record)
+            if not (math.isfinite(record["train_loss"]) and math.isfinite(record["J"])):
+                self.status[k] = "diverged"
+                self.message[k] = f"the loss became {record['train_loss']} at step {step}: lower the learning rate"
+                self.stopped_at[k] = (step, epoch)
+                continue
+            error = record["dev"]["error"]
+            if error < self.best_error[k]:
+                self.best_error[k], self.best_step[k], self.evals_since_best[k] = error, step, 0
+                self.best_rows[k] = stacked.flat[k].detach().clone()
+            else:
+                self.evals_since_best[k] += 1
+            if s.early_stopping and self.evals_since_best[k] >= s.patience:
+                self.stopped_early[k] = True
+                self.message[k] = f"dev error did not improve for {s.patience} evaluations; best at step {self.best_step[k]}"
+                self.stopped_at[k] = (step, epoch)
+        self.eval_s_total += time.perf_counter() - started
+
+
+def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, fit: StackFit, k: int, result: FitResult,
+                 settings: FitSettings, console) -> dict:
+    """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
+    model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))  # early stopping keeps the best (SPEC B8)
+    summary = summarize(cfg, data, model, result, settings)
+    summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
+    out.write_summary(summary)
+    analysis = None
+    if data.task in ("binary", "multiclass"):
+        analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std)
+        write_json_atomic({key: v for key, v in analysis.items() if key not in ("y_true", "y_pred")}, run_dir / "analysis.json")
+    if fit.best_rows[k] is not None:
+        best = stacked.state_dict(k, fit.best_rows[k])
+        out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})
+    out.save_checkpoint("last", last_state(cfg, model, stacked, optimizer, fit, k, result, settings))
+    logger = build_logger(cfg, run_dir, console)  # replayed now: one tracker run open at a time
+    try:
+        for record in fit.records[k]:
+            logger.log_metrics(record)
+        if cfg.logger.backend != "none":
+            logger.log_summary(summary, analysis)
+    finally:
+        logger.close(summary["status"])
+    return summary
+
+
+def last_state(cfg, model, stacked, optimizer: StackedOptimizer, fit: StackFit, k: int, result: FitResult, settings) -> dict:
+    """checkpoints/last.pt as the solo loop writes it, so `trainer.resume` can continue this trial alone."""
+    solo = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",),
+                        param_groups=parameter_groups(model, cfg.regularization.l2, settings.batch_size))
+    index = {id(p): i for i, p in enumerate(model.parameters())}
+    groups = [[index[id(p)] for p in group["params"]] for group in solo.param_groups]
+    state = solo.state_dict()
+    state["state"] = optimizer.solo_state(k, stacked.names, stacked.sizes, stacked.shapes, groups)
+    _, _, position = fit.final
+    return {"model": model.state_dict(), "optimizer": state, "step": result.step, "epoch": result.epoch,
+            "position": position, "order": fit.orders[k],
+            "best_dev_error": result.best_dev_error if result.best_dev_error is not None else math.inf,
+            "best_step": result.best_step, "best_weights": None, "evals_since_best": fit.evals_since_best[k],
+            "evals_done": len(fit.records[k]), "shuffle_state": fit.shuffles[k].get_state(),
+            "rng_state": _get_rng_state(), "train_s": result.train_s}

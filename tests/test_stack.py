@@ -1,0 +1,224 @@
+"""Stacked trials (issue 8): K trials of one architecture trained at once must give each trial the
+curve, the files and the verdict its solo run gives it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from conftest import compose, read_metrics, read_summary, run_dlrun
+from dlrunner.stack.group import stack_key, stack_problem
+from dlrunner.stack.model import StackedModel, TrialDropout
+from dlrunner.stack.train import NotStackable, train_stacked
+from dlrunner.train.run import train
+
+QUIET = Console(file=open(os.devnull, "w"))
+MODELS = {"mlp": ("model=mlp",), "cnn": ("experiment=mnist1d_cnn", "trainer.eval_test=false")}
+SHORT = ("trainer.steps=60", "trainer.eval_every=20", "trainer.progress=none")
+
+
+def stacked_and_solo(tmp_path: Path, common: tuple, trials: list[tuple]):
+    cfgs = [compose(*SHORT, *common, *t) for t in trials]
+    stacked = train_stacked(cfgs, [tmp_path / f"stacked{k}" for k in range(len(cfgs))], QUIET)
+    solo = [train(cfg, tmp_path / f"solo{k}", QUIET) for k, cfg in enumerate(cfgs)]
+    return stacked, solo
+
+
+def assert_same_curve(a: list[dict], b: list[dict]) -> None:
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=2e-3)
+        assert x["dev"]["loss"] == pytest.approx(y["dev"]["loss"], rel=2e-3)
+        assert x["dev"]["error"] == pytest.approx(y["dev"]["error"], abs=0.01)
+        assert x["J_with_penalty"] == pytest.approx(y["J_with_penalty"], rel=2e-3)
+        assert x["lr"] == pytest.approx(y["lr"])
+        assert set(x) == set(y) and set(x["dev"]) == set(y["dev"])
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_a_stacked_trial_follows_its_solo_run(tmp_path, model):
+    """Different learning rates, seeds, L2 with clipping, a schedule, another optimizer setting:
+    each stacked trial's metrics equal its solo run's up to floating-point rounding."""
+    trials = [("optimizer.lr=0.003",), ("optimizer.lr=0.001", "trainer.seed=3"),
+              ("optimizer.lr=0.002", "regularization.l2=0.5", "regularization.grad_clip_norm=0.5"),
+              ("optimizer.lr=0.004", "schedule=exponential", "schedule.base=0.5", "optimizer.beta1=0.8")]
+    stacked, solo = stacked_and_solo(tmp_path, MODELS[model], trials)
+    for k in range(len(trials)):
+        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
+        s, o = stacked[k], solo[k]
+        assert s["status"] == o["status"] == "completed"
+        assert s["metrics"]["dev"]["error"] == pytest.approx(o["metrics"]["dev"]["error"], abs=0.01)
+        assert s["n_params"] == o["n_params"] and s["config"] == o["config"]
+        assert set(s) == set(o) and set(s["diagnosis"]) == set(o["diagnosis"])
+        assert s["timing"]["stacked_with"] == len(trials)
+        files = {p.name for p in (tmp_path / f"stacked{k}").iterdir()}
+        assert files >= {"summary.json", "metrics.jsonl", "provenance.json", "analysis.json", "checkpoints"}
+        assert {p.name for p in (tmp_path / f"stacked{k}" / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop"])
+def test_every_stacked_optimizer_takes_the_solo_steps(tmp_path, optimizer):
+    lr = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 0.001}[optimizer]
+    trials = [(f"optimizer.lr={lr}",), (f"optimizer.lr={lr / 3}", "regularization.l2=1.0")]
+    if optimizer != "sgd":
+        trials.append((f"optimizer.lr={lr / 2}", "optimizer.beta=0.8"))
+    stacked_and_solo(tmp_path, ("model=mlp", f"optimizer={optimizer}"), trials)
+    for k in range(len(trials)):
+        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
+
+
+def test_a_diverging_trial_is_frozen_and_the_others_go_on(tmp_path):
+    stacked, solo = stacked_and_solo(tmp_path, ("model=mlp", "optimizer=sgd"), [("optimizer.lr=1e6",), ("optimizer.lr=0.1",)])
+    assert stacked[0]["status"] == solo[0]["status"] == "diverged"
+    assert "lower the learning rate" in stacked[0]["message"]
+    assert len(read_metrics(tmp_path / "stacked0")) == 1  # stopped at its first evaluation, like its solo run
+    assert stacked[1]["status"] == "completed"
+    assert_same_curve(read_metrics(tmp_path / "stacked1"), read_metrics(tmp_path / "solo1"))
+
+
+def test_early_stopping_is_per_trial_and_keeps_the_best_weights(tmp_path):
+    trials = [("optimizer.lr=0.5", "regularization.early_stopping=true", "regularization.patience=1"), ("optimizer.lr=0.003",)]
+    stacked, solo = stacked_and_solo(tmp_path, ("model=mlp", "trainer.steps=200", "trainer.eval_every=10"), trials)
+    assert stacked[0]["stopped_early"] and solo[0]["stopped_early"]
+    assert stacked[0]["timing"]["steps"] == solo[0]["timing"]["steps"] < 200
+    assert stacked[0]["best"]["step"] == solo[0]["best"]["step"]
+    # The final weights are the best ones: the final dev error is the best dev error.
+    assert stacked[0]["metrics"]["dev"]["error"] == pytest.approx(stacked[0]["best"]["dev_error"])
+    assert not stacked[1]["stopped_early"] and stacked[1]["timing"]["steps"] == 200
+
+
+def test_dropout_keeps_each_trials_probability():
+    cfgs = [compose("model=mlp", f"model.keep_prob={p}") for p in (0.5, 0.9)]
+    from dlrunner.train.run import build_model
+
+    models = [build_model(c, (40,), 10)[0] for c in cfgs]
+    stacked = StackedModel(models)
+    dropouts = [m for m in stacked.base.modules() if isinstance(m, TrialDropout)]
+    assert len(dropouts) == 2
+    assert all(stacked.buffers[name].tolist() == pytest.approx([0.5, 0.9]) for name in stacked.buffers if name.endswith(".keep"))
+    # Dropout on the hidden units (not on the scores): more units are zeroed with keep 0.5.
+    x = torch.randn(1000, 40)
+    scores = stacked.train_forward(x.expand(2, *x.shape))
+    assert scores.shape == (2, 1000, 10)
+    assert not torch.equal(stacked.eval_forward(x), scores)  # eval mode: no dropout
+    assert torch.equal(stacked.eval_forward(x), stacked.eval_forward(x))
+
+
+def test_grouping_by_per_trial_values_and_by_shape():
+    a = compose("model=mlp", "optimizer.lr=0.1")
+    assert stack_key(a) == stack_key(compose("model=mlp", "optimizer.lr=0.01", "regularization.l2=1", "trainer.seed=4",
+                                             "schedule=cosine", "model.keep_prob=0.8", "logger.sweep_trial=3"))
+    for other in ("model.layers=[50,50]", "optimizer.batch_size=64", "trainer.steps=10", "data=digits", "optimizer=sgd"):
+        assert stack_key(a) != stack_key(compose("model=mlp", other)), other
+    assert stack_problem(a) is None and stack_problem(compose("experiment=mnist1d_cnn")) is None
+    assert "build_rnn is not stacked" in stack_problem(compose("model=gru"))
+    assert "batch norm" in stack_problem(compose("model=mlp", "model.batch_norm=true"))
+    assert "augmentation" in stack_problem(compose("model=cnn", "data=digits_images", "data.augment.hflip=true"))
+    assert "repeated" in stack_problem(compose("model=mlp", "trainer.repeats=2"))
+
+
+def test_models_that_differ_in_shape_or_use_batch_norm_are_refused_before_any_file(tmp_path):
+    with pytest.raises(NotStackable, match="differ in shape"):
+        train_stacked([compose("model=mlp", "model.layers=[10]"), compose("model=mlp", "model.layers=[20]")],
+                      [tmp_path / "a", tmp_path / "b"], QUIET)
+    blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
+    with pytest.raises(NotStackable, match="batch norm"):
+        train_stacked([compose("model=cnn", "data=mnist1d_signal", blocks, f"optimizer.lr={lr}") for lr in (0.1, 0.01)],
+                      [tmp_path / "c", tmp_path / "d"], QUIET)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_stacked_trial_resumes_alone_from_its_last_checkpoint(tmp_path):
+    """last.pt is in the solo format (model, optimizer state, shuffle state): `trainer.resume`
+    continues a stacked trial as an ordinary run."""
+    stacked_and_solo(tmp_path, ("model=mlp",), [("optimizer.lr=0.003",), ("optimizer.lr=0.001",)])
+    state = torch.load(tmp_path / "stacked1" / "checkpoints" / "last.pt", weights_only=False)
+    solo_state = torch.load(tmp_path / "solo1" / "checkpoints" / "last.pt", weights_only=False)
+    assert set(state) == set(solo_state)
+    assert set(state["optimizer"]["state"][0]) == set(solo_state["optimizer"]["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    for name, tensor in solo_state["optimizer"]["state"][0].items():
+        assert torch.allclose(state["optimizer"]["state"][0][name], tensor, rtol=1e-3, atol=1e-6), name
+    result = run_dlrun("train", "model=mlp", "optimizer.lr=0.001", "trainer.steps=100", "trainer.eval_every=20",
+                       f"trainer.resume={tmp_path / 'stacked1'}", "hydra.run.dir=resumed", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = read_summary(tmp_path / "resumed")
+    assert resumed["status"] == "completed" and resumed["resumed_from"]["step"] == 60
+    assert [m["step"] for m in read_metrics(tmp_path / "resumed")] == [20, 40, 60, 80, 100]
+
+
+SWEEP = ("sweep=lr", "model=mlp", "trainer.steps=40", "trainer.eval_every=20", "hydra.sweeper.method=random",
+         "hydra.sweeper.rounds=1", "hydra.sweeper.budget=6")
+
+
+def ledger(sweep_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_a_sweep_with_the_stacked_launcher_matches_the_basic_launcher(tmp_path):
+    """Two shapes in one sweep: the trials stack by shape; ledger, folders and best trial equal
+    those of the same sweep run one trial at a time."""
+    space = ("model.layers=[16],[32,32]", "hydra.sweeper.budget=8")
+    stacked = run_dlrun("sweep", *SWEEP, *space, "hydra/launcher=stacked", "hydra.sweep.dir=st", cwd=tmp_path)
+    assert stacked.returncode == 0, stacked.stderr + stacked.stdout
+    basic = run_dlrun("sweep", *SWEEP, *space, "hydra.sweep.dir=ba", cwd=tmp_path)
+    assert basic.returncode == 0, basic.stderr
+    st, ba = ledger(tmp_path / "st"), ledger(tmp_path / "ba")
+    assert [r["number"] for r in st] == list(range(8)) and [r["params"] for r in st] == [r["params"] for r in ba]
+    shapes = Counter(str(r["params"]["model.layers"]) for r in st)
+    assert len(shapes) == 2 and stacked.stdout.count("as one stack of") == 2  # one stack per shape
+    for s, b in zip(st, ba):
+        assert set(s) == set(b) and s["status"] == b["status"] == "completed"
+        assert s["objective"] == pytest.approx(b["objective"], abs=0.02)
+        run = Path(s["run_dir"])
+        assert (run / ".hydra" / "overrides.yaml").is_file() and (run / "summary.json").is_file()
+        assert set(read_summary(run)) - {"timing"} == set(read_summary(Path(b["run_dir"]))) - {"timing"}
+    # The report and a resumed sweep see no difference.
+    assert run_dlrun("report", str(tmp_path / "st"), cwd=tmp_path).returncode == 0
+    again = run_dlrun("sweep", *SWEEP, *space, "hydra/launcher=stacked", "hydra.sweep.dir=st", cwd=tmp_path)
+    assert again.returncode == 0 and "8 trials already done" in again.stdout and "as one stack" not in again.stdout
+    assert len(ledger(tmp_path / "st")) == 8
+
+
+def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
+    result = run_dlrun("sweep", "sweep=lr", "model=gru", "data=mnist1d_sequence", "trainer.steps=10", "trainer.eval_every=10",
+                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra/launcher=stacked", "hydra.sweep.dir=g", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "as one stack" not in result.stdout
+    assert [r["status"] for r in ledger(tmp_path / "g")] == ["completed", "completed"]
+    # A CNN with batch norm is found out once its model is built: a note, then one trial at a time.
+    blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
+    result = run_dlrun("sweep", "sweep=lr", "model=cnn", "data=mnist1d_signal", blocks, "trainer.steps=10", "trainer.eval_every=10",
+                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra/launcher=stacked", "hydra.sweep.dir=b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "train one at a time: batch norm" in result.stdout
+    assert [r["status"] for r in ledger(tmp_path / "b")] == ["completed", "completed"]
+
+
+def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
+    pytest.importorskip("wandb")
+    from wandb_files import read_run
+
+    result = run_dlrun("sweep", *SWEEP, "hydra.sweeper.budget=2", "logger=wandb", "hydra/launcher=stacked", "hydra.sweep.dir=w", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    for record in ledger(tmp_path / "w"):
+        run_dir = Path(record["run_dir"])
+        logged = read_run(run_dir)
+        rows = [row for row in logged["history"] if "dev/error" in row]
+        assert [row["dev/error"] for row in rows] == [m["dev"]["error"] for m in read_metrics(run_dir)]
+        assert logged["summary"]["status"] == "completed"
+        assert logged["config"]["optimizer"]["lr"] == record["params"]["optimizer.lr"]
+        assert math.isclose(logged["summary"]["metrics/dev/error"], record["objective"])
+
+
+def test_a_bad_stack_size_is_refused_before_the_sweep_starts(tmp_path):
+    result = run_dlrun("sweep", *SWEEP, "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "hydra.sweep.dir=z", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "hydra.launcher.max_stack" in result.stderr and "whole number >= 1" in result.stderr
+    assert not (tmp_path / "z" / "trials.jsonl").exists()
