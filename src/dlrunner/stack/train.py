@@ -273,4 +273,4 @@ def last_state(cfg, model, stacked, optimizer: StackedOptimizer, fit: StackFit, 
             "best_dev_error": result.best_dev_error if result.best_dev_error is not None else math.inf,
             "best_step": result.best_step, "best_weights": None, "evals_since_best": fit.evals_since_best[k],
             "evals_done": len(fit.records[k]), "shuffle_state": fit.shuffles[k].get_state(),
-            "rng_state": _get_rng_state(), "train_s": result.train_s}
+            "rng_state": _get_rng_state(), "batch_losses": None, "train_s": result.train_s}  # at an evaluation: no losses pending

@@ -158,8 +158,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         stop.finish(result.status == "interrupted")  # from here a signal no longer interrupts: the result gets written
         resumed_from = {"checkpoint": str(resume_path), "step": resume["step"]} if resume else None
         summary = summarize(cfg, data, model, result, settings, resumed_from)
-        summary["signal"] = stop.name if result.status == "interrupted" else None
-        if summary["signal"]:
+        if result.status == "interrupted":
+            summary["signal"] = stop.name
             summary["message"] = f"{stop.name}: {summary['message']}"
         status = summary["status"]
         outputs.write_summary(summary)
@@ -288,6 +288,7 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         "n_params_total": sum(p.numel() for p in model.parameters()),
         "best": {"step": result.best_step, "dev_error": result.best_dev_error},
         "resumed_from": resumed_from,
+        "signal": None,  # train() names the signal that interrupted the run
         "stopped_early": result.stopped_early,
         "timing": {
             "train_s": result.train_s,
