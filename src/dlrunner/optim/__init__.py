@@ -32,14 +32,20 @@ def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list
     return [{"params": weights, "weight_decay": l2 / batch_size}, {"params": others, "weight_decay": 0.0}]
 
 
+def _with_speed_flags(optimizer_class, param_groups, **settings) -> torch.optim.Optimizer:
+    """The optimizer with the fastest implementation for where its parameters are (train/accelerate.py)."""
+    param_groups = list(param_groups)  # a generator (model.parameters()) is read twice here
+    return optimizer_class(param_groups, **settings, **optimizer_speed_flags(optimizer_class, param_groups))
+
+
 def build_gd(param_groups, lr: float) -> torch.optim.Optimizer:
     """Batch gradient descent: W -= lr * dW, one step per pass over the whole training set."""
-    return torch.optim.SGD(param_groups, lr=lr, **optimizer_speed_flags(torch.optim.SGD, param_groups))
+    return _with_speed_flags(torch.optim.SGD, param_groups, lr=lr)
 
 
 def build_sgd(param_groups, lr: float) -> torch.optim.Optimizer:
     """Mini-batch gradient descent: W -= lr * dW on each mini-batch."""
-    return torch.optim.SGD(param_groups, lr=lr, **optimizer_speed_flags(torch.optim.SGD, param_groups))
+    return _with_speed_flags(torch.optim.SGD, param_groups, lr=lr)
 
 
 def build_momentum(param_groups, lr: float, beta: float = 0.9) -> torch.optim.Optimizer:
@@ -53,9 +59,9 @@ def build_momentum(param_groups, lr: float, beta: float = 0.9) -> torch.optim.Op
 
 def build_rmsprop(param_groups, lr: float, beta: float = 0.999, eps: float = 1e-8) -> torch.optim.Optimizer:
     """RMSprop: S = beta*S + (1-beta)*dW^2, W -= lr*dW/(sqrt(S)+eps) (SPEC C6)."""
-    return torch.optim.RMSprop(param_groups, lr=lr, alpha=beta, eps=eps, **optimizer_speed_flags(torch.optim.RMSprop, param_groups))
+    return _with_speed_flags(torch.optim.RMSprop, param_groups, lr=lr, alpha=beta, eps=eps)
 
 
 def build_adam(param_groups, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> torch.optim.Optimizer:
     """Adam with bias correction: W -= lr * V_hat / (sqrt(S_hat) + eps) (SPEC C7, the standard form)."""
-    return torch.optim.Adam(param_groups, lr=lr, betas=(beta1, beta2), eps=eps, **optimizer_speed_flags(torch.optim.Adam, param_groups))
+    return _with_speed_flags(torch.optim.Adam, param_groups, lr=lr, betas=(beta1, beta2), eps=eps)

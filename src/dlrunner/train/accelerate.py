@@ -28,7 +28,8 @@ def optimizer_speed_flags(optimizer_class, param_groups) -> dict:
     """``fused=True`` when every parameter is a floating tensor on CUDA and the optimizer has a
     fused kernel (one launch for the whole update); otherwise ``foreach=None``, letting torch pick
     its multi-tensor implementation where it can."""
-    params = [p for group in param_groups for p in group["params"]]
+    groups = list(param_groups)  # a list of group dicts, or of parameters (one group)
+    params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     on_cuda = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
     if on_cuda and "fused" in inspect.signature(optimizer_class.__init__).parameters:
         return {"fused": True}
