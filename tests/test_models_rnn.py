@@ -192,3 +192,12 @@ def test_short_gru_training_beats_the_constant_baseline_on_the_adding_problem(on
     with torch.no_grad():
         dev = torch.nn.functional.mse_loss(model(X[1500:]), y[1500:]).item()
     assert dev < 0.02, f"dev MSE {dev:.4f} vs baseline 0.167"
+
+
+def test_a_single_time_step_gets_a_note_and_a_real_sequence_none():
+    from dlrunner.models.rnn import build_rnn
+
+    one_step = build_rnn("lstm", 8, input_shape=(1, 40), n_outputs=10)
+    assert any("1 time step of 40 features" in note for note in one_step.notes)
+    sequence = build_rnn("lstm", 8, input_shape=(40, 1), n_outputs=10)
+    assert not any("time step" in note for note in sequence.notes)

@@ -272,7 +272,13 @@ def _print_model_summary(cfg, input_shape: str | None, outputs: int | None, cons
         data = build_data(cfg.data)
         shape = data.input_shape if input_shape is None else shape
         outputs = data.n_outputs if outputs is None else outputs
-    model, notes = build_model(cfg, shape, outputs)
+    try:
+        model, notes = build_model(cfg, shape, outputs)
+    except ConfigError as err:  # the shape came from --input-shape, not from data.shape: name what the user typed
+        if input_shape is None:
+            raise
+        raise ConfigError([Problem("--input-shape", input_shape, p.valid) if isinstance(p, Problem) and p.key == "data.shape" else p
+                           for p in err.problems]) from None
     for note in notes:
         console.print(f"[yellow]note: {note}[/yellow]")
     target = cfg.model._target_.rpartition(".")[2]

@@ -138,6 +138,9 @@ def build_rnn(
             f"a vanilla RNN struggles with long-range dependencies over {steps} steps (vanishing gradients); "
             "GRU or LSTM (model.cell=gru|lstm) keep information across many steps; gradient clipping "
             "(regularization.grad_clip_norm) guards against exploding gradients")
+    if steps == 1 and features > 1:  # e.g. data=mnist1d_signal, shaped (1, 40) for a 1-D CNN
+        model.notes.append(f"each example is 1 time step of {features} features, so the recurrence never runs; "
+                           f"to read the {features} numbers as a sequence use data.shape=[{features},1] (or data=mnist1d_sequence)")
     if dropout > 0 and num_layers == 1:
         model.notes.append("model.dropout acts between stacked recurrent layers, so with model.num_layers=1 it has no effect")
     return model
