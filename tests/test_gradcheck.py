@@ -74,7 +74,9 @@ def test_cnn_passes():
 
 
 def test_cnn_with_batch_norm_passes():
-    blocks = ("model.blocks=[{type: conv, filters: 4, f: 3, padding: same}, batch_norm, relu, "
+    # bias: true keeps the conv's bias (by default a conv right before batch_norm has none), so the
+    # rounding-noise recognition below is exercised on a conv and on an fc layer.
+    blocks = ("model.blocks=[{type: conv, filters: 4, f: 3, padding: same, bias: true}, batch_norm, relu, "
               "{type: pool, mode: max, f: 2, stride: 2}, flatten, {type: fc, units: 16}, batch_norm, relu]")
     result = check_config("model=cnn", "data=digits_images", blocks)
     assert any("batch norm (2 layer(s))" in note for note in result.notes)

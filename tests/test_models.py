@@ -163,3 +163,13 @@ def test_summary_names_input_shape_when_the_model_cannot_take_it(tmp_path):
     assert "--input-shape=40" in result.stderr.replace("'", "") or "--input-shape" in result.stderr
     assert "data.shape=[40]" not in result.stderr and "Traceback" not in result.stderr
 
+
+def test_a_conv_right_before_batch_norm_has_no_bias_unless_asked():
+    from dlrunner.models.cnn import build_cnn
+
+    def conv_biases(blocks):
+        model = build_cnn(blocks, input_shape=(1, 8, 8), n_outputs=3)
+        return [m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    assert conv_biases([{"type": "conv", "filters": 4}, "batch_norm", "relu", {"type": "conv", "filters": 4}, "relu"]) == [False, True]
+    assert conv_biases([{"type": "conv", "filters": 4, "bias": True}, "batch_norm", "relu"]) == [True]

@@ -39,7 +39,7 @@ SHORT_NAMES = {  # a bare name in the list stands for this block
     "global_pool": {"type": "global_pool"},
 }
 SETTINGS = {  # every block type's settings and their defaults
-    "conv": {"filters": None, "f": 3, "stride": 1, "padding": "same", "bias": True},
+    "conv": {"filters": None, "f": 3, "stride": 1, "padding": "same", "bias": "auto"},
     "separable": {"filters": None, "f": 3, "stride": 1, "padding": "same"},
     "pool": {"mode": "max", "f": 2, "stride": None},
     "global_pool": {"mode": "avg"},
@@ -71,7 +71,8 @@ def build_cnn(
     """A CNN from a list of blocks, for (C, L), (C, H, W) or (C, D, H, W) examples.
 
     Block types and their settings (defaults in brackets):
-      conv: filters, f [3], stride [1], padding [same] (same | valid | a number), bias [true]
+      conv: filters, f [3], stride [1], padding [same] (same | valid | a number), bias [auto: none
+        right before batch_norm, whose beta replaces it (SPEC D6), as in the MLP; else true]
       separable: a depthwise f x f convolution per channel, then a 1x1 to ``filters`` (MobileNet)
       pool: mode [max] (max | avg), f [2], stride [f]
       global_pool: mode [avg]: one number per channel
@@ -95,6 +96,9 @@ def build_cnn(
     for index, raw in enumerate(blocks):
         key = f"model.blocks[{index}]"
         block = _settings(raw, key)
+        if block["type"] == "conv" and block["bias"] == "auto":
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            block["bias"] = _block_type(following) != "batch_norm"
         module, shape = _make_block(block, shape, dims, key)
         modules.append(module)
     if len(shape) > 1:
@@ -127,6 +131,13 @@ def _settings(raw: Any, key: str) -> dict:
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             raise ConfigError(Problem(f"{key}.{name}", value, "a whole number > 0"))
     return block
+
+
+def _block_type(raw: Any) -> str | None:
+    """The type of a raw block entry (a bare name or a mapping), None when it has none."""
+    if isinstance(raw, str):
+        return SHORT_NAMES.get(raw, {}).get("type")
+    return raw.get("type") if isinstance(raw, dict) else None
 
 
 def _padding(block: dict, key: str) -> int:
