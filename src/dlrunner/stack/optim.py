@@ -39,6 +39,7 @@ class StackedOptimizer:
         self.hyper = {name: column(name) for name in names}
         self.state = {name: torch.zeros_like(flat) for name in {"sgd": (), "momentum": ("velocity",), "rmsprop": ("square_avg",),
                                                                  "adam": ("exp_avg", "exp_avg_sq")}[self.kind]}
+        self.scratch = torch.empty_like(flat) if self.kind == "rmsprop" else None  # reused: see step()
         self.steps = torch.zeros(flat.shape[0], 1, device=flat.device, dtype=flat.dtype)  # per trial: frozen trials stop counting
 
     @torch.no_grad()
@@ -51,19 +52,22 @@ class StackedOptimizer:
         before = None if active is None else {name: s.clone() for name, s in self.state.items()}
         self.steps += 1 if active is None else active
         h = self.hyper
+        # Every intermediate lives in the gradient's memory (g is not needed after the step): a fresh
+        # (K, P) tensor per operation costs more than the arithmetic on the CPU, where glibc maps and
+        # unmaps each one (measured for K=16 MLP trials: 1.4 ms per Adam step with temporaries, 0.35 without).
         if self.kind == "sgd":
             update = g.mul_(lr)
         elif self.kind == "momentum":
-            update = self.state["velocity"].lerp_(g, 1 - h["beta"]) * lr  # b v + (1-b) dW
+            update = torch.mul(self.state["velocity"].lerp_(g, 1 - h["beta"]), lr, out=g)  # b v + (1-b) dW
         elif self.kind == "rmsprop":
-            s = self.state["square_avg"].lerp_(g * g, 1 - h["beta"])
-            update = g.div_(s.sqrt().add_(h["eps"])).mul_(lr)
+            s = self.state["square_avg"].lerp_(torch.mul(g, g, out=self.scratch), 1 - h["beta"])  # b s + (1-b) dW^2
+            update = g.div_(torch.sqrt(s, out=self.scratch).add_(h["eps"])).mul_(lr)
         else:
             m = self.state["exp_avg"].lerp_(g, 1 - h["beta1"])
             v = self.state["exp_avg_sq"].lerp_(g.mul_(g), 1 - h["beta2"])
             correction1, correction2 = 1 - h["beta1"] ** self.steps, (1 - h["beta2"] ** self.steps).sqrt()
             # lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps), with the per-trial factors folded into the denominator
-            update = m / v.sqrt().div_(correction2).add_(h["eps"]).mul_(correction1 / lr)
+            update = torch.div(m, torch.sqrt(v, out=g).div_(correction2).add_(h["eps"]).mul_(correction1 / lr), out=g)
         if active is None:
             W.sub_(update)
         else:  # a NaN in a frozen trial's update must not reach its weights: where, not a multiplication
