@@ -15,25 +15,54 @@ from dlrunner.train.accelerate import data_placement, optimizer_speed_flags, pla
 class ParameterOn:
     """Stands in for a parameter tensor on another device: the choice reads only these two facts."""
 
-    def __init__(self, cuda: bool, floating: bool = True):
-        self.is_cuda = cuda
+    def __init__(self, device: str, floating: bool = True):
+        self.device = torch.device(device)
         self._floating = floating
 
     def is_floating_point(self):
         return self._floating
 
 
-def test_fused_optimizers_only_when_every_parameter_is_a_float_on_cuda():
-    on_gpu = [{"params": [ParameterOn(True), ParameterOn(True)]}]
+def test_fused_optimizers_when_every_parameter_is_a_float_on_one_device_with_fused_kernels():
+    on_gpu = [{"params": [ParameterOn("cuda"), ParameterOn("cuda")]}]
     assert optimizer_speed_flags(torch.optim.Adam, on_gpu) == {"fused": True}
     assert optimizer_speed_flags(torch.optim.SGD, on_gpu) == {"fused": True}
     assert optimizer_speed_flags(torch.optim.RMSprop, on_gpu) == {"foreach": None}  # no fused kernel: multi-tensor
-    mixed = [{"params": [ParameterOn(True)]}, {"params": [ParameterOn(False)]}]
+    mixed = [{"params": [ParameterOn("cuda")]}, {"params": [ParameterOn("cpu")]}]
     assert optimizer_speed_flags(torch.optim.Adam, mixed) == {"foreach": None}
-    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn(True, floating=False)]}]) == {"foreach": None}
-    cpu = [{"params": list(torch.nn.Linear(3, 2).parameters())}]
-    assert optimizer_speed_flags(torch.optim.Adam, cpu) == {"foreach": None}
+    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn("cuda", floating=False)]}]) == {"foreach": None}
     assert optimizer_speed_flags(torch.optim.Adam, [{"params": []}]) == {"foreach": None}
+    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn("meta")]}]) == {"foreach": None}  # no kernels there
+
+
+def test_fused_optimizers_on_the_cpu_where_torch_has_the_kernels():
+    from dlrunner.train.accelerate import fused_kernel_devices
+
+    cpu = [{"params": list(torch.nn.Linear(3, 2).parameters())}]
+    expected = {"fused": True} if "cpu" in fused_kernel_devices() else {"foreach": None}
+    assert optimizer_speed_flags(torch.optim.Adam, cpu) == expected
+    assert optimizer_speed_flags(torch.optim.RMSprop, cpu) == {"foreach": None}
+
+
+def test_dlrun_builds_fused_adam_on_the_cpu_and_it_trains(tmp_path):
+    from dlrunner.optim import build_adam, build_sgd
+    from dlrunner.train.accelerate import fused_kernel_devices
+
+    if "cpu" not in fused_kernel_devices():
+        pytest.skip(f"torch {torch.__version__} has no fused CPU optimizer kernels (torch >= 2.4 has)")
+    model = torch.nn.Linear(4, 1)
+    for build in (build_adam, build_sgd):
+        optimizer = build(model.parameters(), lr=0.1)
+        assert optimizer.param_groups[0]["fused"] is True
+    x = torch.randn(64, 4)
+    y = x @ torch.tensor([1.0, -2.0, 3.0, 0.5]) + 1
+    optimizer = build_adam(model.parameters(), lr=0.1)
+    for _ in range(300):
+        optimizer.zero_grad(set_to_none=True)
+        loss = ((model(x).squeeze(1) - y) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 1e-3  # the fused kernel takes real Adam steps
 
 
 CONV = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten())
