@@ -193,3 +193,24 @@ def test_a_single_run_with_a_sweep_space_selected_is_not_a_trial(tmp_path):
     result = run_dlrun("train", "sweep=lr", "data=moons", "trainer=quick", "hydra.run.dir=r", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "r")["status"] == "completed" and "Verdict" in result.stdout
+
+
+def test_the_sweep_process_composes_one_override_list_per_form_not_per_trial():
+    # Hydra composes the whole config for each list it validates, in the sweep process, where it
+    # competed with the parallel workers for the cores (issue 7): numbers of the same keys compose alike.
+    from dlrunner.sweep.runner import SweepRunner, _form
+
+    assert _form(["optimizer.lr=0.01", "model=mlp"]) == _form(["optimizer.lr=3e-4", "model=mlp"])
+    assert _form(["optimizer.lr=0.01", "model=mlp"]) != _form(["optimizer.lr=0.01", "model=cnn"])
+
+    class Sweeper:
+        checked = []
+
+        def validate_batch_is_legal(self, batch):
+            self.checked.extend(batch)
+
+    runner = SweepRunner.__new__(SweepRunner)
+    runner.sweeper, runner._validated = Sweeper(), set()
+    runner._validate([["optimizer.lr=0.1", "model=mlp"], ["optimizer.lr=0.2", "model=mlp"], ["optimizer.lr=0.3", "model=cnn"]])
+    runner._validate([["optimizer.lr=0.4", "model=mlp"]])
+    assert sorted(o[1] for o in Sweeper.checked) == ["model=cnn", "model=mlp"]
