@@ -222,3 +222,44 @@ def test_a_bad_stack_size_is_refused_before_the_sweep_starts(tmp_path):
     assert result.returncode == 2
     assert "hydra.launcher.max_stack" in result.stderr and "whole number >= 1" in result.stderr
     assert not (tmp_path / "z" / "trials.jsonl").exists()
+
+
+STACK_SWEEP = ("sweep", "sweep=lr", "model=mlp", "trainer.steps=1500", "trainer.eval_every=100", "trainer.checkpoint_every=1",
+               "hydra.sweeper.method=random", "hydra.sweeper.rounds=1", "hydra.sweeper.budget=3", "hydra/launcher=stacked")
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_path, how):
+    """A stack checkpoints each trial every checkpoint_every evaluations (and on SIGTERM at the step it
+    stopped): the rerun sweep continues every unfinished trial from there, on its own."""
+    import signal
+
+    from test_faults import checkpoint_step, start_dlrun, wait_for
+
+    sweep_dir = tmp_path / "s"
+    process = start_dlrun(*STACK_SWEEP, "hydra.sweep.dir=s", cwd=tmp_path)
+    checkpoints = [sweep_dir / str(n) / "checkpoints" / "last.pt" for n in range(3)]
+    wait_for(lambda: all(c.is_file() for c in checkpoints), "every trial's first checkpoint", process, timeout=300)
+    process.send_signal(getattr(signal, how))
+    process.wait(timeout=120)
+    steps = [checkpoint_step(c) for c in checkpoints]
+    assert len(set(steps)) == 1 and 100 <= steps[0] < 1500  # one stack: its trials stopped together
+    if how == "SIGTERM":  # stopped at its next step: a checkpoint there, summaries that say so
+        assert process.returncode == 143
+        for n in range(3):
+            summary = read_summary(sweep_dir / str(n))
+            assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    else:
+        assert process.returncode == -signal.SIGKILL and steps[0] % 100 == 0
+        assert not any((sweep_dir / str(n) / "summary.json").exists() for n in range(3))
+
+    rerun = run_dlrun(*STACK_SWEEP, "hydra.sweep.dir=s", cwd=tmp_path, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:] + rerun.stdout[-2000:]
+    assert "as one stack" not in rerun.stdout  # each unfinished trial resumed on its own
+    records = ledger(sweep_dir)
+    assert sorted(r["number"] for r in records) == [0, 1, 2] and all(r["status"] == "completed" for r in records)
+    for n in range(3):
+        summary = read_summary(sweep_dir / str(n))
+        assert summary["resumed_from"]["step"] == steps[0] and summary["timing"]["steps"] == 1500
+        metric_steps = [m["step"] for m in read_metrics(sweep_dir / str(n))]
+        assert metric_steps == list(range(100, 1600, 100))  # the whole curve, each evaluation once

@@ -6,6 +6,11 @@ trial, run there and then through the ordinary task function. The others are onl
 ``run_job``; then each group (at most ``max_stack`` trials) trains as one stack and its trials'
 returns are filled in. A group that turns out not to be stackable once its data and models are
 built (a multilabel task, batch norm in a CNN) runs its trials one at a time, with a note.
+
+A stack writes each trial's ``last.pt`` (in the solo format) every ``trainer.checkpoint_every``
+evaluations and when a signal stops it. When the sweep is rerun after a kill, a trial whose folder
+holds such a checkpoint and no final summary resumes from it on its own (``trainer.resume=auto``,
+as every multirun job), losing at most one checkpoint interval; the others stack as before.
 """
 
 from __future__ import annotations
@@ -55,10 +60,18 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
     by_key: dict[str, list[int]] = {}
     for i, config in enumerate(configs):
         task_cfg = _task_config(config)
-        if stack_problem(task_cfg) is None:
+        if stack_problem(task_cfg) is None and not _has_unfinished_checkpoint(config):
             by_key.setdefault(stack_key(task_cfg), []).append(i)
     groups = [members[start : start + max_stack] for members in by_key.values() for start in range(0, len(members), max_stack)]
     return [g for g in groups if len(g) > 1]
+
+
+def _has_unfinished_checkpoint(config) -> bool:
+    """Whether the trial's folder holds a checkpoint of a run that did not finish (a killed stack)."""
+    from dlrunner.train.checkpoint import find_resume_checkpoint
+
+    run_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    return find_resume_checkpoint("auto", run_dir, run_dir, {}) is not None
 
 
 def _train_group(launcher, configs, group: list[int], prepared: dict, returns: list) -> None:
@@ -85,7 +98,9 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         returns[i].return_value, returns[i].status = error, JobStatus.COMPLETED
         print(f"  trial {number}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']} (stacked)", flush=True)
     if any(s["status"] == "interrupted" for s in summaries):
-        raise SystemExit(130)
+        from dlrunner.train.signals import exit_code
+
+        raise SystemExit(exit_code(next(s.get("signal") for s in summaries if s["status"] == "interrupted")))
 
 
 def _prepare(prepared: dict, i: int):

@@ -35,6 +35,7 @@ from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state
 from dlrunner.train.outputs import RunFiles, write_json_atomic
 from dlrunner.train.run import build_model, cpu_threads, pick_device, summarize
+from dlrunner.train.signals import STOP, Interrupted
 
 
 class NotStackable(Exception):
@@ -89,25 +90,40 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
         out.start()
         out.write_provenance(cfg.trainer.seed, str(device))
         files.append(out)
+    def checkpoint(fit: "StackFit", k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
+        """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
+        of its unfinished trials on its own (``dlrunner.stack.launch``)."""
+        files[k].save_checkpoint("last", last_state(cfgs[k], models[k], stacked, optimizer, fit, k, at,
+                                                    time.perf_counter() - fit.started, settings[k], pending))
+
+    stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
-        fit = StackFit(stacked, optimizer, data, settings, files, l2)
-        results = fit.run()
-    except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
-        for out in files:
-            out.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
-        raise
+        fit = StackFit(stacked, optimizer, data, settings, files, l2, checkpoint)
+        try:
+            results = fit.run()
+        except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
+            for out in files:
+                out.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
+            raise
+        finally:
+            for out in files:
+                out.close()
+        interrupted = any(r.status == "interrupted" for r in results)
+        stop.finish(interrupted)  # from here a signal no longer interrupts: every trial's result gets written
+        signal_name = stop.name if interrupted else None
+        return [finish_trial(cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console, signal_name)
+                for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))]
     finally:
-        for out in files:
-            out.close()
-    return [finish_trial(cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console)
-            for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))]
+        stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
 
 class StackFit:
     """The loop of ``dlrunner.train.loop.fit``, for K trials at once (see that function for the solo form)."""
 
-    def __init__(self, stacked, optimizer, data, settings: list[FitSettings], files: list[RunFiles], l2: torch.Tensor):
+    def __init__(self, stacked, optimizer, data, settings: list[FitSettings], files: list[RunFiles], l2: torch.Tensor,
+                 checkpoint=None):
         self.stacked, self.optimizer, self.data, self.settings, self.files, self.l2 = stacked, optimizer, data, settings, files, l2
+        self.checkpoint = checkpoint or (lambda fit, k, at, pending: None)  # saves trial k's last.pt
         k = stacked.k
         self.records = [[] for _ in range(k)]  # each trial's metrics records, replayed to its logger at the end
         self.status = ["completed"] * k
@@ -146,6 +162,8 @@ class StackFit:
         lr = base_lr
         try:
             while step < total_steps and self.active():
+                if STOP.received is not None:
+                    raise Interrupted(STOP.received)
                 if position >= n_train:  # a new epoch: each trial's own shuffle, as in its solo run
                     epoch += 1
                     position = 0
@@ -176,11 +194,13 @@ class StackFit:
                 step += 1
                 if step % s0.eval_every and step != total_steps:
                     continue
-                self.evaluate(step, epoch, lr, torch.stack(batch_losses).float(), batch_size)
+                self.evaluate(step, epoch, position, lr, torch.stack(batch_losses).float(), batch_size)
                 batch_losses.clear()
         except KeyboardInterrupt:
+            pending = torch.stack(batch_losses).cpu() if batch_losses else None  # (steps, K) since the last evaluation
             for k in self.active():
-                self.status[k], self.message[k] = "interrupted", f"interrupted at step {step} (a stacked trial restarts when the sweep resumes)"
+                self.status[k], self.message[k] = "interrupted", f"interrupted at step {step}; the sweep resumes it from its checkpoint"
+                self.checkpoint(self, k, (step, epoch, position), None if pending is None else pending[:, k])
         self.train_s = time.perf_counter() - self.started
         self.final = (step, epoch, position)
         results = []
@@ -191,7 +211,7 @@ class StackFit:
                                      None if self.best_step[k] is None else self.best_error[k]))
         return results
 
-    def evaluate(self, step, epoch, lr, losses: torch.Tensor, batch_size: int) -> None:
+    def evaluate(self, step, epoch, position, lr, losses: torch.Tensor, batch_size: int) -> None:
         """One evaluation of every active trial: the record of ``dlrunner.train.loop.evaluation_record``."""
         started = time.perf_counter()
         active = self.active()
@@ -230,15 +250,20 @@ class StackFit:
                 self.stopped_early[k] = True
                 self.message[k] = f"dev error did not improve for {s.patience} evaluations; best at step {self.best_step[k]}"
                 self.stopped_at[k] = (step, epoch)
+            elif len(self.records[k]) % s.checkpoint_every == 0 and step < s.total_steps:
+                self.checkpoint(self, k, (step, epoch, position), None)  # as the solo loop: every checkpoint_every evaluations
         self.eval_s_total += time.perf_counter() - started
 
 
 def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, fit: StackFit, k: int, result: FitResult,
-                 settings: FitSettings, console) -> dict:
+                 settings: FitSettings, console, signal_name: str | None = None) -> dict:
     """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
     model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))  # early stopping keeps the best (SPEC B8)
     summary = summarize(cfg, data, model, result, settings)
     summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
+    if result.status == "interrupted" and signal_name:
+        summary["signal"] = signal_name
+        summary["message"] = f"{signal_name}: {summary['message']}"
     out.write_summary(summary)
     analysis = None
     if data.task in ("binary", "multiclass"):
@@ -247,7 +272,9 @@ def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, f
     if fit.best_rows[k] is not None:
         best = stacked.state_dict(k, fit.best_rows[k])
         out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})
-    out.save_checkpoint("last", last_state(cfg, model, stacked, optimizer, fit, k, result, settings))
+    _, _, position = fit.final
+    out.save_checkpoint("last", last_state(cfg, model, stacked, optimizer, fit, k, (result.step, result.epoch, position),
+                                           result.train_s, settings, None))
     logger = build_logger(cfg, run_dir, console)  # replayed now: one tracker run open at a time
     try:
         for record in fit.records[k]:
@@ -259,18 +286,23 @@ def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, f
     return summary
 
 
-def last_state(cfg, model, stacked, optimizer: StackedOptimizer, fit: StackFit, k: int, result: FitResult, settings) -> dict:
-    """checkpoints/last.pt as the solo loop writes it, so `trainer.resume` can continue this trial alone."""
+def last_state(cfg, model, stacked, optimizer: StackedOptimizer, fit: StackFit, k: int, at: tuple[int, int, int],
+               train_s: float, settings, pending: torch.Tensor | None) -> dict:
+    """checkpoints/last.pt as the solo loop writes it, so `trainer.resume` can continue this trial alone.
+
+    ``at``: (step, epoch, position in the epoch's order); ``pending``: the trial's mini-batch losses
+    since its last evaluation (a stop signal between evaluations), so the resumed interval is whole."""
     solo = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",),
                         param_groups=parameter_groups(model, cfg.regularization.l2, settings.batch_size))
     index = {id(p): i for i, p in enumerate(model.parameters())}
     groups = [[index[id(p)] for p in group["params"]] for group in solo.param_groups]
     state = solo.state_dict()
     state["state"] = optimizer.solo_state(k, stacked.names, stacked.sizes, stacked.shapes, groups)
-    _, _, position = fit.final
-    return {"model": model.state_dict(), "optimizer": state, "step": result.step, "epoch": result.epoch,
-            "position": position, "order": fit.orders[k],
-            "best_dev_error": result.best_dev_error if result.best_dev_error is not None else math.inf,
-            "best_step": result.best_step, "best_weights": None, "evals_since_best": fit.evals_since_best[k],
+    step, epoch, position = at
+    best = fit.best_rows[k]
+    return {"model": stacked.state_dict(k),  # its row: frozen since it stopped, as the solo loop saves it then
+            "optimizer": state, "step": step, "epoch": epoch, "position": position, "order": fit.orders[k],
+            "best_dev_error": fit.best_error[k], "best_step": fit.best_step[k],
+            "best_weights": None if best is None else stacked.state_dict(k, best), "evals_since_best": fit.evals_since_best[k],
             "evals_done": len(fit.records[k]), "shuffle_state": fit.shuffles[k].get_state(),
-            "rng_state": _get_rng_state(), "batch_losses": None, "train_s": result.train_s}  # at an evaluation: no losses pending
+            "rng_state": _get_rng_state(), "batch_losses": pending, "train_s": train_s}
