@@ -90,6 +90,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
         out.start()
         out.write_provenance(cfg.trainer.seed, str(device))
         files.append(out)
+
     def checkpoint(fit: "StackFit", k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
         """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
         of its unfinished trials on its own (``dlrunner.stack.launch``)."""
