@@ -15,7 +15,7 @@ from rich.console import Console
 
 from conftest import compose, read_metrics, read_summary, run_dlrun
 from dlrunner.stack.group import stack_key, stack_problem
-from dlrunner.stack.model import StackedModel, TrialDropout
+from dlrunner.stack.model import StackedLinear, StackedModel, TrialDropout
 from dlrunner.stack.train import NotStackable, train_stacked
 from dlrunner.train.run import train
 
@@ -109,6 +109,17 @@ def test_dropout_keeps_each_trials_probability():
     assert scores.shape == (2, 1000, 10)
     assert not torch.equal(stacked.eval_forward(x), scores)  # eval mode: no dropout
     assert torch.equal(stacked.eval_forward(x), stacked.eval_forward(x))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_stacked_linear_layers_gradients_are_the_numerical_ones(bias):
+    """StackedLinear writes its own backward (dW in W's layout): gradcheck it in float64."""
+    x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 2, dtype=torch.float64, requires_grad=True) if bias else None
+    assert torch.autograd.gradcheck(StackedLinear.apply, (x, weight, b))
+    expected = torch.einsum("kbi,koi->kbo", x, weight) + (b[:, None, :] if bias else 0)
+    assert torch.allclose(StackedLinear.apply(x, weight, b), expected)
 
 
 def test_grouping_by_per_trial_values_and_by_shape():
