@@ -13,6 +13,11 @@ Measured:
                       trial's training time (summary.json timing.train_s). That cycle holds all
                       of a trial but its training: the ledger line, the next launch, Hydra's job
                       set-up, building data and model, the final evaluation and the files.
+  the machine's own   the hand-written loop of scripts/bench_train.py (1 thread, --steps steps)
+  ceiling             run alone and as two processes at once: the pair's summed steps/s over the
+                      lone loop's. Two workers cannot beat what two plain loops get from this
+                      machine's cores (shared caches, memory bandwidth, a virtual machine's
+                      neighbours): the sweep's speed-up is also shown as a share of it.
 
     python scripts/bench_sweep.py                         # 24 trials of 2000 steps, 3 repeats
     python scripts/bench_sweep.py --budget 8 --steps 200 --repeats 1   # quick look
@@ -32,6 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_train  # noqa: E402
 from bench_train import machine, stats  # noqa: E402  (same folder: the machine line and the median/min-max format)
 
 TARGETS = {"speedup": ("≥ 1.7", lambda r: r >= 1.7), "overhead": ("≤ 0.5 s", lambda s: s <= 0.5)}
@@ -60,6 +66,16 @@ def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> d
             "train_s": statistics.median(t for _, t in finished)}
 
 
+def hand_loop_rates(work: Path, steps: int, copies: int) -> list[float]:
+    """Steps per second of `copies` hand-written loops started together (each its own process)."""
+    command = [sys.executable, bench_train.__file__, "--inner", "hand", "--work", str(work), "--steps", str(steps), "--eval-every", "250"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    outputs = [proc.communicate()[0] for proc in procs]
+    if any(proc.returncode for proc in procs):
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return [json.loads(text.strip().splitlines()[-1])["steps_per_s"] for text in outputs]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget", type=int, default=24, help="trials per sweep")
@@ -72,12 +88,16 @@ def main() -> None:
 
     rows: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        work = bench_train.prepare("mlp", Path(tmp))
         for repeat in range(args.repeats):
+            alone, pair = hand_loop_rates(work, args.steps, 1)[0], hand_loop_rates(work, args.steps, 2)
+            rows.setdefault("ceiling", []).append(sum(pair) / alone)
             got = {jobs: run_sweep(args.dlrun, Path(tmp), jobs, args.budget, args.steps) for jobs in (1, 2)}
             for jobs, r in got.items():
                 for key, value in r.items():
                     rows.setdefault(f"{jobs}:{key}", []).append(value)
             rows.setdefault("speedup", []).append(got[2]["per_minute"] / got[1]["per_minute"])
+            rows.setdefault("of_ceiling", []).append(rows["speedup"][-1] / rows["ceiling"][-1])
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 
     def line(name, key, fmt, target=None):
@@ -96,6 +116,8 @@ def main() -> None:
         out.append(line(f"{jobs} worker(s): trials per minute", f"{jobs}:per_minute", "{:.1f}"))
         out.append(line(f"{jobs} worker(s): training time per trial (s)", f"{jobs}:train_s", "{:.2f}"))
     out.append(line("trials per minute, 2 workers / 1 worker", "speedup", "{:.2f}", "speedup"))
+    out.append(line("the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)", "ceiling", "{:.2f}"))
+    out.append(line("the sweep's speed-up / the machine's ceiling", "of_ceiling", "{:.2f}"))
     out.append(line("per-trial overhead beyond training, warm worker (s)", "1:overhead", "{:.2f}", "overhead"))
     out += ["", "Per-trial overhead: median gap between consecutive summary.json writes in the 1-worker sweep, "
             "minus the later trial's training time."]

@@ -180,6 +180,25 @@ def test_users_config_dir_adds_and_overrides_options(tmp_path):
     assert "n_samples: 250" in via_env.stdout
 
 
+@pytest.mark.parametrize("where", ["override", "config-dir"])
+def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
+    """dlrun skips Hydra's mode probe (a whole extra compose) only where no config can set hydra.mode:
+    a mode set on the command line or in the user's own config still turns a train into a multirun."""
+    if where == "override":
+        args = ("hydra.mode=MULTIRUN", "optimizer.lr=0.01,0.1")
+    else:
+        mine = tmp_path / "mine" / "experiment"
+        mine.mkdir(parents=True)
+        (mine / "two_lrs.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n"
+                                           "  sweeper:\n    params:\n      optimizer.lr: 0.01,0.1\n")
+        args = ("--config-dir", str(tmp_path / "mine"), "experiment=two_lrs")
+    result = run_dlrun("train", *args, *QUICK, "data=moons", "trainer.progress=none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = run_dirs(tmp_path / "multirun")
+    assert sorted(read_summary(r)["config"]["optimizer"]["lr"] for r in runs) == [0.01, 0.1]
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.slow
 def test_installed_wheel_works_from_any_directory(tmp_path):
     """Build the wheel, install it into a fresh virtual environment, run dlrun from elsewhere."""

@@ -204,12 +204,15 @@ RULES: dict[str, Check] = {
 def validate(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every bad value in ``cfg``."""
     problems = []
+    resolved = {}  # each parent section resolved once, not once per rule (validate runs for every trial of a sweep)
     for key, check in RULES.items():
         node, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, node)
         if parent is None or leaf not in parent or OmegaConf.is_missing(parent, leaf):
             continue
-        value = OmegaConf.to_container(parent, resolve=True)[leaf]
+        if node not in resolved:
+            resolved[node] = OmegaConf.to_container(parent, resolve=True)
+        value = resolved[node][leaf]
         valid = check(value)
         if valid:
             problems.append(Problem(key, value, valid))
