@@ -40,8 +40,8 @@ def test_bench_sweep_tiny_prints_the_table():
 
 def test_bench_stack_tiny_prints_the_table():
     proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_stack.py"), "--ks", "2", "--steps", "20", "--models", "mlp",
-                           "--solo-trials", "1"], capture_output=True, text=True, timeout=300)
+                           "--solo-trials", "1", "--repeats", "2"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo |" in proc.stdout
+    assert "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) |" in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| mlp | 2 |"))
     assert float(row.split("|")[6]) < 0.05  # the stacked trial ends where its solo run ends
