@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlrunner.diagnostics.compare import compare
-from dlrunner.diagnostics.decide import segment_error, weighted_error
+from dlrunner.diagnostics.decide import optimizing_metric, segment_error, weighted_error
 
 from conftest import run_dlrun, train_in_process
 
@@ -65,6 +65,18 @@ def test_compare_command(tmp_path, course_classifiers):
     assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_dlrun("compare", str(course_classifiers[0]), "--satisfy", "latency is low", cwd=tmp_path)
     assert bad.returncode == 2 and "--satisfy" in bad.stderr
+
+
+def test_the_error_and_accuracy_reuse_a_known_error_and_match_a_fresh_pass():
+    """summarize passes the split's error from its evaluation: the same number a second pass gives."""
+    torch.manual_seed(0)
+    model, X, y = torch.nn.Linear(4, 3), torch.randn(50, 4), torch.randint(0, 3, (50,))
+    fresh = optimizing_metric(model, X, y, "multiclass", 3, "error", {})
+    assert optimizing_metric(model, X, y, "multiclass", 3, "error", {}, error=fresh) == fresh
+    assert optimizing_metric(model, X, y, "multiclass", 3, "accuracy", {}, error=0.25) == 0.75
+    assert optimizing_metric(model, X, y, "multiclass", 3, "accuracy", {}) == pytest.approx(1 - fresh)
+    assert optimizing_metric(model, X, y, "multiclass", 3, "f1", {}, error=0.25) != 0.75  # other metrics still look at predictions
+    assert optimizing_metric(model, X, y.float(), "regression", None, "error", {}, error=0.25) is None
 
 
 def test_every_run_measures_its_satisficing_metrics_and_optimizing_metric(tmp_path):

@@ -65,12 +65,15 @@ def macro_precision_recall(predicted: torch.Tensor, actual: torch.Tensor, n_clas
 
 @torch.no_grad()
 def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_classes: int | None, name: str, class_weights: dict,
-                      example_weights: torch.Tensor | None = None) -> float | None:
+                      example_weights: torch.Tensor | None = None, error: float | None = None) -> float | None:
     """The chosen single-number metric on one split (None when it does not apply to the task).
     The weighted error weighs each example by ``example_weights`` when the data gives them,
-    else by its true class's entry in ``class_weights`` (1 for classes not named)."""
+    else by its true class's entry in ``class_weights`` (1 for classes not named). ``error``: the
+    split's error when the caller has it already (error and accuracy then need no second pass)."""
     if task not in ("binary", "multiclass") or y.ndim != 1:
         return None  # regression, multilabel, per-step labels: the error is the metric
+    if name in ("error", "accuracy") and error is not None:
+        return error if name == "error" else 1.0 - error
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device  # a training split kept in host memory comes over in chunks

@@ -264,7 +264,7 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
     metric = cfg.metric
     class_weights = {int(k): float(v) for k, v in (metric.class_weights or {}).items()}
     chosen = {name: optimizing_metric(model, *data.splits[name], data.task, data.n_classes, metric.optimizing, class_weights,
-                                      (data.weights or {}).get(name))
+                                      (data.weights or {}).get(name), error=errors[name])
               for name in metrics}
     satisficing = satisficing_metrics(model, data.splits["dev"][0][:1], result.train_s)
     if result.status == "diverged":
