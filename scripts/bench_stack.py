@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--solo-trials", type=int, default=6, help="solo trials actually trained per (model, K) to time the solo rate")
-    p.add_argument("--repeats", type=int, default=3, help="stacked-then-solo rounds per (model, K); medians are reported")
+    p.add_argument("--repeats", type=int, default=3, choices=range(1, 1000), metavar="N", help="stacked-then-solo rounds per (model, K); medians are reported")
     p.add_argument("--device", default="cpu")
     p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
     args = p.parse_args()

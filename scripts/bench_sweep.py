@@ -14,7 +14,8 @@ Measured:
                       of a trial but its training: the ledger line, the next launch, Hydra's job
                       set-up, building data and model, the final evaluation and the files.
   the machine's own   the hand-written loop of scripts/bench_train.py (1 thread, --steps steps)
-  ceiling             run alone and as two processes at once: the pair's summed steps/s over the
+  ceiling             run alone and as two processes at once (they meet at a barrier after their
+                      imports, so they train side by side): the pair's summed steps/s over the
                       lone loop's. Two workers cannot beat what two plain loops get from this
                       machine's cores (shared caches, memory bandwidth, a virtual machine's
                       neighbours): the sweep's speed-up is also shown as a share of it.
@@ -67,8 +68,11 @@ def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> d
 
 
 def hand_loop_rates(work: Path, steps: int, copies: int) -> list[float]:
-    """Steps per second of `copies` hand-written loops started together (each its own process)."""
-    command = [sys.executable, bench_train.__file__, "--inner", "hand", "--work", str(work), "--steps", str(steps), "--eval-every", "250"]
+    """Steps per second of `copies` hand-written loops trained together (each its own process; they
+    meet at a barrier after their imports, so their training overlaps from the first step)."""
+    barrier = Path(tempfile.mkdtemp(prefix="barrier-", dir=work.parent))
+    command = [sys.executable, bench_train.__file__, "--inner", "hand", "--work", str(work), "--steps", str(steps),
+               "--eval-every", "250", "--barrier", str(barrier), "--parties", str(copies)]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
     outputs = [proc.communicate()[0] for proc in procs]
     if any(proc.returncode for proc in procs):
@@ -80,7 +84,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget", type=int, default=24, help="trials per sweep")
     p.add_argument("--steps", type=int, default=2000, help="training steps per trial")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, choices=range(1, 1000), metavar="N")
     p.add_argument("--dlrun", default=None, help="the dlrun executable (default: next to this Python)")
     args = p.parse_args()
     beside = Path(sys.executable).parent / "dlrun"

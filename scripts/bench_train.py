@@ -121,7 +121,7 @@ def lightning_loop(model, X, y, X_dev, y_dev, steps, eval_every):
     return time.perf_counter() - started, [{"step": steps, "train": module.errors.get(0), "dev": module.errors.get(1)}]
 
 
-def inner(kind: str, work: Path, steps: int, eval_every: int) -> None:
+def inner(kind: str, work: Path, steps: int, eval_every: int, barrier: Path | None = None, parties: int = 1) -> None:
     import torch
 
     torch.set_num_threads(1)  # what dlrun picks for these small models (trainer.threads=null)
@@ -130,6 +130,10 @@ def inner(kind: str, work: Path, steps: int, eval_every: int) -> None:
     # anyone else), so weights_only=True, which refuses module objects, is not needed here.
     saved = torch.load(work, weights_only=False)
     X, y, model = saved["X"], saved["y"], saved["model"]
+    if barrier is not None:  # loops started together train together (scripts/bench_sweep.py's ceiling): wait for the others
+        (barrier / str(os.getpid())).touch()
+        while len(list(barrier.iterdir())) < parties:
+            time.sleep(0.002)
 
     if kind == "lightning":
         train_s, history = lightning_loop(model, X, y, saved["X_dev"], saved["y_dev"], steps, eval_every)
@@ -238,9 +242,11 @@ def main() -> None:
                    help="a Python that can import lightning (a benchmark-only dependency); the row is skipped otherwise")
     p.add_argument("--inner", choices=("hand", "dataloader", "lightning"), help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--parties", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inner:
-        return inner(args.inner, args.work, args.steps, args.eval_every)
+        return inner(args.inner, args.work, args.steps, args.eval_every, args.barrier, args.parties)
     if args.quick:
         args.steps, args.repeats, args.models = 200, 1, "mlp"
     beside = Path(sys.executable).parent / "dlrun"  # not a pyenv/shell shim: that would add its own start-up

@@ -180,7 +180,7 @@ def test_users_config_dir_adds_and_overrides_options(tmp_path):
     assert "n_samples: 250" in via_env.stdout
 
 
-@pytest.mark.parametrize("where", ["override", "config-dir"])
+@pytest.mark.parametrize("where", ["override", "config-dir", "-cd=DIR"])
 def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
     """dlrun skips Hydra's mode probe (a whole extra compose) only where no config can set hydra.mode:
     a mode set on the command line or in the user's own config still turns a train into a multirun."""
@@ -191,7 +191,8 @@ def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
         mine.mkdir(parents=True)
         (mine / "two_lrs.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n"
                                            "  sweeper:\n    params:\n      optimizer.lr: 0.01,0.1\n")
-        args = ("--config-dir", str(tmp_path / "mine"), "experiment=two_lrs")
+        args = ("--config-dir", str(tmp_path / "mine"), "experiment=two_lrs") if where == "config-dir" else (
+            f"-cd={tmp_path / 'mine'}", "experiment=two_lrs")
     result = run_dlrun("train", *args, *QUICK, "data=moons", "trainer.progress=none", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = run_dirs(tmp_path / "multirun")

@@ -205,6 +205,10 @@ def _run_hydra(args: list[str]) -> None:
         _guarded(entry)
 
 
+# Hydra options that cannot bring in a config that sets hydra.mode (see _known_hydra_mode).
+MODE_SAFE_OPTIONS = {"-m", "--multirun", "-c", "--cfg", "-p", "--package", "--resolve", "--info", "-i", "-h", "--help", "-hh", "--hydra-help"}
+
+
 @contextlib.contextmanager
 def _known_hydra_mode(args: List[str]):
     """Skip Hydra's mode probe when its answer is known.
@@ -213,10 +217,13 @@ def _known_hydra_mode(args: List[str]):
     (``Hydra.get_mode``), then composes it again for the job: ~0.4 s of each `dlrun train` and
     `dlrun sweep` (0.75 s on a slow machine). dlrun's built-in configs never set ``hydra.mode``, so
     the probe can only find None -- unless a user's config directory, another primary config or
-    search path, or an override could set it; then Hydra probes as usual. -m / --multirun and
+    search path, an override, or any Hydra option but those in MODE_SAFE_OPTIONS could set it; then
+    Hydra probes as usual. -m / --multirun and
     plain runs behave exactly as before (None is what the probe returns for them)."""
     could_set_mode = user_config_dir() is not None or any(
-        arg.lstrip("+~").startswith(("hydra.mode", "hydra.searchpath")) or arg.startswith(("-cp", "--config-path", "-cn", "--config-name"))
+        arg.lstrip("+~").startswith(("hydra.mode", "hydra.searchpath"))
+        # any Hydra option but these (-cd=DIR, --config-path, abbreviations, ...) may bring in other configs
+        or (arg.startswith("-") and arg.split("=", 1)[0] not in MODE_SAFE_OPTIONS)
         for arg in args)
     try:
         from hydra._internal.hydra import Hydra  # Hydra 1.3's internals: if they move, probe as usual
@@ -387,7 +394,7 @@ def _take_config_dir(args: List[str]) -> List[str]:
             _state["debug"] = True
         elif arg in ("--config-dir", "-cd"):
             _use_config_dir(next(it, ""))
-        elif arg.startswith("--config-dir="):
+        elif arg.startswith(("--config-dir=", "-cd=")):
             _use_config_dir(arg.split("=", 1)[1])
         else:
             rest.append(arg)
