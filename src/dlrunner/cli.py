@@ -218,8 +218,8 @@ def _known_hydra_mode(args: List[str]):
     `dlrun sweep` (0.75 s on a slow machine). dlrun's built-in configs never set ``hydra.mode``, so
     the probe can only find None -- unless a user's config directory, another primary config or
     search path, an override, or any Hydra option but those in MODE_SAFE_OPTIONS could set it; then
-    Hydra probes as usual. -m / --multirun and
-    plain runs behave exactly as before (None is what the probe returns for them)."""
+    Hydra probes as usual. -m / --multirun and plain runs behave exactly as before (None is what
+    the probe returns for them)."""
     could_set_mode = user_config_dir() is not None or any(
         arg.lstrip("+~").startswith(("hydra.mode", "hydra.searchpath"))
         # any Hydra option but these (-cd=DIR, --config-path, abbreviations, ...) may bring in other configs

