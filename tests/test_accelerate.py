@@ -130,3 +130,69 @@ def test_bad_speed_settings_are_refused(tmp_path):
     assert result.returncode == 2
     assert "trainer.channels_last" in result.stderr + result.stdout and "sometimes" in result.stderr + result.stdout
     assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_dlrun_train_never_imports_torch_dynamo(tmp_path):
+    """torch.optim would import torch._dynamo (~1.2 s of start-up) only to not compile (train/accelerate.py)."""
+    done = run_dlrun("train", "trainer.steps=20", "trainer.eval_every=10", "trainer.checkpoint_every=1", "trainer.progress=none",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "torch.optim" in imported and "torch._dynamo" not in imported
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+OPTIMIZERS = {
+    "adam fused": lambda params: torch.optim.Adam(params, lr=0.01, fused=True),
+    "adam foreach": lambda params: torch.optim.Adam(params, lr=0.01, foreach=True),
+    "adamw": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1),
+    "sgd momentum": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
+    "rmsprop": lambda params: torch.optim.RMSprop(params, lr=0.01),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_eager_step_takes_the_steps_optimizer_step_takes(name, monkeypatch):
+    import sys
+
+    from dlrunner.train.accelerate import eager_step
+
+    def train(eager: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        optimizer = OPTIMIZERS[name](model.parameters())
+        step = optimizer.step
+        if eager:  # as in a process that has not imported torch._dynamo (this one has: other tests compile)
+            with monkeypatch.context() as patch:
+                patch.delitem(sys.modules, "torch._dynamo", raising=False)
+                step = eager_step(optimizer)
+            assert step != optimizer.step
+        x, y = torch.randn(32, 6), torch.randn(32, 1)
+        for _ in range(5):
+            optimizer.zero_grad(set_to_none=True)
+            ((model(x) - y) ** 2).mean().backward()
+            step()
+        assert not any(p.grad is not None and p.grad.requires_grad for p in model.parameters())
+        return [p.detach().clone() for p in model.parameters()]
+
+    for eager_weights, plain_weights in zip(train(eager=True), train(eager=False)):
+        assert torch.equal(eager_weights, plain_weights)
+
+
+def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypatch):
+    import sys
+
+    from dlrunner.optim.momentum import CourseMomentum
+    from dlrunner.train.accelerate import eager_step
+
+    monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    hooked = torch.optim.Adam(params, lr=0.1)
+    hooked.register_step_post_hook(lambda optimizer, args, kwargs: None)  # a hook runs only through optimizer.step
+    assert eager_step(hooked) == hooked.step
+    course = CourseMomentum(params, lr=0.1)  # its own step, not wrapped by torch.optim's graph breaks
+    assert eager_step(course) == course.step
+    differentiable = torch.optim.Adam(params, lr=0.1, differentiable=True)  # its step keeps gradients on: as written
+    assert eager_step(differentiable) == differentiable.step
+    assert eager_step(torch.optim.Adam(params, lr=0.1)) != hooked.step

@@ -9,6 +9,7 @@ any machine; on the CPU every one of them falls back to the plain path.
 from __future__ import annotations
 
 import inspect
+import sys
 
 import torch
 
@@ -100,3 +101,54 @@ def to_channels_last(model: torch.nn.Module, data) -> None:
 def model_device(model: torch.nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+# ---- Start-up: torch.optim without importing torch._dynamo ----------------------------------------
+# torch.optim imports torch._dynamo (sympy, torch.fx: ~1.2 s, half of what `dlrun train` took to start
+# beyond `import torch`) for work that is a no-op outside torch.compile:
+# - Optimizer.add_param_group, zero_grad, state_dict and load_state_dict are wrapped by
+#   ``torch._disable_dynamo``, whose wrapper imports torch._dynamo on its first call to build the
+#   not-compiled version of the function, and caches it on the function as ``__dynamo_disable``.
+#   Run eagerly, that version is the function itself: caching the function skips the import.
+# - ``step`` is wrapped by ``_use_grad_for_differentiable``, which imports torch._dynamo on every
+#   call to place two graph breaks around the update and turns gradients off; ``eager_step`` calls
+#   the update under no_grad itself.
+# Both apply only while torch._dynamo is not imported: trainer.compile (or anything else that
+# compiles) imports it first, and torch.optim then runs exactly as written.
+DYNAMO_WRAPPED_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+def spare_dynamo_import() -> bool:
+    """Let torch.optim's optimizers be built, zeroed and saved without importing torch._dynamo.
+    Call before building the optimizer; returns whether it applied (False once torch._dynamo is in)."""
+    if "torch._dynamo" in sys.modules:
+        return False
+    marker = torch._disable_dynamo(lambda: None).__code__  # the code of the wrapper torch._disable_dynamo makes
+    for name in DYNAMO_WRAPPED_METHODS:
+        wrapper = getattr(torch.optim.Optimizer, name, None)
+        function = getattr(wrapper, "__wrapped__", None)
+        if function is not None and wrapper.__code__ is marker:  # a torch that wraps differently keeps its own way
+            setattr(function, "__dynamo_disable", function)
+    return True
+
+
+def eager_step(optimizer: torch.optim.Optimizer):
+    """``optimizer.step`` as a function of no arguments; without torch.optim's graph-break wrapper
+    (and its import of torch._dynamo) when nothing compiles and the optimizer has no step hooks,
+    which that path would skip. Optimizers whose step is not wrapped so (``CourseMomentum``) keep theirs."""
+    from torch.optim import optimizer as torch_optimizer
+
+    hooks = (torch_optimizer._global_optimizer_pre_hooks, torch_optimizer._global_optimizer_post_hooks,
+             optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
+    use_grad = getattr(type(optimizer).step, "__wrapped__", None)  # under the profiler hook torch.optim puts on every step
+    update = getattr(use_grad, "__wrapped__", None)
+    marker = torch_optimizer._use_grad_for_differentiable(lambda: None).__code__
+    if ("torch._dynamo" in sys.modules or update is None or use_grad.__code__ is not marker or any(hooks)
+            or optimizer.defaults.get("differentiable")):
+        return optimizer.step
+
+    def step():
+        with torch.no_grad():  # what the wrapper does for a non-differentiable optimizer
+            return update(optimizer)
+
+    return step

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from dlrunner.diagnostics import diagnose
-from dlrunner.train.accelerate import model_device
+from dlrunner.train.accelerate import eager_step, model_device
 from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
 from dlrunner.train.signals import STOP, Interrupted
 
@@ -63,6 +63,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     loss_fn = loss_function(data.task)
     autocast, scaler = _mixed_precision(settings.precision, device)
     scaling = scaler.is_enabled()
+    optimizer_step = eager_step(optimizer)  # optimizer.step, without importing torch._dynamo when nothing compiles
     shuffle = torch.Generator(device=X.device)
 
     # Where we are: a fresh start, or the state saved in a checkpoint.
@@ -143,7 +144,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
                 loss.backward()
                 if settings.grad_clip_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
-                optimizer.step()
+                optimizer_step()
             batch_losses.append(loss.detach())
             step += 1
             progress.advance(step, epoch)
