@@ -181,3 +181,25 @@ def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path
     else:
         assert "━" not in text.split("Bias / variance")[0]
         assert [line.split()[1] for line in text.splitlines() if line.startswith("step ")] == ["20/60", "40/60", "60/60"]
+
+
+def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from dlrunner.train.outputs import provenance
+
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    repo.mkdir(), elsewhere.mkdir()
+    (repo / "train.py").write_text("print('hi')\n")
+    for command in (["init", "-q"], ["add", "train.py"], ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "first"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    assert provenance(0, "cpu")["git"] == {"commit": head, "dirty": False}
+    (repo / "train.py").write_text("print('changed')\n")  # this process imported its code before: it keeps what it saw
+    assert provenance(1, "cpu")["git"] == {"commit": head, "dirty": False}
+    monkeypatch.chdir(elsewhere)
+    assert provenance(0, "cpu")["git"] is None  # not a repository

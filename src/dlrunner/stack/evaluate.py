@@ -16,8 +16,8 @@ def per_trial_loss(task: str):
     """loss(scores (K, B, C), y (K, B)) -> (K,) mean loss of each trial's mini-batch."""
     def loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k, b = y.shape[:2]
-        if task == "multiclass":  # cross-entropy as logsumexp(z) - z_y: ~1.7x faster than F.cross_entropy at (K*B, C)
-            return (scores.logsumexp(-1) - scores.gather(-1, y[..., None]).squeeze(-1)).mean(1)
+        if task == "multiclass":  # over (K*B, C) rows: with its backward, ~1.35x faster than logsumexp(z) - z_y at K=16
+            return F.cross_entropy(scores.reshape(k * b, -1), y.reshape(-1), reduction="none").view(k, b).mean(1)
         if task == "binary":
             return F.binary_cross_entropy_with_logits(scores.squeeze(-1), y, reduction="none").mean(1)
         return F.mse_loss(scores.squeeze(-1), y, reduction="none").mean(1)
@@ -33,8 +33,12 @@ def evaluate_stack(stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials:
     total = torch.zeros(stacked.k, device=device, dtype=torch.float64)
     wrong = torch.zeros(stacked.k, device=device, dtype=torch.float64)
     predicted = []
-    for start in range(0, len(X), EVAL_BATCH):
-        xb, yb = X[start : start + EVAL_BATCH].to(device), y[start : start + EVAL_BATCH].to(device)
+    # K trials' activations for a chunk of examples are K times a solo run's: smaller chunks keep them
+    # the size of a solo evaluation's. Measured for K=16 MLP trials on the 4000 training examples:
+    # 67 ms in one chunk, 25 ms in chunks of 512; K=64: 313 ms, 110 ms in chunks of 256.
+    chunk = max(256, EVAL_BATCH // stacked.k)
+    for start in range(0, len(X), chunk):
+        xb, yb = X[start : start + chunk].to(device), y[start : start + chunk].to(device)
         scores = stacked.eval_forward(xb).float()  # (K, n, C)
         total += loss_fn(scores, yb.expand(stacked.k, *yb.shape)).double() * len(xb)
         if task != "regression":

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -94,7 +95,7 @@ def provenance(seed: int, device: str) -> dict:
     return {
         "command": sys.argv,
         "cwd": os.getcwd(),
-        "git": _git_state(),
+        "git": _git_state(os.getcwd()),
         "seed": seed,
         "device": device,
         "host": platform.node(),
@@ -111,13 +112,18 @@ def provenance(seed: int, device: str) -> dict:
     }
 
 
-def _git_state() -> dict | None:
-    """The commit of the working directory's git repository, if there is one."""
+@functools.lru_cache(maxsize=8)
+def _git_state(cwd: str) -> dict | None:
+    """The commit of the working directory's git repository, if there is one.
+
+    Once per directory and process: the code a process runs is the code it imported when it started,
+    and the two git commands (~10 ms, more in a big working tree) would otherwise run for every trial
+    of a sweep worker and of a stack."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=5)
         return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
