@@ -203,3 +203,25 @@ def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_
     assert provenance(1, "cpu")["git"] == {"commit": head, "dirty": False}
     monkeypatch.chdir(elsewhere)
     assert provenance(0, "cpu")["git"] is None  # not a repository
+
+
+@pytest.mark.parametrize("extra, reused", [
+    ((), True),  # completed: the last evaluation (step 60) is of the final weights
+    (("regularization.early_stopping=true", "regularization.patience=1", "optimizer.lr=3.0"), False),  # back to the best weights
+])
+def test_the_summary_reuses_the_last_evaluation_when_it_is_of_the_final_weights(tmp_path, monkeypatch, extra, reused):
+    import dlrunner.train.run as run
+
+    evaluated_sizes = []
+    evaluate = run.evaluate
+    monkeypatch.setattr(run, "evaluate", lambda model, X, y, task: evaluated_sizes.append(len(X)) or evaluate(model, X, y, task))
+    summary = train_in_process(tmp_path, *SMALL, "trainer.eval_test=true", *extra)
+    metrics = read_metrics(tmp_path / "run")
+    sizes = summary["sizes"]
+    if reused:
+        assert summary["status"] == "completed" and not summary["stopped_early"]
+        assert evaluated_sizes == [sizes["test"]]  # only the split no evaluation measured
+        assert summary["metrics"]["dev"] == metrics[-1]["dev"] and summary["metrics"]["train"] == metrics[-1]["train"]
+    else:
+        assert summary["stopped_early"] and evaluated_sizes == [sizes[name] for name in ("train", "dev", "test")]
+        assert summary["metrics"]["dev"]["error"] == summary["best"]["dev_error"]

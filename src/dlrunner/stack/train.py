@@ -32,7 +32,7 @@ from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data, spare_dynamo_import
-from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state
+from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state, final_metrics
 from dlrunner.train.outputs import RunFiles, write_json_atomic
 from dlrunner.train.run import build_model, cpu_threads, pick_device, summarize
 from dlrunner.train.signals import STOP, Interrupted
@@ -208,9 +208,11 @@ class StackFit:
         results = []
         for k in range(k_all):
             at_step, at_epoch = self.stopped_at[k] or (step, epoch)
+            last = self.records[k][-1] if self.records[k] else None
             results.append(FitResult(self.status[k], self.message[k], at_step, at_epoch, self.train_s, self.eval_s_total,
                                      self.stopped_early[k], self.best_step[k],
-                                     None if self.best_step[k] is None else self.best_error[k]))
+                                     None if self.best_step[k] is None else self.best_error[k],
+                                     final_metrics(self.status[k], self.stopped_early[k], last, at_step)))
         return results
 
     def evaluate(self, step, epoch, position, lr, losses: torch.Tensor, batch_size: int) -> None:

@@ -51,6 +51,19 @@ class FitResult:
     stopped_early: bool = False
     best_step: Optional[int] = None
     best_dev_error: Optional[float] = None
+    final_metrics: Optional[dict] = None  # the last evaluation's split metrics, when the model ends with the weights it evaluated
+
+
+EVALUATED_SPLITS = ("train", "dev", "train_dev")  # the splits every evaluation measures
+
+
+def final_metrics(status: str, stopped_early: bool, last_record: Optional[dict], step: int) -> Optional[dict]:
+    """The split metrics of the last evaluation if they describe the final model (a completed run
+    evaluates at its last step; early stopping goes back to the best weights), so that the summary
+    need not evaluate those splits again: ~10 ms per run, per trial of a stack or a sweep."""
+    if status != "completed" or stopped_early or last_record is None or last_record["step"] != step:
+        return None
+    return {name: last_record[name] for name in EVALUATED_SPLITS if name in last_record}
 
 
 def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume: Optional[dict] = None) -> FitResult:
@@ -69,7 +82,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     # Where we are: a fresh start, or the state saved in a checkpoint.
     step, epoch, position, order = 0, 0, n_train, None
     best_dev_error, best_step, evals_since_best, evals_done = math.inf, None, 0, 0
-    best_weights = None
+    best_weights, last_record = None, None
     elapsed_before = 0.0
     shuffle.manual_seed(int(torch.initial_seed()) % 2**63)
     if resume is not None:
@@ -159,6 +172,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             record = evaluation_record(model, data, settings, step, epoch, lr, sum(losses) / len(losses), batch_size)
             record["batch_losses"] = losses  # every mini-batch loss since the last evaluation (the report smooths them)
             evals_done += 1
+            last_record = record
             outputs.append_metrics(record)
             progress.evaluated(record)
             if not (math.isfinite(record["train_loss"]) and math.isfinite(record["J"])):
@@ -190,14 +204,14 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     if stopped_early and best_weights is not None:
         model.load_state_dict(best_weights)  # early stopping keeps the best dev weights (SPEC B8)
     return FitResult(status, message, step, epoch, train_s, eval_s, stopped_early, best_step,
-                     None if best_step is None else best_dev_error)
+                     None if best_step is None else best_dev_error, final_metrics(status, stopped_early, last_record, step))
 
 
 def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, train_loss, batch_size) -> dict:
     """One line of metrics.jsonl: every split's loss and error, J with and without the L2 term,
     and the bias/variance gaps at this point of training."""
     record = {"step": step, "epoch": epoch, "lr": lr, "train_loss": train_loss}
-    for name in ("train", "dev", "train_dev"):
+    for name in EVALUATED_SPLITS:
         if name in data.splits:
             record[name] = evaluate(model, *data.splits[name], data.task)
     record["J"] = record["train"]["loss"]

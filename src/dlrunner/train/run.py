@@ -255,7 +255,9 @@ def same_run(saved: dict, current: dict) -> bool:
 def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dict | None = None) -> dict:
     """Final metrics per split, the diagnosis and timings: the content of summary.json."""
     names = ["train", "dev", "train_dev", "train_general", "train_target"] + (["test"] if cfg.trainer.eval_test else [])
-    metrics = {name: evaluate(model, *data.splits[name], data.task) for name in names if name in data.splits}
+    evaluated = result.final_metrics or {}  # the loop's last evaluation, when it was of these weights
+    metrics = {name: evaluated[name] if name in evaluated else evaluate(model, *data.splits[name], data.task)
+               for name in names if name in data.splits}
     errors = {name: m["error"] for name, m in metrics.items()}
     diagnosis = diagnose(
         train=errors["train"], dev=errors["dev"], human=cfg.data.human_error,
