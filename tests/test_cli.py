@@ -286,3 +286,39 @@ def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run
     records = read_metrics(newest)
     assert records[0]["step"] == 100 and records[0]["lr"] == 0.01  # history carried over
     assert records[-1]["step"] == 200 and records[-1]["lr"] == 0.001
+
+
+def test_dlrun_exits_without_teardown_after_running_exit_handlers_and_flushing(tmp_path):
+    """main() ends a process that loaded torch with os._exit (cli._exit_without_teardown): exit
+    handlers must still run, buffered output reach its file, and the exit code stay the command's."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: open('handler-ran', 'w').write('yes'))\n"
+        "sys.argv = ['dlrun', 'train', 'trainer.steps=5', 'trainer.progress=none', 'hydra.run.dir=run']\n"
+        "from dlrunner.cli import main\n"
+        "main()\n"
+        "print('not reached')\n"
+    )
+    with open(tmp_path / "out.txt", "w") as out:
+        done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+    printed = (tmp_path / "out.txt").read_text()
+    assert "Run folder:" in printed and "not reached" not in printed  # block-buffered stdout, flushed before the exit
+    assert read_summary(tmp_path / "run")["status"] == "completed"
+    bad = subprocess.run([sys.executable, "-c", script.replace("trainer.steps=5", "trainer.steps=-5")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "trainer.steps" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dlrun_waits_for_a_running_thread_instead_of_exiting_without_teardown(tmp_path):
+    script = (
+        "import threading, time, sys\n"
+        "import torch\n"
+        "from dlrunner.cli import _exit_without_teardown\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), open('thread-done', 'w').close())).start()\n"
+        "_exit_without_teardown(3)\n"
+        "sys.exit(4)  # the normal exit, which waits for the thread\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 4 and (tmp_path / "thread-done").is_file()
