@@ -195,4 +195,22 @@ def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypat
     assert eager_step(course) == course.step
     differentiable = torch.optim.Adam(params, lr=0.1, differentiable=True)  # its step keeps gradients on: as written
     assert eager_step(differentiable) == differentiable.step
-    assert eager_step(torch.optim.Adam(params, lr=0.1)) != hooked.step
+    plain = torch.optim.Adam(params, lr=0.1)
+    assert eager_step(plain) != plain.step  # the same optimizer without a hook takes the eager step
+
+
+def test_compiling_after_a_plain_run_gives_torch_optim_its_own_wrappers_back(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import train_in_process
+    from dlrunner.train.accelerate import DYNAMO_WRAPPED_METHODS, restore_dynamo_wrappers, spare_dynamo_import
+
+    with monkeypatch.context() as patch:
+        patch.delitem(sys.modules, "torch._dynamo", raising=False)
+        assert spare_dynamo_import()
+    wrapped = [getattr(torch.optim.Optimizer, name).__wrapped__ for name in DYNAMO_WRAPPED_METHODS]
+    assert all(getattr(f, "__dynamo_disable") is f for f in wrapped)
+    restore_dynamo_wrappers()
+    assert all(getattr(f, "__dynamo_disable", None) is not f for f in wrapped)
+    summary = train_in_process(tmp_path, "data=moons", "trainer=quick", "trainer.steps=10", "trainer.compile=true")
+    assert summary["status"] == "completed"

@@ -322,3 +322,17 @@ def test_dlrun_waits_for_a_running_thread_instead_of_exiting_without_teardown(tm
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 4 and (tmp_path / "thread-done").is_file()
+
+
+def test_a_script_that_calls_main_gets_its_system_exit_back(tmp_path):
+    script = (
+        "import sys\n"
+        "sys.argv = ['wrapper.py', 'train', 'trainer.steps=5', 'trainer.progress=none', 'hydra.run.dir=run']\n"
+        "from dlrunner.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    print('caught', done.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "caught 0" in done.stdout, done.stderr[-2000:]

@@ -170,12 +170,22 @@ def list_options(group: Optional[str] = typer.Argument(None, help="A config grou
 
 
 def main() -> None:
+    whole_process = _is_the_whole_process()  # before the commands rewrite sys.argv for Hydra
     try:
         app()
     except SystemExit as done:
-        if "torch" in sys.modules and (done.code is None or isinstance(done.code, int)):
+        if "torch" in sys.modules and (done.code is None or isinstance(done.code, int)) and whole_process:
             _exit_without_teardown(done.code or 0)
         raise
+
+
+def _is_the_whole_process() -> bool:
+    """Whether this main() is the process itself: the `dlrun` command or `python -m dlrunner`, with no
+    profiler or debugger attached (they write their results after main returns) and
+    DLRUN_FULL_EXIT unset. A script or notebook that calls main() gets its SystemExit back."""
+    program = Path(sys.argv[0]).stem if sys.argv else ""
+    return (program in ("dlrun", "__main__") and sys.getprofile() is None and sys.gettrace() is None
+            and not os.environ.get("DLRUN_FULL_EXIT"))
 
 
 def _exit_without_teardown(code: int) -> None:
@@ -197,6 +207,12 @@ def _exit_without_teardown(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
             pass
+    try:  # and what C libraries wrote through stdio's own buffers
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
     os._exit(code)
 
 

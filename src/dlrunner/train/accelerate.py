@@ -132,6 +132,15 @@ def spare_dynamo_import() -> bool:
     return True
 
 
+def restore_dynamo_wrappers() -> None:
+    """Undo ``spare_dynamo_import`` before anything compiles (trainer.compile in a process that
+    already trained without it, e.g. a sweep worker): torch.optim marks its functions again."""
+    for name in DYNAMO_WRAPPED_METHODS:
+        function = getattr(getattr(torch.optim.Optimizer, name, None), "__wrapped__", None)
+        if function is not None and getattr(function, "__dynamo_disable", None) is function:
+            delattr(function, "__dynamo_disable")
+
+
 def eager_step(optimizer: torch.optim.Optimizer):
     """``optimizer.step`` as a function of no arguments; without torch.optim's graph-break wrapper
     (and its import of torch._dynamo) when nothing compiles and the optimizer has no step hooks,

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
@@ -112,13 +111,21 @@ def provenance(seed: int, device: str) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=8)
 def _git_state(cwd: str) -> dict | None:
     """The commit of the working directory's git repository, if there is one.
 
     Once per directory and process: the code a process runs is the code it imported when it started,
     and the two git commands (~10 ms, more in a big working tree) would otherwise run for every trial
-    of a sweep worker and of a stack."""
+    of a sweep worker and of a stack. A failure (no repository, a timeout) is asked again next time."""
+    if _GIT_STATES.get(cwd) is None:
+        _GIT_STATES[cwd] = _ask_git(cwd)
+    return _GIT_STATES[cwd]
+
+
+_GIT_STATES: dict[str, dict | None] = {}
+
+
+def _ask_git(cwd: str) -> dict | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:

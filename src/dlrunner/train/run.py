@@ -27,7 +27,7 @@ from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.optim import parameter_groups
 from dlrunner.search.constraints import check_constraints
-from dlrunner.train.accelerate import place_data, spare_dynamo_import, to_channels_last, wants_channels_last
+from dlrunner.train.accelerate import place_data, restore_dynamo_wrappers, spare_dynamo_import, to_channels_last, wants_channels_last
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
@@ -100,7 +100,9 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         torch.set_num_threads(trainer.threads or cpu_threads(count_parameters(model), batch_size))
     l2 = cfg.regularization.l2
     param_groups = parameter_groups(model, l2, batch_size)
-    if not trainer.compile:
+    if trainer.compile:
+        restore_dynamo_wrappers()  # left by an earlier run in this process
+    else:
         spare_dynamo_import()  # ~1.2 s of start-up: torch.optim would import torch._dynamo only to not compile
     optimizer = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=param_groups)
     if resume is not None:
