@@ -121,9 +121,10 @@ DYNAMO_WRAPPED_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_st
 def spare_dynamo_import() -> bool:
     """Let torch.optim's optimizers be built, zeroed and saved without importing torch._dynamo.
     Call before building the optimizer; returns whether it applied (False once torch._dynamo is in)."""
-    if "torch._dynamo" in sys.modules:
+    disable = getattr(torch, "_disable_dynamo", None)  # torch >= 2.1
+    if "torch._dynamo" in sys.modules or disable is None:
         return False
-    marker = torch._disable_dynamo(lambda: None).__code__  # the code of the wrapper torch._disable_dynamo makes
+    marker = disable(lambda: None).__code__  # the code of the wrapper torch._disable_dynamo makes
     for name in DYNAMO_WRAPPED_METHODS:
         wrapper = getattr(torch.optim.Optimizer, name, None)
         function = getattr(wrapper, "__wrapped__", None)
@@ -147,14 +148,15 @@ def eager_step(optimizer: torch.optim.Optimizer):
     which that path would skip. Optimizers whose step is not wrapped so (``CourseMomentum``) keep theirs."""
     from torch.optim import optimizer as torch_optimizer
 
-    hooks = (torch_optimizer._global_optimizer_pre_hooks, torch_optimizer._global_optimizer_post_hooks,
-             optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
+    hooks = [getattr(owner, name, None) for owner, name in (
+        (torch_optimizer, "_global_optimizer_pre_hooks"), (torch_optimizer, "_global_optimizer_post_hooks"),
+        (optimizer, "_optimizer_step_pre_hooks"), (optimizer, "_optimizer_step_post_hooks"))]
     use_grad = getattr(type(optimizer).step, "__wrapped__", None)  # under the profiler hook torch.optim puts on every step
     update = getattr(use_grad, "__wrapped__", None)
-    marker = torch_optimizer._use_grad_for_differentiable(lambda: None).__code__
-    if ("torch._dynamo" in sys.modules or update is None or use_grad.__code__ is not marker or any(hooks)
-            or optimizer.defaults.get("differentiable")):
-        return optimizer.step
+    wrap = getattr(torch_optimizer, "_use_grad_for_differentiable", None)
+    if ("torch._dynamo" in sys.modules or update is None or wrap is None or use_grad.__code__ is not wrap(lambda: None).__code__
+            or any(h is None or h for h in hooks) or optimizer.defaults.get("differentiable")):
+        return optimizer.step  # another torch, or something the wrappers do: the step as written
 
     def step():
         with torch.no_grad():  # what the wrapper does for a non-differentiable optimizer
