@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import machine  # noqa: E402
+from bench_train import machine, positive_int  # noqa: E402
 
 MODELS = {"mlp": ["model=mlp"], "cnn": ["experiment=mnist1d_cnn", "trainer.eval_test=false"]}
 TARGET = 3.0  # at K = 16 for the MLP on a 2-core CPU
@@ -50,10 +50,10 @@ def learning_rates(k: int) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ks", default="4,16,64", help="stack sizes, comma-separated")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--models", default="mlp,cnn")
-    p.add_argument("--solo-trials", type=int, default=6, help="solo trials actually trained per (model, K) to time the solo rate")
-    p.add_argument("--repeats", type=int, default=3, choices=range(1, 1000), metavar="N", help="stacked-then-solo rounds per (model, K); medians are reported")
+    p.add_argument("--solo-trials", type=positive_int, default=6, help="solo trials actually trained per (model, K) to time the solo rate")
+    p.add_argument("--repeats", type=positive_int, default=3, metavar="N", help="stacked-then-solo rounds per (model, K); medians are reported")
     p.add_argument("--device", default="cpu")
     p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
     args = p.parse_args()

@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_train  # noqa: E402
-from bench_train import machine, stats  # noqa: E402  (same folder: the machine line and the median/min-max format)
+import bench_train  # noqa: E402  (same folder: its hand-written loop, the machine line and the median/min-max format)
+from bench_train import machine, positive_int, stats  # noqa: E402
 
 TARGETS = {"speedup": ("≥ 1.7", lambda r: r >= 1.7), "overhead": ("≤ 0.5 s", lambda s: s <= 0.5)}
 
@@ -84,7 +84,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget", type=int, default=24, help="trials per sweep")
     p.add_argument("--steps", type=int, default=2000, help="training steps per trial")
-    p.add_argument("--repeats", type=int, default=3, choices=range(1, 1000), metavar="N")
+    p.add_argument("--repeats", type=positive_int, default=3, metavar="N")
     p.add_argument("--dlrun", default=None, help="the dlrun executable (default: next to this Python)")
     args = p.parse_args()
     beside = Path(sys.executable).parent / "dlrun"

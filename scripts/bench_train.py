@@ -224,6 +224,19 @@ def machine(dlrun: str) -> str:
             f"{platform.platform()}\ndlrun: {dlrun}")
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --repeats: a whole number >= 1, said so when it is not."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def stats(values: list[float], fmt: str) -> tuple[str, str]:
     med = statistics.median(values)
     spread = f"{fmt.format(min(values))}–{fmt.format(max(values))}" if len(values) > 1 else "–"
@@ -234,7 +247,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp, cnn")
     p.add_argument("--quick", action="store_true", help="200 steps, 1 repeat, mlp only (smoke test)")
     p.add_argument("--dlrun", default=None, help="the dlrun executable (default: next to this Python)")

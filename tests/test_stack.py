@@ -3,6 +3,7 @@ curve, the files and the verdict its solo run gives it."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -133,6 +134,35 @@ def test_grouping_by_per_trial_values_and_by_shape():
     assert "batch norm" in stack_problem(compose("model=mlp", "model.batch_norm=true"))
     assert "augmentation" in stack_problem(compose("model=cnn", "data=digits_images", "data.augment.hflip=true"))
     assert "repeated" in stack_problem(compose("model=mlp", "trainer.repeats=2"))
+
+
+def sweep_configs(tmp_path: Path, n: int, *overrides: str) -> list:
+    """What the launcher gets for n trials of a sweep: task configs with their hydra section."""
+    from omegaconf import OmegaConf, open_dict
+
+    base, configs = compose(*overrides), []
+    for i in range(n):
+        config = copy.deepcopy(base)
+        with open_dict(config):
+            config.optimizer.lr = 0.001 * (i + 1)
+            config.hydra = OmegaConf.create({"sweep": {"dir": str(tmp_path), "subdir": str(i)}, "job": {"num": i}})
+        configs.append(config)
+    return configs
+
+
+def test_stacks_are_split_evenly_and_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_path, capsys):
+    from dlrunner.stack.launch import CPU_CONV_MAX_STACK, even_split, group_trials
+
+    assert even_split(list(range(20)), 16) == [list(range(10)), list(range(10, 20))]
+    assert [len(g) for g in even_split(list(range(7)), 3)] == [3, 2, 2]
+    assert even_split([5, 6], 64) == [[5, 6]]
+    mlp = group_trials(sweep_configs(tmp_path / "mlp", 40, "model=mlp", "trainer.device=cpu"), 64)
+    assert [len(g) for g in mlp] == [40]  # the MLP stacks pay at any size: only max_stack caps them
+    cnn = group_trials(sweep_configs(tmp_path / "cnn", 40, "experiment=mnist1d_cnn", "trainer.device=cpu"), 64)
+    assert CPU_CONV_MAX_STACK == 16 and [len(g) for g in cnn] == [14, 13, 13]
+    assert sorted(i for g in cnn for i in g) == list(range(40))
+    assert "at most 16" in capsys.readouterr().out
+    assert [len(g) for g in group_trials(sweep_configs(tmp_path / "small", 12, "experiment=mnist1d_cnn", "trainer.device=cpu"), 8)] == [6, 6]
 
 
 def test_models_that_differ_in_shape_or_use_batch_norm_are_refused_before_any_file(tmp_path):

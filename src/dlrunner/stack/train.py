@@ -31,7 +31,7 @@ from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_tri
 from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
-from dlrunner.train.accelerate import place_data, spare_dynamo_import
+from dlrunner.train.accelerate import keep_freed_memory, place_data, spare_dynamo_import
 from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state, final_metrics
 from dlrunner.train.outputs import RunFiles, write_json_atomic
 from dlrunner.train.run import build_model, cpu_threads, pick_device, summarize
@@ -53,6 +53,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     first = cfgs[0]
     torch.set_flush_denormal(True)  # as in a solo run: denormal weights are ~30x slower on x86
     spare_dynamo_import()  # the solo optimizers that write each trial's checkpoints (stacks never compile)
+    keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
     device = pick_device(first.trainer.device)
     data = build_data(first.data)  # the same data config for every trial of a stack
     place_data(data, device, first.trainer.data_on_device)
