@@ -220,35 +220,32 @@ def test_compiling_after_a_plain_run_gives_torch_optim_its_own_wrappers_back(tmp
 
 
 STEP_WITH_PAGE_FAULTS = """
-import os, resource, sys, torch
+import resource, sys, torch
 from dlrunner.train.accelerate import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
-torch.set_num_threads(1)
-w = torch.randn(16, 100, 100, requires_grad=True)  # a K = 16 stack's 100 x 100 layer: 640 kB per tensor
-x = torch.randn(16, 100, 100)
-def step():
-    y = torch.bmm(torch.relu(torch.bmm(x, w)), w).sum()
-    w.grad = None
-    y.backward()
-for _ in range(20):
+def step():  # forty 2.5 MB activations alive at once, all freed when the step ends, as in a stack
+    tensors = [torch.ones(655360) for _ in range(40)]
+    return sum(float(t[-1]) for t in tensors)
+for _ in range(5):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(100):
+for _ in range(20):
     step()
-print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 100)
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 def test_kept_freed_memory_spares_a_stacked_step_its_page_faults():
-    """Without it glibc hands a stack's freed activations back to the kernel and maps them again on
-    the next step (~80 page faults per step here); with it they are reused from the heap."""
+    """Without it glibc hands a step's freed memory back to the kernel and maps it again on the next
+    step (25,600 page faults per step here, in most processes: in some the heap's layout happens to
+    keep it); with it the memory is reused from the heap in every process."""
     def faults(mode):
         out = subprocess.run([sys.executable, "-c", STEP_WITH_PAGE_FAULTS, mode], capture_output=True, text=True, check=True)
         applied, per_step = out.stdout.split()
         return applied, float(per_step)
 
-    applied, kept = faults("keep")
-    assert applied == "True"
-    _, default = faults("default")
-    assert kept < 20 and kept < default / 2, (kept, default)
+    for _ in range(2):
+        applied, per_step = faults("keep")
+        assert applied == "True" and per_step < 1
+    assert any(faults("default")[1] > 1000 for _ in range(8)), "the step never faulted without keep_freed_memory"

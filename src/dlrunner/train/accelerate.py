@@ -168,10 +168,11 @@ def eager_step(optimizer: torch.optim.Optimizer):
 # ---- Memory: freed tensors stay in the heap (glibc) ---------------------------------------------
 # A stack's per-step tensors (K trials' activations, gradients: 0.5-1 MB each for K = 16 MLPs) are
 # above glibc's threshold for handing freed memory back to the kernel, so every step mapped them
-# afresh: ~190 page faults per step, ~20% of a K = 16 MLP stack's step (measured alternately in
-# separate processes: 5.7 against 4.6 ms per step, 189 against 1 fault). A solo run's tensors are
-# small enough not to notice (1 fault per step for the MLP, 22 for the 1-D CNN). This is what
-# PyTorch's CPU tuning guides do with jemalloc/tcmalloc via LD_PRELOAD, asked of glibc in-process.
+# afresh: ~190 page faults per step in a K = 16 MLP stack's step microbenchmark, ~20% of the step
+# there (5.7 against 4.6 ms, alternating processes); in whole stacks 32-78 faults per step fell to
+# 15-20, a gain within this VM's noise (BENCHMARKS.md). A solo run's tensors are small enough not to
+# notice (1 fault per step for the MLP, 22 for the 1-D CNN). This is what PyTorch's CPU tuning
+# guides do with jemalloc/tcmalloc via LD_PRELOAD, asked of glibc in-process.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 KEEP_FREED_BYTES = 1 << 30  # up to this much freed memory stays in the process (peak RSS is unchanged)
 MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest: bigger blocks are still mapped for each use
