@@ -226,8 +226,6 @@ def machine(dlrun: str) -> str:
 
 def positive_int(text: str) -> int:
     """argparse type for counts such as --repeats: a whole number >= 1, said so when it is not."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:

@@ -247,5 +247,5 @@ def test_kept_freed_memory_spares_a_stacked_step_its_page_faults():
 
     for _ in range(2):
         applied, per_step = faults("keep")
-        assert applied == "True" and per_step < 1
+        assert applied == "True" and per_step < 100  # ~0; a loaded machine may add a few of its own
     assert any(faults("default")[1] > 1000 for _ in range(8)), "the step never faulted without keep_freed_memory"

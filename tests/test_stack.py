@@ -156,13 +156,19 @@ def test_stacks_are_split_evenly_and_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_p
     assert even_split(list(range(20)), 16) == [list(range(10)), list(range(10, 20))]
     assert [len(g) for g in even_split(list(range(7)), 3)] == [3, 2, 2]
     assert even_split([5, 6], 64) == [[5, 6]]
-    mlp = group_trials(sweep_configs(tmp_path / "mlp", 40, "model=mlp", "trainer.device=cpu"), 64)
-    assert [len(g) for g in mlp] == [40]  # the MLP stacks pay at any size: only max_stack caps them
-    cnn = group_trials(sweep_configs(tmp_path / "cnn", 40, "experiment=mnist1d_cnn", "trainer.device=cpu"), 64)
-    assert CPU_CONV_MAX_STACK == 16 and [len(g) for g in cnn] == [14, 13, 13]
-    assert sorted(i for g in cnn for i in g) == list(range(40))
-    assert "at most 16" in capsys.readouterr().out
-    assert [len(g) for g in group_trials(sweep_configs(tmp_path / "small", 12, "experiment=mnist1d_cnn", "trainer.device=cpu"), 8)] == [6, 6]
+    def sizes(name, n, max_stack, *overrides):
+        groups = group_trials(sweep_configs(tmp_path / name, n, *overrides), max_stack)
+        assert sorted(i for g in groups for i in g) == list(range(n))
+        return [len(g) for g in groups], capsys.readouterr().out
+
+    # the MLP stacks pay at any size: only max_stack caps it
+    assert sizes("mlp", 40, 64, "model=mlp", "trainer.device=cpu") == ([40], "")
+    cnn, note = sizes("cnn", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cpu")
+    assert CPU_CONV_MAX_STACK == 16 and cnn == [14, 13, 13] and "at most 16" in note
+    assert sizes("small", 12, 8, "experiment=mnist1d_cnn", "trainer.device=cpu") == ([6, 6], "")  # under the cap: no note
+    assert sizes("gpu", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cuda:0") == ([40], "")  # the cap is the CPU's
+    auto, _ = sizes("auto", 40, 64, "experiment=mnist1d_cnn", "trainer.device=auto")
+    assert auto == ([40] if torch.cuda.is_available() else [14, 13, 13])
 
 
 def test_models_that_differ_in_shape_or_use_batch_norm_are_refused_before_any_file(tmp_path):

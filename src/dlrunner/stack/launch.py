@@ -56,15 +56,15 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
 
 # On the CPU a CNN stack runs its trials' convolutions one by one (stack/model.py), so it gains only
 # the shared loss, backward call and update, and its K trials' activations outgrow the caches:
-# measured on 2 cores (BENCHMARKS.md), MNIST-1D CNN stacks gave 1.07-1.16x the trial-steps per
-# second of solo trials at K = 4, 1.12-1.29x at K = 16 and 0.86-0.97x at K = 64.
+# measured on 2 cores over four runs (BENCHMARKS.md), MNIST-1D CNN stacks gave 0.94-1.16x the
+# trial-steps per second of solo trials at K = 4, 1.12-1.29x at K = 16 and 0.86-0.97x at K = 64.
 CPU_CONV_MAX_STACK = 16
 
 
 def group_trials(configs, max_stack: int) -> list[list[int]]:
-    """Indices of the trials to stack, grouped by ``stack_key``, in stacks of at most ``max_stack``
-    (``CPU_CONV_MAX_STACK`` for a CNN on the CPU) and of even sizes; groups of one are left out
-    (they run alone)."""
+    """Indices of the trials to stack, grouped by ``stack_key``, in balanced stacks of at most
+    ``max_stack`` (``CPU_CONV_MAX_STACK`` for a CNN on the CPU); groups of one are left out (they
+    run alone)."""
     by_key: dict[str, list[int]] = {}
     limits: dict[str, int] = {}
     for i, config in enumerate(configs):

@@ -53,7 +53,6 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     first = cfgs[0]
     torch.set_flush_denormal(True)  # as in a solo run: denormal weights are ~30x slower on x86
     spare_dynamo_import()  # the solo optimizers that write each trial's checkpoints (stacks never compile)
-    keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
     device = pick_device(first.trainer.device)
     data = build_data(first.data)  # the same data config for every trial of a stack
     place_data(data, device, first.trainer.data_on_device)
@@ -71,6 +70,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     n_train = len(data.splits["train"][0])
     batch_size = n_train if first.optimizer.batch_size == "full" else min(int(first.optimizer.batch_size), n_train)
     if device.type == "cpu":
+        keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
         torch.set_num_threads(first.trainer.threads or cpu_threads(len(cfgs) * count_parameters(models[0]), batch_size))
     stacked = StackedModel(models)
     l2 = torch.tensor([float(cfg.regularization.l2) for cfg in cfgs], device=device)

@@ -174,13 +174,15 @@ def eager_step(optimizer: torch.optim.Optimizer):
 # notice (1 fault per step for the MLP, 22 for the 1-D CNN). This is what PyTorch's CPU tuning
 # guides do with jemalloc/tcmalloc via LD_PRELOAD, asked of glibc in-process.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
-KEEP_FREED_BYTES = 1 << 30  # up to this much freed memory stays in the process (peak RSS is unchanged)
+KEEP_FREED_BYTES = 1 << 30  # up to this much freed memory stays resident in the process instead of going back
 MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest: bigger blocks are still mapped for each use
 
 
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed blocks of up to 32 MB for the next allocation instead of returning
-    them to the kernel; returns whether it applied (glibc on Linux only)."""
+    them to the kernel; returns whether it applied (glibc on Linux only). The setting holds for the
+    rest of the process: a sweep's later solo trials in it run with it too, unharmed (their tensors
+    are small), and memory a stack freed stays resident until the process ends."""
     import ctypes
     import platform
 
