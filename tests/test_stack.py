@@ -156,6 +156,7 @@ def test_stacks_are_split_evenly_and_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_p
     assert even_split(list(range(20)), 16) == [list(range(10)), list(range(10, 20))]
     assert [len(g) for g in even_split(list(range(7)), 3)] == [3, 2, 2]
     assert even_split([5, 6], 64) == [[5, 6]]
+
     def sizes(name, n, max_stack, *overrides):
         groups = group_trials(sweep_configs(tmp_path / name, n, *overrides), max_stack)
         assert sorted(i for g in groups for i in g) == list(range(n))

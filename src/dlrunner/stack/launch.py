@@ -72,7 +72,8 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
         if stack_problem(task_cfg) is None and not _has_unfinished_checkpoint(config):
             key = stack_key(task_cfg)
             by_key.setdefault(key, []).append(i)
-            limits[key] = min(max_stack, CPU_CONV_MAX_STACK) if _convolutions_on_cpu(task_cfg) else max_stack
+            if key not in limits:  # the key holds the model and the device
+                limits[key] = min(max_stack, CPU_CONV_MAX_STACK) if _convolutions_on_cpu(task_cfg) else max_stack
     for key, members in by_key.items():
         if limits[key] < max_stack and len(members) > limits[key]:
             numbers = [configs[i].hydra.job.num for i in members]
@@ -94,14 +95,15 @@ def even_split(members: list[int], limit: int) -> list[list[int]]:
 
 
 def _convolutions_on_cpu(cfg) -> bool:
-    if not str(cfg.model._target_).endswith("build_cnn"):
-        return False
-    device = str(cfg.trainer.device)
-    if device == "auto":
-        import torch
+    from dlrunner.errors import ConfigError
+    from dlrunner.train.run import pick_device
 
-        return not torch.cuda.is_available()
-    return device.startswith("cpu")
+    if cfg.model._target_ != "dlrunner.models.build_cnn":
+        return False
+    try:
+        return pick_device(str(cfg.trainer.device)).type == "cpu"
+    except ConfigError:  # a CUDA device this machine lacks: the trial's own run says so
+        return False
 
 
 def _has_unfinished_checkpoint(config) -> bool:
