@@ -123,6 +123,74 @@ def test_the_stacked_linear_layers_gradients_are_the_numerical_ones(bias):
     assert torch.allclose(StackedLinear.apply(x, weight, b), expected)
 
 
+@pytest.mark.parametrize("channels, length, f, stride, padding, bias", [
+    (1, 40, 5, 2, 1, True),  # the MNIST-1D CNN's first layer
+    (3, 17, 4, 1, 2, False),  # an even filter, stride 1, no bias
+    (4, 23, 5, 3, 0, True),  # stride 3: the last input positions are read by no output
+    (2, 7, 2, 4, 3, True),  # a stride larger than the filter, padding larger than it
+    (2, 8, 8, 1, 0, True),  # one output position
+])
+def test_the_stacked_1d_convolution_is_each_trials_conv1d(channels, length, f, stride, padding, bias):
+    """stacked_conv1d (batched matrix products) against F.conv1d trial by trial, and its backward
+    against the numerical gradients, in float64."""
+    import torch.nn.functional as F
+
+    from dlrunner.stack.conv import stacked_conv1d
+
+    x = torch.randn(3, 5, channels, length, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 4, channels, f, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True) if bias else None
+    expected = torch.stack([F.conv1d(x[k], weight[k], None if b is None else b[k], stride, padding) for k in range(3)])
+    got = stacked_conv1d(x, weight, b, stride, padding)
+    assert got.shape == expected.shape and torch.allclose(got, expected)
+    assert torch.autograd.gradcheck(lambda x, w, b: stacked_conv1d(x, w, b, stride, padding), (x, weight, b))
+
+
+def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial_by_trial():
+    from dlrunner.stack.model import sequential_layers
+    from dlrunner.train.run import build_model
+
+    def model(*overrides, shape=(1, 40)):
+        torch.manual_seed(0)
+        return build_model(compose("model=cnn", "data=mnist1d_signal", *overrides), shape, 10)[0]
+
+    pooled = ("model.blocks=[{type: conv, filters: 6, f: 5, stride: 1, padding: same}, relu, max_pool, {type: dropout, keep_prob: 1.0},"
+              " {type: conv, filters: 4, f: 3, stride: 2, padding: 0}, tanh, global_pool, {type: fc, units: 7}, relu]")
+    def layers(m, on_cpu=True):  # what StackedModel runs: its copy of the model, with per-trial dropout
+        return sequential_layers(StackedModel([m, m]).base, on_cpu)
+
+    assert layers(model(pooled)) is not None
+    assert layers(model(pooled), on_cpu=False) is None  # CUDA: vmap's grouped convolutions
+    assert layers(model("model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")) is None  # grouped
+    assert layers(model("data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]", shape=(1, 8, 8))) is None  # 2-D
+    # Pooling, dropout (keeping all), a strided conv, global pooling, a hidden fc layer: each trial's scores are its own model's.
+    models = [model(pooled) for _ in range(3)]
+    for k, m in enumerate(models):
+        torch.manual_seed(k)
+        for p in m.parameters():
+            p.data.normal_()
+    stacked = StackedModel(models)
+    x = torch.randn(3, 9, 1, 40)
+    with torch.no_grad():
+        expected = torch.stack([m.eval()(x[k]) for k, m in enumerate(models)])
+        assert torch.allclose(stacked.train_forward(x), expected, atol=1e-5)
+        assert torch.allclose(stacked.eval_forward(x[0]), torch.stack([m(x[0]) for m in models]), atol=1e-5)
+
+
+def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
+    """Threads follow the multiply-adds per example: the MNIST-1D CNN's three convolutions do
+    19x25x5 + 10x25x75 + 5x25x75 of them, and its output layer 125x10 (course formula for the
+    sizes, SPEC F3); its 5,210 parameters undercount that six times. A stack of 16 gets 2 threads."""
+    from dlrunner.train.run import TORCH_DEFAULT_THREADS, build_model, cpu_threads, work_per_example
+
+    cnn = build_model(compose("experiment=mnist1d_cnn"), (1, 40), 10)[0]
+    assert work_per_example(cnn, (1, 40)) == 19 * 25 * 5 + 10 * 25 * 75 + 5 * 25 * 75 + 125 * 10 == 31_750
+    mlp = build_model(compose("model=mlp"), (40,), 10)[0]
+    assert work_per_example(mlp, (40,)) == 15_210  # the parameters: 40x100 + 100x100 + 100x10 multiply-adds plus the biases
+    assert cpu_threads(work_per_example(cnn, (1, 40)), 100) == 1
+    assert cpu_threads(16 * work_per_example(cnn, (1, 40)), 100) == TORCH_DEFAULT_THREADS
+
+
 def test_grouping_by_per_trial_values_and_by_shape():
     a = compose("model=mlp", "optimizer.lr=0.1")
     assert stack_key(a) == stack_key(compose("model=mlp", "optimizer.lr=0.01", "regularization.l2=1", "trainer.seed=4",
@@ -150,7 +218,7 @@ def sweep_configs(tmp_path: Path, n: int, *overrides: str) -> list:
     return configs
 
 
-def test_stacks_are_split_evenly_and_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_path, capsys):
+def test_stacks_are_split_evenly_and_2d_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_path, capsys):
     from dlrunner.stack.launch import CPU_CONV_MAX_STACK, even_split, group_trials
 
     assert even_split(list(range(20)), 16) == [list(range(10)), list(range(10, 20))]
@@ -162,13 +230,18 @@ def test_stacks_are_split_evenly_and_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_p
         assert sorted(i for g in groups for i in g) == list(range(n))
         return [len(g) for g in groups], capsys.readouterr().out
 
-    # the MLP stacks pay at any size: only max_stack caps it
+    # the MLP and 1-D CNN stacks pay at any size (batched products): only max_stack caps them
     assert sizes("mlp", 40, 64, "model=mlp", "trainer.device=cpu") == ([40], "")
-    cnn, note = sizes("cnn", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cpu")
-    assert CPU_CONV_MAX_STACK == 16 and cnn == [14, 13, 13] and "at most 16" in note
-    assert sizes("small", 12, 8, "experiment=mnist1d_cnn", "trainer.device=cpu") == ([6, 6], "")  # under the cap: no note
-    assert sizes("gpu", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cuda:0") == ([40], "")  # the cap is the CPU's
-    auto, _ = sizes("auto", 40, 64, "experiment=mnist1d_cnn", "trainer.device=auto")
+    assert sizes("cnn1d", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cpu") == ([40], "")
+    # 2-D and grouped convolutions run trial by trial on the CPU: at most 16, with a note
+    images = ("model=cnn", "data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]")
+    cnn, note = sizes("cnn", 40, 64, *images, "trainer.device=cpu")
+    assert CPU_CONV_MAX_STACK == 16 and cnn == [14, 13, 13] and "at most 16" in note and "2-D or grouped" in note
+    separable = ("experiment=mnist1d_cnn", "model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")
+    assert sizes("separable", 40, 64, *separable, "trainer.device=cpu")[0] == [14, 13, 13]
+    assert sizes("small", 12, 8, *images, "trainer.device=cpu") == ([6, 6], "")  # under the cap: no note
+    assert sizes("gpu", 40, 64, *images, "trainer.device=cuda:0") == ([40], "")  # the cap is the CPU's
+    auto, _ = sizes("auto", 40, 64, *images, "trainer.device=auto")
     assert auto == ([40] if torch.cuda.is_available() else [14, 13, 13])
 
 

@@ -15,6 +15,7 @@ as every multirun job), losing at most one checkpoint interval; the others stack
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -54,10 +55,12 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
     return returns
 
 
-# On the CPU a CNN stack runs its trials' convolutions one by one (stack/model.py), so it gains only
-# the shared loss, backward call and update, and its K trials' activations outgrow the caches:
-# measured on 2 cores over four runs (BENCHMARKS.md), MNIST-1D CNN stacks gave 0.94-1.16x the
-# trial-steps per second of solo trials at K = 4, 1.12-1.29x at K = 16 and 0.86-0.97x at K = 64.
+# On the CPU a CNN stack with 2-D or grouped convolutions runs its trials' convolutions one by one
+# (stack/model.py), so it gains only the shared loss, backward call and update, and its K trials'
+# activations outgrow the caches: measured on 2 cores over four runs (BENCHMARKS.md), MNIST-1D CNN
+# stacks run that way gave 0.94-1.16x the trial-steps per second of solo trials at K = 4,
+# 1.12-1.29x at K = 16 and 0.86-0.97x at K = 64. Plain 1-D convolutions run as batched products
+# (stack/conv.py) and pay at every size (1.9x, 2.7x, 2.4x): no cap.
 CPU_CONV_MAX_STACK = 16
 
 
@@ -73,12 +76,13 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
             key = stack_key(task_cfg)
             by_key.setdefault(key, []).append(i)
             if key not in limits:  # the key holds the model and the device
-                limits[key] = min(max_stack, CPU_CONV_MAX_STACK) if _convolutions_on_cpu(task_cfg) else max_stack
+                limits[key] = min(max_stack, CPU_CONV_MAX_STACK) if _convolutions_one_by_one(task_cfg) else max_stack
     for key, members in by_key.items():
         if limits[key] < max_stack and len(members) > limits[key]:
             numbers = [configs[i].hydra.job.num for i in members]
-            print(f"note: trials {_ranges(numbers)} (a CNN on the CPU) train in stacks of at most {limits[key]}: "
-                  "its trials' convolutions run one by one there, and larger stacks are slower than solo trials", flush=True)
+            print(f"note: trials {_ranges(numbers)} (a CNN with 2-D or grouped convolutions, on the CPU) train in stacks of "
+                  f"at most {limits[key]}: its trials' convolutions run one by one there, and larger stacks are slower "
+                  "than solo trials", flush=True)
     groups = [group for key, members in by_key.items() for group in even_split(members, limits[key])]
     return [g for g in groups if len(g) > 1]
 
@@ -94,11 +98,18 @@ def even_split(members: list[int], limit: int) -> list[list[int]]:
     return [members[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def _convolutions_on_cpu(cfg) -> bool:
+def _convolutions_one_by_one(cfg) -> bool:
+    """A CNN on the CPU whose convolutions a stack runs trial by trial: any but plain 1-D ones
+    (examples of shape (C, L), no separable blocks), as far as its config tells."""
     from dlrunner.errors import ConfigError
     from dlrunner.train.run import pick_device
 
     if cfg.model._target_ != "dlrunner.models.build_cnn":
+        return False
+    shape = cfg.data.get("shape")
+    blocks = cfg.model.get("blocks") or []
+    one_d = shape is not None and len(shape) == 2 and not any(isinstance(b, Mapping) and b.get("type") == "separable" for b in blocks)
+    if one_d:
         return False
     try:
         return pick_device(str(cfg.trainer.device)).type == "cpu"

@@ -2,14 +2,14 @@
 
 Each trial's model is built exactly as a solo run builds it (same seed, same initialisation);
 ``StackedModel`` copies their parameters into the rows of one leaf tensor ``flat`` and runs the
-architecture once for all K with ``torch.func.vmap`` over ``functional_call``: linear layers
-become batched matrix products, convolutions batched convolutions. The loss of the stack is the
+architecture once for all K: linear layers (and, on the CPU, 1-D convolutions) as batched matrix
+products, other models through ``torch.func.vmap`` over ``functional_call`` (see ``_forwards``
+for which runs how). The loss of the stack is the
 sum of the trials' losses, so ``flat.grad`` row k is exactly trial k's gradient, and one
 optimizer update over (K, P) tensors serves every trial (``dlrunner.stack.optim``).
 
 Dropout keeps its own probability per trial: each ``nn.Dropout`` becomes a ``TrialDropout``
-that reads the trial's keep probability from a stacked buffer, and vmap draws a different mask
-for every trial.
+that reads the trial's keep probability from a stacked buffer, and each trial gets its own mask.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import copy
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+
+from dlrunner.stack import conv
 
 
 class TrialDropout(nn.Module):
@@ -72,15 +74,19 @@ class StackedModel:
 
         - a Sequential of linear layers and elementwise modules (the MLP, logistic regression): batched
           matrix products written out (``baddbmm``), ~20% faster than vmap on the CPU;
-        - convolutions on the CPU: each trial's forward pass on its own (vmap would turn K convolutions
-          into one grouped convolution, which oneDNN runs ~2.7x slower than K separate ones: measured
-          for a 1-D conv of 25 channels, K = 16), still sharing the loss, backward pass and update;
+        - on the CPU, the same with 1-D convolutions as batched matrix products too
+          (``dlrunner.stack.conv``) and pooling per example: the course's 1-D CNNs;
+        - other convolutions on the CPU: each trial's forward pass on its own (vmap would turn K
+          convolutions into one grouped convolution, which oneDNN runs ~2.7x slower than K separate
+          ones: measured for a 1-D conv of 25 channels, K = 16), still sharing the loss, backward pass
+          and update;
         - anything else: ``torch.func.vmap`` over ``functional_call``.
         """
         call = lambda params, buffers, x: functional_call(self.base, {**params, **buffers}, (x,))  # noqa: E731
-        if isinstance(self.base, nn.Sequential) and all(isinstance(m, MATMUL_MODULES) for m in self.base):
-            return (lambda params, buffers, x: linear_stack(self.base, params, buffers, x, shared=False),
-                    lambda params, buffers, x: linear_stack(self.base, params, buffers, x, shared=True))
+        layers = sequential_layers(self.base, on_cpu=self.device.type == "cpu")
+        if layers is not None:
+            return (lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=False),
+                    lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=True))
         if self.device.type == "cpu" and any(isinstance(m, nn.modules.conv._ConvNd) for m in base.modules()):
             def each(params, buffers, x, shared):
                 return torch.stack([call({n: v[k] for n, v in params.items()}, {n: v[k] for n, v in buffers.items()},
@@ -115,7 +121,27 @@ class StackedModel:
         return state
 
 
-MATMUL_MODULES = (nn.Flatten, nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity, TrialDropout)
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+PER_EXAMPLE = (nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveMaxPool1d, nn.AdaptiveAvgPool1d)  # no parameters: run on (K*N, ...)
+
+
+def sequential_layers(base: nn.Module, on_cpu: bool) -> list[tuple[str, nn.Module]] | None:
+    """(name, module) of the layers of ``base`` in the order they run, if ``sequential_stack`` can
+    run them all: Sequentials (nested ones too) of linear, elementwise and dropout modules, and on
+    the CPU also plain 1-D convolutions and 1-D pooling; None otherwise."""
+    if not isinstance(base, nn.Sequential):
+        return None
+    layers = []
+    for name, module in base.named_modules():
+        if isinstance(module, nn.Sequential):
+            if type(module) is not nn.Sequential:  # a subclass may run its children differently
+                return None
+            continue
+        if not (isinstance(module, (nn.Flatten, nn.Linear, TrialDropout, *ELEMENTWISE))
+                or on_cpu and (isinstance(module, PER_EXAMPLE) or conv.supports(module))):
+            return None
+        layers.append((name, module))
+    return layers
 
 
 class StackedLinear(torch.autograd.Function):
@@ -140,27 +166,34 @@ class StackedLinear(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
-def linear_stack(base: nn.Sequential, params: dict, buffers: dict, x: torch.Tensor, shared: bool) -> torch.Tensor:
-    """``base`` (linear layers and elementwise modules) for K trials: x is (K, B, ...), or (B, ...)
-    shared by every trial; returns (K, B, outputs)."""
-    for i, module in enumerate(base):
+def sequential_stack(layers: list, params: dict, buffers: dict, x: torch.Tensor, shared: bool) -> torch.Tensor:
+    """The ``layers`` of ``sequential_layers`` for K trials: x is (K, B, ...), or (B, ...) shared by
+    every trial; returns (K, B, outputs)."""
+    for name, module in layers:
         if isinstance(module, nn.Flatten):
             x = x.flatten(1 if shared else 2)
         elif isinstance(module, nn.Linear):  # x W^T + b, every trial with its own W and b
-            weight, bias = params[f"{i}.weight"], params.get(f"{i}.bias")
+            weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
             if shared:  # (B, in) @ (K, in, out): one product per trial against the same inputs
                 x, shared = torch.matmul(x, weight.transpose(1, 2)), False
                 x = x if bias is None else x + bias[:, None, :]
             else:
                 x = StackedLinear.apply(x, weight, bias)
+        elif isinstance(module, nn.Conv1d):
+            weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
+            if shared:
+                x, shared = x.expand(len(weight), *x.shape), False
+            x = conv.stacked_conv1d(x, weight, bias, module.stride[0], module.padding[0])
         elif isinstance(module, TrialDropout):
             if module.training:  # each trial's own rate, each its own mask
-                keep = buffers[f"{i}.keep"]
+                keep = buffers[f"{name}.keep"]
                 if shared:
                     x, shared = x.expand(len(keep), *x.shape), False
                 keep = keep.view(-1, *[1] * (x.dim() - 1))
                 x = x * (torch.rand_like(x) < keep) / keep
-        else:  # elementwise: any shape
+        elif isinstance(module, PER_EXAMPLE) and not shared:  # pooling: the K trials' examples as one batch
+            x = module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        else:  # elementwise (any shape), or pooling of shared inputs
             x = module(x)
     return x
 
