@@ -177,6 +177,19 @@ def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial
         assert torch.allclose(stacked.eval_forward(x[0]), torch.stack([m(x[0]) for m in models]), atol=1e-5)
 
 
+def test_a_module_used_twice_in_a_sequential_runs_twice_in_the_stack():
+    from torch import nn
+
+    relu = nn.ReLU()  # one instance at two places: named_modules() would list it once
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(nn.Sequential(nn.Linear(4, 5), relu, nn.Linear(5, 3), relu))
+    x = torch.randn(7, 4)
+    with torch.no_grad():
+        assert torch.allclose(StackedModel(models).eval_forward(x), torch.stack([m(x) for m in models]))
+
+
 def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
     """Threads follow the multiply-adds per example: the MNIST-1D CNN's three convolutions do
     19x25x5 + 10x25x75 + 5x25x75 of them, and its output layer 125x10 (course formula for the

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 def supports(module: nn.Module) -> bool:
@@ -56,6 +57,7 @@ class _StackedConv1d(torch.autograd.Function):
         return out.transpose(2, 3)
 
     @staticmethod
+    @once_differentiable  # its backward is not itself differentiable: say so rather than be wrong
     def backward(ctx, grad):
         rows, taps = ctx.saved_tensors
         K, N, C, L, O, f, s, p, T, Lq, L_out, n = ctx.sizes

@@ -18,6 +18,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.func import functional_call, vmap
 
 from dlrunner.stack import conv
@@ -132,7 +133,7 @@ def sequential_layers(base: nn.Module, on_cpu: bool) -> list[tuple[str, nn.Modul
     if not isinstance(base, nn.Sequential):
         return None
     layers = []
-    for name, module in base.named_modules():
+    for name, module in base.named_modules(remove_duplicate=False):  # a module used twice runs twice
         if isinstance(module, nn.Sequential):
             if type(module) is not nn.Sequential:  # a subclass may run its children differently
                 return None
@@ -158,6 +159,7 @@ class StackedLinear(torch.autograd.Function):
         return torch.bmm(x, transposed) if bias is None else torch.baddbmm(bias[:, None, :], x, transposed)
 
     @staticmethod
+    @once_differentiable  # its backward is not itself differentiable: say so rather than be wrong
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
