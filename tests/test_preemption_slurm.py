@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from conftest import read_metrics, read_summary, run_dlrun
 from test_faults import last_step, output, start_dlrun, sweep_ledger, wait_for
@@ -38,14 +39,18 @@ def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, s
     subprocess.run(["scontrol", "requeue", jobs[0]], env=env, check=True, timeout=30)
     subprocess.run(["scancel", "--signal=USR2", jobs[1]], env=env, check=True, timeout=30)
 
-    # SLURM holds a requeued job back for its credential lifetime (2 minutes); let it start now.
-    released = set()
+    # SLURM holds a requeued job back for its credential lifetime (2 minutes); let it start sooner,
+    # but not within the second of its requeue: slurmd refuses a job credential issued in the same
+    # second as the revocation of the job's old one ("Job credential revoked"), and the job then
+    # ends as failed instead of running again.
+    released, pending_since = set(), {}
 
     def released_and_done() -> bool:
         for job, (state, reason) in squeue(env).items():
             if state == "PENDING" and reason == "BeginTime" and job not in released:
-                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30)
-                released.add(job)
+                if time.monotonic() - pending_since.setdefault(job, time.monotonic()) >= 2.0:
+                    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30)
+                    released.add(job)
         return sweep.poll() is not None
 
     wait_for(released_and_done, "the sweep to finish", timeout=400)

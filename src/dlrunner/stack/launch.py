@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobStatus, configure_log, run_job, setup_globals
 from omegaconf import open_dict
 from rich.console import Console
 
