@@ -194,7 +194,7 @@ def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
     """Threads follow the multiply-adds per example: the MNIST-1D CNN's three convolutions do
     19x25x5 + 10x25x75 + 5x25x75 of them, and its output layer 125x10 (course formula for the
     sizes, SPEC F3); its 5,210 parameters undercount that six times. A stack of 16 gets 2 threads."""
-    from dlrunner.train.run import TORCH_DEFAULT_THREADS, build_model, cpu_threads, work_per_example
+    from dlrunner.train.run import TORCH_DEFAULT_THREADS, build_model, cpu_threads, cpu_threads_for, work_per_example
 
     cnn = build_model(compose("experiment=mnist1d_cnn"), (1, 40), 10)[0]
     assert work_per_example(cnn, (1, 40)) == 19 * 25 * 5 + 10 * 25 * 75 + 5 * 25 * 75 + 125 * 10 == 31_750
@@ -202,6 +202,7 @@ def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
     assert work_per_example(mlp, (40,)) == 15_210  # the parameters: 40x100 + 100x100 + 100x10 multiply-adds plus the biases
     assert cpu_threads(work_per_example(cnn, (1, 40)), 100) == 1
     assert cpu_threads(16 * work_per_example(cnn, (1, 40)), 100) == TORCH_DEFAULT_THREADS
+    assert cpu_threads_for(cnn, (1, 40), 100) == 1 and cpu_threads_for(cnn, (1, 40), 16 * 100) == TORCH_DEFAULT_THREADS
 
 
 def test_grouping_by_per_trial_values_and_by_shape():

@@ -33,7 +33,7 @@ from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import keep_freed_memory, place_data, spare_dynamo_import
 from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state, final_metrics
 from dlrunner.train.outputs import RunFiles, write_json_atomic
-from dlrunner.train.run import build_model, cpu_threads, pick_device, summarize, work_per_example
+from dlrunner.train.run import build_model, cpu_threads_for, pick_device, summarize
 from dlrunner.train.signals import STOP, Interrupted
 
 
@@ -70,7 +70,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     batch_size = n_train if first.optimizer.batch_size == "full" else min(int(first.optimizer.batch_size), n_train)
     if device.type == "cpu":
         keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
-        torch.set_num_threads(first.trainer.threads or cpu_threads(len(cfgs) * work_per_example(models[0], data.input_shape), batch_size))
+        torch.set_num_threads(first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size))
     stacked = StackedModel(models)
     l2 = torch.tensor([float(cfg.regularization.l2) for cfg in cfgs], device=device)
     weight_decay = (l2 / batch_size)[:, None] * stacked.weight_mask

@@ -98,7 +98,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     check_class_weights(cfg.metric.class_weights, data)
     batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
     if device.type == "cpu":
-        torch.set_num_threads(trainer.threads or cpu_threads(work_per_example(model, data.input_shape), batch_size))
+        torch.set_num_threads(trainer.threads or cpu_threads_for(model, data.input_shape, batch_size))
     l2 = cfg.regularization.l2
     param_groups = parameter_groups(model, l2, batch_size)
     if trainer.compile:
@@ -225,8 +225,8 @@ def check_class_weights(weights, data) -> None:
 
 def cpu_threads(work_per_example: int, batch_size: int) -> int:
     """trainer.threads=null on the CPU: one thread for small work, torch's default for large.
-    ``work_per_example``: multiply-adds of one example's forward pass (``work_per_example``), or
-    the parameter count, which is close to it for an MLP.
+    ``work_per_example``: the multiply-adds of one example's forward pass, or the parameter count,
+    which is close to it for an MLP (see ``work_per_example``).
 
     Below ~2e7 multiply-adds per step, splitting each small matmul across threads costs more than
     it saves. Measured on 2 cores: the 2x100 MNIST-1D MLP (15k params, batch 100) ran 2270
@@ -235,6 +235,15 @@ def cpu_threads(work_per_example: int, batch_size: int) -> int:
     on 2 threads, 20 ms on 1.
     """
     return 1 if work_per_example * batch_size < 2e7 else TORCH_DEFAULT_THREADS
+
+
+def cpu_threads_for(model: torch.nn.Module, input_shape: tuple, examples_per_step: int) -> int:
+    """``cpu_threads`` for ``model`` at this many examples per step (a stack: K x batch). When the
+    parameters alone make the work large, the forward pass that counts multiply-adds is skipped:
+    for a ResNet at 224 x 224 it would be start-up time spent to learn nothing."""
+    if cpu_threads(count_parameters(model), examples_per_step) > 1:
+        return TORCH_DEFAULT_THREADS
+    return cpu_threads(work_per_example(model, input_shape), examples_per_step)
 
 
 def work_per_example(model: torch.nn.Module, input_shape: tuple) -> int:
