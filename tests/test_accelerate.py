@@ -150,6 +150,9 @@ OPTIMIZERS = {
     "adam fused": lambda params: torch.optim.Adam(params, lr=0.01, fused=True),
     "adam foreach": lambda params: torch.optim.Adam(params, lr=0.01, foreach=True),
     "adamw": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1),
+    "adamw fused": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1, fused=True),
+    "adam fused, L2, two groups": lambda params: torch.optim.Adam(
+        [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "lr": 0.03}], lr=0.01, betas=(0.8, 0.99), fused=True),
     "sgd momentum": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
     "rmsprop": lambda params: torch.optim.RMSprop(params, lr=0.01),
 }
@@ -164,7 +167,7 @@ def test_eager_step_takes_the_steps_optimizer_step_takes(name, monkeypatch):
     def train(eager: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        optimizer = OPTIMIZERS[name](model.parameters())
+        optimizer = OPTIMIZERS[name](list(model.parameters()))
         step = optimizer.step
         if eager:  # as in a process that has not imported torch._dynamo (this one has: other tests compile)
             with monkeypatch.context() as patch:
@@ -172,15 +175,46 @@ def test_eager_step_takes_the_steps_optimizer_step_takes(name, monkeypatch):
                 step = eager_step(optimizer)
             assert step != optimizer.step
         x, y = torch.randn(32, 6), torch.randn(32, 1)
-        for _ in range(5):
+        for i in range(5):
             optimizer.zero_grad(set_to_none=True)
             ((model(x) - y) ** 2).mean().backward()
+            for group in optimizer.param_groups:  # as a schedule does, between steps
+                group["lr"] *= 0.9
             step()
         assert not any(p.grad is not None and p.grad.requires_grad for p in model.parameters())
         return [p.detach().clone() for p in model.parameters()]
 
     for eager_weights, plain_weights in zip(train(eager=True), train(eager=False)):
         assert torch.equal(eager_weights, plain_weights)
+
+
+def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
+    """Adam and AdamW with fused=True step through torch's fused kernel directly once torch has
+    made their state; a first step, or a parameter without a gradient, goes through torch's step."""
+    import sys
+
+    from dlrunner.train.accelerate import eager_step, eager_zero_grad
+
+    params = [torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(3))]
+    optimizer = torch.optim.Adam(params, lr=0.1, fused=True)
+    amsgrad = torch.optim.Adam(params, lr=0.1, fused=True, amsgrad=True)
+    monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that has not imported it
+    step, zero_grad = eager_step(optimizer), eager_zero_grad(optimizer)
+    assert step.__qualname__.startswith("_fused_adam_step")
+    calls = []
+    monkeypatch.setattr(torch, "_fused_adam_", lambda *args, **kwargs: calls.append(args))
+    for p in params:
+        p.grad = torch.ones_like(p)
+    step()  # the first: torch's own step (its dispatch to the kernel is by module attribute too, so count it)
+    first = len(calls)
+    step()
+    assert len(calls) == first + 1 and calls[-1][0] == params
+    zero_grad()
+    assert all(p.grad is None for p in params)
+    params[0].grad = torch.ones(4)  # the second has none: torch's step, which skips it
+    step()
+    assert len(calls) == first + 2 and calls[-1][0] == [params[0]]
+    assert eager_step(amsgrad).__qualname__ == "eager_step.<locals>.step"
 
 
 def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypatch):

@@ -123,29 +123,6 @@ def test_the_stacked_linear_layers_gradients_are_the_numerical_ones(bias):
     assert torch.allclose(StackedLinear.apply(x, weight, b), expected)
 
 
-@pytest.mark.parametrize("channels, length, f, stride, padding, bias", [
-    (1, 40, 5, 2, 1, True),  # the MNIST-1D CNN's first layer
-    (3, 17, 4, 1, 2, False),  # an even filter, stride 1, no bias
-    (4, 23, 5, 3, 0, True),  # stride 3: the last input positions are read by no output
-    (2, 7, 2, 4, 3, True),  # a stride larger than the filter, padding larger than it
-    (2, 8, 8, 1, 0, True),  # one output position
-])
-def test_the_stacked_1d_convolution_is_each_trials_conv1d(channels, length, f, stride, padding, bias):
-    """stacked_conv1d (batched matrix products) against F.conv1d trial by trial, and its backward
-    against the numerical gradients, in float64."""
-    import torch.nn.functional as F
-
-    from dlrunner.stack.conv import stacked_conv1d
-
-    x = torch.randn(3, 5, channels, length, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(3, 4, channels, f, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True) if bias else None
-    expected = torch.stack([F.conv1d(x[k], weight[k], None if b is None else b[k], stride, padding) for k in range(3)])
-    got = stacked_conv1d(x, weight, b, stride, padding)
-    assert got.shape == expected.shape and torch.allclose(got, expected)
-    assert torch.autograd.gradcheck(lambda x, w, b: stacked_conv1d(x, w, b, stride, padding), (x, weight, b))
-
-
 def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial_by_trial():
     from dlrunner.stack.model import sequential_layers
     from dlrunner.train.run import build_model

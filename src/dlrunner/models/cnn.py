@@ -27,6 +27,7 @@ from torch import nn
 
 from dlrunner.config.validate import ACTIVATIONS, INITS
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.models.conv1d import MatmulConv1d
 from dlrunner.models.mlp import activation_layer, initialise
 
 BLOCK_TYPES = ("conv", "separable", "pool", "global_pool", "batch_norm", "activation", "dropout", "flatten", "fc")
@@ -163,7 +164,7 @@ def _spatial(shape: tuple, f: int, stride: int, padding: int, key: str) -> tuple
     return sizes
 
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV = {1: MatmulConv1d, 2: nn.Conv2d, 3: nn.Conv3d}  # MatmulConv1d: nn.Conv1d, faster on the CPU
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _POOL = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("max", 3): nn.MaxPool3d,
          ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d, ("avg", 3): nn.AvgPool3d}

@@ -21,7 +21,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.func import functional_call, vmap
 
-from dlrunner.stack import conv
+from dlrunner.models import conv1d
 
 
 class TrialDropout(nn.Module):
@@ -76,7 +76,7 @@ class StackedModel:
         - a Sequential of linear layers and elementwise modules (the MLP, logistic regression): batched
           matrix products written out (``baddbmm``), ~20% faster than vmap on the CPU;
         - on the CPU, the same with 1-D convolutions as batched matrix products too
-          (``dlrunner.stack.conv``) and pooling per example: the course's 1-D CNNs;
+          (``dlrunner.models.conv1d``) and pooling per example: the course's 1-D CNNs;
         - other convolutions on the CPU: each trial's forward pass on its own (vmap would turn K
           convolutions into one grouped convolution, which oneDNN runs ~2.7x slower than K separate
           ones: measured for a 1-D conv of 25 channels, K = 16), still sharing the loss, backward pass
@@ -139,7 +139,7 @@ def sequential_layers(base: nn.Module, on_cpu: bool) -> list[tuple[str, nn.Modul
                 return None
             continue
         if not (isinstance(module, (nn.Flatten, nn.Linear, TrialDropout, *ELEMENTWISE))
-                or on_cpu and (isinstance(module, PER_EXAMPLE) or conv.supports(module))):
+                or on_cpu and (isinstance(module, PER_EXAMPLE) or conv1d.supports(module))):
             return None
         layers.append((name, module))
     return layers
@@ -185,7 +185,7 @@ def sequential_stack(layers: list, params: dict, buffers: dict, x: torch.Tensor,
             weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
             if shared:
                 x, shared = x.expand(len(weight), *x.shape), False
-            x = conv.stacked_conv1d(x, weight, bias, module.stride[0], module.padding[0])
+            x = conv1d.conv1d_matmul(x, weight, bias, module.stride[0], module.padding[0])
         elif isinstance(module, TrialDropout):
             if module.training:  # each trial's own rate, each its own mask
                 keep = buffers[f"{name}.keep"]

@@ -162,6 +162,58 @@ def eager_step(optimizer: torch.optim.Optimizer):
         with torch.no_grad():  # what the wrapper does for a non-differentiable optimizer
             return update(optimizer)
 
+    return _fused_adam_step(optimizer, step) or step
+
+
+def eager_zero_grad(optimizer: torch.optim.Optimizer):
+    """``optimizer.zero_grad(set_to_none=True)`` as a function of no arguments: the same
+    ``p.grad = None`` for every parameter, without the profiler range torch.optim opens around it
+    on every call (~50 us, 2% of a MNIST-1D CNN step). An optimizer with a zero_grad of its own keeps it."""
+    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        return lambda: optimizer.zero_grad(set_to_none=True)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def zero_grad():
+        for p in params:
+            p.grad = None
+
+    return zero_grad
+
+
+def _fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
+    """For Adam and AdamW with ``fused=True``: the step as torch's fused kernel alone, the same
+    calls torch.optim makes (add 1 to each step count, then one fused update per parameter list)
+    without its per-step bookkeeping in Python (building the state lists, grouping the tensors by
+    device and dtype again): 32 against 102 us for the MNIST-1D CNN's 8 tensors, ~4% of its step.
+    ``torch_step`` takes any step this cannot: the first (torch creates the state), a parameter
+    without a gradient, a torch without the kernel. None when the optimizer is not such an Adam."""
+    kernels = {False: "_fused_adam_", True: "_fused_adamw_"}  # decoupled weight decay (AdamW) or not
+    settings_allow = all(group.get("fused") and not group.get("amsgrad") and not group.get("capturable")
+                         and not group.get("differentiable") for group in optimizer.param_groups)
+    one_kind = len({(p.device, p.dtype) for group in optimizer.param_groups for p in group["params"]}) == 1
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or not (settings_allow and one_kind) or not all(hasattr(torch, k) for k in kernels.values()):
+        return None
+    decoupled = type(optimizer) is torch.optim.AdamW
+
+    def step():
+        updates = []
+        for group in optimizer.param_groups:
+            params = group["params"]
+            grads = [p.grad for p in params]
+            states = [optimizer.state.get(p) for p in params]
+            if any(g is None or g.is_sparse for g in grads) or not all(states) or hasattr(optimizer, "grad_scale"):
+                return torch_step()
+            updates.append((group, params, grads, states))
+        with torch.no_grad():
+            for group, params, grads, states in updates:
+                steps = [state["step"] for state in states]
+                torch._foreach_add_(steps, 1)
+                beta1, beta2 = group["betas"]
+                getattr(torch, kernels[group.get("decoupled_weight_decay", decoupled)])(
+                    params, grads, [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states], [], steps,
+                    lr=group["lr"], beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"], eps=group["eps"],
+                    amsgrad=False, maximize=group["maximize"])
+
     return step
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from dlrunner.diagnostics import diagnose
-from dlrunner.train.accelerate import eager_step, model_device
+from dlrunner.train.accelerate import eager_step, eager_zero_grad, model_device
 from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
 from dlrunner.train.signals import STOP, Interrupted
 
@@ -77,6 +77,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     autocast, scaler = _mixed_precision(settings.precision, device)
     scaling = scaler.is_enabled()
     optimizer_step = eager_step(optimizer)  # optimizer.step, without importing torch._dynamo when nothing compiles
+    zero_grad = eager_zero_grad(optimizer)  # optimizer.zero_grad(set_to_none=True), without a profiler range per step
     shuffle = torch.Generator(device=X.device)
 
     # Where we are: a fresh start, or the state saved in a checkpoint.
@@ -145,7 +146,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
 
             with autocast():
                 loss = training_loss(model(xb), yb, loss_fn)
-            optimizer.zero_grad(set_to_none=True)
+            zero_grad()
             if scaling:  # fp16 on CUDA: scaled loss, unscaled gradients before clipping
                 scaler.scale(loss).backward()
                 if settings.grad_clip_norm:
