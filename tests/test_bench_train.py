@@ -45,3 +45,25 @@ def test_bench_stack_tiny_prints_the_table():
     assert "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) |" in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| mlp | 2 |"))
     assert float(row.split("|")[6]) < 0.05  # the stacked trial ends where its solo run ends
+
+
+def test_the_reference_loops_train_torchs_own_layers():
+    """The hand-written loops and Lightning get nn.Conv1d where dlrun builds its MatmulConv1d: the
+    same weights and outputs, and nothing of dlrunner to unpickle."""
+    import copy
+
+    import torch
+
+    from conftest import compose
+    from dlrunner.models.conv1d import MatmulConv1d
+    from dlrunner.train.run import build_model
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_train
+
+    model, _ = build_model(compose("experiment=mnist1d_cnn"), (1, 40), 10)
+    plain = bench_train.as_torch_modules(copy.deepcopy(model))
+    assert {type(m) for m in model.modules()} >= {MatmulConv1d}
+    assert all(type(m).__module__.startswith("torch.") for m in plain.modules())
+    x = torch.randn(7, 1, 40)
+    assert torch.allclose(model(x), plain(x), atol=1e-6)
