@@ -60,7 +60,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
 # activations outgrow the caches: measured on 2 cores over four runs (BENCHMARKS.md), MNIST-1D CNN
 # stacks run that way gave 0.94-1.16x the trial-steps per second of solo trials at K = 4,
 # 1.12-1.29x at K = 16 and 0.86-0.97x at K = 64. Plain 1-D convolutions run as batched products
-# (stack/conv.py) and pay at every size (1.9x, 2.7x, 2.4x): no cap.
+# (models/conv1d.py) and pay at every size (1.5x, 2.8x, 2.7x at K = 4, 16, 64): no cap.
 CPU_CONV_MAX_STACK = 16
 
 
