@@ -151,8 +151,10 @@ OPTIMIZERS = {
     "adam foreach": lambda params: torch.optim.Adam(params, lr=0.01, foreach=True),
     "adamw": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1),
     "adamw fused": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1, fused=True),
-    "adam fused, L2, two groups": lambda params: torch.optim.Adam(
-        [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "lr": 0.03}], lr=0.01, betas=(0.8, 0.99), fused=True),
+    "adam fused, L2, two groups and an empty one": lambda params: torch.optim.Adam(
+        [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "lr": 0.03}, {"params": []}],
+        lr=0.01, betas=(0.8, 0.99), fused=True),
+    "adam fused amsgrad": lambda params: torch.optim.Adam(params, lr=0.01, amsgrad=True, fused=True),
     "sgd momentum": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
     "rmsprop": lambda params: torch.optim.RMSprop(params, lr=0.01),
 }
@@ -197,7 +199,6 @@ def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
 
     params = [torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(3))]
     optimizer = torch.optim.Adam(params, lr=0.1, fused=True)
-    amsgrad = torch.optim.Adam(params, lr=0.1, fused=True, amsgrad=True)
     monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that has not imported it
     step, zero_grad = eager_step(optimizer), eager_zero_grad(optimizer)
     assert step.__qualname__.startswith("_fused_adam_step")
@@ -214,7 +215,6 @@ def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
     params[0].grad = torch.ones(4)  # the second has none: torch's step, which skips it
     step()
     assert len(calls) == first + 2 and calls[-1][0] == [params[0]]
-    assert eager_step(amsgrad).__qualname__ == "eager_step.<locals>.step"
 
 
 def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypatch):

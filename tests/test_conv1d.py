@@ -95,3 +95,19 @@ def test_the_generic_cnn_builds_matmul_convolutions_for_signals():
     assert type(model[0]) is MatmulConv1d
     images = build_cnn([{"type": "conv", "filters": 4, "f": 3}, "relu"], input_shape=(2, 12, 12), n_outputs=3)
     assert type(images[0]) is nn.Conv2d
+
+
+def test_in_place_activations_and_wrong_inputs_behave_as_with_nn_conv1d():
+    """The output is a tensor of its own, so ReLU(inplace=True) after the layer trains; a wrong
+    channel count gets torch's own message."""
+    torch.manual_seed(0)
+    layer = MatmulConv1d(4, 6, 3, 2, 1)
+    plain = nn.Conv1d(4, 6, 3, 2, 1)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 4, 11)
+    assert layer._products_pay(x)
+    for conv in (layer, plain):
+        torch.relu_(conv(x)).sum().backward()
+    assert torch.allclose(layer.weight.grad, plain.weight.grad, atol=1e-6)
+    with pytest.raises(RuntimeError, match="channels"):
+        layer(torch.randn(5, 3, 11))

@@ -67,8 +67,10 @@ class MatmulConv1d(nn.Conv1d):
         return super().forward(x)
 
     def _products_pay(self, x: torch.Tensor) -> bool:
-        if x.device.type != "cpu" or x.dim() != 3 or torch.is_autocast_enabled("cpu") or not supports(self):
-            return False
+        if x.device.type != "cpu" or x.dim() != 3 or x.shape[1] != self.in_channels or not supports(self):
+            return False  # a wrong channel count gets nn.Conv1d's own message
+        if _cpu_autocast() or _compiling():
+            return False  # autocast casts inside products; torch.compile traces the built-in convolution
         if not torch.is_grad_enabled():
             # Evaluation: the products' forward alone gains less (oneDNN is slowest in the backward
             # pass), and a large evaluation batch through a network that mixes both kinds of layers
@@ -83,6 +85,18 @@ class MatmulConv1d(nn.Conv1d):
         return patches <= SMALL_PATCHES or (f <= MAX_TAPS and f * channels >= MIN_FIELD and patches <= MAX_PATCHES)
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device
+        return torch.is_autocast_cpu_enabled()
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(getattr(compiler, "is_compiling", lambda: False)())
+
+
 class _Conv1dMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, s, p):
@@ -95,21 +109,26 @@ class _Conv1dMatmul(torch.autograd.Function):
         Lp = L + 2 * p
         L_out = (Lp - f) // s + 1
         padded = x.transpose(2, 3)  # (K, N, L, C): a free view when x came out of this function
-        padded = F.pad(padded, (0, 0, p, p)) if p else padded.contiguous()
+        padded = (F.pad(padded, (0, 0, p, p)) if p else padded).contiguous()  # row-major, as as_strided reads it
         patches = padded.as_strided((K, N, L_out, f, C), (N * Lp * C, Lp * C, s * C, C, 1)).reshape(K, N * L_out, f * C)
         filters = weight.transpose(2, 3).reshape(K, O, f * C)  # tap-major, like the patches' rows
+        # The output is a tensor of its own (not a view of the product), so that in-place
+        # operations on it (ReLU(inplace=True)) work as on nn.Conv1d's; its memory is channels last.
+        shape = (N, O, L_out) if solo else (K, N, O, L_out)
+        strides = (L_out * O, 1, O) if solo else (N * L_out * O, L_out * O, 1, O)
+        out = torch.empty_strided(shape, strides, dtype=x.dtype, device=x.device)
+        rows = out.transpose(-1, -2).view(K, N * L_out, O)
         if bias is None:
-            out = torch.bmm(patches, filters.transpose(1, 2))
+            torch.bmm(patches, filters.transpose(1, 2), out=rows)
         else:
-            out = torch.baddbmm(bias.unsqueeze(1), patches, filters.transpose(1, 2))
+            torch.baddbmm(bias.unsqueeze(1), patches, filters.transpose(1, 2), out=rows)
         ctx.save_for_backward(patches, filters)
         ctx.sizes = (solo, K, N, C, L, O, f, s, p, Lp, L_out)
         # The input's gradient goes back in the input's own layout: a layer before this one that
         # wrote channels first (oneDNN's convolution, a pooling) gets its gradient so, and the ReLU
         # between them does not mix two layouts (~90 against ~20 us for its backward pass).
         ctx.channels_last = x.transpose(2, 3).is_contiguous()
-        out = out.view(K, N, L_out, O).transpose(2, 3)
-        return out[0] if solo else out
+        return out
 
     @staticmethod
     @once_differentiable  # its backward is not itself differentiable: say so rather than be wrong

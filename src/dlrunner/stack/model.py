@@ -185,6 +185,8 @@ def sequential_stack(layers: list, params: dict, buffers: dict, x: torch.Tensor,
             weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
             if shared:
                 x, shared = x.expand(len(weight), *x.shape), False
+            # Every plain Conv1d, whatever its size: the products replace K calls of oneDNN here
+            # (the solo size limits weigh them against one call), and they paid at K = 4 to 64.
             x = conv1d.conv1d_matmul(x, weight, bias, module.stride[0], module.padding[0])
         elif isinstance(module, TrialDropout):
             if module.training:  # each trial's own rate, each its own mask

@@ -188,20 +188,27 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
     ``torch_step`` takes any step this cannot: the first (torch creates the state), a parameter
     without a gradient, a torch without the kernel. None when the optimizer is not such an Adam."""
     kernels = {False: "_fused_adam_", True: "_fused_adamw_"}  # decoupled weight decay (AdamW) or not
-    settings_allow = all(group.get("fused") and not group.get("amsgrad") and not group.get("capturable")
-                         and not group.get("differentiable") for group in optimizer.param_groups)
     one_kind = len({(p.device, p.dtype) for group in optimizer.param_groups for p in group["params"]}) == 1
-    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or not (settings_allow and one_kind) or not all(hasattr(torch, k) for k in kernels.values()):
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or not one_kind:
+        return None
+    if not all(hasattr(torch, kernel) for kernel in kernels.values()):
         return None
     decoupled = type(optimizer) is torch.optim.AdamW
+
+    def kernel_alone(group: dict) -> bool:  # settings torch's step handles in more ways than the plain kernel call
+        return (group.get("fused") and not group.get("amsgrad") and not group.get("capturable")
+                and not group.get("differentiable"))
 
     def step():
         updates = []
         for group in optimizer.param_groups:
             params = group["params"]
+            if not params:
+                continue  # an empty group (e.g. no parameter without L2): nothing to update, and the kernel refuses []
             grads = [p.grad for p in params]
             states = [optimizer.state.get(p) for p in params]
-            if any(g is None or g.is_sparse for g in grads) or not all(states) or hasattr(optimizer, "grad_scale"):
+            if (not kernel_alone(group) or any(g is None or g.is_sparse for g in grads) or not all(states)
+                    or hasattr(optimizer, "grad_scale")):
                 return torch_step()
             updates.append((group, params, grads, states))
         with torch.no_grad():
