@@ -15,7 +15,7 @@ s*C numbers after the previous one. So the patches matrix (N*L_out, f*C) is one 
     backward:  dW = dY^T @ patches,  db = sum of dY,  d(patches) = dY @ W,
                added back onto the input positions it came from (f strided adds: col2im).
 
-The output (N, O, L_out) is a view of (N, L_out, O) memory: channels last again, so the next
+The output (N, O, L_out) is laid out in memory as (N, L_out, O): channels last again, so the next
 layer (after an activation, which keeps the layout) takes its rows without transposing a copy.
 """
 
