@@ -24,9 +24,21 @@ def dev_mse(cell: str, length: int, steps: int, out: Path) -> float:
     folder = out / f"{cell}-length{length}"
     if not (folder / "summary.json").is_file():
         dlrun = shutil.which("dlrun") or str(Path(sys.executable).parent / "dlrun")
-        command = [dlrun, "train", "data=adding", f"data.source.length={length}", f"model={cell}", "model.hidden=32",
-                   "optimizer.lr=0.01", "optimizer.batch_size=100", f"trainer.steps={steps}", "trainer.eval_every=250",
-                   "regularization.grad_clip_norm=1.0", "trainer.progress=none", f"hydra.run.dir={folder}"]
+        command = [
+            dlrun,
+            "train",
+            "data=adding",
+            f"data.source.length={length}",
+            f"model={cell}",
+            "model.hidden=32",
+            "optimizer.lr=0.01",
+            "optimizer.batch_size=100",
+            f"trainer.steps={steps}",
+            "trainer.eval_every=250",
+            "regularization.grad_clip_norm=1.0",
+            "trainer.progress=none",
+            f"hydra.run.dir={folder}",
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")

@@ -34,7 +34,8 @@ OURS = {
     "coarse_to_fine": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.rounds=3", "hydra.sweeper.top_k=3"],
 }
 OPTUNA_SPACE = [
-    "optimizer=adam", "regularization=l2",
+    "optimizer=adam",
+    "regularization=l2",
     "optimizer.lr=tag(log, interval(1e-4, 1e-1))",
     "optimizer.beta1=interval(0.8, 0.999)",
     "regularization.l2=tag(log, interval(1e-3, 10))",
@@ -50,18 +51,39 @@ def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
     if name in OURS:
         ledger = sweep_dir / "trials.jsonl"
         if not ledger.exists() or len(ledger.read_text().splitlines()) < args.budget:
-            command = [args.dlrun, "sweep", "sweep=mlp_basic", *COMMON, *steps, *OURS[name],
-                       f"hydra.sweeper.budget={args.budget}", f"hydra.sweeper.seed={seed}", f"hydra.sweep.dir={sweep_dir}"]
+            command = [
+                args.dlrun,
+                "sweep",
+                "sweep=mlp_basic",
+                *COMMON,
+                *steps,
+                *OURS[name],
+                f"hydra.sweeper.budget={args.budget}",
+                f"hydra.sweeper.seed={seed}",
+                f"hydra.sweep.dir={sweep_dir}",
+            ]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        records = sorted((json.loads(line) for line in ledger.read_text().splitlines() if line.strip()), key=lambda r: r["number"])
+        records = sorted(
+            (json.loads(line) for line in ledger.read_text().splitlines() if line.strip()), key=lambda r: r["number"]
+        )
         return [r["objective"] for r in records]
     if shutil.which(args.dlrun) is None and not Path(args.dlrun).exists():
         return []
     if not (sweep_dir / "optimization_results.yaml").exists():
-        command = [args.dlrun, "train", "-m", "hydra/sweeper=optuna", *COMMON, *steps, *OPTUNA_SPACE,
-                   f"hydra.sweeper.n_trials={args.budget}", f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={sweep_dir}"]
+        command = [
+            args.dlrun,
+            "train",
+            "-m",
+            "hydra/sweeper=optuna",
+            *COMMON,
+            *steps,
+            *OPTUNA_SPACE,
+            f"hydra.sweeper.n_trials={args.budget}",
+            f"hydra.sweeper.sampler.seed={seed}",
+            f"hydra.sweep.dir={sweep_dir}",
+        ]
         if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
-            print(f"optuna_tpe: skipped (install hydra-optuna-sweeper to include it)")
+            print("optuna_tpe: skipped (install hydra-optuna-sweeper to include it)")
             return []
     values = []
     for number in range(args.budget):
@@ -87,7 +109,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="training steps per trial")
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--strategies", default="grid,random,coarse_to_fine,optuna_tpe")
-    parser.add_argument("--dlrun", default="dlrun", help="the dlrun executable (e.g. one in a venv with hydra-optuna-sweeper)")
+    parser.add_argument(
+        "--dlrun", default="dlrun", help="the dlrun executable (e.g. one in a venv with hydra-optuna-sweeper)"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-search"))
     args = parser.parse_args()
 
@@ -97,11 +121,15 @@ def main() -> None:
             values = run_strategy(name, seed, args, args.out)
             if values:
                 curves[(name, seed)] = values
-                print(f"{name:15s} seed {seed}: best dev error {min(v for v in values if v is not None):.4f}", flush=True)
+                print(
+                    f"{name:15s} seed {seed}: best dev error {min(v for v in values if v is not None):.4f}", flush=True
+                )
     best = min(v for values in curves.values() for v in values if v is not None)
     target = best + args.tolerance
-    print(f"\nBest dev error found by any run: {best:.4f}; target: <= {target:.4f} "
-          f"({args.budget} trials per run, {args.steps} steps per trial)\n")
+    print(
+        f"\nBest dev error found by any run: {best:.4f}; target: <= {target:.4f} "
+        f"({args.budget} trials per run, {args.steps} steps per trial)\n"
+    )
     print("| strategy | trials to reach the target, per seed | median | best dev error, per seed |")
     print("| --- | --- | --- | --- |")
     results = {}
@@ -114,17 +142,26 @@ def main() -> None:
         print(f"| {name} | {shown} | {median:g} | {', '.join(f'{b:.3f}' for b in bests)} |")
         results[name] = {"trials_to_target": reached, "median": median, "best_per_seed": bests}
     checkpoints = sorted({n for n in (10, 20, args.budget) if n <= args.budget})
-    print(f"\nBest dev error found after n trials (median over seeds):\n")
+    print("\nBest dev error found after n trials (median over seeds):\n")
     print("| strategy | " + " | ".join(f"n = {n}" for n in checkpoints) + " |")
     print("| --- | " + " | ".join("---" for _ in checkpoints) + " |")
     for name in results:
         cells = []
         for n in checkpoints:
-            bests = [min([v for v in curves[(name, s)][:n] if v is not None] or [float("nan")]) for s in range(args.seeds) if (name, s) in curves]
+            bests = [
+                min([v for v in curves[(name, s)][:n] if v is not None] or [float("nan")])
+                for s in range(args.seeds)
+                if (name, s) in curves
+            ]
             cells.append(f"{statistics.median(bests):.3f}")
             results[name][f"best_after_{n}"] = bests
         print(f"| {name} | " + " | ".join(cells) + " |")
-    (args.out / "results.json").write_text(json.dumps({"best": best, "target": target, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {"best": best, "target": target, "args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

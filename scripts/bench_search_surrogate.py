@@ -39,11 +39,15 @@ STRATEGIES = {
 
 
 def coordinates(params: dict) -> np.ndarray:
-    return np.array([
-        math.log10(params["optimizer.lr"]), math.log10(1 - params["optimizer.beta1"]),
-        math.log10(params["regularization.l2"]), math.log2(params["optimizer.batch_size"]),
-        LAYERS.index(str(params["model.layers"]).replace(" ", "")),
-    ])
+    return np.array(
+        [
+            math.log10(params["optimizer.lr"]),
+            math.log10(1 - params["optimizer.beta1"]),
+            math.log10(params["regularization.l2"]),
+            math.log2(params["optimizer.batch_size"]),
+            LAYERS.index(str(params["model.layers"]).replace(" ", "")),
+        ]
+    )
 
 
 def load_trials(runs: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -51,18 +55,26 @@ def load_trials(runs: Path) -> tuple[np.ndarray, np.ndarray]:
     for path in runs.glob("*/seed*/*/summary.json"):
         summary = json.loads(path.read_text())
         config = summary["config"]
-        points.append(coordinates({
-            "optimizer.lr": config["optimizer"]["lr"], "optimizer.beta1": config["optimizer"]["beta1"],
-            "regularization.l2": config["regularization"]["l2"], "optimizer.batch_size": config["optimizer"]["batch_size"],
-            "model.layers": config["model"]["layers"],
-        }))
+        points.append(
+            coordinates(
+                {
+                    "optimizer.lr": config["optimizer"]["lr"],
+                    "optimizer.beta1": config["optimizer"]["beta1"],
+                    "regularization.l2": config["regularization"]["l2"],
+                    "optimizer.batch_size": config["optimizer"]["batch_size"],
+                    "model.layers": config["model"]["layers"],
+                }
+            )
+        )
         errors.append(summary["metrics"]["dev"]["error"])
     return np.array(points), np.array(errors)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("outputs/bench-search"), help="the --out folder of bench_search.py")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("outputs/bench-search"), help="the --out folder of bench_search.py"
+    )
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--budget", type=int, default=30)
     parser.add_argument("--neighbours", type=int, default=4)
@@ -77,8 +89,10 @@ def main() -> None:
         weights = 1 / (distance[nearest] + 0.3)
         return float((errors[nearest] * weights).sum() / weights.sum())
 
-    print(f"Surrogate fitted to {len(errors)} real trials (best real dev error {errors.min():.3f}); "
-          f"{args.seeds} seeds, {args.budget} trials each.\n")
+    print(
+        f"Surrogate fitted to {len(errors)} real trials (best real dev error {errors.min():.3f}); "
+        f"{args.seeds} seeds, {args.budget} trials each.\n"
+    )
     checkpoints = [n for n in (10, 20, args.budget) if n <= args.budget]
     print("| strategy | " + " | ".join(f"median best after {n}" for n in checkpoints) + " | mean best |")
     print("| --- | " + " | ".join("---" for _ in checkpoints) + " | --- |")
@@ -92,7 +106,11 @@ def main() -> None:
             values = [t.value for t in search.trials]
             curves.append([min(values[:n]) for n in checkpoints])
         medians = [statistics.median(c[i] for c in curves) for i in range(len(checkpoints))]
-        print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in medians) + f" | {statistics.mean(c[-1] for c in curves):.3f} |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{m:.3f}" for m in medians)
+            + f" | {statistics.mean(c[-1] for c in curves):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import machine, positive_int  # noqa: E402
+from bench_train import machine, positive_int
 
 MODELS = {"mlp": ["model=mlp"], "cnn": ["experiment=mnist1d_cnn", "trainer.eval_test=false"]}
 TARGET = 3.0  # at K = 16 for the MLP on a 2-core CPU
@@ -52,8 +52,19 @@ def main() -> None:
     p.add_argument("--ks", default="4,16,64", help="stack sizes, comma-separated")
     p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--models", default="mlp,cnn")
-    p.add_argument("--solo-trials", type=positive_int, default=6, help="solo trials actually trained per (model, K) to time the solo rate")
-    p.add_argument("--repeats", type=positive_int, default=3, metavar="N", help="stacked-then-solo rounds per (model, K); medians are reported")
+    p.add_argument(
+        "--solo-trials",
+        type=positive_int,
+        default=6,
+        help="solo trials actually trained per (model, K) to time the solo rate",
+    )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="stacked-then-solo rounds per (model, K); medians are reported",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
     args = p.parse_args()
@@ -69,18 +80,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
         # Warm both paths first, as in a sweep worker that has run a trial: the first torch optimizer
         # imports torch._dynamo (~1 s) and vmap builds its batching rules once.
-        warm = [compose([*MODELS[m.strip()], "trainer.steps=2", "trainer.progress=none", f"optimizer.lr={lr}"])
-                for m in args.models.split(",") for lr in (0.01, 0.02)]
+        warm = [
+            compose([*MODELS[m.strip()], "trainer.steps=2", "trainer.progress=none", f"optimizer.lr={lr}"])
+            for m in args.models.split(",")
+            for lr in (0.01, 0.02)
+        ]
         for i in range(0, len(warm), 2):
             train_stacked(warm[i : i + 2], [Path(tmp) / f"warm-{i}-{j}" for j in range(2)], quiet)
             train(warm[i], Path(tmp) / f"warm-solo-{i}", quiet)
         for model in [m.strip() for m in args.models.split(",")]:
             for k in [int(v) for v in args.ks.split(",")]:
-                common = [*MODELS[model], f"trainer.steps={args.steps}", "trainer.eval_every=250", "trainer.progress=none",
-                          f"trainer.device={args.device}"]
+                common = [
+                    *MODELS[model],
+                    f"trainer.steps={args.steps}",
+                    "trainer.eval_every=250",
+                    "trainer.progress=none",
+                    f"trainer.device={args.device}",
+                ]
                 cfgs = [compose(common + [f"optimizer.lr={lr}"]) for lr in learning_rates(k)]
                 solo_rates, stacked_rates, ratios, differences = [], [], [], []
-                for repeat in range(args.repeats):  # stacked, then its solo trials, in turn: a noisy machine's slow spells hit both
+                for repeat in range(
+                    args.repeats
+                ):  # stacked, then its solo trials, in turn: a noisy machine's slow spells hit both
                     folder = Path(tmp) / f"{model}-{k}-{repeat}"
                     started = time.perf_counter()
                     stacked = train_stacked(cfgs, [folder / f"stacked-{i}" for i in range(k)], quiet)
@@ -95,46 +116,81 @@ def main() -> None:
                     ratios.append(stacked_rates[-1] / solo_rates[-1])
                     shutil.rmtree(folder, ignore_errors=True)
                 rows.append((model, k, solo_rates, stacked_rates, ratios, max(differences), min(k, args.solo_trials)))
-                print(f"{model} K={k}: solo {statistics.median(solo_rates):.0f}, stacked {statistics.median(stacked_rates):.0f} "
-                      f"trial-steps/s, ratio {statistics.median(ratios):.2f}", file=sys.stderr, flush=True)
+                print(
+                    f"{model} K={k}: solo {statistics.median(solo_rates):.0f}, stacked {statistics.median(stacked_rates):.0f} "
+                    f"trial-steps/s, ratio {statistics.median(ratios):.2f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    out = ["", f"## Stacked trials vs one at a time: MNIST-1D, Adam, batch 100, {args.steps} steps per trial, eval every 250",
-           "", "```", machine("(in-process: dlrunner.train.run.train and dlrunner.stack.train.train_stacked)"), "```", "",
-           "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) | max dev-error difference | solo trials timed per repeat |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+    out = [
+        "",
+        f"## Stacked trials vs one at a time: MNIST-1D, Adam, batch 100, {args.steps} steps per trial, eval every 250",
+        "",
+        "```",
+        machine("(in-process: dlrunner.train.run.train and dlrunner.stack.train.train_stacked)"),
+        "```",
+        "",
+        "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) | max dev-error difference | solo trials timed per repeat |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for model, k, solo, stacked, ratios, diff, timed in rows:
         ratio = statistics.median(ratios)
         mark = f" ({'PASS' if ratio >= TARGET else 'MISS'} ≥ {TARGET:g})" if (model, k) == ("mlp", 16) else ""
-        out.append(f"| {model} | {k} | {statistics.median(solo):.0f} | {statistics.median(stacked):.0f} | "
-                   f"{ratio:.2f} ({min(ratios):.2f}–{max(ratios):.2f}){mark} | {diff:.3f} | {timed} |")
-    out += ["", "Solo: steps / median wall time of one trial trained by itself (data, model, loop, files); "
-            "stacked: K x steps / wall time of the whole stack (data, K models, loop, every trial's files). "
-            f"Each of {args.repeats} repeat(s) times the stack, then its solo trials; the ratio is taken per repeat, "
-            "rates and ratios are medians over the repeats."]
+        out.append(
+            f"| {model} | {k} | {statistics.median(solo):.0f} | {statistics.median(stacked):.0f} | "
+            f"{ratio:.2f} ({min(ratios):.2f}–{max(ratios):.2f}){mark} | {diff:.3f} | {timed} |"
+        )
+    out += [
+        "",
+        "Solo: steps / median wall time of one trial trained by itself (data, model, loop, files); "
+        "stacked: K x steps / wall time of the whole stack (data, K models, loop, every trial's files). "
+        f"Each of {args.repeats} repeat(s) times the stack, then its solo trials; the ratio is taken per repeat, "
+        "rates and ratios are medians over the repeats.",
+    ]
     if args.sweep_budget:
         out += sweep_table(args)
     print("\n".join(out))
 
 
-LAUNCHERS = {"basic (1 at a time)": [], "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-             "stacked": ["hydra/launcher=stacked"]}
+LAUNCHERS = {
+    "basic (1 at a time)": [],
+    "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "stacked": ["hydra/launcher=stacked"],
+}
 
 
 def sweep_table(args) -> list[str]:
     """Trials per minute of whole `dlrun sweep` runs with each launcher."""
     beside = Path(sys.executable).parent / "dlrun"
     dlrun = str(beside) if beside.exists() else shutil.which("dlrun")
-    out = ["", f"Whole sweeps: `dlrun sweep sweep=lr ... hydra.sweeper.budget={args.sweep_budget}`, one random round, "
-           f"{args.steps} steps per trial, process start to exit:", "",
-           "| model | launcher | wall (s) | trials per minute | vs basic |", "| --- | --- | --- | --- | --- |"]
+    out = [
+        "",
+        f"Whole sweeps: `dlrun sweep sweep=lr ... hydra.sweeper.budget={args.sweep_budget}`, one random round, "
+        f"{args.steps} steps per trial, process start to exit:",
+        "",
+        "| model | launcher | wall (s) | trials per minute | vs basic |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-stack-sweep-") as tmp:
         for model in [m.strip() for m in args.models.split(",")]:
             walls = {}
             for name, launcher in LAUNCHERS.items():
                 sweep_dir = Path(tmp) / f"{model}-{len(walls)}"
-                command = [dlrun, "sweep", "sweep=lr", *MODELS[model], f"trainer.steps={args.steps}", "trainer.eval_every=250",
-                           f"trainer.device={args.device}", f"hydra.sweeper.budget={args.sweep_budget}", "hydra.sweeper.rounds=1",
-                           "hydra.sweeper.method=random", *launcher, f"hydra.sweep.dir={sweep_dir}"]
+                command = [
+                    dlrun,
+                    "sweep",
+                    "sweep=lr",
+                    *MODELS[model],
+                    f"trainer.steps={args.steps}",
+                    "trainer.eval_every=250",
+                    f"trainer.device={args.device}",
+                    f"hydra.sweeper.budget={args.sweep_budget}",
+                    "hydra.sweeper.rounds=1",
+                    "hydra.sweeper.method=random",
+                    *launcher,
+                    f"hydra.sweep.dir={sweep_dir}",
+                ]
                 started = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
                 walls[name] = time.perf_counter() - started
@@ -142,8 +198,10 @@ def sweep_table(args) -> list[str]:
                     raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
                 print(f"sweep {model} {name}: {walls[name]:.1f} s", file=sys.stderr, flush=True)
             for name, wall in walls.items():
-                out.append(f"| {model} | {name} | {wall:.1f} | {args.sweep_budget / wall * 60:.1f} | "
-                           f"{walls['basic (1 at a time)'] / wall:.2f} |")
+                out.append(
+                    f"| {model} | {name} | {wall:.1f} | {args.sweep_budget / wall * 60:.1f} | "
+                    f"{walls['basic (1 at a time)'] / wall:.2f} |"
+                )
     return out
 
 

@@ -38,22 +38,35 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_train  # noqa: E402  (same folder: its hand-written loop, the machine line and the median/min-max format)
-from bench_train import machine, positive_int, stats  # noqa: E402
+import bench_train
+from bench_train import machine, positive_int, stats
 
 TARGETS = {"speedup": ("≥ 1.7", lambda r: r >= 1.7), "overhead": ("≤ 0.5 s", lambda s: s <= 0.5)}
 
 
 def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> dict:
     sweep_dir = folder / f"sweep-{jobs}"
-    command = [dlrun, "sweep", "sweep=lr", "model=mlp", "trainer.device=cpu", f"trainer.steps={steps}",
-               f"hydra.sweeper.budget={budget}", "hydra.sweeper.rounds=1", "hydra.sweeper.method=random",
-               "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}", f"hydra.sweep.dir={sweep_dir}"]
+    command = [
+        dlrun,
+        "sweep",
+        "sweep=lr",
+        "model=mlp",
+        "trainer.device=cpu",
+        f"trainer.steps={steps}",
+        f"hydra.sweeper.budget={budget}",
+        "hydra.sweeper.rounds=1",
+        "hydra.sweeper.method=random",
+        "hydra/launcher=joblib",
+        f"hydra.launcher.n_jobs={jobs}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        )
     trials = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines() if line.strip()]
     assert len(trials) == budget and all(t["status"] == "completed" for t in trials), trials
     finished = []  # (time summary.json was written, training seconds), in the order the trials finished
@@ -63,16 +76,34 @@ def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> d
     finished.sort()
     overheads = [later - earlier - train_s for (earlier, _), (later, train_s) in zip(finished, finished[1:])]
     shutil.rmtree(sweep_dir, ignore_errors=True)
-    return {"wall": wall, "per_minute": budget / wall * 60, "overhead": statistics.median(overheads),
-            "train_s": statistics.median(t for _, t in finished)}
+    return {
+        "wall": wall,
+        "per_minute": budget / wall * 60,
+        "overhead": statistics.median(overheads),
+        "train_s": statistics.median(t for _, t in finished),
+    }
 
 
 def hand_loop_rates(work: Path, steps: int, copies: int) -> list[float]:
     """Steps per second of `copies` hand-written loops trained together (each its own process; they
     meet at a barrier after their imports, so their training overlaps from the first step)."""
     barrier = Path(tempfile.mkdtemp(prefix="barrier-", dir=work.parent))
-    command = [sys.executable, bench_train.__file__, "--inner", "hand", "--work", str(work), "--steps", str(steps),
-               "--eval-every", "250", "--barrier", str(barrier), "--parties", str(copies)]
+    command = [
+        sys.executable,
+        bench_train.__file__,
+        "--inner",
+        "hand",
+        "--work",
+        str(work),
+        "--steps",
+        str(steps),
+        "--eval-every",
+        "250",
+        "--barrier",
+        str(barrier),
+        "--parties",
+        str(copies),
+    ]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
     outputs = [proc.communicate()[0] for proc in procs]
     if any(proc.returncode for proc in procs):
@@ -112,9 +143,19 @@ def main() -> None:
             verdict = f"| {text} | {'PASS' if ok(statistics.median(rows[key])) else 'MISS'} |"
         return f"| {name} | {med} | {spread} {verdict}"
 
-    out = ["", f"## dlrun sweep: 1 vs 2 joblib workers, {args.budget} MNIST-1D MLP trials of {args.steps} steps, "
-           f"{args.repeats} repeat(s)", "", "```", machine(args.dlrun), f"os.cpu_count() = {os.cpu_count()}", "```", "",
-           "| measure | median | min–max | target | result |", "| --- | --- | --- | --- | --- |"]
+    out = [
+        "",
+        f"## dlrun sweep: 1 vs 2 joblib workers, {args.budget} MNIST-1D MLP trials of {args.steps} steps, "
+        f"{args.repeats} repeat(s)",
+        "",
+        "```",
+        machine(args.dlrun),
+        f"os.cpu_count() = {os.cpu_count()}",
+        "```",
+        "",
+        "| measure | median | min–max | target | result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for jobs in (1, 2):
         out.append(line(f"{jobs} worker(s): sweep wall (s)", f"{jobs}:wall", "{:.1f}"))
         out.append(line(f"{jobs} worker(s): trials per minute", f"{jobs}:per_minute", "{:.1f}"))
@@ -123,8 +164,11 @@ def main() -> None:
     out.append(line("the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)", "ceiling", "{:.2f}"))
     out.append(line("the sweep's speed-up / the machine's ceiling", "of_ceiling", "{:.2f}"))
     out.append(line("per-trial overhead beyond training, warm worker (s)", "1:overhead", "{:.2f}", "overhead"))
-    out += ["", "Per-trial overhead: median gap between consecutive summary.json writes in the 1-worker sweep, "
-            "minus the later trial's training time."]
+    out += [
+        "",
+        "Per-trial overhead: median gap between consecutive summary.json writes in the 1-worker sweep, "
+        "minus the later trial's training time.",
+    ]
     print("\n".join(out))
 
 

@@ -48,12 +48,18 @@ from pathlib import Path
 
 MODELS = {"mlp": ["model=mlp"], "cnn": ["experiment=mnist1d_cnn", "trainer.eval_test=false"]}
 CONTENDERS = ("hand", "dataloader", "dlrun")
-TARGETS = {"steps": ("≥ 0.95", lambda r: r >= 0.95), "rss": ("≤ 1.3", lambda r: r <= 1.3),
-           "startup": ("≤ 1 s", lambda s: s <= 1.0), "light": ("≤ 0.3 s", lambda s: s <= 0.3),
-           "lightning": ("≥ 2", lambda r: r >= 2.0), "eval": ("≤ 0.10", lambda r: r <= 0.10)}
+TARGETS = {
+    "steps": ("≥ 0.95", lambda r: r >= 0.95),
+    "rss": ("≤ 1.3", lambda r: r <= 1.3),
+    "startup": ("≤ 1 s", lambda s: s <= 1.0),
+    "light": ("≤ 0.3 s", lambda s: s <= 0.3),
+    "lightning": ("≥ 2", lambda r: r >= 2.0),
+    "eval": ("≤ 0.10", lambda r: r <= 0.10),
+}
 
 
 # ---------------------------------------------------------------- the hand-written loops (inner)
+
 
 def hand_loop(model, X, y, X_dev, y_dev, steps, eval_every, batches):
     """The loop a careful user writes. ``batches(epoch)`` yields (x, y) mini-batches of one epoch."""
@@ -65,7 +71,9 @@ def hand_loop(model, X, y, X_dev, y_dev, steps, eval_every, batches):
     @torch.no_grad()
     def error(X, y, chunk=10_000):
         model.eval()
-        wrong = sum((model(X[i:i + chunk]).argmax(1) != y[i:i + chunk]).sum().item() for i in range(0, len(X), chunk))
+        wrong = sum(
+            (model(X[i : i + chunk]).argmax(1) != y[i : i + chunk]).sum().item() for i in range(0, len(X), chunk)
+        )
         model.train()
         return wrong / len(X)
 
@@ -111,11 +119,23 @@ def lightning_loop(model, X, y, X_dev, y_dev, steps, eval_every):
             return torch.optim.Adam(self.model.parameters(), lr=1e-2)
 
     module = Classifier()
-    trainer = L.Trainer(max_steps=steps, val_check_interval=eval_every, check_val_every_n_epoch=None,
-                        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        max_steps=steps,
+        val_check_interval=eval_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     train_loader = DataLoader(TensorDataset(X, y), batch_size=100, shuffle=True)
-    eval_loaders = [DataLoader(TensorDataset(X, y), batch_size=len(X)), DataLoader(TensorDataset(X_dev, y_dev), batch_size=len(X_dev))]
+    eval_loaders = [
+        DataLoader(TensorDataset(X, y), batch_size=len(X)),
+        DataLoader(TensorDataset(X_dev, y_dev), batch_size=len(X_dev)),
+    ]
     started = time.perf_counter()
     trainer.fit(module, train_loader, eval_loaders)
     return time.perf_counter() - started, [{"step": steps, "train": module.errors.get(0), "dev": module.errors.get(1)}]
@@ -130,33 +150,54 @@ def inner(kind: str, work: Path, steps: int, eval_every: int, barrier: Path | No
     # anyone else), so weights_only=True, which refuses module objects, is not needed here.
     saved = torch.load(work, weights_only=False)
     X, y, model = saved["X"], saved["y"], saved["model"]
-    if barrier is not None:  # loops started together train together (scripts/bench_sweep.py's ceiling): wait for the others
+    if (
+        barrier is not None
+    ):  # loops started together train together (scripts/bench_sweep.py's ceiling): wait for the others
         (barrier / str(os.getpid())).touch()
         while len(list(barrier.iterdir())) < parties:
             time.sleep(0.002)
 
     if kind == "lightning":
         train_s, history = lightning_loop(model, X, y, saved["X_dev"], saved["y_dev"], steps, eval_every)
-        print(json.dumps({"train_s": train_s, "steps_per_s": steps / train_s, "final": history[-1],
-                          "threads": torch.get_num_threads()}))
+        print(
+            json.dumps(
+                {
+                    "train_s": train_s,
+                    "steps_per_s": steps / train_s,
+                    "final": history[-1],
+                    "threads": torch.get_num_threads(),
+                }
+            )
+        )
         return
     if kind == "hand":
+
         def batches(epoch):
             perm = torch.randperm(len(X))
             for i in range(0, len(X), 100):
-                idx = perm[i:i + 100]
+                idx = perm[i : i + 100]
                 yield X[idx], y[idx]
     else:
         from torch.utils.data import DataLoader, TensorDataset
+
         loader = DataLoader(TensorDataset(X, y), batch_size=100, shuffle=True)
         batches = lambda epoch: loader  # noqa: E731
 
     train_s, history = hand_loop(model, X, y, saved["X_dev"], saved["y_dev"], steps, eval_every, batches)
-    print(json.dumps({"train_s": train_s, "steps_per_s": steps / train_s, "final": history[-1],
-                      "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "train_s": train_s,
+                "steps_per_s": steps / train_s,
+                "final": history[-1],
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 # ---------------------------------------------------------------- measuring (outer)
+
 
 def measure(command: list[str], **kwargs) -> tuple[float, float, str]:
     """Run a command to completion: (wall seconds, peak RSS in MB, stdout)."""
@@ -176,6 +217,7 @@ def measure(command: list[str], **kwargs) -> tuple[float, float, str]:
 def prepare(model_name: str, folder: Path) -> Path:
     """Compose the config, build the data and the initial model once, and save them for the hand loops."""
     import torch
+
     from dlrunner.cli import compose
     from dlrunner.data import build_data
     from dlrunner.train.run import build_model
@@ -201,8 +243,17 @@ def as_torch_modules(model):
 
     for name, child in model.named_children():
         if type(child) is MatmulConv1d:
-            plain = nn.Conv1d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                              child.dilation, child.groups, child.bias is not None, child.padding_mode)
+            plain = nn.Conv1d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                child.padding,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+                child.padding_mode,
+            )
             plain.load_state_dict(child.state_dict())
             setattr(model, name, plain)
         else:
@@ -213,35 +264,77 @@ def as_torch_modules(model):
 def run_contender(kind, model_name, work, args, folder, repeat):
     if kind == "dlrun":
         run_dir = folder / f"run-{model_name}-{repeat}"
-        command = [args.dlrun, "train", *MODELS[model_name], "trainer.device=cpu", "trainer.progress=none",
-                   f"trainer.steps={args.steps}", f"trainer.eval_every={args.eval_every}", f"hydra.run.dir={run_dir}"]
+        command = [
+            args.dlrun,
+            "train",
+            *MODELS[model_name],
+            "trainer.device=cpu",
+            "trainer.progress=none",
+            f"trainer.steps={args.steps}",
+            f"trainer.eval_every={args.eval_every}",
+            f"hydra.run.dir={run_dir}",
+        ]
         wall, rss, _ = measure(command)
         summary = json.loads((run_dir / "summary.json").read_text())
         provenance = json.loads((run_dir / "provenance.json").read_text())
         shutil.rmtree(run_dir, ignore_errors=True)
         timing = summary["timing"]
-        return {"wall": wall, "rss": rss, "train_s": timing["train_s"], "steps_per_s": timing["steps_per_s"],
-                "dev": summary["metrics"]["dev"]["error"], "threads": provenance.get("torch_threads"),
-                "eval_share": timing["eval_s"] / timing["train_s"]}
+        return {
+            "wall": wall,
+            "rss": rss,
+            "train_s": timing["train_s"],
+            "steps_per_s": timing["steps_per_s"],
+            "dev": summary["metrics"]["dev"]["error"],
+            "threads": provenance.get("torch_threads"),
+            "eval_share": timing["eval_s"] / timing["train_s"],
+        }
     python = args.lightning_python if kind == "lightning" else sys.executable
-    command = [python, __file__, "--inner", kind, "--work", str(work),
-               "--steps", str(args.steps), "--eval-every", str(args.eval_every)]
+    command = [
+        python,
+        __file__,
+        "--inner",
+        kind,
+        "--work",
+        str(work),
+        "--steps",
+        str(args.steps),
+        "--eval-every",
+        str(args.eval_every),
+    ]
     wall, rss, text = measure(command)
     result = json.loads(text.strip().splitlines()[-1])
-    return {"wall": wall, "rss": rss, "train_s": result["train_s"], "steps_per_s": result["steps_per_s"],
-            "dev": result["final"]["dev"], "threads": result["threads"]}
+    return {
+        "wall": wall,
+        "rss": rss,
+        "train_s": result["train_s"],
+        "steps_per_s": result["steps_per_s"],
+        "dev": result["final"]["dev"],
+        "threads": result["threads"],
+    }
 
 
 def machine(dlrun: str) -> str:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"CPU: {cpu}; {os.cpu_count()} logical cores ({usable} usable); load average {load}\n"
-            f"Python {platform.python_version()}, torch {torch.__version__} (default threads {torch.get_num_threads()}); "
-            f"{platform.platform()}\ndlrun: {dlrun}")
+    return (
+        f"CPU: {cpu}; {os.cpu_count()} logical cores ({usable} usable); load average {load}\n"
+        f"Python {platform.python_version()}, torch {torch.__version__} (default threads {torch.get_num_threads()}); "
+        f"{platform.platform()}\ndlrun: {dlrun}"
+    )
 
 
 def positive_int(text: str) -> int:
@@ -269,8 +362,11 @@ def main() -> None:
     p.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp, cnn")
     p.add_argument("--quick", action="store_true", help="200 steps, 1 repeat, mlp only (smoke test)")
     p.add_argument("--dlrun", default=None, help="the dlrun executable (default: next to this Python)")
-    p.add_argument("--lightning-python", default=sys.executable,
-                   help="a Python that can import lightning (a benchmark-only dependency); the row is skipped otherwise")
+    p.add_argument(
+        "--lightning-python",
+        default=sys.executable,
+        help="a Python that can import lightning (a benchmark-only dependency); the row is skipped otherwise",
+    )
     p.add_argument("--inner", choices=("hand", "dataloader", "lightning"), help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)
@@ -283,7 +379,9 @@ def main() -> None:
     beside = Path(sys.executable).parent / "dlrun"  # not a pyenv/shell shim: that would add its own start-up
     args.dlrun = args.dlrun or (str(beside) if beside.exists() else shutil.which("dlrun"))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    has_lightning = subprocess.run([args.lightning_python, "-c", "import lightning"], capture_output=True).returncode == 0
+    has_lightning = (
+        subprocess.run([args.lightning_python, "-c", "import lightning"], capture_output=True).returncode == 0
+    )
     contenders = CONTENDERS + (("lightning",) if has_lightning and not args.quick else ())
 
     rows = {}  # (model or "", measure) -> per-repeat values
@@ -315,7 +413,6 @@ def main() -> None:
                     add((m, "ratio", "lightning"), got["dlrun"]["steps_per_s"] / got["lightning"]["steps_per_s"])
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 
-
     def line(name, values, fmt, target=None):
         med, spread = stats(values, fmt)
         verdict = ""
@@ -326,9 +423,18 @@ def main() -> None:
             verdict = "| | "
         return f"| {name} | {med} | {spread} {verdict}|"
 
-    out = ["", f"## dlrun train vs a hand-written loop: MNIST-1D, Adam lr 1e-2, batch 100, {args.steps} steps, "
-           f"eval every {args.eval_every}, {args.repeats} repeat(s)", "", "```", machine(args.dlrun), "```", "",
-           "| measure | median | min–max | target | result |", "| --- | --- | --- | --- | --- |"]
+    out = [
+        "",
+        f"## dlrun train vs a hand-written loop: MNIST-1D, Adam lr 1e-2, batch 100, {args.steps} steps, "
+        f"eval every {args.eval_every}, {args.repeats} repeat(s)",
+        "",
+        "```",
+        machine(args.dlrun),
+        "```",
+        "",
+        "| measure | median | min–max | target | result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for m in models:
         for kind in contenders:
             out.append(line(f"{m}: {kind} steps/s", rows[(m, kind, "steps_per_s")], "{:.0f}"))
@@ -336,7 +442,9 @@ def main() -> None:
         out.append(line(f"{m}: dataloader / hand steps/s", rows[(m, "ratio", "dl_steps")], "{:.2f}"))
         if "lightning" in contenders:
             out.append(line(f"{m}: dlrun / lightning steps/s", rows[(m, "ratio", "lightning")], "{:.2f}", "lightning"))
-        out.append(line(f"{m}: dlrun evaluation time / training time", rows[(m, "dlrun", "eval_share")], "{:.3f}", "eval"))
+        out.append(
+            line(f"{m}: dlrun evaluation time / training time", rows[(m, "dlrun", "eval_share")], "{:.3f}", "eval")
+        )
         for kind in contenders:
             out.append(line(f"{m}: {kind} peak RSS (MB)", rows[(m, kind, "rss")], "{:.0f}"))
         out.append(line(f"{m}: dlrun / hand peak RSS", rows[(m, "ratio", "rss")], "{:.3f}", "rss"))
@@ -344,18 +452,31 @@ def main() -> None:
             out.append(line(f"{m}: {kind} process wall (s)", rows[(m, kind, "wall")], "{:.2f}"))
         out.append(line(f"{m}: hand start-up overhead (s)", rows[(m, "hand", "startup")], "{:.2f}"))
         out.append(line(f"{m}: dlrun start-up overhead (s)", rows[(m, "dlrun", "startup")], "{:.2f}", "startup"))
-        out.append(line(f"{m}: dlrun start-up beyond the hand loop's (s)", rows[(m, "ratio", "own_startup")], "{:.2f}", "startup"))
+        out.append(
+            line(
+                f"{m}: dlrun start-up beyond the hand loop's (s)",
+                rows[(m, "ratio", "own_startup")],
+                "{:.2f}",
+                "startup",
+            )
+        )
     out.append(line('python -c "import torch" (s)', rows["import"], "{:.2f}"))
     out.append(line('python -c "import torch" peak RSS (MB)', rows["import_rss"], "{:.0f}"))
     out.append(line("dlrun --help (s)", rows["help"], "{:.2f}", "light"))
     out.append(line("dlrun ls (s)", rows["ls"], "{:.2f}", "light"))
-    out += ["", "Threads: hand loops torch.set_num_threads(1); dlrun chose "
-            + ", ".join(f"{m} {sorted(set(rows[(m, 'dlrun', 'threads')]))}" for m in models) + " (trainer.threads=null).",
-            "Final dev error (median; same work, so similar): "
-            + "; ".join(f"{m} " + ", ".join(f"{k} {statistics.median(rows[(m, k, 'dev')]):.3f}" for k in contenders) for m in models),
-            "steps/s: steps / time of the whole training loop, evaluations included (dlrun: summary.json timing). "
-            "Start-up overhead: process wall - training time - `python -c \"import torch\"` wall. "
-            "Ratios: median of the per-repeat ratios."]
+    out += [
+        "",
+        "Threads: hand loops torch.set_num_threads(1); dlrun chose "
+        + ", ".join(f"{m} {sorted(set(rows[(m, 'dlrun', 'threads')]))}" for m in models)
+        + " (trainer.threads=null).",
+        "Final dev error (median; same work, so similar): "
+        + "; ".join(
+            f"{m} " + ", ".join(f"{k} {statistics.median(rows[(m, k, 'dev')]):.3f}" for k in contenders) for m in models
+        ),
+        "steps/s: steps / time of the whole training loop, evaluations included (dlrun: summary.json timing). "
+        'Start-up overhead: process wall - training time - `python -c "import torch"` wall. '
+        "Ratios: median of the per-repeat ratios.",
+    ]
     print("\n".join(out))
 
 

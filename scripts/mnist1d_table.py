@@ -28,15 +28,24 @@ def run(model: str, seed: int, out: Path) -> dict:
     if (folder / "summary.json").is_file():  # finished earlier: keep it (nothing a user ran is lost)
         return json.loads((folder / "summary.json").read_text())
     dlrun = shutil.which("dlrun") or str(Path(sys.executable).parent / "dlrun")
-    command = [dlrun, "train", f"experiment=mnist1d_{model}", f"trainer.seed={seed}", "trainer.progress=none",
-               f"hydra.run.dir={folder}"]
+    command = [
+        dlrun,
+        "train",
+        f"experiment=mnist1d_{model}",
+        f"trainer.seed={seed}",
+        "trainer.progress=none",
+        f"hydra.run.dir={folder}",
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
     summary = json.loads((folder / "summary.json").read_text())
-    print(f"{model:6s} seed {seed}: test accuracy {summary['metrics']['test']['accuracy']:.3f} "
-          f"({time.perf_counter() - started:.0f} s)", flush=True)
+    print(
+        f"{model:6s} seed {seed}: test accuracy {summary['metrics']['test']['accuracy']:.3f} "
+        f"({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     return summary
 
 
@@ -56,12 +65,16 @@ def main() -> None:
         seconds = statistics.median(s["timing"]["train_s"] for s in summaries)
         rows.append((model, PAPER[model], mean, spread, summaries[0]["n_params"], seconds))
 
-    print(f"\nMNIST-1D test accuracy, {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); "
-          "Adam 1e-2, batch 100, 6000 steps, 4000 training examples\n")
+    print(
+        f"\nMNIST-1D test accuracy, {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); "
+        "Adam 1e-2, batch 100, 6000 steps, 4000 training examples\n"
+    )
     print("| model | paper | dlrunner (mean ± sd) | difference | parameters | train time (median) |")
     print("|---|---|---|---|---|---|")
     for model, paper, mean, spread, params, seconds in rows:
-        print(f"| {model} | {paper:.0%} | {mean:.1%} ± {spread:.1%} | {100 * (mean - paper):+.1f} points | {params:,} | {seconds:.0f} s |")
+        print(
+            f"| {model} | {paper:.0%} | {mean:.1%} ± {spread:.1%} | {100 * (mean - paper):+.1f} points | {params:,} | {seconds:.0f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def run_dlrun(*args: str, cwd: Path, env: dict | None = None, timeout: float = 3
     """Run the installed `dlrun` command as a user would, with its output captured (not a terminal)."""
     full_env = {**os.environ, "COLUMNS": "120", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(dlrun_executable() + list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        dlrun_executable() + list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_dirs(root: Path) -> list[Path]:

@@ -33,9 +33,13 @@ def test_fused_optimizers_when_every_parameter_is_a_float_on_one_device_with_fus
     assert optimizer_speed_flags(torch.optim.RMSprop, on_gpu) == {"foreach": None}  # no fused kernel: multi-tensor
     mixed = [{"params": [ParameterOn("cuda")]}, {"params": [ParameterOn("cpu")]}]
     assert optimizer_speed_flags(torch.optim.Adam, mixed) == {"foreach": None}
-    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn("cuda", floating=False)]}]) == {"foreach": None}
+    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn("cuda", floating=False)]}]) == {
+        "foreach": None
+    }
     assert optimizer_speed_flags(torch.optim.Adam, [{"params": []}]) == {"foreach": None}
-    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn("meta")]}]) == {"foreach": None}  # no kernels there
+    assert optimizer_speed_flags(torch.optim.Adam, [{"params": [ParameterOn("meta")]}]) == {
+        "foreach": None
+    }  # no kernels there
 
 
 def test_fused_optimizers_on_the_cpu_where_torch_has_the_kernels():
@@ -73,18 +77,21 @@ MLP = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
-@pytest.mark.parametrize("setting, device, shape, model, expected", [
-    ("auto", CUDA, (1, 8, 8), CONV, True),  # images into a 2-D CNN on CUDA
-    ("auto", CPU, (1, 8, 8), CONV, False),  # the CPU's convolutions prefer the default layout
-    ("auto", CUDA, (64,), MLP, False),  # flat data
-    ("auto", CUDA, (1, 8, 8), MLP, False),  # images, but no convolution
-    ("auto", CUDA, (1, 40), CONV, False),  # a 1-D signal
-    (True, CPU, (1, 8, 8), CONV, True),  # forced
-    ("true", CPU, (1, 8, 8), CONV, True),
-    (True, CUDA, (64,), MLP, False),  # nothing to apply it to
-    (False, CUDA, (1, 8, 8), CONV, False),
-    ("false", CUDA, (1, 8, 8), CONV, False),
-])
+@pytest.mark.parametrize(
+    "setting, device, shape, model, expected",
+    [
+        ("auto", CUDA, (1, 8, 8), CONV, True),  # images into a 2-D CNN on CUDA
+        ("auto", CPU, (1, 8, 8), CONV, False),  # the CPU's convolutions prefer the default layout
+        ("auto", CUDA, (64,), MLP, False),  # flat data
+        ("auto", CUDA, (1, 8, 8), MLP, False),  # images, but no convolution
+        ("auto", CUDA, (1, 40), CONV, False),  # a 1-D signal
+        (True, CPU, (1, 8, 8), CONV, True),  # forced
+        ("true", CPU, (1, 8, 8), CONV, True),
+        (True, CUDA, (64,), MLP, False),  # nothing to apply it to
+        (False, CUDA, (1, 8, 8), CONV, False),
+        ("false", CUDA, (1, 8, 8), CONV, False),
+    ],
+)
 def test_channels_last_choice(setting, device, shape, model, expected):
     assert wants_channels_last(setting, device, shape, model) is expected
 
@@ -92,15 +99,18 @@ def test_channels_last_choice(setting, device, shape, model, expected):
 GiB = 2**30
 
 
-@pytest.mark.parametrize("setting, device, data_bytes, free, expected", [
-    ("auto", CUDA, 1 * GiB, 10 * GiB, "device"),
-    ("auto", CUDA, 5 * GiB, 10 * GiB, "device"),  # exactly half the free memory still fits
-    ("auto", CUDA, 6 * GiB, 10 * GiB, "host"),  # too big: pinned host memory, copied per batch
-    (True, CUDA, 60 * GiB, 10 * GiB, "device"),  # forced (the user knows better)
-    (False, CUDA, 1, 10 * GiB, "host"),
-    ("auto", CPU, 60 * GiB, None, "device"),  # on the CPU host and device are one place
-    (False, CPU, 1, None, "device"),
-])
+@pytest.mark.parametrize(
+    "setting, device, data_bytes, free, expected",
+    [
+        ("auto", CUDA, 1 * GiB, 10 * GiB, "device"),
+        ("auto", CUDA, 5 * GiB, 10 * GiB, "device"),  # exactly half the free memory still fits
+        ("auto", CUDA, 6 * GiB, 10 * GiB, "host"),  # too big: pinned host memory, copied per batch
+        (True, CUDA, 60 * GiB, 10 * GiB, "device"),  # forced (the user knows better)
+        (False, CUDA, 1, 10 * GiB, "host"),
+        ("auto", CPU, 60 * GiB, None, "device"),  # on the CPU host and device are one place
+        (False, CPU, 1, None, "device"),
+    ],
+)
 def test_data_placement_choice(setting, device, data_bytes, free, expected):
     assert data_placement(setting, data_bytes, device, free) == expected
 
@@ -109,7 +119,9 @@ def test_place_data_on_the_cpu_keeps_every_split_in_place():
     from types import SimpleNamespace
 
     X = torch.randn(10, 3)
-    data = SimpleNamespace(splits={"train": (X, torch.zeros(10)), "dev": (torch.randn(4, 3), torch.zeros(4))}, weights=None)
+    data = SimpleNamespace(
+        splits={"train": (X, torch.zeros(10)), "dev": (torch.randn(4, 3), torch.zeros(4))}, weights=None
+    )
     assert place_data(data, CPU, "auto") == "device"
     assert data.splits["train"][0] is X
 
@@ -120,8 +132,16 @@ def test_channels_last_training_matches_the_default_layout(tmp_path):
     errors = {}
     for setting in ("true", "false"):
         out = tmp_path / setting
-        result = run_dlrun("train", "model=cnn", "data=digits_images", "trainer=quick", "trainer.steps=60",
-                           f"trainer.channels_last={setting}", f"hydra.run.dir={out}", cwd=tmp_path)
+        result = run_dlrun(
+            "train",
+            "model=cnn",
+            "data=digits_images",
+            "trainer=quick",
+            "trainer.steps=60",
+            f"trainer.channels_last={setting}",
+            f"hydra.run.dir={out}",
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
         errors[setting] = json.loads((out / "summary.json").read_text())["metrics"]
     assert errors["true"]["dev"]["loss"] == pytest.approx(errors["false"]["dev"]["loss"], rel=1e-3)
@@ -137,8 +157,16 @@ def test_bad_speed_settings_are_refused(tmp_path):
 
 def test_dlrun_train_never_imports_torch_dynamo(tmp_path):
     """torch.optim would import torch._dynamo (~1.2 s of start-up) only to not compile (train/accelerate.py)."""
-    done = run_dlrun("train", "trainer.steps=20", "trainer.eval_every=10", "trainer.checkpoint_every=1", "trainer.progress=none",
-                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    done = run_dlrun(
+        "train",
+        "trainer.steps=20",
+        "trainer.eval_every=10",
+        "trainer.checkpoint_every=1",
+        "trainer.progress=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     assert "torch.optim" in imported and "torch._dynamo" not in imported
@@ -153,7 +181,10 @@ OPTIMIZERS = {
     "adamw fused": lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1, fused=True),
     "adam fused, L2, two groups and an empty one": lambda params: torch.optim.Adam(
         [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "lr": 0.03}, {"params": []}],
-        lr=0.01, betas=(0.8, 0.99), fused=True),
+        lr=0.01,
+        betas=(0.8, 0.99),
+        fused=True,
+    ),
     "adam fused amsgrad": lambda params: torch.optim.Adam(params, lr=0.01, amsgrad=True, fused=True),
     "sgd momentum": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
     "rmsprop": lambda params: torch.optim.RMSprop(params, lr=0.01),
@@ -269,13 +300,18 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only"
+)
 def test_kept_freed_memory_spares_a_stacked_step_its_page_faults():
     """Without it glibc hands a step's freed memory back to the kernel and maps it again on the next
     step (25,600 page faults per step here, in most processes: in some the heap's layout happens to
     keep it); with it the memory is reused from the heap in every process."""
+
     def faults(mode):
-        out = subprocess.run([sys.executable, "-c", STEP_WITH_PAGE_FAULTS, mode], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", STEP_WITH_PAGE_FAULTS, mode], capture_output=True, text=True, check=True
+        )
         applied, per_step = out.stdout.split()
         return applied, float(per_step)
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_summary, train_in_process
 from rich.console import Console
 
+from conftest import read_summary, train_in_process
 from dlrunner.diagnostics.analyze import (
     DEFAULT_CATEGORIES,
     LABEL_COLUMN,
@@ -42,6 +42,7 @@ def course_sheet(path: Path, n: int, marks: dict[str, int], delimiter: str = ","
 
 # --- the course's numbers (SPEC J, E13, E14) ---------------------------------------------------
 
+
 def test_ceiling_five_percent_dogs_of_ten_percent_error_is_9_5_percent(tmp_path):
     result = tally(course_sheet(tmp_path / "s.csv", 100, {"dog": 5, "great_cat": 43, "blurry": 61}), dev_error=0.10)
     by_name = {row["category"]: row for row in result["categories"]}
@@ -56,10 +57,14 @@ def test_ceiling_five_percent_dogs_of_ten_percent_error_is_9_5_percent(tmp_path)
 
 @pytest.mark.parametrize(
     "dev_error, mislabelled, due_to_labels, other_causes, worth_fixing",
-    [(0.10, 6, 0.006, 0.094, False),  # 10% overall, 0.6% labels, 9.4% other: not the first thing
-     (0.02, 30, 0.006, 0.014, True)],  # 2% overall, 0.6% labels, 1.4% other: worth fixing
+    [
+        (0.10, 6, 0.006, 0.094, False),  # 10% overall, 0.6% labels, 9.4% other: not the first thing
+        (0.02, 30, 0.006, 0.014, True),
+    ],  # 2% overall, 0.6% labels, 1.4% other: worth fixing
 )
-def test_course_examples_of_incorrect_labels(tmp_path, dev_error, mislabelled, due_to_labels, other_causes, worth_fixing):
+def test_course_examples_of_incorrect_labels(
+    tmp_path, dev_error, mislabelled, due_to_labels, other_causes, worth_fixing
+):
     result = tally(course_sheet(tmp_path / "s.csv", 100, {"dog": 8, LABEL_COLUMN: mislabelled}), dev_error)
     labels = result["labels"]
     assert labels["count"] == mislabelled
@@ -73,6 +78,7 @@ def test_course_examples_of_incorrect_labels(tmp_path, dev_error, mislabelled, d
 
 
 # --- a real run --------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
@@ -126,7 +132,16 @@ def test_sheet_most_confident_first_with_empty_columns_and_pictures(digits):
     assert not list(sheet.parent.glob(".*tmp"))  # written atomically, nothing left behind
     rows = read_rows(sheet)
     assert len(rows) == 3
-    assert list(rows[0]) == ["index", "true", "predicted", "confidence", "input", *DEFAULT_CATEGORIES, LABEL_COLUMN, "comments"]
+    assert list(rows[0]) == [
+        "index",
+        "true",
+        "predicted",
+        "confidence",
+        "input",
+        *DEFAULT_CATEGORIES,
+        LABEL_COLUMN,
+        "comments",
+    ]
     confidences = [float(r["confidence"]) for r in rows]
     assert confidences == sorted(confidences, reverse=True)
     assert [int(r["index"]) for r in rows] == [r["index"] for r in analysis["misclassified"][:3]]
@@ -181,12 +196,41 @@ def test_tally_reads_a_libreoffice_resave(digits):
     """BOM, ';' delimiter, CRLF, a column added while marking, blank rows and a footer row."""
     analysis = error_analysis(digits)
     rows = read_rows(write_sheet(digits, analysis, categories=["blurry"]))
-    lines = [";".join(["index", "true", "predicted", "confidence", "input", "blurry", "Instagram", "Incorrectly labelled", "Comments", ""])]
+    lines = [
+        ";".join(
+            [
+                "index",
+                "true",
+                "predicted",
+                "confidence",
+                "input",
+                "blurry",
+                "Instagram",
+                "Incorrectly labelled",
+                "Comments",
+                "",
+            ]
+        )
+    ]
     for i, row in enumerate(rows):
         blurry = {0: "x", 1: "X", 2: "0"}.get(i, "")  # "0" is not a mark
         instagram = "1" if i in (1, 3) else ""
-        lines.append(";".join([row["index"], row["true"], row["predicted"], row["confidence"].replace(".", ","), row["input"],
-                               blurry, instagram, "yes" if i == 4 else "", "", ""]))
+        lines.append(
+            ";".join(
+                [
+                    row["index"],
+                    row["true"],
+                    row["predicted"],
+                    row["confidence"].replace(".", ","),
+                    row["input"],
+                    blurry,
+                    instagram,
+                    "yes" if i == 4 else "",
+                    "",
+                    "",
+                ]
+            )
+        )
         lines.append(";;;;;;;;;")  # blank row
     lines.append("% of total;;;;;29%;25%;13%;;")
     sheet = digits / "error_analysis" / "resaved.csv"
@@ -253,8 +297,16 @@ def test_regression_run_and_non_run_folders_are_refused(tmp_path):
 
 
 def test_many_pictures_are_quick_and_can_be_capped(tmp_path):
-    rows = [{"index": i, "true": 0, "predicted": 1, "confidence": 1 - i / 1000,
-             "input": [float((i * j) % 17) for j in range(64 if i % 2 else 30)]} for i in range(100)]
+    rows = [
+        {
+            "index": i,
+            "true": 0,
+            "predicted": 1,
+            "confidence": 1 - i / 1000,
+            "input": [float((i * j) % 17) for j in range(64 if i % 2 else 30)],
+        }
+        for i in range(100)
+    ]
     analysis = {"misclassified": rows, "n_misclassified": 100}
     start = time.perf_counter()
     sheet = write_sheet(tmp_path, analysis)

@@ -13,10 +13,19 @@ def test_bench_train_quick_prints_the_table():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
     assert "| measure | median | min–max | target | result |" in out
-    for row in ("mlp: hand steps/s", "mlp: dataloader steps/s", "mlp: dlrun steps/s",
-                "mlp: dlrun / hand steps/s", "mlp: dlrun / hand peak RSS", "mlp: dlrun start-up overhead (s)",
-                "mlp: dlrun evaluation time / training time", "mlp: dlrun start-up beyond the hand loop's (s)",
-                'python -c "import torch" (s)', "dlrun --help (s)", "dlrun ls (s)"):
+    for row in (
+        "mlp: hand steps/s",
+        "mlp: dataloader steps/s",
+        "mlp: dlrun steps/s",
+        "mlp: dlrun / hand steps/s",
+        "mlp: dlrun / hand peak RSS",
+        "mlp: dlrun start-up overhead (s)",
+        "mlp: dlrun evaluation time / training time",
+        "mlp: dlrun start-up beyond the hand loop's (s)",
+        'python -c "import torch" (s)',
+        "dlrun --help (s)",
+        "dlrun ls (s)",
+    ):
         assert f"| {row} |" in out, row
     assert "cnn:" not in out  # --quick is the MLP only
     assert "torch " in out and "cores" in out  # the machine it ran on
@@ -26,23 +35,50 @@ def test_bench_train_quick_prints_the_table():
 
 
 def test_bench_sweep_tiny_prints_the_table():
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_sweep.py"), "--budget", "3", "--steps", "20", "--repeats", "1"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_sweep.py"), "--budget", "3", "--steps", "20", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
-    for row in ("1 worker(s): trials per minute", "2 worker(s): trials per minute",
-                "trials per minute, 2 workers / 1 worker", "per-trial overhead beyond training, warm worker (s)",
-                "the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)"):
+    for row in (
+        "1 worker(s): trials per minute",
+        "2 worker(s): trials per minute",
+        "trials per minute, 2 workers / 1 worker",
+        "per-trial overhead beyond training, warm worker (s)",
+        "the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)",
+    ):
         assert f"| {row} |" in out, row
     targeted = [line for line in out.splitlines() if line.rstrip().endswith(("| PASS |", "| MISS |"))]
     assert len(targeted) == 2
 
 
 def test_bench_stack_tiny_prints_the_table():
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_stack.py"), "--ks", "2", "--steps", "20", "--models", "mlp",
-                           "--solo-trials", "1", "--repeats", "2"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_stack.py"),
+            "--ks",
+            "2",
+            "--steps",
+            "20",
+            "--models",
+            "mlp",
+            "--solo-trials",
+            "1",
+            "--repeats",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) |" in proc.stdout
+    assert (
+        "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) |" in proc.stdout
+    )
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| mlp | 2 |"))
     assert float(row.split("|")[6]) < 0.05  # the stacked trial ends where its solo run ends
 

@@ -63,7 +63,14 @@ def test_default_train_runs_end_to_end(tmp_path):
     summary = read_summary(run)
     assert summary["status"] == "completed" and summary["timing"]["steps"] == 6000
     assert summary["diagnosis"]["verdict"] == "high variance"  # the 2x100 MLP on MNIST-1D overfits
-    for name in ("metrics.jsonl", "summary.json", "provenance.json", "checkpoints/best.pt", "checkpoints/last.pt", ".hydra/config.yaml"):
+    for name in (
+        "metrics.jsonl",
+        "summary.json",
+        "provenance.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        ".hydra/config.yaml",
+    ):
         assert (run / name).is_file(), name
     assert len(read_metrics(run)) == 6000 // 250
     provenance = json.loads((run / "provenance.json").read_text())
@@ -74,12 +81,29 @@ def test_default_train_runs_end_to_end(tmp_path):
 
 
 def test_overrides_reach_the_run(tmp_path):
-    result = run_dlrun("train", *QUICK, "data=moons", "model.layers=[16,8]", "model.activation=tanh",
-                       "optimizer=momentum", "optimizer.lr=0.05", "+data.source.factor=1", cwd=tmp_path)
+    result = run_dlrun(
+        "train",
+        *QUICK,
+        "data=moons",
+        "model.layers=[16,8]",
+        "model.activation=tanh",
+        "optimizer=momentum",
+        "optimizer.lr=0.05",
+        "+data.source.factor=1",
+        cwd=tmp_path,
+    )
     # +data.source.factor adds a key that make_moons does not take: a clear error, not a crash.
     assert result.returncode == 2 and "data.source.factor" in result.stderr
-    result = run_dlrun("train", *QUICK, "data=moons", "model.layers=[16,8]", "model.activation=tanh",
-                       "optimizer=momentum", "optimizer.lr=0.05", cwd=tmp_path)
+    result = run_dlrun(
+        "train",
+        *QUICK,
+        "data=moons",
+        "model.layers=[16,8]",
+        "model.activation=tanh",
+        "optimizer=momentum",
+        "optimizer.lr=0.05",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     [run] = run_dirs(tmp_path / "outputs")
     summary = read_summary(run)
@@ -109,11 +133,20 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     first = run_dlrun("train", *QUICK, *steps, "trainer.steps=150", "hydra.run.dir=part", cwd=tmp_path)
     assert straight.returncode == 0 and first.returncode == 0, first.stderr
     # From a checkpoint path into a new folder...
-    other = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=part/checkpoints/last.pt",
-                      "hydra.run.dir=other", cwd=tmp_path)
+    other = run_dlrun(
+        "train",
+        *QUICK,
+        *steps,
+        "trainer.steps=300",
+        "trainer.resume=part/checkpoints/last.pt",
+        "hydra.run.dir=other",
+        cwd=tmp_path,
+    )
     assert other.returncode == 0, other.stderr
     # ...and, separately, continuing the same folder.
-    again = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=true", "hydra.run.dir=part", cwd=tmp_path)
+    again = run_dlrun(
+        "train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=true", "hydra.run.dir=part", cwd=tmp_path
+    )
     assert again.returncode == 0, again.stderr
     expected = read_metrics(tmp_path / "straight")
     assert read_metrics(tmp_path / "part") == expected  # bit for bit, steps 50..300
@@ -137,7 +170,9 @@ def test_resume_errors_are_clear(tmp_path):
     ok = run_dlrun("train", *QUICK, "data=moons", "hydra.run.dir=r", cwd=tmp_path)
     assert ok.returncode == 0
     assert not (tmp_path / "r" / "train.log").exists()  # no empty log files
-    best = run_dlrun("train", *QUICK, "data=moons", "trainer.steps=600", "trainer.resume=r/checkpoints/best.pt", cwd=tmp_path)
+    best = run_dlrun(
+        "train", *QUICK, "data=moons", "trainer.steps=600", "trainer.resume=r/checkpoints/best.pt", cwd=tmp_path
+    )
     assert best.returncode == 2 and "only the best weights" in best.stderr
     done = run_dlrun("train", *QUICK, "data=moons", "trainer.resume=r", cwd=tmp_path)
     assert done.returncode == 2 and "already at step 300" in done.stderr
@@ -145,7 +180,9 @@ def test_resume_errors_are_clear(tmp_path):
     corrupt.write_bytes((tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()[:500])
     broken = run_dlrun("train", *QUICK, "data=moons", f"trainer.resume={corrupt}", cwd=tmp_path)
     assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr
-    more = run_dlrun("train", *QUICK, "data=moons", "trainer.steps=400", "trainer.resume=r", "hydra.run.dir=r2", cwd=tmp_path)
+    more = run_dlrun(
+        "train", *QUICK, "data=moons", "trainer.steps=400", "trainer.resume=r", "hydra.run.dir=r2", cwd=tmp_path
+    )
     assert more.returncode == 0 and "Resuming from r/checkpoints/last.pt at step 300" in more.stdout
     assert read_summary(tmp_path / "r2")["resumed_from"] == {"checkpoint": "r/checkpoints/last.pt", "step": 300}
 
@@ -189,10 +226,14 @@ def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
     else:
         mine = tmp_path / "mine" / "experiment"
         mine.mkdir(parents=True)
-        (mine / "two_lrs.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n"
-                                           "  sweeper:\n    params:\n      optimizer.lr: 0.01,0.1\n")
-        args = ("--config-dir", str(tmp_path / "mine"), "experiment=two_lrs") if where == "config-dir" else (
-            f"-cd={tmp_path / 'mine'}", "experiment=two_lrs")
+        (mine / "two_lrs.yaml").write_text(
+            "# @package _global_\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n      optimizer.lr: 0.01,0.1\n"
+        )
+        args = (
+            ("--config-dir", str(tmp_path / "mine"), "experiment=two_lrs")
+            if where == "config-dir"
+            else (f"-cd={tmp_path / 'mine'}", "experiment=two_lrs")
+        )
     result = run_dlrun("train", *args, *QUICK, "data=moons", "trainer.progress=none", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = run_dirs(tmp_path / "multirun")
@@ -204,18 +245,42 @@ def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
 def test_installed_wheel_works_from_any_directory(tmp_path):
     """Build the wheel, install it into a fresh virtual environment, run dlrun from elsewhere."""
     wheel_dir = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(REPO)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
+        check=True,
+    )
     [wheel] = wheel_dir.glob("dlrunner-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    check = subprocess.run([venv / "bin" / "python", "-c", "import dlrunner, sys; print(dlrunner.__file__)"],
-                           cwd=elsewhere, capture_output=True, text=True, check=True)
+    check = subprocess.run(
+        [venv / "bin" / "python", "-c", "import dlrunner, sys; print(dlrunner.__file__)"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(venv) in check.stdout  # the wheel, not the editable checkout
-    result = subprocess.run([venv / "bin" / "dlrun", "train", "trainer=quick", "data=moons", "trainer.progress=none"],
-                            cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [venv / "bin" / "dlrun", "train", "trainer=quick", "data=moons", "trainer.progress=none"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert len(run_dirs(elsewhere / "outputs")) == 1
     listing = subprocess.run([venv / "bin" / "dlrun", "ls", "data"], cwd=elsewhere, capture_output=True, text=True)
@@ -232,9 +297,20 @@ def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
         "        return 1.0\n"
         "    return factor\n"
     )
-    result = run_dlrun("train", *QUICK, "data=moons", "optimizer.batch_size=full", "trainer.eval_every=1",
-                       "schedule._target_=my_schedules.explode_at_epoch_3", "hydra.run.dir=crashed",
-                       cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "my_schedules"})
+    result = run_dlrun(
+        "train",
+        *QUICK,
+        "data=moons",
+        "optimizer.batch_size=full",
+        "trainer.eval_every=1",
+        "schedule._target_=my_schedules.explode_at_epoch_3",
+        "hydra.run.dir=crashed",
+        cwd=tmp_path,
+        env={
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "DLRUN_ALLOWED_TARGETS": "my_schedules",
+        },
+    )
     assert result.returncode == 1
     assert "schedule exploded" in result.stderr and "Traceback" not in result.stderr
     summary = read_summary(tmp_path / "crashed")
@@ -243,15 +319,23 @@ def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
-    import os
     import signal
     import time
 
     from conftest import dlrun_executable
 
-    args = ["train", "data=moons", "trainer=quick", "trainer.steps=400000", "trainer.eval_every=100",
-            "trainer.checkpoint_every=1000", "hydra.run.dir=long"]
-    process = subprocess.Popen(dlrun_executable() + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "train",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=400000",
+        "trainer.eval_every=100",
+        "trainer.checkpoint_every=1000",
+        "hydra.run.dir=long",
+    ]
+    process = subprocess.Popen(
+        dlrun_executable() + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     metrics = tmp_path / "long" / "metrics.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
@@ -263,8 +347,16 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     assert summary["status"] == "interrupted"
     state_step = summary["timing"]["steps"]
     assert 200 <= state_step < 400000
-    resumed = run_dlrun("train", "data=moons", "trainer=quick", f"trainer.steps={state_step + 100}", "trainer.eval_every=100",
-                        "trainer.resume=true", "hydra.run.dir=long", cwd=tmp_path)
+    resumed = run_dlrun(
+        "train",
+        "data=moons",
+        "trainer=quick",
+        f"trainer.steps={state_step + 100}",
+        "trainer.eval_every=100",
+        "trainer.resume=true",
+        "hydra.run.dir=long",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert read_summary(tmp_path / "long")["status"] == "completed"
     assert read_metrics(tmp_path / "long")[-1]["step"] == state_step + 100
@@ -279,8 +371,16 @@ def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run
     assert wrong.returncode == 2 and "model config differs" in wrong.stderr
     # trainer.resume=true picks the latest run with the same data and model (not the newer logreg
     # run), and may change the learning rate.
-    again = run_dlrun("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=200", "optimizer.lr=0.001",
-                      "trainer.resume=true", cwd=tmp_path)
+    again = run_dlrun(
+        "train",
+        *QUICK,
+        "data=moons",
+        "model.layers=[8]",
+        "trainer.steps=200",
+        "optimizer.lr=0.001",
+        "trainer.resume=true",
+        cwd=tmp_path,
+    )
     assert again.returncode == 0, again.stderr
     newest = max(run_dirs(tmp_path / "outputs"), key=lambda r: r.name)
     records = read_metrics(newest)
@@ -300,14 +400,21 @@ def test_dlrun_exits_without_teardown_after_running_exit_handlers_and_flushing(t
         "print('not reached')\n"
     )
     with open(tmp_path / "out.txt", "w") as out:
-        done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "handler-ran").read_text() == "yes"
     printed = (tmp_path / "out.txt").read_text()
     assert "Run folder:" in printed and "not reached" not in printed  # block-buffered stdout, flushed before the exit
     assert read_summary(tmp_path / "run")["status"] == "completed"
-    bad = subprocess.run([sys.executable, "-c", script.replace("trainer.steps=5", "trainer.steps=-5")], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-c", script.replace("trainer.steps=5", "trainer.steps=-5")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "trainer.steps" in bad.stderr and "Traceback" not in bad.stderr
 
 

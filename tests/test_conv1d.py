@@ -46,10 +46,20 @@ def test_the_stacked_convolution_is_each_trials_conv1d(channels, length, f, stri
 def test_a_chain_of_matmul_convolutions_trains_like_nn_conv1d():
     """The MNIST-1D CNN's layers as MatmulConv1d (outputs channels last, read by the next layer,
     through ReLU and a flatten) against nn.Conv1d with the same weights: same loss and gradients."""
+
     def cnn(conv):
         torch.manual_seed(0)
-        return nn.Sequential(conv(1, 25, 5, 2, 1), nn.ReLU(), conv(25, 25, 3, 2, 1), nn.ReLU(), conv(25, 25, 3, 2, 1),
-                             nn.ReLU(), nn.Flatten(), nn.Linear(125, 10))
+        return nn.Sequential(
+            conv(1, 25, 5, 2, 1),
+            nn.ReLU(),
+            conv(25, 25, 3, 2, 1),
+            nn.ReLU(),
+            conv(25, 25, 3, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(125, 10),
+        )
+
     plain, fast = cnn(nn.Conv1d), cnn(MatmulConv1d)
     assert fast.state_dict().keys() == plain.state_dict().keys()
     assert fast[0]._products_pay(torch.zeros(100, 1, 40)) and fast[2]._products_pay(torch.zeros(100, 25, 19))
@@ -68,6 +78,7 @@ def test_a_chain_of_matmul_convolutions_trains_like_nn_conv1d():
 def test_which_convolutions_use_the_products():
     """Small problems, and short filters over at least 16 numbers per receptive field with patches
     up to MAX_PATCHES, on the CPU without autocast; everything else is nn.Conv1d's own convolution."""
+
     def pays(c_in, f, length=19, batch=100, **kwargs):
         return MatmulConv1d(c_in, 10, f, **kwargs)._products_pay(torch.zeros(batch, c_in, length))
 

@@ -10,8 +10,7 @@ import torch
 
 from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.metrics import f1_from_precision_recall, f1_score, probabilities
-from dlrunner.optim import build_adam, build_gd, build_momentum, parameter_groups
-from dlrunner.optim import schedules
+from dlrunner.optim import build_adam, build_gd, build_momentum, parameter_groups, schedules
 
 
 def test_softmax_of_the_course_example():
@@ -21,7 +20,9 @@ def test_softmax_of_the_course_example():
 
 
 def test_binary_head_is_the_sigmoid():
-    assert probabilities(torch.tensor([[0.0], [2.0]]), "binary").tolist() == pytest.approx([0.5, 1 / (1 + math.exp(-2))])
+    assert probabilities(torch.tensor([[0.0], [2.0]]), "binary").tolist() == pytest.approx(
+        [0.5, 1 / (1 + math.exp(-2))]
+    )
 
 
 @pytest.mark.parametrize("precision, recall, f1", [(0.95, 0.90, 0.924), (0.98, 0.85, 0.910)])
@@ -181,7 +182,9 @@ def test_option_two_split_of_the_web_and_app_images():
     # E16 option 2: 200k web + 10k app; train = 200k web + 5k app, dev = test = 2.5k app (L6350).
     from dlrunner.data.splits import split_indices
 
-    parts = split_indices(200_000, {"train_dev": 0}, seed=0, target_n=10_000, target_shares={"train": 5000, "dev": 2500, "test": 2500})
+    parts = split_indices(
+        200_000, {"train_dev": 0}, seed=0, target_n=10_000, target_shares={"train": 5000, "dev": 2500, "test": 2500}
+    )
     sizes = {name: sum(len(i) for i in part.values()) for name, part in parts.items()}
     assert sizes == {"train": 205_000, "dev": 2_500, "test": 2_500}
     assert len(parts["dev"]["source"]) == 0 and len(parts["test"]["source"]) == 0
@@ -196,7 +199,11 @@ def test_convolution_output_size_of_the_course_example():
     assert conv_output_size(7, f=3, stride=2, padding=0) == 3
     # 'same' padding p = (f-1)/2 keeps the size at stride 1 (SPEC F2)
     assert conv_output_size(7, f=5, stride=1, padding=2) == 7
-    model = build_cnn([{"type": "conv", "filters": 4, "f": 3, "stride": 2, "padding": "valid"}, "flatten"], input_shape=(1, 7, 7), n_outputs=1)
+    model = build_cnn(
+        [{"type": "conv", "filters": 4, "f": 3, "stride": 2, "padding": "valid"}, "flatten"],
+        input_shape=(1, 7, 7),
+        n_outputs=1,
+    )
     assert model[0](torch.zeros(1, 1, 7, 7)).shape == (1, 4, 3, 3)
 
 

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import compose
 from dlrunner.data import build_data, infer_task, sources
 from dlrunner.data.splits import normalizer, split_counts, split_indices
 from dlrunner.errors import ConfigError
-
-from conftest import compose
 
 
 def test_ratios_give_counts_with_the_remainder_in_train():
@@ -50,7 +49,9 @@ def test_splits_are_disjoint_seeded_and_cover_the_data():
 
 
 def test_train_dev_comes_from_the_training_mix_when_there_is_a_target():
-    parts = split_indices(9000, {"train_dev": 1000}, seed=0, target_n=2000, target_shares={"train": 1000, "dev": 500, "test": 500})
+    parts = split_indices(
+        9000, {"train_dev": 1000}, seed=0, target_n=2000, target_shares={"train": 1000, "dev": 500, "test": 500}
+    )
     assert sum(len(i) for i in parts["train_dev"].values()) == 1000
     # 1000 of 10000 training examples are target ones: about 10% of the slice should be too.
     assert 40 <= len(parts["train_dev"]["target"]) <= 170
@@ -173,9 +174,16 @@ def test_nan_features_are_rejected(tmp_path):
 
 def test_separate_target_source_feeds_dev_and_test():
     cfg = compose("data=moons", "data.split.train_dev=0.1").data
-    OmegaConf.update(cfg, "target", {"_target_": "dlrunner.data.sources.moons", "n_samples": 400, "noise": 0.4, "seed": 7}, force_add=True)
+    OmegaConf.update(
+        cfg,
+        "target",
+        {"_target_": "dlrunner.data.sources.moons", "n_samples": 400, "noise": 0.4, "seed": 7},
+        force_add=True,
+    )
     OmegaConf.update(cfg, "target_split", {"train": 100, "dev": 150, "test": 150})
     data = build_data(cfg)
     sizes = {name: len(xy[0]) for name, xy in data.splits.items()}
     assert sizes == {"train": 990, "train_dev": 110, "dev": 150, "test": 150, "train_general": 895, "train_target": 95}
-    assert sizes["train_general"] + sizes["train_target"] == sizes["train"]  # the training set by distribution (SPEC E17)
+    assert (
+        sizes["train_general"] + sizes["train_target"] == sizes["train"]
+    )  # the training set by distribution (SPEC E17)

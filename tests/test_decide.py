@@ -8,10 +8,9 @@ import json
 import pytest
 import torch
 
+from conftest import run_dlrun, train_in_process
 from dlrunner.diagnostics.compare import compare
 from dlrunner.diagnostics.decide import optimizing_metric, segment_error, weighted_error
-
-from conftest import run_dlrun, train_in_process
 
 
 def test_weighted_error_counts_heavy_examples_more():
@@ -31,9 +30,13 @@ def test_segment_error_averages_segments_equally():
 def _fake_run(folder, name, accuracy, latency_ms, hidden):
     run = folder / name
     run.mkdir(parents=True)
-    summary = {"status": "completed", "metrics": {"dev": {"accuracy": accuracy, "error": 1 - accuracy}},
-               "satisficing": {"n_params": hidden * 10, "size_mb": 0.1, "latency_ms": latency_ms, "train_s": 1.0},
-               "diagnosis": {"verdict": "low bias, low variance"}, "config": {"model": {"layers": [hidden]}, "logger": {"name": name}}}
+    summary = {
+        "status": "completed",
+        "metrics": {"dev": {"accuracy": accuracy, "error": 1 - accuracy}},
+        "satisficing": {"n_params": hidden * 10, "size_mb": 0.1, "latency_ms": latency_ms, "train_s": 1.0},
+        "diagnosis": {"verdict": "low bias, low variance"},
+        "config": {"model": {"layers": [hidden]}, "logger": {"name": name}},
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 
@@ -41,7 +44,11 @@ def _fake_run(folder, name, accuracy, latency_ms, hidden):
 @pytest.fixture
 def course_classifiers(tmp_path):
     # SPEC E4 (L5608): A 90% at 80 ms, B 92% at 95 ms, C 95% at 1500 ms
-    return [_fake_run(tmp_path, "A", 0.90, 80, 8), _fake_run(tmp_path, "B", 0.92, 95, 16), _fake_run(tmp_path, "C", 0.95, 1500, 64)]
+    return [
+        _fake_run(tmp_path, "A", 0.90, 80, 8),
+        _fake_run(tmp_path, "B", 0.92, 95, 16),
+        _fake_run(tmp_path, "C", 0.95, 1500, 64),
+    ]
 
 
 def test_satisficing_picks_b_as_the_course_does(course_classifiers):
@@ -49,17 +56,30 @@ def test_satisficing_picks_b_as_the_course_does(course_classifiers):
     assert result["best"].endswith("B")
     assert result["differing"] == ["model.layers"]  # logger settings are not differences that matter
     assert [row["meets_constraints"] for row in result["runs"]] == [True, True, False]
-    assert compare(course_classifiers, "metrics.dev.accuracy", [], maximize=True)["best"].endswith("C")  # without the threshold
+    assert compare(course_classifiers, "metrics.dev.accuracy", [], maximize=True)["best"].endswith(
+        "C"
+    )  # without the threshold
 
 
 def test_compare_command(tmp_path, course_classifiers):
-    result = run_dlrun("compare", *map(str, course_classifiers), "--metric", "metrics.dev.accuracy",
-                       "--satisfy", "satisficing.latency_ms <= 100", "--json", str(tmp_path / "choice.json"), cwd=tmp_path)
+    result = run_dlrun(
+        "compare",
+        *map(str, course_classifiers),
+        "--metric",
+        "metrics.dev.accuracy",
+        "--satisfy",
+        "satisficing.latency_ms <= 100",
+        "--json",
+        str(tmp_path / "choice.json"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     best_line = [line for line in result.stdout.splitlines() if line.startswith("★ best")]
     assert best_line and best_line[0].split()[2].endswith("B")
     assert json.loads((tmp_path / "choice.json").read_text())["best"].endswith("B")
-    nothing = run_dlrun("compare", str(course_classifiers[2]), "--satisfy", "satisficing.latency_ms <= 100", cwd=tmp_path)
+    nothing = run_dlrun(
+        "compare", str(course_classifiers[2]), "--satisfy", "satisficing.latency_ms <= 100", cwd=tmp_path
+    )
     assert nothing.returncode == 0 and "No run meets" in nothing.stdout
     bad = run_dlrun("compare", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr
@@ -75,15 +95,28 @@ def test_the_error_and_accuracy_reuse_a_known_error_and_match_a_fresh_pass():
     assert optimizing_metric(model, X, y, "multiclass", 3, "error", {}, error=fresh) == fresh
     assert optimizing_metric(model, X, y, "multiclass", 3, "accuracy", {}, error=0.25) == 0.75
     assert optimizing_metric(model, X, y, "multiclass", 3, "accuracy", {}) == pytest.approx(1 - fresh)
-    assert optimizing_metric(model, X, y, "multiclass", 3, "f1", {}, error=0.25) != 0.75  # other metrics still look at predictions
+    assert (
+        optimizing_metric(model, X, y, "multiclass", 3, "f1", {}, error=0.25) != 0.75
+    )  # other metrics still look at predictions
     assert optimizing_metric(model, X, y.float(), "regression", None, "error", {}, error=0.25) is None
 
 
 def test_every_run_measures_its_satisficing_metrics_and_optimizing_metric(tmp_path):
-    summary = train_in_process(tmp_path, "data=breast_cancer", "model=logreg", "trainer=quick", "metric.optimizing=f1",
-                               "metric.satisficing=['satisficing.latency_ms <= 1000', 'n_params < 10']")
+    summary = train_in_process(
+        tmp_path,
+        "data=breast_cancer",
+        "model=logreg",
+        "trainer=quick",
+        "metric.optimizing=f1",
+        "metric.satisficing=['satisficing.latency_ms <= 1000', 'n_params < 10']",
+    )
     measured = summary["satisficing"]
-    assert measured["n_params"] == 31 and measured["size_mb"] > 0 and measured["latency_ms"] > 0 and measured["train_s"] > 0
+    assert (
+        measured["n_params"] == 31
+        and measured["size_mb"] > 0
+        and measured["latency_ms"] > 0
+        and measured["train_s"] > 0
+    )
     assert summary["metric"]["name"] == "f1" and summary["metric"]["higher_is_better"] is True
     assert summary["metric"]["dev"] == pytest.approx(summary["metrics"]["dev"]["f1"])  # binary: the positive class's F1
     assert measured["constraints"]["satisficing.latency_ms <= 1000"]["met"] is True
@@ -92,10 +125,18 @@ def test_every_run_measures_its_satisficing_metrics_and_optimizing_metric(tmp_pa
 
 
 def test_weighted_error_from_the_config(tmp_path):
-    plain = train_in_process(tmp_path / "a", "data=digits", "trainer=quick", "trainer.steps=40", "metric.optimizing=weighted_error")
+    plain = train_in_process(
+        tmp_path / "a", "data=digits", "trainer=quick", "trainer.steps=40", "metric.optimizing=weighted_error"
+    )
     assert plain["metric"]["dev"] == pytest.approx(plain["metrics"]["dev"]["error"])  # all weights 1: the plain error
-    heavy = train_in_process(tmp_path / "b", "data=digits", "trainer=quick", "trainer.steps=40", "metric.optimizing=weighted_error",
-                             "metric.class_weights={3: 10}")
+    heavy = train_in_process(
+        tmp_path / "b",
+        "data=digits",
+        "trainer=quick",
+        "trainer.steps=40",
+        "metric.optimizing=weighted_error",
+        "metric.class_weights={3: 10}",
+    )
     assert heavy["metric"]["dev"] != pytest.approx(plain["metric"]["dev"])
 
 
@@ -104,11 +145,22 @@ def test_bad_metric_name_is_exit_2(tmp_path):
     assert result.returncode == 2 and "metric.optimizing" in result.stderr and "weighted_error" in result.stderr
 
 
-@pytest.mark.parametrize("overrides, key, words", [
-    (("metric.satisficing=['latency_ms <= 100']",), "metric.satisficing", "not a number in summary.json"),
-    (("data=digits", "metric.optimizing=weighted_error", "metric.class_weights={12: 10}"), "metric.class_weights", "does not exist"),
-    (("model=gru", "data=mnist1d_sequence", "data.augment.crop_padding=2"), "data.augment.crop_padding", "not for sequences"),
-])
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        (("metric.satisficing=['latency_ms <= 100']",), "metric.satisficing", "not a number in summary.json"),
+        (
+            ("data=digits", "metric.optimizing=weighted_error", "metric.class_weights={12: 10}"),
+            "metric.class_weights",
+            "does not exist",
+        ),
+        (
+            ("model=gru", "data=mnist1d_sequence", "data.augment.crop_padding=2"),
+            "data.augment.crop_padding",
+            "not for sequences",
+        ),
+    ],
+)
 def test_settings_that_cannot_apply_are_bad_input(tmp_path, overrides, key, words):
     from dlrunner.errors import ConfigError
 
@@ -127,8 +179,15 @@ def test_weighted_error_with_a_weight_per_example_from_the_data(tmp_path):
     runs = {}
     for name, w in (("equal", np.full(400, 5.0)), ("only_first_feature_positive", (X[:, 1] > 0).astype(float))):
         np.savez(tmp_path / f"{name}.npz", X=X, y=y, w=w)
-        runs[name] = train_in_process(tmp_path / name, "data=npz", f"data.source.path={tmp_path / name}.npz", "model=logreg",
-                                      "trainer=quick", "trainer.steps=50", "metric.optimizing=weighted_error")
+        runs[name] = train_in_process(
+            tmp_path / name,
+            "data=npz",
+            f"data.source.path={tmp_path / name}.npz",
+            "model=logreg",
+            "trainer=quick",
+            "trainer.steps=50",
+            "metric.optimizing=weighted_error",
+        )
     equal = runs["equal"]
     assert equal["metric"]["dev"] == pytest.approx(equal["metrics"]["dev"]["error"])  # equal weights: the plain error
     assert runs["only_first_feature_positive"]["metric"]["dev"] != pytest.approx(equal["metric"]["dev"])

@@ -51,7 +51,9 @@ def test_analyze_writes_a_sheet_then_tallies_it_and_logs_both_to_wandb(tmp_path)
 def test_analyze_bad_input_is_exit_2(tmp_path):
     result = run_dlrun("analyze", str(tmp_path / "missing"), cwd=tmp_path)
     assert result.returncode == 2 and "RUN" in result.stderr and "Traceback" not in result.stderr
-    trained = run_dlrun("train", "data=moons", "data.task=regression", "trainer=quick", "hydra.run.dir=reg", cwd=tmp_path)
+    trained = run_dlrun(
+        "train", "data=moons", "data.task=regression", "trainer=quick", "hydra.run.dir=reg", cwd=tmp_path
+    )
     assert trained.returncode == 0
     result = run_dlrun("analyze", str(tmp_path / "reg"), cwd=tmp_path)
     assert result.returncode == 2 and "classification" in result.stderr
@@ -63,15 +65,27 @@ def test_learning_curves_tell_variance_from_bias(tmp_path):
     import json
 
     # The 2x100 MLP on MNIST-1D is high variance: its gap closes as m grows.
-    result = run_dlrun("learning-curve", "trainer=quick", "--fractions", "0.1,0.3,1", "hydra.sweep.dir=mlp", cwd=tmp_path)
+    result = run_dlrun(
+        "learning-curve", "trainer=quick", "--fractions", "0.1,0.3,1", "hydra.sweep.dir=mlp", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     curve = json.loads((tmp_path / "mlp" / "learning_curve.json").read_text())
     assert [p["fraction"] for p in curve["points"]] == [0.1, 0.3, 1.0]
     assert [p["m"] for p in curve["points"]] == [400, 1200, 4000]  # dev is the same 1000 examples throughout
-    assert curve["reading"]["findings"] == ["variance"] and "more training data will help" in " ".join(result.stdout.split())
+    assert curve["reading"]["findings"] == ["variance"] and "more training data will help" in " ".join(
+        result.stdout.split()
+    )
     assert (tmp_path / "mlp" / "learning_curve.png").stat().st_size > 1000
     # Logistic regression is high bias: flat curves far above human level.
-    result = run_dlrun("learning-curve", "trainer=quick", "model=logreg", "--fractions", "0.25,0.5,1", "hydra.sweep.dir=logreg", cwd=tmp_path)
+    result = run_dlrun(
+        "learning-curve",
+        "trainer=quick",
+        "model=logreg",
+        "--fractions",
+        "0.25,0.5,1",
+        "hydra.sweep.dir=logreg",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     curve = json.loads((tmp_path / "logreg" / "learning_curve.json").read_text())
     assert curve["reading"]["findings"] == ["bias"] and "more data will not help" in " ".join(result.stdout.split())
@@ -86,7 +100,15 @@ def test_learning_curve_bad_fractions_is_exit_2(tmp_path):
 def test_repeats_over_seeds_report_mean_and_spread(tmp_path):
     import json
 
-    result = run_dlrun("train", "data=digits", "trainer=quick", "trainer.steps=60", "trainer.seeds=[3,5]", "hydra.run.dir=r", cwd=tmp_path)
+    result = run_dlrun(
+        "train",
+        "data=digits",
+        "trainer=quick",
+        "trainer.steps=60",
+        "trainer.seeds=[3,5]",
+        "hydra.run.dir=r",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "r"
     singles = [json.loads((run / f"seed-{s}" / "summary.json").read_text()) for s in (3, 5)]
@@ -104,8 +126,16 @@ def test_repeats_over_seeds_report_mean_and_spread(tmp_path):
 def test_the_mismatched_preset_shows_data_mismatch_in_two_dimensions(tmp_path):
     import json
 
-    result = run_dlrun("train", "data=mnist1d_mismatch", "trainer=quick", "data.target_split.train=0.2",
-                       "data.target_split.dev=0.4", "data.target_split.test=0.4", "hydra.run.dir=r", cwd=tmp_path)
+    result = run_dlrun(
+        "train",
+        "data=mnist1d_mismatch",
+        "trainer=quick",
+        "data.target_split.train=0.2",
+        "data.target_split.dev=0.4",
+        "data.target_split.test=0.4",
+        "hydra.run.dir=r",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     diagnosis, metrics = summary["diagnosis"], summary["metrics"]
@@ -130,7 +160,12 @@ def test_check_command_passes_a_healthy_setup_and_fails_a_broken_one(tmp_path):
     assert "4 of 4 checks passed" in result.stdout
     [saved] = list(tmp_path.glob("outputs/*/*-check/check.json"))
     checks = json.loads(saved.read_text())["checks"]
-    assert [c["name"] for c in checks] == ["initial loss", "overfit a small batch", "real vs shuffled labels", "batch GD decreases J"]
+    assert [c["name"] for c in checks] == [
+        "initial loss",
+        "overfit a small batch",
+        "real vs shuffled labels",
+        "batch GD decreases J",
+    ]
     logged = read_run(saved.parent)
     assert logged["run"].job_type == "check" and logged["summary"]["check/passed"] is True
     # A learning rate far too small: the small batch cannot be overfitted; exit code 1.
@@ -179,7 +214,10 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
     assert json.loads(saved.read_text())["verdict"] == "pass"
 
     (tmp_path / "buggy_layer.py").write_text(WRONG_BACKWARD)
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "buggy_layer"}
+    env = {
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "DLRUN_ALLOWED_TARGETS": "buggy_layer",
+    }
     bad = run_dlrun("gradcheck", "model._target_=buggy_layer.build_buggy_mlp", "--steps", "3", cwd=tmp_path, env=env)
     assert bad.returncode == 1, bad.stderr
     result = json.loads(sorted(tmp_path.glob("outputs/*/*-gradcheck/gradcheck.json"))[-1].read_text())
@@ -191,8 +229,16 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
 def test_learning_curve_with_wandb_logs_each_fraction_and_the_curve(tmp_path):
     from wandb_files import read_run
 
-    result = run_dlrun("learning-curve", "trainer=quick", "trainer.steps=30", "logger=wandb", "--fractions", "0.5,1",
-                       "hydra.sweep.dir=lc", cwd=tmp_path)
+    result = run_dlrun(
+        "learning-curve",
+        "trainer=quick",
+        "trainer.steps=30",
+        "logger=wandb",
+        "--fractions",
+        "0.5,1",
+        "hydra.sweep.dir=lc",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     curve = read_run(tmp_path / "lc")
     assert curve["run"].job_type == "learning_curve"

@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlrunner.config.catalog import options
-
 from conftest import read_metrics, train_in_process
+from dlrunner.config.catalog import options
 
 ALL_OPTIONS = [(group, option.name) for group, group_options in options().items() for option in group_options]
 SHORT = ("trainer.steps=2", "trainer.epochs=null", "trainer.eval_every=1", "trainer.device=cpu")
@@ -42,7 +41,9 @@ def _user_data(tmp_path, option: str) -> str:
         path = tmp_path / "images"
         for i in range(30):
             (path / f"class{i % 3}").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, size=(10, 10, 3), dtype=np.uint8)).save(path / f"class{i % 3}" / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, size=(10, 10, 3), dtype=np.uint8)).save(
+                path / f"class{i % 3}" / f"{i}.png"
+            )
     return str(path)
 
 
@@ -61,9 +62,19 @@ def _data_for_model(option: str) -> str:
 def test_the_catalog_has_every_group_the_issue_names():
     groups = {group for group, _ in ALL_OPTIONS}
     assert {"data", "model", "optimizer", "schedule", "regularization", "trainer"} <= groups
-    assert {"digits", "breast_cancer", "mnist1d", "flower", "moons", "circles", "xor", "gaussians", "spiral", "csv", "npz"} <= {
-        name for group, name in ALL_OPTIONS if group == "data"
-    }
+    assert {
+        "digits",
+        "breast_cancer",
+        "mnist1d",
+        "flower",
+        "moons",
+        "circles",
+        "xor",
+        "gaussians",
+        "spiral",
+        "csv",
+        "npz",
+    } <= {name for group, name in ALL_OPTIONS if group == "data"}
 
 
 @pytest.mark.parametrize("group, option", TRAINABLE, ids=[f"{g}={o}" for g, o in TRAINABLE])
@@ -94,5 +105,8 @@ def test_torchvision_sets_without_torchvision_say_what_to_install(tmp_path, opti
     monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
     with pytest.raises(ConfigError) as raised:
         train_in_process(tmp_path, f"data={option}", *SHORT)
-    assert raised.value.problems[0].key == "data.source.name" and "pip install torchvision" in raised.value.problems[0].valid
+    assert (
+        raised.value.problems[0].key == "data.source.name"
+        and "pip install torchvision" in raised.value.problems[0].valid
+    )
     assert not (tmp_path / "run").exists()

@@ -132,8 +132,15 @@ def test_a_truncated_checkpoint_is_detected_not_loaded(tmp_path):
     whole = last.read_bytes()
     for size in (0, 100, len(whole) // 2, len(whole) - 1):
         last.write_bytes(whole[:size])
-        again = run_dlrun("train", "data=moons", "trainer=quick", "trainer.steps=200", "trainer.resume=true", "hydra.run.dir=run",
-                          cwd=tmp_path)
+        again = run_dlrun(
+            "train",
+            "data=moons",
+            "trainer=quick",
+            "trainer.steps=200",
+            "trainer.resume=true",
+            "hydra.run.dir=run",
+            cwd=tmp_path,
+        )
         assert again.returncode == 2, (size, again.stderr)
         assert "trainer.resume=" in again.stderr and "last.pt" in again.stderr
         assert "not a readable checkpoint" in again.stderr and "Traceback" not in again.stderr
@@ -167,8 +174,13 @@ def test_sigint_and_sigterm_checkpoint_finish_wandb_and_resume(tmp_path, uninter
     records = [pb.Record.FromString(p) for p in payloads(wandb_file)]
     kinds = [r.WhichOneof("record_type") for r in records]
     assert "exit" in kinds, kinds
-    logged_status = [json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "summary"
-                     for i in r.summary.update if i.key == "status"]
+    logged_status = [
+        json.loads(i.value_json)
+        for r in records
+        if r.WhichOneof("record_type") == "summary"
+        for i in r.summary.update
+        if i.key == "status"
+    ]
     assert logged_status[-1] == "interrupted"
 
     resumed = run_dlrun("train", *TRAIN, "trainer.resume=true", "hydra.run.dir=run", cwd=tmp_path)
@@ -186,10 +198,22 @@ def test_divergence_and_out_of_memory_are_recorded_and_the_sweep_goes_on(tmp_pat
     # A grid of 4 trials: a normal one, one whose loss explodes (SGD, lr 1e8), and two whose hidden
     # layer of 2^40 units cannot be allocated (a real out-of-memory error from torch's allocator).
     huge = 2**40
-    result = run_dlrun("sweep", "data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=20", "optimizer=sgd",
-                       f"model.layers=[8],[{huge}]", "optimizer.lr=0.1,100000000", "hydra.sweeper.method=grid",
-                       "hydra.sweeper.budget=4", "hydra.sweeper.rounds=1", "hydra.sweeper.max_failure_rate=0.75",
-                       "hydra.sweep.dir=s", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=60",
+        "trainer.eval_every=20",
+        "optimizer=sgd",
+        f"model.layers=[8],[{huge}]",
+        "optimizer.lr=0.1,100000000",
+        "hydra.sweeper.method=grid",
+        "hydra.sweeper.budget=4",
+        "hydra.sweeper.rounds=1",
+        "hydra.sweeper.max_failure_rate=0.75",
+        "hydra.sweep.dir=s",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = sweep_ledger(tmp_path / "s")
     assert sorted(r["number"] for r in records) == [0, 1, 2, 3]
@@ -207,8 +231,17 @@ def test_divergence_and_out_of_memory_are_recorded_and_the_sweep_goes_on(tmp_pat
     assert f"Best: trial {normal['number']}" in result.stdout
 
 
-SWEEP = ("sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=800", "trainer.eval_every=100",
-         "trainer.checkpoint_every=1", "hydra.sweeper.budget=6", "hydra.sweeper.rounds=2")
+SWEEP = (
+    "sweep",
+    "sweep=lr",
+    "data=moons",
+    "trainer=quick",
+    "trainer.steps=800",
+    "trainer.eval_every=100",
+    "trainer.checkpoint_every=1",
+    "hydra.sweeper.budget=6",
+    "hydra.sweeper.rounds=2",
+)
 
 
 def unfinished_trials(sweep_dir: Path) -> dict:

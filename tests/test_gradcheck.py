@@ -13,7 +13,14 @@ from torch import nn
 
 from conftest import compose
 from dlrunner.diagnostics.gradcheck import (
-    FAIL_FROM, PASS_BELOW, GradcheckResult, gradient_check, numeric_derivative, print_gradcheck, run_gradcheck, verdict,
+    FAIL_FROM,
+    PASS_BELOW,
+    GradcheckResult,
+    gradient_check,
+    numeric_derivative,
+    print_gradcheck,
+    run_gradcheck,
+    verdict,
 )
 from dlrunner.train.evaluate import loss_function
 
@@ -30,6 +37,7 @@ def small_batch(n_inputs=4, n_classes=3, m=8, seed=0):
 
 # ---- SPEC B12 fixture -------------------------------------------------------------------------
 
+
 def test_numeric_derivative_spec_fixture():
     f = lambda theta: theta**3
     assert numeric_derivative(f, 1.0, 0.01) == pytest.approx(3.0001, abs=1e-9)
@@ -43,6 +51,7 @@ def test_verdict_thresholds():
 
 
 # ---- correct gradients pass ------------------------------------------------------------------
+
 
 def check_config(*overrides, steps=0, **kwargs) -> GradcheckResult:
     console, buffer = quiet()
@@ -76,8 +85,10 @@ def test_cnn_passes():
 def test_cnn_with_batch_norm_passes():
     # bias: true keeps the conv's bias (by default a conv right before batch_norm has none), so the
     # rounding-noise recognition below is exercised on a conv and on an fc layer.
-    blocks = ("model.blocks=[{type: conv, filters: 4, f: 3, padding: same, bias: true}, batch_norm, relu, "
-              "{type: pool, mode: max, f: 2, stride: 2}, flatten, {type: fc, units: 16}, batch_norm, relu]")
+    blocks = (
+        "model.blocks=[{type: conv, filters: 4, f: 3, padding: same, bias: true}, batch_norm, relu, "
+        "{type: pool, mode: max, f: 2, stride: 2}, flatten, {type: fc, units: 16}, batch_norm, relu]"
+    )
     result = check_config("model=cnn", "data=digits_images", blocks)
     assert any("batch norm (2 layer(s))" in note for note in result.notes)
     # The biases just before batch norm have a true gradient of 0 (the mean is subtracted): the
@@ -114,6 +125,7 @@ def test_batch_norm_running_statistics_mode_also_passes():
 
 
 # ---- a wrong backward is caught, in the right tensors ----------------------------------------
+
 
 class WrongScale(torch.autograd.Function):
     """Identity forward; a backward 10% too large (a typical hand-written-backward bug)."""
@@ -166,6 +178,7 @@ def test_wrong_backward_fails_exactly_upstream(function):
 
 # ---- L2 is part of J -------------------------------------------------------------------------
 
+
 def test_l2_term_is_in_both_J_and_its_gradient():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
@@ -180,6 +193,7 @@ def test_l2_term_is_in_both_J_and_its_gradient():
 def test_l2_only_gradient_is_checked():
     """A weight matrix the loss ignores has dJ/dW = (lambda/m) W from the L2 term alone: if only one
     side included the term the ratio would be 1; with both it is tiny but not 0."""
+
     class Unused(nn.Module):
         def __init__(self):
             super().__init__()
@@ -198,6 +212,7 @@ def test_l2_only_gradient_is_checked():
 
 
 # ---- subsets, the input model ----------------------------------------------------------------
+
 
 def test_big_model_checks_a_proportional_random_subset():
     torch.manual_seed(0)

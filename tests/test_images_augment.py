@@ -218,6 +218,7 @@ def tv_datasets():
     global _shim_library
     try:
         import torchvision.datasets
+
         return torchvision.datasets
     except ImportError:
         pytest.skip("torchvision is not installed")
@@ -228,6 +229,7 @@ def tv_datasets():
     for op in ("nms", "qnms"):
         _shim_library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     import torchvision.datasets
+
     return torchvision.datasets
 
 
@@ -285,7 +287,10 @@ def test_torchvision_cifar10_from_disk(tv_datasets, tmp_path, monkeypatch):
     np.testing.assert_allclose(X, np.concatenate(rows).reshape(-1, 3, 32, 32) / 255.0, atol=1e-7)
 
 
-@pytest.mark.parametrize("name, layout", [("mnist", "MNIST/raw/"), ("fashion_mnist", "FashionMNIST/raw/"), ("cifar10", "cifar-10-batches-py/")])
+@pytest.mark.parametrize(
+    "name, layout",
+    [("mnist", "MNIST/raw/"), ("fashion_mnist", "FashionMNIST/raw/"), ("cifar10", "cifar-10-batches-py/")],
+)
 def test_torchvision_missing_files(tv_datasets, tmp_path, name, layout):
     with pytest.raises(ConfigError) as err:
         torchvision_dataset(name, str(tmp_path))
@@ -441,11 +446,24 @@ def test_rotation_needs_2d_images():
     with pytest.raises(ConfigError) as err:
         build_augmenter(rotation=10, input_shape=(1, 40))
     assert problem(err).key == "data.augment.rotation" and "(C,H,W)" in str(err.value)
-    assert build_augmenter(hflip=True, crop_padding=3, color_shift=0.1, input_shape=(1, 40)) is not None  # signals are fine otherwise
+    assert (
+        build_augmenter(hflip=True, crop_padding=3, color_shift=0.1, input_shape=(1, 40)) is not None
+    )  # signals are fine otherwise
 
 
-@pytest.mark.parametrize("setting, value", [("crop_padding", -1), ("crop_padding", 1.5), ("rotation", -5.0), ("rotation", 200),
-                                            ("color_shift", -0.1), ("noise_std", -1.0), ("noise_std", float("nan")), ("hflip", "yes")])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("crop_padding", -1),
+        ("crop_padding", 1.5),
+        ("rotation", -5.0),
+        ("rotation", 200),
+        ("color_shift", -0.1),
+        ("noise_std", -1.0),
+        ("noise_std", float("nan")),
+        ("hflip", "yes"),
+    ],
+)
 def test_bad_values(setting, value):
     with pytest.raises(ConfigError) as err:
         build_augmenter(**{setting: value}, input_shape=(1, 8, 8))
@@ -460,10 +478,22 @@ def test_the_trainer_augments_training_batches_only(tmp_path):
     runs = {}
     for name, noise in (("plain", 0), ("noisy", 50)):
         folder = tmp_path / name
-        summary = train_in_process(folder, "data=digits_images", "model=cnn", "trainer=quick", "trainer.steps=3", "trainer.eval_every=3",
-                                   "optimizer=sgd", "optimizer.lr=1e-12", "optimizer.batch_size=64", f"data.augment.noise_std={noise}")
+        summary = train_in_process(
+            folder,
+            "data=digits_images",
+            "model=cnn",
+            "trainer=quick",
+            "trainer.steps=3",
+            "trainer.eval_every=3",
+            "optimizer=sgd",
+            "optimizer.lr=1e-12",
+            "optimizer.batch_size=64",
+            f"data.augment.noise_std={noise}",
+        )
         runs[name] = (summary, read_metrics(folder / "run")[-1])
     (plain, plain_record), (noisy, noisy_record) = runs["plain"], runs["noisy"]
     assert noisy_record["train_loss"] > 2 * plain_record["train_loss"]  # the mini-batches were changed
     assert noisy["metrics"]["dev"]["loss"] == pytest.approx(plain["metrics"]["dev"]["loss"], rel=1e-6)
-    assert noisy["metrics"]["train"]["loss"] == pytest.approx(plain["metrics"]["train"]["loss"], rel=1e-6)  # evaluation: clean data
+    assert noisy["metrics"]["train"]["loss"] == pytest.approx(
+        plain["metrics"]["train"]["loss"], rel=1e-6
+    )  # evaluation: clean data

@@ -19,8 +19,18 @@ from conftest import read_summary
 from test_faults import output, start_dlrun, sweep_ledger, wait_for
 
 BUDGET = 200
-TINY = ("sweep=lr", "data=moons", "data.source.n_samples=200", "model.layers=[8]", "trainer.steps=20", "trainer.eval_every=20",
-        f"hydra.sweeper.budget={BUDGET}", "hydra.sweeper.rounds=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+TINY = (
+    "sweep=lr",
+    "data=moons",
+    "data.source.n_samples=200",
+    "model.layers=[8]",
+    "trainer.steps=20",
+    "trainer.eval_every=20",
+    f"hydra.sweeper.budget={BUDGET}",
+    "hydra.sweeper.rounds=2",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+)
 
 
 def descendants(pid: int) -> list[int]:
@@ -40,7 +50,11 @@ def descendants(pid: int) -> list[int]:
 
 def measure(pid: int) -> dict:
     """Open file descriptors, resident memory (MiB) and command line of one process."""
-    rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:"))
+    rss_kb = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
     command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     return {"fds": len(os.listdir(f"/proc/{pid}/fd")), "rss_mb": rss_kb / 1024, "command": command[:200]}
 
@@ -71,7 +85,9 @@ def test_200_trials_on_2_workers_leak_nothing(tmp_path):
 
     records = sweep_ledger(sweep_dir)
     assert sorted(r["number"] for r in records) == list(range(BUDGET))
-    assert all(r["status"] == "completed" for r in records), [r["message"] for r in records if r["status"] != "completed"][:3]
+    assert all(r["status"] == "completed" for r in records), [
+        r["message"] for r in records if r["status"] != "completed"
+    ][:3]
     assert all(read_summary(sweep_dir / str(n))["status"] == "completed" for n in (0, BUDGET // 2, BUDGET - 1))
     # The same processes did the work from the 20th trial to the 190th: the sweep, its 2 workers
     # and the resource trackers of loky and multiprocessing; none was started per trial.

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from conftest import train_in_process
 
-PAPER_SETUP = ("data=mnist1d", "optimizer=adam", "optimizer.lr=1e-2", "optimizer.batch_size=100", "trainer.steps=6000", "trainer.device=cpu")
+PAPER_SETUP = (
+    "data=mnist1d",
+    "optimizer=adam",
+    "optimizer.lr=1e-2",
+    "optimizer.batch_size=100",
+    "trainer.steps=6000",
+    "trainer.device=cpu",
+)
 
 
 def test_logistic_regression_is_high_bias(tmp_path):

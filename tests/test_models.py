@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import compose, run_dlrun, train_in_process
 from dlrunner.config.catalog import options
 from dlrunner.errors import ConfigError
 from dlrunner.models.cnn import build_cnn
 from dlrunner.train.run import build_model
-
-from conftest import compose, run_dlrun, train_in_process
 
 MODEL_OPTIONS = [option.name for option in options()["model"]]
 
@@ -32,8 +31,23 @@ def example_shapes(option: str) -> list[tuple]:
 
 
 def test_the_zoo_has_every_architecture_the_issue_names():
-    assert {"logreg", "mlp", "cnn", "lenet5", "alexnet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
-            "googlenet", "mobilenet", "rnn", "gru", "lstm"} <= set(MODEL_OPTIONS)
+    assert {
+        "logreg",
+        "mlp",
+        "cnn",
+        "lenet5",
+        "alexnet",
+        "vgg16",
+        "vgg19",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "googlenet",
+        "mobilenet",
+        "rnn",
+        "gru",
+        "lstm",
+    } <= set(MODEL_OPTIONS)
 
 
 @pytest.mark.parametrize("option", MODEL_OPTIONS)
@@ -49,7 +63,9 @@ def test_model_option_runs_forward_and_backward(option):
             assert main.shape == (2, n_outputs), (option, shape)
             main.sum().backward() if not isinstance(out, tuple) else sum(o.sum() for o in out).backward()
             trainable = [p for p in model.parameters() if p.requires_grad]
-            assert trainable and all(p.grad is not None for p in trainable), f"{option}: some parameters got no gradient"
+            assert trainable and all(p.grad is not None for p in trainable), (
+                f"{option}: some parameters got no gradient"
+            )
             assert all(torch.isfinite(p.grad).all() for p in trainable)
             model.eval()
             with torch.no_grad():
@@ -64,9 +80,19 @@ def test_models_state_their_adaptations_to_small_inputs():
 
 
 def test_cnn_tracks_shapes_through_the_blocks():
-    blocks = [{"type": "conv", "filters": 6, "f": 5, "padding": "valid"}, "tanh", {"type": "pool", "mode": "avg", "f": 2},
-              {"type": "conv", "filters": 16, "f": 5, "padding": "valid"}, "tanh", "avg_pool", "flatten",
-              {"type": "fc", "units": 120}, "tanh", {"type": "fc", "units": 84}, "tanh"]
+    blocks = [
+        {"type": "conv", "filters": 6, "f": 5, "padding": "valid"},
+        "tanh",
+        {"type": "pool", "mode": "avg", "f": 2},
+        {"type": "conv", "filters": 16, "f": 5, "padding": "valid"},
+        "tanh",
+        "avg_pool",
+        "flatten",
+        {"type": "fc", "units": 120},
+        "tanh",
+        {"type": "fc", "units": 84},
+        "tanh",
+    ]
     model = build_cnn(blocks, input_shape=(1, 32, 32), n_outputs=10)
     # LeNet-5 written as blocks: 32 -> 28 -> 14 -> 10 -> 5, 16 x 5 x 5 = 400 -> 120 -> 84 -> 10
     assert sum(p.numel() for p in model.parameters()) == 61_706
@@ -74,9 +100,15 @@ def test_cnn_tracks_shapes_through_the_blocks():
 
 
 def test_cnn_one_and_three_dimensional():
-    signal = build_cnn([{"type": "conv", "filters": 4, "f": 5, "stride": 2}, "relu", "global_pool"], input_shape=(1, 40), n_outputs=2)
+    signal = build_cnn(
+        [{"type": "conv", "filters": 4, "f": 5, "stride": 2}, "relu", "global_pool"], input_shape=(1, 40), n_outputs=2
+    )
     assert isinstance(signal[0], torch.nn.Conv1d) and signal(torch.zeros(5, 1, 40)).shape == (5, 2)
-    volume = build_cnn([{"type": "conv", "filters": 4, "f": 3}, "batch_norm", "relu", "max_pool"], input_shape=(1, 8, 8, 8), n_outputs=2)
+    volume = build_cnn(
+        [{"type": "conv", "filters": 4, "f": 3}, "batch_norm", "relu", "max_pool"],
+        input_shape=(1, 8, 8, 8),
+        n_outputs=2,
+    )
     assert isinstance(volume[0], torch.nn.Conv3d) and volume(torch.zeros(5, 1, 8, 8, 8)).shape == (5, 2)
 
 
@@ -88,17 +120,27 @@ def test_separable_convolution_has_fewer_parameters():
     assert count(separable) == (3 * 3 + 1) * 32 + (32 + 1) * 64
 
 
-@pytest.mark.parametrize("blocks, key, words", [
-    ([{"type": "conv", "filters": 8, "f": 5, "padding": "valid"}, "max_pool", {"type": "conv", "filters": 8, "f": 5, "padding": "valid"}],
-     "model.blocks[2]", "too small"),
-    ([{"type": "conv", "f": 3}], "model.blocks[0].filters", "required"),
-    ([{"type": "convolution", "filters": 3}], "model.blocks[0].type", "one of"),
-    (["relu", "softmax"], "model.blocks[1]", "a block name"),
-    ([{"type": "conv", "filters": 8, "kernel": 3}], "model.blocks[0].kernel", "not a setting"),
-    ([{"type": "conv", "filters": 8, "f": 4}], "model.blocks[0].f", "odd f"),
-    (["flatten", {"type": "conv", "filters": 8}], "model.blocks[1].type", "after the network was flattened"),
-    ([{"type": "dropout", "keep_prob": 0}], "model.blocks[0].keep_prob", "keep probability"),
-])
+@pytest.mark.parametrize(
+    "blocks, key, words",
+    [
+        (
+            [
+                {"type": "conv", "filters": 8, "f": 5, "padding": "valid"},
+                "max_pool",
+                {"type": "conv", "filters": 8, "f": 5, "padding": "valid"},
+            ],
+            "model.blocks[2]",
+            "too small",
+        ),
+        ([{"type": "conv", "f": 3}], "model.blocks[0].filters", "required"),
+        ([{"type": "convolution", "filters": 3}], "model.blocks[0].type", "one of"),
+        (["relu", "softmax"], "model.blocks[1]", "a block name"),
+        ([{"type": "conv", "filters": 8, "kernel": 3}], "model.blocks[0].kernel", "not a setting"),
+        ([{"type": "conv", "filters": 8, "f": 4}], "model.blocks[0].f", "odd f"),
+        (["flatten", {"type": "conv", "filters": 8}], "model.blocks[1].type", "after the network was flattened"),
+        ([{"type": "dropout", "keep_prob": 0}], "model.blocks[0].keep_prob", "keep probability"),
+    ],
+)
 def test_cnn_block_errors_name_the_block(blocks, key, words):
     with pytest.raises(ConfigError) as raised:
         build_cnn(blocks, input_shape=(1, 8, 8), n_outputs=3)
@@ -127,16 +169,22 @@ def test_summary_command_prints_the_shape_table(tmp_path):
     assert bad.returncode == 2 and "--input-shape" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("overrides", [
-    ("data=digits_images", "model=cnn"),
-    ("data=digits_images", "model=lenet5", "model.activation=relu", "model.pooling=max"),
-    ("data=digits_images", "model=resnet18", "model.width=8"),
-    ("data=digits_images", "model=googlenet", "model.width=0.125", "model.aux_heads=true", "trainer.steps=120"),
-    ("data=digits_images", "model=mobilenet", "model.width=0.25", "trainer.steps=150"),
-    ("data=mnist1d_sequence", "model=gru", "model.hidden=32"),
-], ids=["cnn", "lenet5", "resnet", "googlenet", "mobilenet", "gru"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("data=digits_images", "model=cnn"),
+        ("data=digits_images", "model=lenet5", "model.activation=relu", "model.pooling=max"),
+        ("data=digits_images", "model=resnet18", "model.width=8"),
+        ("data=digits_images", "model=googlenet", "model.width=0.125", "model.aux_heads=true", "trainer.steps=120"),
+        ("data=digits_images", "model=mobilenet", "model.width=0.25", "trainer.steps=150"),
+        ("data=mnist1d_sequence", "model=gru", "model.hidden=32"),
+    ],
+    ids=["cnn", "lenet5", "resnet", "googlenet", "mobilenet", "gru"],
+)
 def test_each_family_learns(tmp_path, overrides):
-    summary = train_in_process(tmp_path, "trainer=quick", "trainer.eval_every=50", "optimizer.lr=0.003", "optimizer.batch_size=64", *overrides)
+    summary = train_in_process(
+        tmp_path, "trainer=quick", "trainer.eval_every=50", "optimizer.lr=0.003", "optimizer.batch_size=64", *overrides
+    )
     assert summary["status"] == "completed"
     chance = 0.1  # ten classes
     assert summary["metrics"]["dev"]["accuracy"] > chance + 0.3, summary["metrics"]["dev"]
@@ -150,9 +198,19 @@ def test_many_to_many_head_labels_every_step(tmp_path):
     X = rng.normal(size=(400, 10, 1)).astype(np.float32)
     y = (np.cumsum(X[..., 0], axis=1) > 0).astype(np.int64)
     np.savez(tmp_path / "steps.npz", X=X, y=y)
-    summary = train_in_process(tmp_path, "data=npz", f"data.source.path={tmp_path / 'steps.npz'}", "data.task=multiclass",
-                               "model=gru", "model.head=many_to_many", "model.hidden=16", "trainer=quick", "trainer.steps=200",
-                               "optimizer.lr=0.01", "optimizer.batch_size=32")
+    summary = train_in_process(
+        tmp_path,
+        "data=npz",
+        f"data.source.path={tmp_path / 'steps.npz'}",
+        "data.task=multiclass",
+        "model=gru",
+        "model.head=many_to_many",
+        "model.hidden=16",
+        "trainer=quick",
+        "trainer.steps=200",
+        "optimizer.lr=0.01",
+        "optimizer.batch_size=32",
+    )
     assert summary["status"] == "completed" and summary["n_classes"] == 2
     assert summary["metrics"]["dev"]["accuracy"] > 0.85, summary["metrics"]["dev"]  # counted over every step's label
 
@@ -171,5 +229,7 @@ def test_a_conv_right_before_batch_norm_has_no_bias_unless_asked():
         model = build_cnn(blocks, input_shape=(1, 8, 8), n_outputs=3)
         return [m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 
-    assert conv_biases([{"type": "conv", "filters": 4}, "batch_norm", "relu", {"type": "conv", "filters": 4}, "relu"]) == [False, True]
+    assert conv_biases(
+        [{"type": "conv", "filters": 4}, "batch_norm", "relu", {"type": "conv", "filters": 4}, "relu"]
+    ) == [False, True]
     assert conv_biases([{"type": "conv", "filters": 4, "bias": True}, "batch_norm", "relu"]) == [True]

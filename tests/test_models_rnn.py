@@ -31,7 +31,9 @@ def test_every_cell_and_head_runs_forward_and_backward(cell, head):
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("head", ["last", "attention", "many_to_many"])
 def test_bidirectional_three_layer_networks_with_dropout(cell, head):
-    model = build_rnn(cell, hidden=4, num_layers=3, bidirectional=True, head=head, dropout=0.2, input_shape=(6, 2), n_outputs=3)
+    model = build_rnn(
+        cell, hidden=4, num_layers=3, bidirectional=True, head=head, dropout=0.2, input_shape=(6, 2), n_outputs=3
+    )
     assert model.rnn.num_layers == 3 and model.rnn.bidirectional and model.rnn.dropout == 0.2
     out = model(torch.randn(5, 6, 2))
     assert out.shape == ((5, 6, 3) if head == "many_to_many" else (5, 3))
@@ -155,8 +157,12 @@ def test_shortest_adding_problem_marks_both_steps():
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"length": 1}, "data.source.length"), ({"length": 10.5}, "data.source.length"),
-     ({"num_samples": 0}, "data.source.num_samples"), ({"seed": -1}, "data.source.seed")],
+    [
+        ({"length": 1}, "data.source.length"),
+        ({"length": 10.5}, "data.source.length"),
+        ({"num_samples": 0}, "data.source.num_samples"),
+        ({"seed": -1}, "data.source.seed"),
+    ],
 )
 def test_adding_problem_rejects_bad_arguments(kwargs, key):
     with pytest.raises(ConfigError) as error:

@@ -28,12 +28,29 @@ def squeue(env: dict) -> dict:
 def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, slurm_cluster):  # noqa: F811
     env = {**os.environ, **slurm_cluster}
     sweep = start_dlrun(
-        "sweep", "trainer.seed=0,1", *TRIAL, "hydra.sweeper.method=grid", "hydra.sweeper.budget=2",
-        "hydra.sweeper.rounds=1", "hydra.sweep.dir=s", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
-        "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
-        "hydra.launcher.max_num_timeout=2", cwd=tmp_path, env=slurm_cluster)
+        "sweep",
+        "trainer.seed=0,1",
+        *TRIAL,
+        "hydra.sweeper.method=grid",
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=1",
+        "hydra.sweep.dir=s",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=debug",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.max_num_timeout=2",
+        cwd=tmp_path,
+        env=slurm_cluster,
+    )
     trials = [tmp_path / "s" / "0", tmp_path / "s" / "1"]
-    wait_for(lambda: all(last_step(t) >= 1000 for t in trials), "both trials past their second checkpoint", sweep, timeout=300)
+    wait_for(
+        lambda: all(last_step(t) >= 1000 for t in trials),
+        "both trials past their second checkpoint",
+        sweep,
+        timeout=300,
+    )
     jobs = sorted(squeue(env))  # one array job: task i runs trial i
     assert len(jobs) == 2, jobs
     subprocess.run(["scontrol", "requeue", jobs[0]], env=env, check=True, timeout=30)
@@ -49,7 +66,9 @@ def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, s
         for job, (state, reason) in squeue(env).items():
             if state == "PENDING" and reason == "BeginTime" and job not in released:
                 if time.monotonic() - pending_since.setdefault(job, time.monotonic()) >= 2.0:
-                    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30)
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
+                    )
                     released.add(job)
         return sweep.poll() is not None
 
@@ -74,5 +93,5 @@ def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, s
         assert reference.returncode == 0, reference.stderr
         assert read_metrics(run_dir) == read_metrics(tmp_path / f"ref{record['number']}"), how
         assert record["objective"] == read_summary(tmp_path / f"ref{record['number']}")["metrics"]["dev"]["error"]
-    timed_out = (tmp_path / "s" / ".submitit" / jobs[1])
+    timed_out = tmp_path / "s" / ".submitit" / jobs[1]
     assert "Requeued job" in "".join(p.read_text() for p in timed_out.glob("*_log.out"))

@@ -11,9 +11,19 @@ import pytest
 from conftest import run_dlrun
 from dlrunner.report.run import ewa
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--log-level=0", "--window-size=1200,2400"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--log-level=0",
+    "--window-size=1200,2400",
+]
 
 
 def test_ewa_with_bias_correction_follows_the_course():
@@ -34,12 +44,22 @@ def chromium():
 
 def load_in_browser(html, tmp_path):
     """Load the page headless: its console messages, and a screenshot as an RGB array."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     shot = tmp_path / f"{html.parent.name}.png"
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                             html.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            html.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     return console, np.asarray(Image.open(shot).convert("RGB"))
 
@@ -77,8 +97,17 @@ def test_run_report_renders_in_a_browser(tmp_path):
 
 
 def test_sweep_report_renders_in_a_browser(tmp_path):
-    result = run_dlrun("sweep", "sweep=mlp_basic", "data=moons", "trainer=quick", "trainer.steps=30", "trainer.eval_every=30",
-                       "hydra.sweeper.budget=6", "hydra.sweep.dir=s", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        "sweep=mlp_basic",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=30",
+        "trainer.eval_every=30",
+        "hydra.sweeper.budget=6",
+        "hydra.sweep.dir=s",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert run_dlrun("report", "s", cwd=tmp_path).returncode == 0
     text = (tmp_path / "s" / "report.html").read_text()

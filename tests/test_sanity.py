@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import compose
 from rich.console import Console
 
+from conftest import compose
 from dlrunner.diagnostics.sanity import NAMES, CheckResult, chance_loss, check_initial_loss, print_checks, run_checks
 
 
@@ -31,7 +31,10 @@ def test_all_pass_on_the_default_config():
     initial = results["initial loss"].measured
     assert initial["expected"] == pytest.approx(math.log(10))
     assert initial["initial_loss"] < initial["expected"] + 1.5  # He init: well within the 3-nat tolerance
-    assert results["overfit a small batch"].measured["final_loss"] < 0.05 * results["overfit a small batch"].measured["initial_loss"]
+    assert (
+        results["overfit a small batch"].measured["final_loss"]
+        < 0.05 * results["overfit a small batch"].measured["initial_loss"]
+    )
     assert results["real vs shuffled labels"].measured["speedup"] >= 2
 
 
@@ -48,7 +51,9 @@ def test_all_pass_on_digits(digits_results):
 
 def test_results_are_deterministic(digits_results):
     again = run_checks(compose("data=digits"))
-    assert [(r.passed, r.measured, r.message) for r in again] == [(r.passed, r.measured, r.message) for r in digits_results]
+    assert [(r.passed, r.measured, r.message) for r in again] == [
+        (r.passed, r.measured, r.message) for r in digits_results
+    ]
 
 
 def test_initial_loss_fails_with_unnormalised_inputs():
@@ -126,7 +131,9 @@ def test_regression_skips_the_initial_loss_check(tmp_path):
     results = by_name(run_checks(compose("data=npz", f"data.source.path={path}"), steps=100))
     initial = results["initial loss"]
     assert initial.passed is None and "skipped" in initial.message
-    assert initial.measured["mean_predictor"] == pytest.approx(results["real vs shuffled labels"].measured["chance_loss"], rel=1e-6)
+    assert initial.measured["mean_predictor"] == pytest.approx(
+        results["real vs shuffled labels"].measured["chance_loss"], rel=1e-6
+    )
     assert results["real vs shuffled labels"].passed is True
     # Adam's lr = 0.01 is too large a GD step for targets of size ~7 (J rose at 4 of 20 steps):
     # an adaptive optimizer's lr is halved until J falls (here once), a GD learning rate is not.
@@ -149,8 +156,10 @@ def test_print_checks_renders_a_table_and_a_verdict(digits_results):
     assert all(name in text for name in NAMES) and text.count("PASS") == 4
     assert "4 of 4 checks passed" in text
 
-    mixed = [CheckResult("initial loss", None, {"initial_loss": 1.0}, "skipped for regression"),
-             CheckResult("batch GD decreases J", False, {"rises": 3}, "J rose")]
+    mixed = [
+        CheckResult("initial loss", None, {"initial_loss": 1.0}, "skipped for regression"),
+        CheckResult("batch GD decreases J", False, {"rises": 3}, "J rose"),
+    ]
     out = io.StringIO()
     print_checks(mixed, Console(file=out, width=140, color_system=None))
     text = out.getvalue()

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from dlrunner.search import CoarseToFine, Choice, IntUniform, LogUniform, OneMinusLogUniform, Pow2, Uniform
+from dlrunner.search import Choice, CoarseToFine, IntUniform, LogUniform, OneMinusLogUniform, Pow2, Uniform
 from dlrunner.search.ledger import append_ledger, read_ledger
 
 
@@ -42,7 +42,9 @@ def test_integer_and_power_of_two_ranges_hit_every_value_evenly():
     layers = Counter(samples(IntUniform(2, 4)))
     assert set(layers) == {2, 3, 4} and all(c / 20000 == pytest.approx(1 / 3, abs=0.015) for c in layers.values())
     sizes = Counter(samples(Pow2(32, 512)))
-    assert set(sizes) == {32, 64, 128, 256, 512} and all(c / 20000 == pytest.approx(0.2, abs=0.015) for c in sizes.values())
+    assert set(sizes) == {32, 64, 128, 256, 512} and all(
+        c / 20000 == pytest.approx(0.2, abs=0.015) for c in sizes.values()
+    )
     widths = samples(IntUniform(50, 100))
     assert min(widths) == 50 and max(widths) == 100
     log_ints = samples(IntUniform(1, 1000, log=True))
@@ -51,14 +53,24 @@ def test_integer_and_power_of_two_ranges_hit_every_value_evenly():
 
 def test_choice_and_bad_bounds():
     assert set(samples(Choice(["relu", "tanh"]), 200)) == {"relu", "tanh"}
-    for bad in (lambda: LogUniform(0, 1), lambda: LogUniform(1, 0.1), lambda: Uniform(2, 2),
-                lambda: OneMinusLogUniform(0.9, 1.0), lambda: Pow2(30, 512), lambda: Choice([])):
+    for bad in (
+        lambda: LogUniform(0, 1),
+        lambda: LogUniform(1, 0.1),
+        lambda: Uniform(2, 2),
+        lambda: OneMinusLogUniform(0.9, 1.0),
+        lambda: Pow2(30, 512),
+        lambda: Choice([]),
+    ):
         with pytest.raises(ValueError):
             bad()
 
 
 def space():
-    return {"lr": LogUniform(1e-5, 1.0), "beta": OneMinusLogUniform(0.8, 0.999), "act": Choice(["relu", "tanh", "sigmoid"])}
+    return {
+        "lr": LogUniform(1e-5, 1.0),
+        "beta": OneMinusLogUniform(0.8, 0.999),
+        "act": Choice(["relu", "tanh", "sigmoid"]),
+    }
 
 
 def objective(params):
@@ -119,8 +131,9 @@ def test_failed_and_ineligible_trials_are_never_best_and_do_not_steer():
     search = CoarseToFine(space(), budget=8, rounds=2, seed=0)
     trials = search.ask()
     for trial in trials:
-        search.tell(trial.number, 0.0, status="diverged" if trial.number == 0 else "completed",
-                    eligible=trial.number != 1)
+        search.tell(
+            trial.number, 0.0, status="diverged" if trial.number == 0 else "completed", eligible=trial.number != 1
+        )
     search.tell(2, float("nan"))
     assert all(t.number not in (0, 1, 2) for t in search.best(10))
     search.ask()
@@ -129,8 +142,12 @@ def test_failed_and_ineligible_trials_are_never_best_and_do_not_steer():
 
 def test_random_is_one_round_and_grid_enumerates():
     assert len(run(CoarseToFine(space(), budget=9, rounds=3, method="random")).regions) == 1
-    grid = run(CoarseToFine({"lr": LogUniform(1e-3, 1e-1), "act": Choice(["relu", "tanh"])}, budget=100, method="grid", grid_points=3),
-               measure=lambda p: abs(math.log10(p["lr"]) + 2))
+    grid = run(
+        CoarseToFine(
+            {"lr": LogUniform(1e-3, 1e-1), "act": Choice(["relu", "tanh"])}, budget=100, method="grid", grid_points=3
+        ),
+        measure=lambda p: abs(math.log10(p["lr"]) + 2),
+    )
     assert len(grid.trials) == 6 and {t.params["act"] for t in grid.trials} == {"relu", "tanh"}
     assert sorted({round(math.log10(t.params["lr"]), 9) for t in grid.trials}) == [-3, -2, -1]
 

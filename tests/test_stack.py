@@ -47,9 +47,12 @@ def assert_same_curve(a: list[dict], b: list[dict]) -> None:
 def test_a_stacked_trial_follows_its_solo_run(tmp_path, model):
     """Different learning rates, seeds, L2 with clipping, a schedule, another optimizer setting:
     each stacked trial's metrics equal its solo run's up to floating-point rounding."""
-    trials = [("optimizer.lr=0.003",), ("optimizer.lr=0.001", "trainer.seed=3"),
-              ("optimizer.lr=0.002", "regularization.l2=0.5", "regularization.grad_clip_norm=0.5"),
-              ("optimizer.lr=0.004", "schedule=exponential", "schedule.base=0.5", "optimizer.beta1=0.8")]
+    trials = [
+        ("optimizer.lr=0.003",),
+        ("optimizer.lr=0.001", "trainer.seed=3"),
+        ("optimizer.lr=0.002", "regularization.l2=0.5", "regularization.grad_clip_norm=0.5"),
+        ("optimizer.lr=0.004", "schedule=exponential", "schedule.base=0.5", "optimizer.beta1=0.8"),
+    ]
     stacked, solo = stacked_and_solo(tmp_path, MODELS[model], trials)
     for k in range(len(trials)):
         assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
@@ -76,7 +79,9 @@ def test_every_stacked_optimizer_takes_the_solo_steps(tmp_path, optimizer):
 
 
 def test_a_diverging_trial_is_frozen_and_the_others_go_on(tmp_path):
-    stacked, solo = stacked_and_solo(tmp_path, ("model=mlp", "optimizer=sgd"), [("optimizer.lr=1e6",), ("optimizer.lr=0.1",)])
+    stacked, solo = stacked_and_solo(
+        tmp_path, ("model=mlp", "optimizer=sgd"), [("optimizer.lr=1e6",), ("optimizer.lr=0.1",)]
+    )
     assert stacked[0]["status"] == solo[0]["status"] == "diverged"
     assert "lower the learning rate" in stacked[0]["message"]
     assert len(read_metrics(tmp_path / "stacked0")) == 1  # stopped at its first evaluation, like its solo run
@@ -85,7 +90,10 @@ def test_a_diverging_trial_is_frozen_and_the_others_go_on(tmp_path):
 
 
 def test_early_stopping_is_per_trial_and_keeps_the_best_weights(tmp_path):
-    trials = [("optimizer.lr=0.5", "regularization.early_stopping=true", "regularization.patience=1"), ("optimizer.lr=0.003",)]
+    trials = [
+        ("optimizer.lr=0.5", "regularization.early_stopping=true", "regularization.patience=1"),
+        ("optimizer.lr=0.003",),
+    ]
     stacked, solo = stacked_and_solo(tmp_path, ("model=mlp", "trainer.steps=200", "trainer.eval_every=10"), trials)
     assert stacked[0]["stopped_early"] and solo[0]["stopped_early"]
     assert stacked[0]["timing"]["steps"] == solo[0]["timing"]["steps"] < 200
@@ -103,7 +111,11 @@ def test_dropout_keeps_each_trials_probability():
     stacked = StackedModel(models)
     dropouts = [m for m in stacked.base.modules() if isinstance(m, TrialDropout)]
     assert len(dropouts) == 2
-    assert all(stacked.buffers[name].tolist() == pytest.approx([0.5, 0.9]) for name in stacked.buffers if name.endswith(".keep"))
+    assert all(
+        stacked.buffers[name].tolist() == pytest.approx([0.5, 0.9])
+        for name in stacked.buffers
+        if name.endswith(".keep")
+    )
     # Dropout on the hidden units (not on the scores): more units are zeroed with keep 0.5.
     x = torch.randn(1000, 40)
     scores = stacked.train_forward(x.expand(2, *x.shape))
@@ -131,15 +143,22 @@ def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial
         torch.manual_seed(0)
         return build_model(compose("model=cnn", "data=mnist1d_signal", *overrides), shape, 10)[0]
 
-    pooled = ("model.blocks=[{type: conv, filters: 6, f: 5, stride: 1, padding: same}, relu, max_pool, {type: dropout, keep_prob: 1.0},"
-              " {type: conv, filters: 4, f: 3, stride: 2, padding: 0}, tanh, global_pool, {type: fc, units: 7}, relu]")
+    pooled = (
+        "model.blocks=[{type: conv, filters: 6, f: 5, stride: 1, padding: same}, relu, max_pool, {type: dropout, keep_prob: 1.0},"
+        " {type: conv, filters: 4, f: 3, stride: 2, padding: 0}, tanh, global_pool, {type: fc, units: 7}, relu]"
+    )
+
     def layers(m, on_cpu=True):  # what StackedModel runs: its copy of the model, with per-trial dropout
         return sequential_layers(StackedModel([m, m]).base, on_cpu)
 
     assert layers(model(pooled)) is not None
     assert layers(model(pooled), on_cpu=False) is None  # CUDA: vmap's grouped convolutions
-    assert layers(model("model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")) is None  # grouped
-    assert layers(model("data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]", shape=(1, 8, 8))) is None  # 2-D
+    assert (
+        layers(model("model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")) is None
+    )  # grouped
+    assert (
+        layers(model("data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]", shape=(1, 8, 8))) is None
+    )  # 2-D
     # Pooling, dropout (keeping all), a strided conv, global pooling, a hidden fc layer: each trial's scores are its own model's.
     models = [model(pooled) for _ in range(3)]
     for k, m in enumerate(models):
@@ -176,7 +195,9 @@ def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
     cnn = build_model(compose("experiment=mnist1d_cnn"), (1, 40), 10)[0]
     assert work_per_example(cnn, (1, 40)) == 19 * 25 * 5 + 10 * 25 * 75 + 5 * 25 * 75 + 125 * 10 == 31_750
     mlp = build_model(compose("model=mlp"), (40,), 10)[0]
-    assert work_per_example(mlp, (40,)) == 15_210  # the parameters: 40x100 + 100x100 + 100x10 multiply-adds plus the biases
+    assert (
+        work_per_example(mlp, (40,)) == 15_210
+    )  # the parameters: 40x100 + 100x100 + 100x10 multiply-adds plus the biases
     assert cpu_threads(work_per_example(cnn, (1, 40)), 100) == 1
     assert cpu_threads(16 * work_per_example(cnn, (1, 40)), 100) == TORCH_DEFAULT_THREADS
     assert cpu_threads_for(cnn, (1, 40), 100) == 1 and cpu_threads_for(cnn, (1, 40), 16 * 100) == TORCH_DEFAULT_THREADS
@@ -184,9 +205,24 @@ def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
 
 def test_grouping_by_per_trial_values_and_by_shape():
     a = compose("model=mlp", "optimizer.lr=0.1")
-    assert stack_key(a) == stack_key(compose("model=mlp", "optimizer.lr=0.01", "regularization.l2=1", "trainer.seed=4",
-                                             "schedule=cosine", "model.keep_prob=0.8", "logger.sweep_trial=3"))
-    for other in ("model.layers=[50,50]", "optimizer.batch_size=64", "trainer.steps=10", "data=digits", "optimizer=sgd"):
+    assert stack_key(a) == stack_key(
+        compose(
+            "model=mlp",
+            "optimizer.lr=0.01",
+            "regularization.l2=1",
+            "trainer.seed=4",
+            "schedule=cosine",
+            "model.keep_prob=0.8",
+            "logger.sweep_trial=3",
+        )
+    )
+    for other in (
+        "model.layers=[50,50]",
+        "optimizer.batch_size=64",
+        "trainer.steps=10",
+        "data=digits",
+        "optimizer=sgd",
+    ):
         assert stack_key(a) != stack_key(compose("model=mlp", other)), other
     assert stack_problem(a) is None and stack_problem(compose("experiment=mnist1d_cnn")) is None
     assert "build_rnn is not stacked" in stack_problem(compose("model=gru"))
@@ -228,7 +264,10 @@ def test_stacks_are_split_evenly_and_2d_cnn_stacks_on_the_cpu_hold_at_most_16(tm
     images = ("model=cnn", "data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]")
     cnn, note = sizes("cnn", 40, 64, *images, "trainer.device=cpu")
     assert CPU_CONV_MAX_STACK == 16 and cnn == [14, 13, 13] and "at most 16" in note and "2-D or grouped" in note
-    separable = ("experiment=mnist1d_cnn", "model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")
+    separable = (
+        "experiment=mnist1d_cnn",
+        "model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]",
+    )
     assert sizes("separable", 40, 64, *separable, "trainer.device=cpu")[0] == [14, 13, 13]
     assert sizes("small", 12, 8, *images, "trainer.device=cpu") == ([6, 6], "")  # under the cap: no note
     assert sizes("gpu", 40, 64, *images, "trainer.device=cuda:0") == ([40], "")  # the cap is the CPU's
@@ -238,12 +277,18 @@ def test_stacks_are_split_evenly_and_2d_cnn_stacks_on_the_cpu_hold_at_most_16(tm
 
 def test_models_that_differ_in_shape_or_use_batch_norm_are_refused_before_any_file(tmp_path):
     with pytest.raises(NotStackable, match="differ in shape"):
-        train_stacked([compose("model=mlp", "model.layers=[10]"), compose("model=mlp", "model.layers=[20]")],
-                      [tmp_path / "a", tmp_path / "b"], QUIET)
+        train_stacked(
+            [compose("model=mlp", "model.layers=[10]"), compose("model=mlp", "model.layers=[20]")],
+            [tmp_path / "a", tmp_path / "b"],
+            QUIET,
+        )
     blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
     with pytest.raises(NotStackable, match="batch norm"):
-        train_stacked([compose("model=cnn", "data=mnist1d_signal", blocks, f"optimizer.lr={lr}") for lr in (0.1, 0.01)],
-                      [tmp_path / "c", tmp_path / "d"], QUIET)
+        train_stacked(
+            [compose("model=cnn", "data=mnist1d_signal", blocks, f"optimizer.lr={lr}") for lr in (0.1, 0.01)],
+            [tmp_path / "c", tmp_path / "d"],
+            QUIET,
+        )
     assert not any(tmp_path.iterdir())
 
 
@@ -254,19 +299,38 @@ def test_a_stacked_trial_resumes_alone_from_its_last_checkpoint(tmp_path):
     state = torch.load(tmp_path / "stacked1" / "checkpoints" / "last.pt", weights_only=False)
     solo_state = torch.load(tmp_path / "solo1" / "checkpoints" / "last.pt", weights_only=False)
     assert set(state) == set(solo_state)
-    assert set(state["optimizer"]["state"][0]) == set(solo_state["optimizer"]["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert (
+        set(state["optimizer"]["state"][0])
+        == set(solo_state["optimizer"]["state"][0])
+        == {"step", "exp_avg", "exp_avg_sq"}
+    )
     for name, tensor in solo_state["optimizer"]["state"][0].items():
         assert torch.allclose(state["optimizer"]["state"][0][name], tensor, rtol=1e-3, atol=1e-6), name
-    result = run_dlrun("train", "model=mlp", "optimizer.lr=0.001", "trainer.steps=100", "trainer.eval_every=20",
-                       f"trainer.resume={tmp_path / 'stacked1'}", "hydra.run.dir=resumed", cwd=tmp_path)
+    result = run_dlrun(
+        "train",
+        "model=mlp",
+        "optimizer.lr=0.001",
+        "trainer.steps=100",
+        "trainer.eval_every=20",
+        f"trainer.resume={tmp_path / 'stacked1'}",
+        "hydra.run.dir=resumed",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     resumed = read_summary(tmp_path / "resumed")
     assert resumed["status"] == "completed" and resumed["resumed_from"]["step"] == 60
     assert [m["step"] for m in read_metrics(tmp_path / "resumed")] == [20, 40, 60, 80, 100]
 
 
-SWEEP = ("sweep=lr", "model=mlp", "trainer.steps=40", "trainer.eval_every=20", "hydra.sweeper.method=random",
-         "hydra.sweeper.rounds=1", "hydra.sweeper.budget=6")
+SWEEP = (
+    "sweep=lr",
+    "model=mlp",
+    "trainer.steps=40",
+    "trainer.eval_every=20",
+    "hydra.sweeper.method=random",
+    "hydra.sweeper.rounds=1",
+    "hydra.sweeper.budget=6",
+)
 
 
 def ledger(sweep_dir: Path) -> list[dict]:
@@ -299,15 +363,38 @@ def test_a_sweep_with_the_stacked_launcher_matches_the_basic_launcher(tmp_path):
 
 
 def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
-    result = run_dlrun("sweep", "sweep=lr", "model=gru", "data=mnist1d_sequence", "trainer.steps=10", "trainer.eval_every=10",
-                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra/launcher=stacked", "hydra.sweep.dir=g", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        "sweep=lr",
+        "model=gru",
+        "data=mnist1d_sequence",
+        "trainer.steps=10",
+        "trainer.eval_every=10",
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=1",
+        "hydra/launcher=stacked",
+        "hydra.sweep.dir=g",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "as one stack" not in result.stdout
     assert [r["status"] for r in ledger(tmp_path / "g")] == ["completed", "completed"]
     # A CNN with batch norm is found out once its model is built: a note, then one trial at a time.
     blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
-    result = run_dlrun("sweep", "sweep=lr", "model=cnn", "data=mnist1d_signal", blocks, "trainer.steps=10", "trainer.eval_every=10",
-                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra/launcher=stacked", "hydra.sweep.dir=b", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        "sweep=lr",
+        "model=cnn",
+        "data=mnist1d_signal",
+        blocks,
+        "trainer.steps=10",
+        "trainer.eval_every=10",
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=1",
+        "hydra/launcher=stacked",
+        "hydra.sweep.dir=b",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "train one at a time: batch norm" in result.stdout
     assert [r["status"] for r in ledger(tmp_path / "b")] == ["completed", "completed"]
@@ -317,7 +404,15 @@ def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
     pytest.importorskip("wandb")
     from wandb_files import read_run
 
-    result = run_dlrun("sweep", *SWEEP, "hydra.sweeper.budget=2", "logger=wandb", "hydra/launcher=stacked", "hydra.sweep.dir=w", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        *SWEEP,
+        "hydra.sweeper.budget=2",
+        "logger=wandb",
+        "hydra/launcher=stacked",
+        "hydra.sweep.dir=w",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     for record in ledger(tmp_path / "w"):
         run_dir = Path(record["run_dir"])
@@ -330,14 +425,26 @@ def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
 
 
 def test_a_bad_stack_size_is_refused_before_the_sweep_starts(tmp_path):
-    result = run_dlrun("sweep", *SWEEP, "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "hydra.sweep.dir=z", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep", *SWEEP, "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "hydra.sweep.dir=z", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "hydra.launcher.max_stack" in result.stderr and "whole number >= 1" in result.stderr
     assert not (tmp_path / "z" / "trials.jsonl").exists()
 
 
-STACK_SWEEP = ("sweep", "sweep=lr", "model=mlp", "trainer.steps=1500", "trainer.eval_every=100", "trainer.checkpoint_every=1",
-               "hydra.sweeper.method=random", "hydra.sweeper.rounds=1", "hydra.sweeper.budget=3", "hydra/launcher=stacked")
+STACK_SWEEP = (
+    "sweep",
+    "sweep=lr",
+    "model=mlp",
+    "trainer.steps=1500",
+    "trainer.eval_every=100",
+    "trainer.checkpoint_every=1",
+    "hydra.sweeper.method=random",
+    "hydra.sweeper.rounds=1",
+    "hydra.sweeper.budget=3",
+    "hydra/launcher=stacked",
+)
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])

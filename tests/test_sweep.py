@@ -11,7 +11,14 @@ import pytest
 
 from conftest import read_summary, run_dlrun
 
-SMALL = ("sweep=lr", "data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "hydra.sweeper.budget=6")
+SMALL = (
+    "sweep=lr",
+    "data=moons",
+    "trainer=quick",
+    "trainer.steps=60",
+    "trainer.eval_every=30",
+    "hydra.sweeper.budget=6",
+)
 
 
 def ledger(sweep_dir):
@@ -46,17 +53,23 @@ def test_sweep_with_the_basic_launcher(tmp_path):
     assert "Best: trial" in result.stdout and "--config-name best" in result.stdout
     # best.yaml trains the winner again, as is, with the same result.
     best = min((r for r in records if r["eligible"]), key=lambda r: r["objective"])
-    again = run_dlrun("train", "--config-path", str(tmp_path / "s"), "--config-name", "best", "hydra.run.dir=again", cwd=tmp_path)
+    again = run_dlrun(
+        "train", "--config-path", str(tmp_path / "s"), "--config-name", "best", "hydra.run.dir=again", cwd=tmp_path
+    )
     assert again.returncode == 0, again.stderr
     assert read_summary(tmp_path / "again")["metrics"]["dev"]["error"] == best["objective"]
 
 
 def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
     sequential = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=seq", cwd=tmp_path)
-    parallel = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=par", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path)
+    parallel = run_dlrun(
+        "sweep", *SMALL, "hydra.sweep.dir=par", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path
+    )
     assert sequential.returncode == 0 and parallel.returncode == 0, parallel.stderr
     seq, par = ledger(tmp_path / "seq"), ledger(tmp_path / "par")
-    assert sorted((r["number"], r["params"]["optimizer.lr"]) for r in seq) == sorted((r["number"], r["params"]["optimizer.lr"]) for r in par)
+    assert sorted((r["number"], r["params"]["optimizer.lr"]) for r in seq) == sorted(
+        (r["number"], r["params"]["optimizer.lr"]) for r in par
+    )
     # Each of the 2 workers gets 1 of the 2 cores.
     assert all("trainer.threads=1" in r["overrides"] for r in par)
     assert {r["number"]: r["objective"] for r in seq} == {r["number"]: r["objective"] for r in par}
@@ -76,7 +89,9 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     again = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "Resuming" in again.stdout
-    records = ledger_lines = [json.loads(line) for line in path.read_text().splitlines()[:4] + path.read_text().splitlines()[5:]]
+    records = ledger_lines = [
+        json.loads(line) for line in path.read_text().splitlines()[:4] + path.read_text().splitlines()[5:]
+    ]
     assert sorted(r["number"] for r in records) == list(range(6))
     assert path.read_text().splitlines()[4] == lines[4][:30]  # the old line is left as it was
     assert (tmp_path / "s" / "0" / "summary.json").stat().st_mtime == mtime  # trial 0 not rerun
@@ -92,13 +107,28 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
         "        raise RuntimeError('boom')\n"
         "    return factor\n"
     )
-    result = run_dlrun("sweep", "data=moons", "trainer=quick", "trainer.steps=30", "trainer.eval_every=30",
-                       "schedule._target_=dlrunner.optim.schedules.constant,my_schedules.explode",
-                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra.sweeper.method=grid",
-                       "hydra.sweep.dir=s", cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DLRUN_ALLOWED_TARGETS": "my_schedules"})
+    result = run_dlrun(
+        "sweep",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=30",
+        "trainer.eval_every=30",
+        "schedule._target_=dlrunner.optim.schedules.constant,my_schedules.explode",
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=1",
+        "hydra.sweeper.method=grid",
+        "hydra.sweep.dir=s",
+        cwd=tmp_path,
+        env={
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "DLRUN_ALLOWED_TARGETS": "my_schedules",
+        },
+    )
     assert result.returncode == 0, result.stderr
     records = {r["params"]["schedule._target_"]: r for r in ledger(tmp_path / "s")}
-    assert records["my_schedules.explode"]["status"] == "failed" and "boom" in records["my_schedules.explode"]["message"]
+    assert (
+        records["my_schedules.explode"]["status"] == "failed" and "boom" in records["my_schedules.explode"]["message"]
+    )
     assert not records["my_schedules.explode"]["eligible"]
     assert records["dlrunner.optim.schedules.constant"]["status"] == "completed"
     assert "Best: trial" in result.stdout
@@ -112,9 +142,19 @@ def test_too_many_failures_stop_the_sweep(tmp_path):
 
 
 def test_constraints_decide_eligibility(tmp_path):
-    result = run_dlrun("sweep", "data=moons", "trainer=quick", "trainer.steps=30", "trainer.eval_every=30",
-                       "model.layers=[4],[64]", "hydra.sweeper.method=grid", "hydra.sweeper.budget=2",
-                       "hydra.sweeper.constraints=['n_params <= 100']", "hydra.sweep.dir=s", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=30",
+        "trainer.eval_every=30",
+        "model.layers=[4],[64]",
+        "hydra.sweeper.method=grid",
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.constraints=['n_params <= 100']",
+        "hydra.sweep.dir=s",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = {r["params"]["model.layers"]: r for r in ledger(tmp_path / "s")}
     assert records["[4]"]["eligible"] and records["[4]"]["constraints"] == {"n_params <= 100": 17}
@@ -142,8 +182,16 @@ def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):
 
 
 def test_sweep_with_submitit_local(tmp_path):
-    result = run_dlrun("sweep", *SMALL, "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1", "hydra.sweep.dir=s",
-                       "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        *SMALL,
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=1",
+        "hydra.sweep.dir=s",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     records = ledger(tmp_path / "s")
     assert sorted(r["number"] for r in records) == [0, 1] and all(r["status"] == "completed" for r in records)
@@ -153,7 +201,9 @@ def test_sweep_with_submitit_local(tmp_path):
 def test_export_the_space_as_a_wandb_sweep(tmp_path):
     import yaml
 
-    result = run_dlrun("sweep", "sweep=mlp_basic", "data=moons", "hydra.sweeper.budget=12", "--export-wandb", "wb.yaml", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep", "sweep=mlp_basic", "data=moons", "hydra.sweeper.budget=12", "--export-wandb", "wb.yaml", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "wb.yaml").read_text())
     assert config["method"] == "random" and config["run_cap"] == 12
@@ -211,6 +261,8 @@ def test_the_sweep_process_composes_one_override_list_per_form_not_per_trial():
 
     runner = SweepRunner.__new__(SweepRunner)
     runner.sweeper, runner._validated = Sweeper(), set()
-    runner._validate([["optimizer.lr=0.1", "model=mlp"], ["optimizer.lr=0.2", "model=mlp"], ["optimizer.lr=0.3", "model=cnn"]])
+    runner._validate(
+        [["optimizer.lr=0.1", "model=mlp"], ["optimizer.lr=0.2", "model=mlp"], ["optimizer.lr=0.3", "model=cnn"]]
+    )
     runner._validate([["optimizer.lr=0.4", "model=mlp"]])
     assert sorted(o[1] for o in Sweeper.checked) == ["model=cnn", "model=mlp"]

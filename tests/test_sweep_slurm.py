@@ -46,11 +46,23 @@ def slurm_cluster(tmp_path_factory):
 
 def test_sweep_on_a_real_slurm_cluster(tmp_path, slurm_cluster):
     result = run_dlrun(
-        "sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=30",
-        "hydra.sweeper.budget=4", "hydra.sweeper.rounds=2", "hydra.sweep.dir=s",
-        "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
-        cwd=tmp_path, env=slurm_cluster, timeout=600,
+        "sweep",
+        "sweep=lr",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=60",
+        "trainer.eval_every=30",
+        "hydra.sweeper.budget=4",
+        "hydra.sweeper.rounds=2",
+        "hydra.sweep.dir=s",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=debug",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=10",
+        cwd=tmp_path,
+        env=slurm_cluster,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "s" / "trials.jsonl").read_text().splitlines()]

@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
+from conftest import read_metrics, read_summary, train_in_process
 from dlrunner.models import build_logreg, build_mlp
 from dlrunner.models.mlp import init_std
-
-from conftest import read_metrics, read_summary, train_in_process
 
 SMALL = ("data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=20")
 
@@ -26,20 +25,37 @@ def test_same_seed_same_metrics_bit_for_bit(tmp_path):
 
 
 def test_metrics_rows_hold_every_split_and_both_costs(tmp_path):
-    summary = train_in_process(tmp_path, *SMALL, "data.split.train_dev=0.1", "regularization=l2", "regularization.l2=0.5", "trainer.eval_test=true")
+    summary = train_in_process(
+        tmp_path,
+        *SMALL,
+        "data.split.train_dev=0.1",
+        "regularization=l2",
+        "regularization.l2=0.5",
+        "trainer.eval_test=true",
+    )
     record = read_metrics(tmp_path / "run")[-1]
     for key in ("step", "epoch", "lr", "train_loss", "J", "J_with_penalty", "train", "dev", "train_dev", "diagnosis"):
         assert key in record
     assert {"error", "accuracy", "f1", "precision", "recall"} <= set(record["dev"])  # binary task: F1 too
     assert record["J_with_penalty"] > record["J"]
     assert set(summary["metrics"]) == {"train", "dev", "train_dev", "test"}
-    assert summary["diagnosis"]["data_mismatch"] == pytest.approx(summary["metrics"]["dev"]["error"] - summary["metrics"]["train_dev"]["error"])
+    assert summary["diagnosis"]["data_mismatch"] == pytest.approx(
+        summary["metrics"]["dev"]["error"] - summary["metrics"]["train_dev"]["error"]
+    )
     assert summary["diagnosis"]["dev_overfitting"] is not None
 
 
 def test_j_with_penalty_is_lambda_over_2m_of_the_weights(tmp_path):
-    summary = train_in_process(tmp_path, "data=moons", "trainer=quick", "trainer.steps=5", "trainer.eval_every=5",
-                               "optimizer=gd", "regularization=l2", "regularization.l2=0.3")
+    summary = train_in_process(
+        tmp_path,
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=5",
+        "trainer.eval_every=5",
+        "optimizer=gd",
+        "regularization=l2",
+        "regularization.l2=0.3",
+    )
     record = read_metrics(tmp_path / "run")[-1]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
     squares = sum(float(v.double().pow(2).sum()) for k, v in state.items() if k.endswith("weight") and v.ndim > 1)
@@ -55,22 +71,48 @@ def test_test_set_is_only_evaluated_when_asked(tmp_path):
 
 def test_batch_gd_cost_falls_every_iteration(tmp_path):
     # SPEC B5/C2: with batch gradient descent (and a small enough lr) J decreases monotonically.
-    train_in_process(tmp_path, "data=flower", "optimizer=gd", "optimizer.lr=0.05", "model.layers=[8]", "model.activation=tanh",
-                     "model.init=xavier", "trainer=quick", "trainer.steps=40", "trainer.eval_every=1")
+    train_in_process(
+        tmp_path,
+        "data=flower",
+        "optimizer=gd",
+        "optimizer.lr=0.05",
+        "model.layers=[8]",
+        "model.activation=tanh",
+        "model.init=xavier",
+        "trainer=quick",
+        "trainer.steps=40",
+        "trainer.eval_every=1",
+    )
     costs = [r["J"] for r in read_metrics(tmp_path / "run")]
     assert all(b < a for a, b in zip(costs, costs[1:]))
 
 
 def test_schedule_sets_lr_per_epoch(tmp_path):
     # Full-batch GD: one step per epoch, so the lr column is the course's decay table.
-    train_in_process(tmp_path, "data=moons", "optimizer=gd", "optimizer.lr=0.2", "schedule=inverse_time",
-                     "trainer=quick", "trainer.steps=4", "trainer.eval_every=1")
+    train_in_process(
+        tmp_path,
+        "data=moons",
+        "optimizer=gd",
+        "optimizer.lr=0.2",
+        "schedule=inverse_time",
+        "trainer=quick",
+        "trainer.steps=4",
+        "trainer.eval_every=1",
+    )
     assert [r["lr"] for r in read_metrics(tmp_path / "run")] == pytest.approx([0.1, 0.2 / 3, 0.05, 0.04])
 
 
 def test_divergence_is_a_status_not_a_crash(tmp_path):
-    summary = train_in_process(tmp_path, "data=moons", "optimizer=sgd", "optimizer.lr=1e12", "model.init=he",
-                               "trainer=quick", "trainer.steps=200", "trainer.eval_every=10")
+    summary = train_in_process(
+        tmp_path,
+        "data=moons",
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "model.init=he",
+        "trainer=quick",
+        "trainer.steps=200",
+        "trainer.eval_every=10",
+    )
     assert summary["status"] == "diverged"
     assert summary["timing"]["steps"] < 200
     assert "lower the learning rate" in " ".join(summary["diagnosis"]["advice"])
@@ -78,9 +120,19 @@ def test_divergence_is_a_status_not_a_crash(tmp_path):
 
 
 def test_early_stopping_restores_the_best_dev_weights(tmp_path):
-    summary = train_in_process(tmp_path, "data=moons", "data.source.noise=0.45", "data.source.n_samples=300",
-                               "model.layers=[256,256]", "optimizer.lr=0.01", "regularization=early_stopping",
-                               "regularization.patience=3", "trainer=quick", "trainer.steps=3000", "trainer.eval_every=10")
+    summary = train_in_process(
+        tmp_path,
+        "data=moons",
+        "data.source.noise=0.45",
+        "data.source.n_samples=300",
+        "model.layers=[256,256]",
+        "optimizer.lr=0.01",
+        "regularization=early_stopping",
+        "regularization.patience=3",
+        "trainer=quick",
+        "trainer.steps=3000",
+        "trainer.eval_every=10",
+    )
     assert summary["stopped_early"] and summary["timing"]["steps"] < 3000
     assert summary["metrics"]["dev"]["error"] == pytest.approx(summary["best"]["dev_error"])
     records = read_metrics(tmp_path / "run")
@@ -89,7 +141,14 @@ def test_early_stopping_restores_the_best_dev_weights(tmp_path):
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
     # One full-batch SGD step with lr 1 moves the parameters by exactly the clipped gradient: norm <= 0.01.
-    clipped = ("data=moons", "optimizer=gd", "optimizer.lr=1.0", "trainer=quick", "trainer.steps=1", "trainer.eval_every=1")
+    clipped = (
+        "data=moons",
+        "optimizer=gd",
+        "optimizer.lr=1.0",
+        "trainer=quick",
+        "trainer.steps=1",
+        "trainer.eval_every=1",
+    )
     for clip, bounded in (("0.01", True), ("null", False)):
         train_in_process(tmp_path / clip, *clipped, f"regularization.grad_clip_norm={clip}")
         torch.manual_seed(0)  # the trainer seeds with trainer.seed=0 before building the same model
@@ -109,8 +168,15 @@ def test_mlp_shapes_follow_the_course_notation():
     assert shapes == [(5, 3), (5, 5), (3, 5), (1, 3)]
 
 
-@pytest.mark.parametrize("scheme, expected", [("he", math.sqrt(2 / 400)), ("xavier", math.sqrt(1 / 400)),
-                                              ("glorot", math.sqrt(2 / (400 + 300))), ("small_random", 0.01)])
+@pytest.mark.parametrize(
+    "scheme, expected",
+    [
+        ("he", math.sqrt(2 / 400)),
+        ("xavier", math.sqrt(1 / 400)),
+        ("glorot", math.sqrt(2 / (400 + 300))),
+        ("small_random", 0.01),
+    ],
+)
 def test_init_scales(scheme, expected):
     torch.manual_seed(0)
     assert init_std(scheme, 400, 300) == pytest.approx(expected)
@@ -180,7 +246,11 @@ def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path
         assert "step 20/60" not in text
     else:
         assert "━" not in text.split("Bias / variance")[0]
-        assert [line.split()[1] for line in text.splitlines() if line.startswith("step ")] == ["20/60", "40/60", "60/60"]
+        assert [line.split()[1] for line in text.splitlines() if line.startswith("step ")] == [
+            "20/60",
+            "40/60",
+            "60/60",
+        ]
 
 
 def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_path, monkeypatch):
@@ -194,9 +264,15 @@ def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_
     repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
     repo.mkdir(), elsewhere.mkdir()
     (repo / "train.py").write_text("print('hi')\n")
-    for command in (["init", "-q"], ["add", "train.py"], ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "first"]):
+    for command in (
+        ["init", "-q"],
+        ["add", "train.py"],
+        ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "first"],
+    ):
         subprocess.run(["git", *command], cwd=repo, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
     monkeypatch.chdir(repo)
     assert provenance(0, "cpu")["git"] == {"commit": head, "dirty": False}
     (repo / "train.py").write_text("print('changed')\n")  # this process imported its code before: it keeps what it saw
@@ -205,16 +281,24 @@ def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_
     assert provenance(0, "cpu")["git"] is None  # not a repository
 
 
-@pytest.mark.parametrize("extra, reused", [
-    ((), True),  # completed: the last evaluation (step 60) is of the final weights
-    (("regularization.early_stopping=true", "regularization.patience=1", "optimizer.lr=3.0"), False),  # back to the best weights
-])
+@pytest.mark.parametrize(
+    "extra, reused",
+    [
+        ((), True),  # completed: the last evaluation (step 60) is of the final weights
+        (
+            ("regularization.early_stopping=true", "regularization.patience=1", "optimizer.lr=3.0"),
+            False,
+        ),  # back to the best weights
+    ],
+)
 def test_the_summary_reuses_the_last_evaluation_when_it_is_of_the_final_weights(tmp_path, monkeypatch, extra, reused):
     import dlrunner.train.run as run
 
     evaluated_sizes = []
     evaluate = run.evaluate
-    monkeypatch.setattr(run, "evaluate", lambda model, X, y, task: evaluated_sizes.append(len(X)) or evaluate(model, X, y, task))
+    monkeypatch.setattr(
+        run, "evaluate", lambda model, X, y, task: evaluated_sizes.append(len(X)) or evaluate(model, X, y, task)
+    )
     summary = train_in_process(tmp_path, *SMALL, "trainer.eval_test=true", *extra)
     metrics = read_metrics(tmp_path / "run")
     sizes = summary["sizes"]

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import compose, run_dlrun, train_in_process
 from dlrunner.errors import ConfigError
 from dlrunner.train.evaluate import evaluate, masked_multilabel_loss
-
-from conftest import compose, run_dlrun, train_in_process
 
 QUICK = ("trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "trainer.device=cpu")
 CNN_WITH_BN = "model.blocks=[{type: conv, filters: 8, f: 3},batch_norm,relu,max_pool,{type: conv, filters: 16, f: 3},relu,max_pool,flatten,{type: fc, units: 32},relu]"
@@ -33,8 +32,15 @@ def pretrained(tmp_path_factory):
 
 def test_transfer_to_a_new_task_with_frozen_layers(tmp_path, pretrained):
     # Task B: three yes/no attributes of the same images: a new output layer, the first 3 layers frozen.
-    summary = train_in_process(tmp_path, "data=digits_attributes", "model=cnn", CNN_WITH_BN, *QUICK,
-                               f"transfer.checkpoint={pretrained}", "transfer.freeze=3")
+    summary = train_in_process(
+        tmp_path,
+        "data=digits_attributes",
+        "model=cnn",
+        CNN_WITH_BN,
+        *QUICK,
+        f"transfer.checkpoint={pretrained}",
+        "transfer.freeze=3",
+    )
     assert summary["status"] == "completed"
     before = torch.load(pretrained / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)["model"]
     after = weights(tmp_path / "run")
@@ -50,35 +56,64 @@ def test_transfer_to_a_new_task_with_frozen_layers(tmp_path, pretrained):
 def test_fine_tune_all_layers_starts_from_the_checkpoint(tmp_path, pretrained):
     # Same task, nothing frozen, zero steps' worth of change would keep the weights: the first
     # evaluation already shows the pretrained accuracy, far above chance.
-    summary = train_in_process(tmp_path, "data=digits_images", "model=cnn", CNN_WITH_BN, "trainer=quick", "trainer.steps=1",
-                               "trainer.eval_every=1", "optimizer.lr=1e-6", f"transfer.checkpoint={pretrained}")
+    summary = train_in_process(
+        tmp_path,
+        "data=digits_images",
+        "model=cnn",
+        CNN_WITH_BN,
+        "trainer=quick",
+        "trainer.steps=1",
+        "trainer.eval_every=1",
+        "optimizer.lr=1e-6",
+        f"transfer.checkpoint={pretrained}",
+    )
     assert summary["metrics"]["dev"]["accuracy"] > 0.6
     assert summary["n_params"] == summary["n_params_total"]
 
 
 def test_freeze_by_layer_name(tmp_path, pretrained):
-    train_in_process(tmp_path, "data=digits_images", "model=cnn", CNN_WITH_BN, *QUICK,
-                     f"transfer.checkpoint={pretrained}", "transfer.freeze=[0,4]")
+    train_in_process(
+        tmp_path,
+        "data=digits_images",
+        "model=cnn",
+        CNN_WITH_BN,
+        *QUICK,
+        f"transfer.checkpoint={pretrained}",
+        "transfer.freeze=[0,4]",
+    )
     before = torch.load(pretrained / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)["model"]
     after = weights(tmp_path / "run")
     assert torch.equal(before["4.weight"], after["4.weight"]) and torch.equal(before["0.weight"], after["0.weight"])
     assert not torch.equal(before["1.weight"], after["1.weight"])  # batch norm was not named: it trains
 
 
-@pytest.mark.parametrize("overrides, key, words", [
-    (("transfer.freeze=7",), "transfer.freeze", "freeze at most"),
-    (("transfer.freeze=[conv9]",), "transfer.freeze", "no layer named"),
-    (("transfer.new_head=false", "data=digits_attributes"), "transfer.new_head", "another shape"),
-])
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        (("transfer.freeze=7",), "transfer.freeze", "freeze at most"),
+        (("transfer.freeze=[conv9]",), "transfer.freeze", "no layer named"),
+        (("transfer.new_head=false", "data=digits_attributes"), "transfer.new_head", "another shape"),
+    ],
+)
 def test_transfer_errors(tmp_path, pretrained, overrides, key, words):
     with pytest.raises(ConfigError) as raised:
-        train_in_process(tmp_path, "data=digits_images", "model=cnn", CNN_WITH_BN, *QUICK, f"transfer.checkpoint={pretrained}", *overrides)
+        train_in_process(
+            tmp_path,
+            "data=digits_images",
+            "model=cnn",
+            CNN_WITH_BN,
+            *QUICK,
+            f"transfer.checkpoint={pretrained}",
+            *overrides,
+        )
     assert raised.value.problems[0].key == key and words in raised.value.problems[0].valid
     assert not (tmp_path / "run").exists()  # nothing written for bad input
 
 
 def test_transfer_from_another_architecture_is_bad_input(tmp_path, pretrained):
-    result = run_dlrun("train", "data=digits_images", "model=cnn", f"transfer.checkpoint={pretrained}", "trainer=quick", cwd=tmp_path)
+    result = run_dlrun(
+        "train", "data=digits_images", "model=cnn", f"transfer.checkpoint={pretrained}", "trainer=quick", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "transfer.checkpoint" in result.stderr and "differs" in result.stderr and "Traceback" not in result.stderr
 
@@ -121,7 +156,9 @@ def test_multilabel_is_detected_from_a_2d_label_array(tmp_path):
     y = np.stack([X[:, 0] > 0, X[:, 1] > 0], axis=1).astype(np.float32)
     y[::5, 1] = -1  # -1 marks a missing label
     np.savez(tmp_path / "tasks.npz", X=X, y=y)
-    summary = train_in_process(tmp_path, "data=npz", f"data.source.path={tmp_path / 'tasks.npz'}", "model=logreg", *QUICK)
+    summary = train_in_process(
+        tmp_path, "data=npz", f"data.source.path={tmp_path / 'tasks.npz'}", "model=logreg", *QUICK
+    )
     assert summary["task"] == "multilabel" and summary["n_classes"] == 2
 
 

@@ -33,7 +33,7 @@ MALICIOUS = {
     "optimizer": "_target_: builtins.exec\nsource: \"open('{marker}', 'w').close()\"\nbatch_size: 32\n",
     "schedule": "_target_: subprocess.Popen\nargs: [touch, '{marker}']\n",
     "data": "source:\n  _target_: subprocess.run\n  args: [touch, '{marker}']\ntask: auto\nhuman_error: null\n"
-            "split: {{train: 0.6, dev: 0.2, test: 0.2, train_dev: 0, seed: 0}}\n",
+    "split: {{train: 0.6, dev: 0.2, test: 0.2, train_dev: 0, seed: 0}}\n",
 }
 
 
@@ -46,7 +46,11 @@ def test_a_config_cannot_name_code_outside_the_allow_list(tmp_path, group, how):
     env = {"DLRUN_CONFIG_DIR": str(mine)} if how == "DLRUN_CONFIG_DIR" else {}
     result = run_dlrun(*args, *FAST, f"{group}=evil", cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "_target_" in result.stderr and "not an allowed builder" in result.stderr and "DLRUN_ALLOWED_TARGETS" in result.stderr
+    assert (
+        "_target_" in result.stderr
+        and "not an allowed builder" in result.stderr
+        and "DLRUN_ALLOWED_TARGETS" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not marker.exists()
     assert run_dirs(tmp_path) == []
@@ -54,9 +58,19 @@ def test_a_config_cannot_name_code_outside_the_allow_list(tmp_path, group, how):
 
 def test_a_module_outside_the_allow_list_is_not_even_imported(tmp_path):
     marker = tmp_path / "imported"
-    (tmp_path / "sneaky.py").write_text(f"open({str(marker)!r}, 'w').close()  # runs on import\ndef build(**kwargs):\n    pass\n")
+    (tmp_path / "sneaky.py").write_text(
+        f"open({str(marker)!r}, 'w').close()  # runs on import\ndef build(**kwargs):\n    pass\n"
+    )
     mine = _user_config(tmp_path / "mine", {"model/sneaky.yaml": "_target_: sneaky.build\n"})
-    result = run_dlrun("--config-dir", str(mine), "train", *FAST, "model=sneaky", cwd=tmp_path, env={"PYTHONPATH": _pythonpath(tmp_path)})
+    result = run_dlrun(
+        "--config-dir",
+        str(mine),
+        "train",
+        *FAST,
+        "model=sneaky",
+        cwd=tmp_path,
+        env={"PYTHONPATH": _pythonpath(tmp_path)},
+    )
     assert result.returncode == 2 and "model._target_='sneaky.build': not an allowed builder" in result.stderr
     assert not marker.exists()
 
@@ -71,13 +85,13 @@ def test_hydra_callbacks_in_a_config_cannot_run_code_either(tmp_path):
     assert not marker.exists()
 
 
-TINY_MODEL = '''
+TINY_MODEL = """
 from torch import nn
 
 
 def build_tiny(n_inputs, n_outputs, hidden=8):
     return nn.Sequential(nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, n_outputs))
-'''
+"""
 
 
 def test_a_package_the_user_allows_works(tmp_path):
@@ -86,8 +100,16 @@ def test_a_package_the_user_allows_works(tmp_path):
     env = {"PYTHONPATH": _pythonpath(tmp_path / "site")}
     refused = run_dlrun("--config-dir", str(mine), "train", *FAST, "model=tiny", cwd=tmp_path, env=env)
     assert refused.returncode == 2 and "DLRUN_ALLOWED_TARGETS" in refused.stderr
-    allowed = run_dlrun("--config-dir", str(mine), "train", *FAST, "model=tiny", "hydra.run.dir=r", cwd=tmp_path,
-                        env={**env, "DLRUN_ALLOWED_TARGETS": "otherpkg, mypkg"})
+    allowed = run_dlrun(
+        "--config-dir",
+        str(mine),
+        "train",
+        *FAST,
+        "model=tiny",
+        "hydra.run.dir=r",
+        cwd=tmp_path,
+        env={**env, "DLRUN_ALLOWED_TARGETS": "otherpkg, mypkg"},
+    )
     assert allowed.returncode == 0, allowed.stderr
     summary = read_summary(tmp_path / "r")
     assert summary["status"] == "completed" and summary["n_params"] == (2 * 5 + 5) + (5 + 1)
@@ -95,7 +117,7 @@ def test_a_package_the_user_allows_works(tmp_path):
 
 # ------------------------------------------------------------------ checkpoints carrying code
 
-PICKLED_CODE = '''
+PICKLED_CODE = """
 import sys, torch
 
 class Payload:
@@ -103,7 +125,7 @@ class Payload:
         return (exec, ("open(%r, 'w').close()" % sys.argv[2],))
 
 torch.save({"format": "dlrunner-checkpoint-1", "model": Payload(), "optimizer": {}, "step": 1}, sys.argv[1])
-'''
+"""
 
 
 def _pickled_code_checkpoint(path: Path, marker: Path) -> Path:
@@ -114,7 +136,9 @@ def _pickled_code_checkpoint(path: Path, marker: Path) -> Path:
 def test_the_crafted_checkpoint_does_run_code_when_loaded_unsafely(tmp_path):
     # The control: the payload used below is live; only weights_only=True keeps it from running.
     checkpoint = _pickled_code_checkpoint(tmp_path / "evil.pt", tmp_path / "ran")
-    subprocess.run([sys.executable, "-c", f"import torch; torch.load({str(checkpoint)!r}, weights_only=False)"], check=True)
+    subprocess.run(
+        [sys.executable, "-c", f"import torch; torch.load({str(checkpoint)!r}, weights_only=False)"], check=True
+    )
     assert (tmp_path / "ran").exists()
 
 
@@ -124,7 +148,10 @@ def test_a_checkpoint_carrying_pickled_code_is_refused(tmp_path, key):
     checkpoint = _pickled_code_checkpoint(tmp_path / "evil.pt", marker)
     result = run_dlrun("train", *FAST, f"{key}={checkpoint}", cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{key}='{checkpoint}': refused: it holds pickled Python objects (" in result.stderr and "exec)" in result.stderr
+    assert (
+        f"{key}='{checkpoint}': refused: it holds pickled Python objects (" in result.stderr
+        and "exec)" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not marker.exists()
     assert run_dirs(tmp_path) == []
@@ -140,7 +167,15 @@ def test_checkpoints_written_before_weights_only_still_resume(tmp_path):
     state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
     state["normalization"] = {name: np.asarray(value) for name, value in state["normalization"].items()}
     torch.save(state, tmp_path / "old.pt")
-    resumed = run_dlrun("train", *FAST[:-3], "trainer.steps=6", "trainer.eval_every=2", "trainer.resume=old.pt", "hydra.run.dir=r2", cwd=tmp_path)
+    resumed = run_dlrun(
+        "train",
+        *FAST[:-3],
+        "trainer.steps=6",
+        "trainer.eval_every=2",
+        "trainer.resume=old.pt",
+        "hydra.run.dir=r2",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert read_summary(tmp_path / "r2")["resumed_from"] == {"checkpoint": "old.pt", "step": 4}
 
@@ -152,14 +187,29 @@ def test_no_secret_from_the_environment_reaches_any_file(tmp_path):
     pytest.importorskip("wandb", reason="wandb is a test extra: pip install -e '.[test]'")
     secrets = {"WANDB_API_KEY": "fake0wandb0key0" + "5e" * 13, "MY_SECRET_TOKEN": "tok-planted-s3cret-42"}
     # Everything W&B writes outside the run folder goes under tmp_path too, so every file is searched.
-    homes = {name: str(tmp_path / "wandb-home" / name.lower()) for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR")}
+    homes = {
+        name: str(tmp_path / "wandb-home" / name.lower())
+        for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR")
+    }
     env = {**secrets, **homes}
     if shutil.which("git"):  # a credential in the git remote of the working directory, as on many clusters
-        for command in (["init", "-q"], ["remote", "add", "origin", f"https://user:{secrets['MY_SECRET_TOKEN']}@example.com/x.git"],
-                        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"]):
+        for command in (
+            ["init", "-q"],
+            ["remote", "add", "origin", f"https://user:{secrets['MY_SECRET_TOKEN']}@example.com/x.git"],
+            ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"],
+        ):
             subprocess.run(["git", *command], cwd=tmp_path, check=True)
-    trained = run_dlrun("train", *FAST, "logger=wandb", "logger.mode=offline", "logger.notes=visible-note-7", "logger.log_checkpoint=true",
-                        "hydra.run.dir=r", cwd=tmp_path, env=env)
+    trained = run_dlrun(
+        "train",
+        *FAST,
+        "logger=wandb",
+        "logger.mode=offline",
+        "logger.notes=visible-note-7",
+        "logger.log_checkpoint=true",
+        "hydra.run.dir=r",
+        cwd=tmp_path,
+        env=env,
+    )
     assert trained.returncode == 0, trained.stderr
     reported = run_dlrun("report", "r", cwd=tmp_path, env=env)
     assert reported.returncode == 0, reported.stderr
@@ -177,8 +227,13 @@ def test_no_secret_from_the_environment_reaches_any_file(tmp_path):
 def test_a_config_that_reads_a_secret_from_the_environment_is_refused(tmp_path):
     # A config handed to you could copy a key into the run folder and W&B: notes: ${oc.env:...}
     secret = "tok-planted-s3cret-42"
-    mine = _user_config(tmp_path / "mine", {"experiment/leak.yaml": "# @package _global_\nlogger:\n  notes: ${oc.env:MY_SECRET_TOKEN}\n"})
-    result = run_dlrun("--config-dir", str(mine), "train", *FAST, "experiment=leak", cwd=tmp_path, env={"MY_SECRET_TOKEN": secret})
+    mine = _user_config(
+        tmp_path / "mine",
+        {"experiment/leak.yaml": "# @package _global_\nlogger:\n  notes: ${oc.env:MY_SECRET_TOKEN}\n"},
+    )
+    result = run_dlrun(
+        "--config-dir", str(mine), "train", *FAST, "experiment=leak", cwd=tmp_path, env={"MY_SECRET_TOKEN": secret}
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "logger.notes='<the value of $MY_SECRET_TOKEN>': a secret from the environment" in result.stderr
     assert secret not in result.stdout + result.stderr

@@ -15,7 +15,9 @@ QUICK = ("trainer=quick", "data=moons", "logger=wandb")
 
 
 def test_a_run_is_logged_offline_into_its_folder(tmp_path):
-    result = run_dlrun("train", *QUICK, "logger.tags=[first,moons]", "logger.notes=hello", "hydra.run.dir=r", cwd=tmp_path)
+    result = run_dlrun(
+        "train", *QUICK, "logger.tags=[first,moons]", "logger.notes=hello", "hydra.run.dir=r", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     logged = read_run(tmp_path / "r")
     run = logged["run"]
@@ -63,8 +65,17 @@ def test_a_failing_wandb_init_never_loses_the_run(tmp_path):
 
 
 def test_each_sweep_trial_is_its_own_run_grouped_under_the_sweep(tmp_path):
-    result = run_dlrun("sweep", "sweep=lr", *QUICK, "trainer.steps=60", "trainer.eval_every=30",
-                       "hydra.sweeper.budget=2", "hydra.sweeper.rounds=2", "hydra.sweep.dir=lr-search", cwd=tmp_path)
+    result = run_dlrun(
+        "sweep",
+        "sweep=lr",
+        *QUICK,
+        "trainer.steps=60",
+        "trainer.eval_every=30",
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=2",
+        "hydra.sweep.dir=lr-search",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     ledger = [json.loads(line) for line in (tmp_path / "lr-search" / "trials.jsonl").read_text().splitlines()]
     for record in ledger:

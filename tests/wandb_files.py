@@ -64,7 +64,9 @@ def read_run(run_dir: Path, index: int | None = None) -> dict:
             for item in record.config.update:
                 result["config"][item.key] = json.loads(item.value_json)
         elif kind == "history":
-            result["history"].append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item})
+            result["history"].append(
+                {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item}
+            )
         elif kind == "summary":
             for item in record.summary.update:
                 result["summary"]["/".join(item.nested_key) or item.key] = json.loads(item.value_json)

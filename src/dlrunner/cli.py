@@ -10,7 +10,6 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -38,9 +37,12 @@ _state = {"debug": False}
 
 @app.callback()
 def _global_options(
-    config_dir: Optional[Path] = typer.Option(
-        None, "--config-dir", "-cd", help="Your own config directory: its group folders (model/, data/, ...) add options "
-        "or override built-in ones of the same name. Also read from $DLRUN_CONFIG_DIR."
+    config_dir: Path | None = typer.Option(
+        None,
+        "--config-dir",
+        "-cd",
+        help="Your own config directory: its group folders (model/, data/, ...) add options "
+        "or override built-in ones of the same name. Also read from $DLRUN_CONFIG_DIR.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
 ) -> None:
@@ -126,8 +128,14 @@ def show(ctx: typer.Context) -> None:
 @app.command(context_settings=PASS_THROUGH)
 def summary(
     ctx: typer.Context,
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's."),
-    outputs: Optional[int] = typer.Option(None, "--outputs", min=1, help="Number of outputs (classes); default: the configured data's."),
+    input_shape: str | None = typer.Option(
+        None,
+        "--input-shape",
+        help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's.",
+    ),
+    outputs: int | None = typer.Option(
+        None, "--outputs", min=1, help="Number of outputs (classes); default: the configured data's."
+    ),
 ) -> None:
     """Print the model's layers: output shape and parameters per layer, and the totals.
 
@@ -144,7 +152,9 @@ def summary(
 
 
 @app.command()
-def report(path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl).")) -> None:
+def report(
+    path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl)."),
+) -> None:
     """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
 
     For a run: learning curves, the smoothed mini-batch loss, the bias/variance bars against human
@@ -159,7 +169,11 @@ def report(path: Path = typer.Argument(..., help="A run folder (with metrics.jso
 
 
 @app.command("ls")
-def list_options(group: Optional[str] = typer.Argument(None, help="A config group (data, model, optimizer, ...); all groups when omitted.")) -> None:
+def list_options(
+    group: str | None = typer.Argument(
+        None, help="A config group (data, model, optimizer, ...); all groups when omitted."
+    ),
+) -> None:
     """List the options of each config group with a one-line description (* = the default)."""
     from dlrunner.config.catalog import print_catalog
 
@@ -184,8 +198,12 @@ def _is_the_whole_process() -> bool:
     profiler or debugger attached (they write their results after main returns) and
     DLRUN_FULL_EXIT unset. A script or notebook that calls main() gets its SystemExit back."""
     program = Path(sys.argv[0]).stem if sys.argv else ""
-    return (program in ("dlrun", "__main__") and sys.getprofile() is None and sys.gettrace() is None
-            and not os.environ.get("DLRUN_FULL_EXIT"))
+    return (
+        program in ("dlrun", "__main__")
+        and sys.getprofile() is None
+        and sys.gettrace() is None
+        and not os.environ.get("DLRUN_FULL_EXIT")
+    )
 
 
 def _exit_without_teardown(code: int) -> None:
@@ -249,11 +267,25 @@ def _run_hydra(args: list[str]) -> None:
 
 
 # Hydra options that cannot bring in a config that sets hydra.mode (see _known_hydra_mode).
-MODE_SAFE_OPTIONS = {"-m", "--multirun", "-c", "--cfg", "-p", "--package", "--resolve", "--info", "-i", "-h", "--help", "-hh", "--hydra-help"}
+MODE_SAFE_OPTIONS = {
+    "-m",
+    "--multirun",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+    "--resolve",
+    "--info",
+    "-i",
+    "-h",
+    "--help",
+    "-hh",
+    "--hydra-help",
+}
 
 
 @contextlib.contextmanager
-def _known_hydra_mode(args: List[str]):
+def _known_hydra_mode(args: list[str]):
     """Skip Hydra's mode probe when its answer is known.
 
     Before every run Hydra composes the whole config once only to read ``hydra.mode``
@@ -267,9 +299,11 @@ def _known_hydra_mode(args: List[str]):
         arg.lstrip("+~").startswith(("hydra.mode", "hydra.searchpath"))
         # any Hydra option but these (-cd=DIR, --config-path, abbreviations, ...) may bring in other configs
         or (arg.startswith("-") and arg.split("=", 1)[0] not in MODE_SAFE_OPTIONS)
-        for arg in args)
+        for arg in args
+    )
     try:
         from hydra._internal.hydra import Hydra  # Hydra 1.3's internals: if they move, probe as usual
+
         original = Hydra.get_mode
     except (ImportError, AttributeError):
         could_set_mode = True
@@ -325,7 +359,10 @@ def _train_task(cfg) -> float:
         raise
     if in_sweep:
         error = summary["metrics"]["dev"]["error"]
-        print(f"  trial {hydra_cfg.job.num}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']}", flush=True)
+        print(
+            f"  trial {hydra_cfg.job.num}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']}",
+            flush=True,
+        )
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
     if summary["status"] == "interrupted":
         from dlrunner.train.signals import exit_code
@@ -345,7 +382,11 @@ def _print_model_summary(cfg, input_shape: str | None, outputs: int | None, cons
         try:
             shape = tuple(int(v) for v in input_shape.replace("x", ",").split(","))
         except ValueError:
-            raise ConfigError(Problem("--input-shape", input_shape, "whole numbers separated by commas, channels first, e.g. 3,224,224")) from None
+            raise ConfigError(
+                Problem(
+                    "--input-shape", input_shape, "whole numbers separated by commas, channels first, e.g. 3,224,224"
+                )
+            ) from None
     if input_shape is None or outputs is None:
         from dlrunner.data import build_data
 
@@ -357,12 +398,20 @@ def _print_model_summary(cfg, input_shape: str | None, outputs: int | None, cons
     except ConfigError as err:  # the shape came from --input-shape, not from data.shape: name what the user typed
         if input_shape is None:
             raise
-        raise ConfigError([Problem("--input-shape", input_shape, p.valid) if isinstance(p, Problem) and p.key == "data.shape" else p
-                           for p in err.problems]) from None
+        raise ConfigError(
+            [
+                Problem("--input-shape", input_shape, p.valid)
+                if isinstance(p, Problem) and p.key == "data.shape"
+                else p
+                for p in err.problems
+            ]
+        ) from None
     for note in notes:
         console.print(f"[yellow]note: {note}[/yellow]")
     target = cfg.model._target_.rpartition(".")[2]
-    print_layer_table(model, shape, console, title=f"{target} on {' x '.join(map(str, shape))} inputs, {outputs} outputs")
+    print_layer_table(
+        model, shape, console, title=f"{target} on {' x '.join(map(str, shape))} inputs, {outputs} outputs"
+    )
 
 
 def _remove_if_no_results(run_dir: Path) -> None:
@@ -426,7 +475,7 @@ def _use_config_dir(path: str) -> None:
     os.environ[USER_CONFIG_DIR_ENV] = str(Path(path).resolve())
 
 
-def _take_config_dir(args: List[str]) -> List[str]:
+def _take_config_dir(args: list[str]) -> list[str]:
     """Accept dlrun's own options (--config-dir/-cd, --debug) after the command too; route
     --config-dir to our search-path plugin (Hydra's own could add options but not override
     built-in ones)."""

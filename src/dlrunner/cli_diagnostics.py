@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from dlrunner.cli import PASS_THROUGH, _guarded, _run_hydra, _take_config_dir, app, compose
 
+
 @app.command("learning-curve", context_settings=PASS_THROUGH)
 def learning_curve(
     ctx: typer.Context,
-    fractions: str = typer.Option("0.1,0.25,0.5,1", "--fractions", help="Shares of the training set to train on, comma-separated."),
+    fractions: str = typer.Option(
+        "0.1,0.25,0.5,1", "--fractions", help="Shares of the training set to train on, comma-separated."
+    ),
 ) -> None:
     """Train on growing shares of the training set and plot train and dev error against m, with
     the human-level line; then say what the curves show (a closing gap: more data helps; flat
@@ -52,17 +54,32 @@ def learning_curve(
     if cfg.logger.backend == "wandb":  # each fraction logged its own run; the curve gets one too
         from dlrunner.loggers.wandb_logger import log_diagnostic
 
-        log_diagnostic(cfg, sweep_dir, "learning_curve", {"points": points, "reading": reading}, image=sweep_dir / "learning_curve.png")
+        log_diagnostic(
+            cfg,
+            sweep_dir,
+            "learning_curve",
+            {"points": points, "reading": reading},
+            image=sweep_dir / "learning_curve.png",
+        )
 
 
 @app.command(context_settings=PASS_THROUGH)
 def gradcheck(
     ctx: typer.Context,
-    steps: int = typer.Option(0, "--steps", min=0, help="Train this many steps first (the course: check at initialisation and after some training)."),
+    steps: int = typer.Option(
+        0,
+        "--steps",
+        min=0,
+        help="Train this many steps first (the course: check at initialisation and after some training).",
+    ),
     batch: int = typer.Option(8, "--batch", min=1, help="Training examples in the batch J is computed on."),
     epsilon: float = typer.Option(1e-7, "--epsilon", help="The two-sided difference's epsilon."),
-    max_coordinates: int = typer.Option(2000, "--max-coordinates", min=1, help="Check at most this many parameters (spread over every tensor)."),
-    max_seconds: float = typer.Option(30.0, "--max-seconds", help="Check fewer coordinates on big models to finish in about this time."),
+    max_coordinates: int = typer.Option(
+        2000, "--max-coordinates", min=1, help="Check at most this many parameters (spread over every tensor)."
+    ),
+    max_seconds: float = typer.Option(
+        30.0, "--max-seconds", help="Check fewer coordinates on big models to finish in about this time."
+    ),
 ) -> None:
     """Gradient checking as the course does it (SPEC B12-B14): in float64, dtheta_approx[i] =
     (J(theta + eps) - J(theta - eps)) / 2 eps against backprop's dtheta, with the L2 term in J and
@@ -77,8 +94,17 @@ def gradcheck(
     overrides = _take_config_dir(list(ctx.args))
     cfg = _guarded(lambda: compose(overrides))
     console = Console()
-    result = _guarded(lambda: run_gradcheck(cfg, console, steps=steps, batch=batch, epsilon=epsilon,
-                                            max_coordinates=max_coordinates, max_seconds=max_seconds))
+    result = _guarded(
+        lambda: run_gradcheck(
+            cfg,
+            console,
+            steps=steps,
+            batch=batch,
+            epsilon=epsilon,
+            max_coordinates=max_coordinates,
+            max_seconds=max_seconds,
+        )
+    )
     _save_diagnostic(cfg, "gradcheck", dataclasses.asdict(result), console)
     if result.verdict == "fail":
         raise typer.Exit(1)
@@ -113,9 +139,15 @@ def check(
 @app.command()
 def analyze(
     run: Path = typer.Argument(..., help="A finished run folder of a classification run."),
-    tally_sheet: Optional[Path] = typer.Option(None, "--tally", help="A sheet you marked: count each category's share and its ceiling."),
-    limit: int = typer.Option(100, "--limit", min=1, help="How many misclassified dev examples go in the sheet (most confident first)."),
-    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated category columns for the sheet, e.g. dog,great_cat,blurry."),
+    tally_sheet: Path | None = typer.Option(
+        None, "--tally", help="A sheet you marked: count each category's share and its ceiling."
+    ),
+    limit: int = typer.Option(
+        100, "--limit", min=1, help="How many misclassified dev examples go in the sheet (most confident first)."
+    ),
+    categories: str | None = typer.Option(
+        None, "--categories", help="Comma-separated category columns for the sheet, e.g. dog,great_cat,blurry."
+    ),
 ) -> None:
     """Error analysis (SPEC E13, E14): confusion matrix, per-class error, the most confused pairs,
     and RUN/error_analysis/sheet.csv with the misclassified dev examples and empty columns to mark
@@ -140,19 +172,34 @@ def analyze(
         return
     error_analysis.print_error_analysis(analysis, console)
     wanted = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
-    sheet = _guarded(lambda: error_analysis.write_sheet(run, analysis, limit, categories=wanted, console=console), what="cannot write the sheet")
-    write_json_atomic({k: v for k, v in analysis.items() if k != "misclassified"}, run / "error_analysis" / "analysis.json")
+    sheet = _guarded(
+        lambda: error_analysis.write_sheet(run, analysis, limit, categories=wanted, console=console),
+        what="cannot write the sheet",
+    )
+    write_json_atomic(
+        {k: v for k, v in analysis.items() if k != "misclassified"}, run / "error_analysis" / "analysis.json"
+    )
     _log_to_wandb(run, "error_analysis/sheet", sheet)
     console.print(f"Mark the category columns, then: dlrun analyze {run} --tally {sheet}", highlight=False)
 
 
 @app.command()
 def compare(
-    runs: List[Path] = typer.Argument(..., help="Run folders, or folders holding runs (a sweep, a multirun)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="The optimizing metric, a path in summary.json; default: the runs' metric.optimizing (dev)."),
-    satisfy: List[str] = typer.Option([], "--satisfy", help="A satisficing threshold, PATH OP NUMBER, e.g. 'satisficing.latency_ms <= 100'; repeatable."),
-    maximize: Optional[bool] = typer.Option(None, "--maximize/--minimize", help="Direction of --metric; default: from the metric."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON to this file."),
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders holding runs (a sweep, a multirun)."),
+    metric: str | None = typer.Option(
+        None,
+        "--metric",
+        help="The optimizing metric, a path in summary.json; default: the runs' metric.optimizing (dev).",
+    ),
+    satisfy: list[str] = typer.Option(
+        [],
+        "--satisfy",
+        help="A satisficing threshold, PATH OP NUMBER, e.g. 'satisficing.latency_ms <= 100'; repeatable.",
+    ),
+    maximize: bool | None = typer.Option(
+        None, "--maximize/--minimize", help="Direction of --metric; default: from the metric."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the comparison as JSON to this file."),
 ) -> None:
     """Runs side by side: what differs in their configs, the metrics, the verdicts, and the best run
     by the optimizing metric among those meeting every --satisfy threshold (SPEC E4).
@@ -161,7 +208,8 @@ def compare(
     """
     from rich.console import Console
 
-    from dlrunner.diagnostics.compare import compare as compare_runs, print_comparison
+    from dlrunner.diagnostics.compare import compare as compare_runs
+    from dlrunner.diagnostics.compare import print_comparison
 
     result = _guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
     print_comparison(result, Console())

@@ -11,12 +11,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
-
 
 # A config is data, yet a _target_ names code to import and call: a config handed to you could
 # name os.system. So only callables inside these packages may be named, plus those the user lists
@@ -39,8 +39,12 @@ def resolve_target(path: str, key: str) -> Callable:
     """The callable a ``_target_`` names; refused, before its module is imported, outside the allow-list."""
     module_name, _, attribute = str(path).rpartition(".")
     packages = allowed_target_packages()
-    refused = Problem(f"{key}._target_", path, f"not an allowed builder: a _target_ may only name callables in {packages}; "
-                      f"to allow your own package, list it in ${ALLOWED_TARGETS_ENV} (e.g. {ALLOWED_TARGETS_ENV}=mypkg,otherpkg)")
+    refused = Problem(
+        f"{key}._target_",
+        path,
+        f"not an allowed builder: a _target_ may only name callables in {packages}; "
+        f"to allow your own package, list it in ${ALLOWED_TARGETS_ENV} (e.g. {ALLOWED_TARGETS_ENV}=mypkg,otherpkg)",
+    )
     if not _inside(module_name, packages):
         raise ConfigError(refused)
     try:
@@ -66,7 +70,16 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     if isinstance(node, DictConfig):
         missing = [k for k in node if OmegaConf.is_missing(node, k)]
         if missing:
-            raise ConfigError([Problem(f"{key}.{k}", "???", f"required: set it in the config file or on the command line ({key}.{k}=...)") for k in missing])
+            raise ConfigError(
+                [
+                    Problem(
+                        f"{key}.{k}",
+                        "???",
+                        f"required: set it in the config file or on the command line ({key}.{k}=...)",
+                    )
+                    for k in missing
+                ]
+            )
         node = OmegaConf.to_container(node, resolve=True)
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(Problem(key, node, "a config node with a _target_ builder function"))
@@ -78,7 +91,12 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     unknown = [] if takes_any else [k for k in kwargs if k not in named]
     if unknown:
         valid = sorted({n for n in named if n not in RUNTIME} | set(skip))
-        raise ConfigError([Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {valid}") for k in unknown])
+        raise ConfigError(
+            [
+                Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {valid}")
+                for k in unknown
+            ]
+        )
     return builder, kwargs
 
 

@@ -81,4 +81,6 @@ def print_catalog(group: str | None = None) -> None:
             table.add_row(name, label, escape(option.description))  # descriptions hold brackets: a[l+2]
     console = Console()
     console.print(table)
-    console.print(f"* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  Built-in configs: {builtin_config_dir()}")
+    console.print(
+        f"* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  Built-in configs: {builtin_config_dir()}"
+    )

@@ -25,13 +25,18 @@ def explain(err: BaseException) -> str:
         options = re.findall(r"^\t(\S+)$", message, flags=re.M)
         text = f"{group}={name}: no such option{_did_you_mean(name, options)}\nOptions of {group}: {', '.join(options)}"
         if group.startswith("hydra/launcher"):
-            text += ("\nLaunchers are optional extras: pip install 'dlrunner[joblib]' (hydra/launcher=joblib) "
-                     "or 'dlrunner[slurm]' (submitit_local, submitit_slurm)")
+            text += (
+                "\nLaunchers are optional extras: pip install 'dlrunner[joblib]' (hydra/launcher=joblib) "
+                "or 'dlrunner[slurm]' (submitit_local, submitit_slurm)"
+            )
         return text
     if "does not support deletion" in str(cause) and full_key:
         return f"~{full_key}: a setting of the schema cannot be removed; set it instead (e.g. {full_key}=null where null is allowed)"
-    if full_key and object_type is not None and dataclasses.is_dataclass(object_type) and (
-        "not in" in str(cause) or "Could not override" in message
+    if (
+        full_key
+        and object_type is not None
+        and dataclasses.is_dataclass(object_type)
+        and ("not in" in str(cause) or "Could not override" in message)
     ):
         name = full_key.rsplit(".", 1)[-1]
         valid = sorted(f.name for f in dataclasses.fields(object_type) if f.name != "_target_")
@@ -41,18 +46,30 @@ def explain(err: BaseException) -> str:
             hint = hint or " (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)"
         return f"{full_key}: no such setting in {where}{hint}\nValid keys: {', '.join(valid)}"
     wrong_type = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", str(cause)) or re.search(
-        r"Value '(.*)' is not a valid (bool)", str(cause))
+        r"Value '(.*)' is not a valid (bool)", str(cause)
+    )
     if wrong_type and full_key:
         value, kind = wrong_type.groups()
         kind = "Boolean" if kind == "bool" else kind
-        wanted = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false", "String": "a string"}.get(kind, kind)
+        wanted = {
+            "Float": "a number",
+            "Integer": "a whole number",
+            "Boolean": "true or false",
+            "String": "a string",
+        }.get(kind, kind)
         return f"{full_key}={value}: must be {wanted}"
     # A scalar where the schema has a list or a group of settings (model.layers=64, data.split=3)
-    scalar = re.search(r"Error merging override ([^=\s]+)=(.*)\nInvalid (?:value|type) assigned: \w+ is not a (ListConfig|subclass of (\w+))",
-                       f"{message}\n{cause}")
+    scalar = re.search(
+        r"Error merging override ([^=\s]+)=(.*)\nInvalid (?:value|type) assigned: \w+ is not a (ListConfig|subclass of (\w+))",
+        f"{message}\n{cause}",
+    )
     if scalar:
         key, value, kind, schema = scalar.groups()
-        wanted = "a list in brackets, e.g. [64, 32]" if kind == "ListConfig" else f"a group of settings ({schema}): set its keys, e.g. {key}.KEY=VALUE"
+        wanted = (
+            "a list in brackets, e.g. [64, 32]"
+            if kind == "ListConfig"
+            else f"a group of settings ({schema}): set its keys, e.g. {key}.KEY=VALUE"
+        )
         return f"{key}={value}: must be {wanted}"
     if err.__cause__ is not None and str(err.__cause__) not in message:
         message += "\n" + str(err.__cause__).strip()

@@ -63,8 +63,12 @@ class DataConfig:
     target_split: TargetSplitConfig = field(default_factory=TargetSplitConfig)
     target_human_error: Optional[float] = None  # human-level error on the target data; None = human_error
     normalize: Any = True  # true: x = (x - mu) / sigma per feature, with the training set's mu and sigma (SPEC B9); channel: per channel; false
-    train_fraction: float = 1.0  # train on this share of the training split only (dlrun learning-curve); dev and test unchanged
-    shape: Optional[List[int]] = None  # each example's shape for the model, e.g. [1, 8, 8] (CNN) or [40, 1] (RNN); None = as loaded
+    train_fraction: float = (
+        1.0  # train on this share of the training split only (dlrun learning-curve); dev and test unchanged
+    )
+    shape: Optional[List[int]] = (
+        None  # each example's shape for the model, e.g. [1, 8, 8] (CNN) or [40, 1] (RNN); None = as loaded
+    )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -92,7 +96,9 @@ class MLPConfig:
 @dataclass
 class CNNConfig:
     _target_: str = "dlrunner.models.build_cnn"
-    blocks: List[Any] = MISSING  # conv / separable / pool / global_pool / batch_norm / activation / dropout / flatten / fc
+    blocks: List[Any] = (
+        MISSING  # conv / separable / pool / global_pool / batch_norm / activation / dropout / flatten / fc
+    )
     init: str = "he"
 
 
@@ -255,7 +261,9 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the model
     channels_last: Any = "auto"  # auto (2-D CNNs on CUDA) | true | false: NHWC memory for convolutions
-    data_on_device: Any = "auto"  # auto (while it fits in half the free device memory) | true | false (pinned host memory)
+    data_on_device: Any = (
+        "auto"  # auto (while it fits in half the free device memory) | true | false (pinned host memory)
+    )
     eval_test: bool = False  # evaluate the test split at the end (only when asked: SPEC B1)
     resume: Any = False  # false | true (latest checkpoint of this run) | auto (this folder's, if unfinished) | a run folder or .pt file
     progress: str = "auto"  # auto | bar | plain | none

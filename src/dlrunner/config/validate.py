@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -79,20 +79,32 @@ def layers(value):
 
 def activation(value):
     values = list(value) if isinstance(value, (list, tuple)) else [value]
-    return None if values and all(v in ACTIVATIONS for v in values) else f"one of {list(ACTIVATIONS)}, or a list of them"
+    return (
+        None if values and all(v in ACTIVATIONS for v in values) else f"one of {list(ACTIVATIONS)}, or a list of them"
+    )
 
 
 def normalize(value):
-    return None if value in (True, False, "feature", "channel") else "true (per feature), channel (per channel, for images) or false"
+    return (
+        None
+        if value in (True, False, "feature", "channel")
+        else "true (per feature), channel (per channel, for images) or false"
+    )
 
 
 def shape(value):
-    ok = isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value)
+    ok = (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value)
+    )
     return None if ok else "a list of whole numbers, channels first, e.g. [1, 8, 8] (one entry may be -1)"
 
 
 def freeze(value):
-    if (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value)):
+    if (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+        isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value)
+    ):
         return None
     return "the number of leading layers to freeze (0 = none), or a list of layer names (see dlrun summary)"
 
@@ -104,7 +116,9 @@ def satisficing(value):
     try:
         paths = [parse_constraint(text)[0] for text in value]
     except (ValueError, TypeError):
-        return "a list of 'PATH OP NUMBER' over summary.json, e.g. ['satisficing.latency_ms <= 100', 'n_params < 50000']"
+        return (
+            "a list of 'PATH OP NUMBER' over summary.json, e.g. ['satisficing.latency_ms <= 100', 'n_params < 50000']"
+        )
     unknown = [p for p in paths if not SUMMARY_NUMBER.match(p)]
     return f"{unknown[0]!r} is not a number in summary.json; e.g. {SUMMARY_EXAMPLES}" if unknown else None
 
@@ -140,7 +154,9 @@ RULES: dict[str, Check] = {
     "data.split.train_dev": non_negative,
     "data.split.seed": non_negative_int,
     "data.normalize": normalize,
-    "data.train_fraction": lambda v: None if _number(v) and 0 < v <= 1 else "a fraction in (0, 1]: the share of the training split to train on",
+    "data.train_fraction": lambda v: (
+        None if _number(v) and 0 < v <= 1 else "a fraction in (0, 1]: the share of the training split to train on"
+    ),
     "data.shape": optional(shape),
     "data.augment.crop_padding": non_negative_int,
     "data.augment.rotation": non_negative,
@@ -192,8 +208,16 @@ RULES: dict[str, Check] = {
     "trainer.data_on_device": one_of(("auto", True, False)),
     "trainer.seed": non_negative_int,
     "trainer.repeats": positive_int,
-    "trainer.seeds": optional(lambda v: None if isinstance(v, (list, tuple)) and v and all(non_negative_int(s) is None for s in v) and len(set(v)) == len(v)
-                              else "a list of distinct whole numbers >= 0, e.g. [0, 1, 2]"),
+    "trainer.seeds": optional(
+        lambda v: (
+            None
+            if isinstance(v, (list, tuple))
+            and v
+            and all(non_negative_int(s) is None for s in v)
+            and len(set(v)) == len(v)
+            else "a list of distinct whole numbers >= 0, e.g. [0, 1, 2]"
+        )
+    ),
     "diagnosis.significant_gap": fraction,
     "logger.backend": one_of(("none", "wandb")),
     "logger.mode": one_of(("offline", "online", "disabled")),
@@ -218,7 +242,13 @@ def validate(cfg: DictConfig) -> None:
             problems.append(Problem(key, value, valid))
     trainer = cfg.trainer
     if (trainer.epochs is None) == (trainer.steps is None):
-        problems.append(Problem("trainer.steps", trainer.steps, "give exactly one of trainer.steps and trainer.epochs (set the other to null)"))
+        problems.append(
+            Problem(
+                "trainer.steps",
+                trainer.steps,
+                "give exactly one of trainer.steps and trainer.epochs (set the other to null)",
+            )
+        )
     problems += _split_problems(cfg)
     problems += _unknown_key_problems(cfg)
     problems += _secret_problems(cfg)
@@ -238,7 +268,13 @@ def _unknown_key_problems(node: DictConfig, prefix: str = "") -> list[Problem]:
         fields = sorted(f.name for f in dataclasses.fields(schema))
         for key in node:
             if key not in fields:
-                problems.append(Problem(f"{prefix}{key}", OmegaConf.to_container(node, resolve=False)[key], f"not a setting here; valid keys: {fields}"))
+                problems.append(
+                    Problem(
+                        f"{prefix}{key}",
+                        OmegaConf.to_container(node, resolve=False)[key],
+                        f"not a setting here; valid keys: {fields}",
+                    )
+                )
     for key in node:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not OmegaConf.is_missing(node, key):
@@ -264,8 +300,14 @@ def _secret_problems(cfg: DictConfig) -> list[Problem]:
     for key, value in _leaves(resolved):
         for name, secret in secrets.items():
             if isinstance(value, str) and secret in value:  # the message names the variable, never its value
-                problems.append(Problem(key, f"<the value of ${name}>", f"a secret from the environment (${name}) would be "
-                                        "written into the run folder and the logs; a config must not hold it"))
+                problems.append(
+                    Problem(
+                        key,
+                        f"<the value of ${name}>",
+                        f"a secret from the environment (${name}) would be "
+                        "written into the run folder and the logs; a config must not hold it",
+                    )
+                )
     return problems
 
 
@@ -286,8 +328,13 @@ def _split_problems(cfg: DictConfig) -> list[Problem]:
         shares = OmegaConf.select(cfg, key)
         values = [shares.get(part, 0) for part in ("train", "dev", "test")]
         if all(_number(v) and 0 <= v <= 1 for v in values) and abs(sum(values) - 1) > 1e-6:
-            problems.append(Problem(key, dict(zip(("train", "dev", "test"), values)),
-                                    f"ratios must add up to 1 (they add up to {sum(values):g}); or give example counts"))
+            problems.append(
+                Problem(
+                    key,
+                    dict(zip(("train", "dev", "test"), values)),
+                    f"ratios must add up to 1 (they add up to {sum(values):g}); or give example counts",
+                )
+            )
     if OmegaConf.select(cfg, "data.target") is None:
         problems = [p for p in problems if p.key != "data.target_split"]
     return problems

@@ -52,7 +52,11 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     X = X.astype(np.float32)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).reshape(len(X), -1).any(axis=1).argmax())
-        raise ConfigError(Problem(*where, f"features contain NaN or infinity (first at example {bad}); features must be finite numbers"))
+        raise ConfigError(
+            Problem(
+                *where, f"features contain NaN or infinity (first at example {bad}); features must be finite numbers"
+            )
+        )
     weights = np.asarray(rest[0], dtype=np.float64) if rest and rest[0] is not None else None
     if weights is not None and (weights.shape != (len(X),) or not np.isfinite(weights).all() or (weights < 0).any()):
         raise ConfigError(Problem(*where, f"example weights must be {len(X)} finite numbers >= 0, one per example"))
@@ -71,16 +75,26 @@ def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, in
     if not whole or (len(y) and y.min() < 0):
         found = np.unique(y)
         shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if len(found) > 8 else "")
-        raise ConfigError(Problem("data.task", task, f"classification labels must be whole numbers 0, 1, ..., C-1, but the labels are {shown}; "
-                                  "use data.task=regression for real-valued targets"))
+        raise ConfigError(
+            Problem(
+                "data.task",
+                task,
+                f"classification labels must be whole numbers 0, 1, ..., C-1, but the labels are {shown}; "
+                "use data.task=regression for real-valued targets",
+            )
+        )
     y = y.astype(np.int64)
     top = int(y.max()) + 1 if len(y) else 0
     if n_classes is None:
         n_classes = max(top, 2)
     elif top > n_classes:
-        raise ConfigError(Problem("data.n_classes", n_classes, f"labels go up to {top - 1}; labels must lie in [0, {n_classes})"))
+        raise ConfigError(
+            Problem("data.n_classes", n_classes, f"labels go up to {top - 1}; labels must lie in [0, {n_classes})")
+        )
     if task == "binary" and n_classes != 2:
-        raise ConfigError(Problem("data.task", task, f"binary needs labels 0 and 1; these labels go up to {top - 1} (use multiclass)"))
+        raise ConfigError(
+            Problem("data.task", task, f"binary needs labels 0 and 1; these labels go up to {top - 1} (use multiclass)")
+        )
     return task, n_classes, y
 
 
@@ -95,12 +109,20 @@ def _looks_multilabel(y: np.ndarray) -> bool:
 def _multilabel(y: np.ndarray, n_labels: int | None) -> tuple[int, np.ndarray]:
     """Labels as float 0/1 with NaN where an entry is not labelled ('?' in the course, -1 or NaN in files)."""
     if y.ndim != 2:
-        raise ConfigError(Problem("data.task", "multilabel", f"multilabel needs y of shape (examples, labels); these labels have shape {y.shape}"))
+        raise ConfigError(
+            Problem(
+                "data.task",
+                "multilabel",
+                f"multilabel needs y of shape (examples, labels); these labels have shape {y.shape}",
+            )
+        )
     y = y.astype(np.float32)
     y[y == -1] = np.nan
     known = y[np.isfinite(y)]
     if not np.isin(known, (0, 1)).all():
-        raise ConfigError(Problem("data.task", "multilabel", "multilabel entries must be 0, 1, or -1/NaN for a missing label"))
+        raise ConfigError(
+            Problem("data.task", "multilabel", "multilabel entries must be 0, 1, or -1/NaN for a missing label")
+        )
     if n_labels is not None and n_labels != y.shape[1]:
         raise ConfigError(Problem("data.n_classes", n_labels, f"the labels have {y.shape[1]} columns (one per task)"))
     return y.shape[1], y
@@ -116,8 +138,14 @@ def reshape_examples(X: np.ndarray, shape, key: str = "data.shape") -> np.ndarra
     known = int(np.prod([v for v in shape if v != -1]))
     fits = (shape.count(-1) == 0 and known == size) or (shape.count(-1) == 1 and known > 0 and size % known == 0)
     if not fits or any(v == 0 or v < -1 for v in shape):
-        raise ConfigError(Problem(key, list(shape), f"each example has shape {tuple(X.shape[1:])} ({size} values); "
-                                  f"the new shape must hold exactly {size} values (one entry may be -1)"))
+        raise ConfigError(
+            Problem(
+                key,
+                list(shape),
+                f"each example has shape {tuple(X.shape[1:])} ({size} values); "
+                f"the new shape must hold exactly {size} values (one entry may be -1)",
+            )
+        )
     return X.reshape(len(X), *shape)
 
 
@@ -133,14 +161,23 @@ def build_data(cfg, device="cpu") -> Dataset:
     if target is not None:
         target = (reshape_examples(target[0], cfg.get("shape")), target[1], target[2])
     if target is not None and target[0].shape[1:] != X.shape[1:]:
-        raise ConfigError(Problem("data.target", cfg.target.get("_target_"), f"examples of shape {target[0].shape[1:]} but the source's are {X.shape[1:]}"))
+        raise ConfigError(
+            Problem(
+                "data.target",
+                cfg.target.get("_target_"),
+                f"examples of shape {target[0].shape[1:]} but the source's are {X.shape[1:]}",
+            )
+        )
     all_y = y if target is None else np.concatenate([y, target[1]])
     task, n_classes, all_y = infer_task(all_y, cfg.task, cfg.get("n_classes"))
     y, target_y = all_y[: len(y)], all_y[len(y) :]
 
     parts = split_indices(
-        len(X), dict(cfg.split), seed=cfg.split.seed,
-        target_n=0 if target is None else len(target[0]), target_shares=dict(cfg.target_split),
+        len(X),
+        dict(cfg.split),
+        seed=cfg.split.seed,
+        target_n=0 if target is None else len(target[0]),
+        target_shares=dict(cfg.target_split),
     )
 
     def gather(part):
@@ -169,12 +206,22 @@ def build_data(cfg, device="cpu") -> Dataset:
         arrays["train"] = (x[:keep], y_[:keep])
     for name in ("train", "dev"):
         if len(arrays[name][0]) == 0:
-            raise ConfigError(Problem(f"data.split.{name}", cfg.split[name], f"the {name} split is empty; it needs at least one example"))
+            raise ConfigError(
+                Problem(
+                    f"data.split.{name}", cfg.split[name], f"the {name} split is empty; it needs at least one example"
+                )
+            )
     n_dev = len(arrays["dev"][0])
     if task in ("binary", "multiclass") and n_dev < n_classes:  # some class can never be measured on dev
         split = "data.split" if target is None else "data.target_split"
-        raise ConfigError(Problem(f"{split}.dev", cfg[split.rpartition(".")[2]].dev, f"the dev set gets {n_dev} of the {len(all_y)} examples "
-                                  f"but there are {n_classes} classes; it needs at least one example per class (a larger share or count)"))
+        raise ConfigError(
+            Problem(
+                f"{split}.dev",
+                cfg[split.rpartition(".")[2]].dev,
+                f"the dev set gets {n_dev} of the {len(all_y)} examples "
+                f"but there are {n_classes} classes; it needs at least one example per class (a larger share or count)",
+            )
+        )
 
     mean = std = None
     if cfg.normalize:
@@ -192,5 +239,9 @@ def build_data(cfg, device="cpu") -> Dataset:
     error_scale = float(np.var(arrays["train"][1])) or 1.0 if task == "regression" else 1.0
     weights = None
     if has_weights:  # per-example weights of each split (the training split possibly cut by train_fraction)
-        weights = {name: torch.as_tensor(gather_weights(parts[name])[: len(arrays[name][0])]) for name in arrays if name in parts}
+        weights = {
+            name: torch.as_tensor(gather_weights(parts[name])[: len(arrays[name][0])])
+            for name in arrays
+            if name in parts
+        }
     return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes, error_scale, weights)

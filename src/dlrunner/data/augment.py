@@ -13,8 +13,8 @@ shift need a channel axis, so flat features must be given a shape with ``data.sh
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,13 @@ def build_augmenter(
     crop or a rotation fills with an average pixel rather than an extreme one.
     """
     shape = tuple(int(v) for v in input_shape)
-    settings = {"hflip": hflip, "crop_padding": crop_padding, "rotation": rotation, "color_shift": color_shift, "noise_std": noise_std}
+    settings = {
+        "hflip": hflip,
+        "crop_padding": crop_padding,
+        "rotation": rotation,
+        "color_shift": color_shift,
+        "noise_std": noise_std,
+    }
     problems = _check_settings(settings, shape)
     if problems:
         raise ConfigError(problems)
@@ -68,7 +74,9 @@ def _check_settings(settings: dict, shape: tuple) -> list[Problem]:
         elif name == "crop_padding" and int(value) != value:
             problems.append(Problem(key, value, "a whole number of pixels >= 0 (0 turns it off)"))
         elif name == "rotation" and value > 180:
-            problems.append(Problem(key, value, "an angle in degrees from 0 to 180 (each example turns by up to ± this much)"))
+            problems.append(
+                Problem(key, value, "an angle in degrees from 0 to 180 (each example turns by up to ± this much)")
+            )
     if problems:
         return problems
 
@@ -77,12 +85,24 @@ def _check_settings(settings: dict, shape: tuple) -> list[Problem]:
     if len(shape) == 1:
         for name in needs_axes:
             hint = _shape_hint(shape[0], image=name == "rotation")
-            problems.append(Problem(f"data.augment.{name}", settings[name], f"needs examples with a channel axis and spatial axes, but each "
-                                    f"example is {shape[0]} flat features; set data.shape (e.g. {hint}), or turn it off"))
+            problems.append(
+                Problem(
+                    f"data.augment.{name}",
+                    settings[name],
+                    f"needs examples with a channel axis and spatial axes, but each "
+                    f"example is {shape[0]} flat features; set data.shape (e.g. {hint}), or turn it off",
+                )
+            )
     elif settings["rotation"] and len(shape) != 3:
         shown = "[" + ",".join(map(str, shape)) + "]"
-        problems.append(Problem("data.augment.rotation", settings["rotation"], f"rotation needs 2-D images (C,H,W); the examples have "
-                                f"shape {shown}" + (", signals (C,L)" if len(shape) == 2 else "")))
+        problems.append(
+            Problem(
+                "data.augment.rotation",
+                settings["rotation"],
+                f"rotation needs 2-D images (C,H,W); the examples have "
+                f"shape {shown}" + (", signals (C,L)" if len(shape) == 2 else ""),
+            )
+        )
     return problems
 
 
@@ -93,7 +113,11 @@ def _shape_hint(n_features: int, image: bool) -> str:
         side = math.isqrt(n_features // channels)
         if n_features % channels == 0 and side > 1 and side * side * channels == n_features:
             return f"data.shape=[{channels},{side},{side}]"
-    return f"data.shape=[C,H,W] with C*H*W = {n_features}" if image else f"data.shape=[1,{n_features}] for a 1-channel signal"
+    return (
+        f"data.shape=[C,H,W] with C*H*W = {n_features}"
+        if image
+        else f"data.shape=[1,{n_features}] for a 1-channel signal"
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +143,9 @@ class Augmenter:
             angles = (torch.rand(len(x), generator=generator, device=x.device) * 2 - 1) * self.rotation
             x = rotate(x, angles)
         if self.color_shift:
-            offsets = torch.randn((*x.shape[:2], *[1] * (x.dim() - 2)), generator=generator, device=x.device, dtype=x.dtype)
+            offsets = torch.randn(
+                (*x.shape[:2], *[1] * (x.dim() - 2)), generator=generator, device=x.device, dtype=x.dtype
+            )
             x = x + offsets * self.color_shift  # one offset per example and channel
         if self.noise_std:
             x = x + torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
@@ -142,8 +168,10 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     # Advanced indexing with one index tensor per axis, each shaped to broadcast to (N, C, *spatial):
     # output[i, c, h, w] = padded[i, c, offset_h[i] + h, offset_w[i] + w].
     ndim = x.dim()
-    index = [torch.arange(n, device=x.device).view(n, *[1] * (ndim - 1)),
-             torch.arange(channels, device=x.device).view(1, channels, *[1] * (ndim - 2))]
+    index = [
+        torch.arange(n, device=x.device).view(n, *[1] * (ndim - 1)),
+        torch.arange(channels, device=x.device).view(1, channels, *[1] * (ndim - 2)),
+    ]
     for axis, size in enumerate(spatial):
         view = [n] + [1] * (ndim - 1)
         view[2 + axis] = size
@@ -162,7 +190,9 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     radians = degrees.to(torch.float32) * (math.pi / 180)
     cos, sin = torch.cos(radians), torch.sin(radians)
     zero = torch.zeros_like(cos)
-    theta = torch.stack([torch.stack([cos, -sin * height / width, zero], dim=1),
-                         torch.stack([sin * width / height, cos, zero], dim=1)], dim=1)  # (N, 2, 3)
+    theta = torch.stack(
+        [torch.stack([cos, -sin * height / width, zero], dim=1), torch.stack([sin * width / height, cos, zero], dim=1)],
+        dim=1,
+    )  # (N, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -35,7 +35,9 @@ def adding_problem(num_samples: int = 6000, length: int = 50, seed: int = 0) -> 
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         problems.append(Problem("data.source.num_samples", num_samples, "a whole number >= 1"))
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 2:
-        problems.append(Problem("data.source.length", length, "a whole number >= 2 (one marker in each half of the sequence)"))
+        problems.append(
+            Problem("data.source.length", length, "a whole number >= 2 (one marker in each half of the sequence)")
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         problems.append(Problem("data.source.seed", seed, "a whole number >= 0"))
     if problems:

@@ -65,7 +65,9 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, **generator_args) -> Arrays
     # The cache is keyed by the arguments given and the package's version, so that a cached set
     # is read without importing mnist1d (whose import, with scipy and matplotlib, takes ~1 s).
     given = {**generator_args, "num_samples": num_samples, "seed": seed}
-    key = hashlib.sha256(json.dumps({"args": given, "mnist1d": version("mnist1d")}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps({"args": given, "mnist1d": version("mnist1d")}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
     cache = _cache_dir() / f"mnist1d-{key}.npz"
     if cache.exists():
         with np.load(cache) as stored:
@@ -75,7 +77,12 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, **generator_args) -> Arrays
     args = get_dataset_args(as_dict=True)
     unknown = sorted(set(generator_args) - set(args))
     if unknown:
-        raise ConfigError([Problem(f"data.source.{k}", generator_args[k], f"not an mnist1d argument; valid: {sorted(args)}") for k in unknown])
+        raise ConfigError(
+            [
+                Problem(f"data.source.{k}", generator_args[k], f"not an mnist1d argument; valid: {sorted(args)}")
+                for k in unknown
+            ]
+        )
     args.update(generator_args, num_samples=num_samples, seed=seed, train_split=1.0)
     args.pop("url", None)
     X, y = _generate_mnist1d(args)
@@ -177,23 +184,35 @@ def csv(path: str, label_column: str = "label") -> Arrays:
     except (UnicodeDecodeError, csv_module.Error) as err:
         raise ConfigError(Problem("data.source.path", path, f"not a readable CSV text file ({err})")) from None
     if not rows:
-        raise ConfigError(Problem("data.source.path", path, "the CSV file is empty; it needs a header row and data rows"))
+        raise ConfigError(
+            Problem("data.source.path", path, "the CSV file is empty; it needs a header row and data rows")
+        )
     header, body = [name.strip() for name in rows[0]], [row for row in rows[1:] if row]
     if label_column not in header:
-        raise ConfigError(Problem("data.source.label_column", label_column, f"no such column in {file.name}; columns are {header}"))
+        raise ConfigError(
+            Problem("data.source.label_column", label_column, f"no such column in {file.name}; columns are {header}")
+        )
     if not body:
         raise ConfigError(Problem("data.source.path", path, "the CSV file has a header but no data rows"))
     label_at = header.index(label_column)
     features, labels = [], []
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise ConfigError(Problem("data.source.path", path, f"line {line} has {len(row)} fields, the header has {len(header)}"))
+            raise ConfigError(
+                Problem("data.source.path", path, f"line {line} has {len(row)} fields, the header has {len(header)}")
+            )
         labels.append(row[label_at].strip())
         try:
             features.append([float(v) for i, v in enumerate(row) if i != label_at])
         except ValueError:
             bad, value = next((h, v) for i, (h, v) in enumerate(zip(header, row)) if i != label_at and not _is_float(v))
-            raise ConfigError(Problem("data.source.path", path, f"line {line}, column {bad!r}: {value!r} is not a number (features must be numeric)")) from None
+            raise ConfigError(
+                Problem(
+                    "data.source.path",
+                    path,
+                    f"line {line}, column {bad!r}: {value!r} is not a number (features must be numeric)",
+                )
+            ) from None
     X = np.asarray(features, dtype=np.float32)
     if all(_is_float(v) for v in labels):
         y = np.asarray([float(v) for v in labels])
@@ -209,7 +228,9 @@ def npz(path: str) -> Arrays:
     with open_npz(path) as stored:
         missing = [k for k in ("X", "y") if k not in stored.files]
         if missing:
-            raise ConfigError(Problem("data.source.path", path, f"the .npz needs arrays X and y; it has {stored.files}"))
+            raise ConfigError(
+                Problem("data.source.path", path, f"the .npz needs arrays X and y; it has {stored.files}")
+            )
         if "w" in stored.files:
             return stored["X"].astype(np.float32), stored["y"], stored["w"]
         return stored["X"].astype(np.float32), stored["y"]
@@ -223,10 +244,17 @@ def open_npz(path: str) -> np.lib.npyio.NpzFile:
     except (OSError, ValueError) as err:
         # numpy's own text suggests allow_pickle=True for any file it cannot parse; never for data files
         reason = "not an .npz archive" if "pickled" in str(err) else str(err)
-        raise ConfigError(Problem("data.source.path", path, f"not a readable .npz file ({reason}); "
-                                  "save one with numpy.savez(path, X=..., y=...)")) from None
+        raise ConfigError(
+            Problem(
+                "data.source.path",
+                path,
+                f"not a readable .npz file ({reason}); save one with numpy.savez(path, X=..., y=...)",
+            )
+        ) from None
     if not isinstance(stored, np.lib.npyio.NpzFile):  # np.load also reads a bare .npy array
-        raise ConfigError(Problem("data.source.path", path, "a single .npy array; save X and y together with numpy.savez"))
+        raise ConfigError(
+            Problem("data.source.path", path, "a single .npy array; save X and y together with numpy.savez")
+        )
     return stored
 
 
@@ -235,7 +263,9 @@ def _existing_file(path: str, key: str) -> Path:
     if file.is_dir():
         raise ConfigError(Problem(key, path, "that is a directory; give the path of a file"))
     if not file.is_file():
-        raise ConfigError(Problem(key, path, "no such file (relative paths are relative to the directory you ran dlrun from)"))
+        raise ConfigError(
+            Problem(key, path, "no such file (relative paths are relative to the directory you ran dlrun from)")
+        )
     return file
 
 

@@ -24,21 +24,33 @@ def split_counts(n: int, shares: dict[str, float], key: str = "data.split") -> d
     total = sum(values.values())
     if all(v <= 1 for v in values.values()):  # ratios
         if abs(total - 1) > 1e-6:
-            raise ConfigError(Problem(key, values, f"ratios must add up to 1 (they add up to {total:g}); or give example counts"))
+            raise ConfigError(
+                Problem(key, values, f"ratios must add up to 1 (they add up to {total:g}); or give example counts")
+            )
         dev, test = round(values["dev"] * n), round(values["test"] * n)
         return {"train": n - dev - test, "dev": dev, "test": test}
-    not_whole = [Problem(f"{key}.{p}", v, "an example count must be a whole number") for p, v in values.items() if v != int(v)]
+    not_whole = [
+        Problem(f"{key}.{p}", v, "an example count must be a whole number") for p, v in values.items() if v != int(v)
+    ]
     if not_whole:
         raise ConfigError(not_whole)
     if total > n:
-        raise ConfigError(Problem(key, {p: int(v) for p, v in values.items()}, f"the counts add up to {int(total)} but the data has only {n} examples"))
+        raise ConfigError(
+            Problem(
+                key,
+                {p: int(v) for p, v in values.items()},
+                f"the counts add up to {int(total)} but the data has only {n} examples",
+            )
+        )
     return {part: int(v) for part, v in values.items()}
 
 
 def carve_count(n_train: int, share: float, key: str = "data.split.train_dev") -> int:
     """Size of the train-dev slice: a fraction (< 1) of the training examples, or a count."""
     if share < 0 or (share >= 1 and share != int(share)) or share >= n_train:
-        raise ConfigError(Problem(key, share, f"a fraction in [0, 1) of the {n_train} training examples, or a whole count below it"))
+        raise ConfigError(
+            Problem(key, share, f"a fraction in [0, 1) of the {n_train} training examples, or a whole count below it")
+        )
     return round(share * n_train) if share < 1 else int(share)
 
 

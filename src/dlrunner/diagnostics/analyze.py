@@ -67,16 +67,27 @@ def error_analysis(run_dir: Path, limit: int = 100) -> dict:
     summary, raw = _read_run(run_dir)
     matrix = [[int(c) for c in row] for row in raw["confusion_matrix"]]
     n_classes = max(len(matrix), int(summary.get("n_classes") or 0), 2 if summary.get("task") == "binary" else 0)
-    matrix = [row + [0] * (n_classes - len(row)) for row in matrix] + [[0] * n_classes for _ in range(n_classes - len(matrix))]
+    matrix = [row + [0] * (n_classes - len(row)) for row in matrix] + [
+        [0] * n_classes for _ in range(n_classes - len(matrix))
+    ]
     n_dev = sum(map(sum, matrix))
     n_wrong = n_dev - sum(matrix[c][c] for c in range(n_classes))
     per_class = []
     for c, row in enumerate(matrix):
         n, errors = sum(row), sum(row) - row[c]
-        per_class.append({"class": c, "n": n, "errors": errors, "error": errors / n if n else None,
-                          "share_of_errors": errors / n_wrong if n_wrong else 0.0})
-    pairs = sorted(((matrix[t][p], t, p) for t in range(n_classes) for p in range(n_classes) if t != p and matrix[t][p]),
-                   key=lambda cell: (-cell[0], cell[1], cell[2]))
+        per_class.append(
+            {
+                "class": c,
+                "n": n,
+                "errors": errors,
+                "error": errors / n if n else None,
+                "share_of_errors": errors / n_wrong if n_wrong else 0.0,
+            }
+        )
+    pairs = sorted(
+        ((matrix[t][p], t, p) for t in range(n_classes) for p in range(n_classes) if t != p and matrix[t][p]),
+        key=lambda cell: (-cell[0], cell[1], cell[2]),
+    )
     rows = sorted(raw.get("misclassified", []), key=lambda r: -r["confidence"])[: max(limit, 0)]
     result = {
         "run_dir": str(run_dir),
@@ -88,25 +99,36 @@ def error_analysis(run_dir: Path, limit: int = 100) -> dict:
         "summary_dev_error": summary.get("metrics", {}).get("dev", {}).get("error"),
         "confusion_matrix": matrix,
         "per_class": per_class,
-        "confused_pairs": [{"true": t, "predicted": p, "count": count, "share_of_errors": count / n_wrong}
-                           for count, t, p in pairs[:10]],
+        "confused_pairs": [
+            {"true": t, "predicted": p, "count": count, "share_of_errors": count / n_wrong}
+            for count, t, p in pairs[:10]
+        ],
         "misclassified": rows,
         "notes": [],
     }
     if len(rows) < min(limit, n_wrong):
-        result["notes"].append(f"analysis.json holds {len(rows)} of the {n_wrong} misclassified dev examples "
-                               "(logger.max_misclassified sets how many a run keeps)")
+        result["notes"].append(
+            f"analysis.json holds {len(rows)} of the {n_wrong} misclassified dev examples "
+            "(logger.max_misclassified sets how many a run keeps)"
+        )
     if result["task"] == "binary":
         tp, fp, fn = matrix[1][1], matrix[0][1], matrix[1][0]
         precision = tp / (tp + fp) if tp + fp else None
         recall = tp / (tp + fn) if tp + fn else None
-        f1 = None if precision is None or recall is None else (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-        result.update(false_positives=fp, false_negatives=fn, true_positives=tp, precision=precision, recall=recall, f1=f1)
+        f1 = (
+            None
+            if precision is None or recall is None
+            else (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        )
+        result.update(
+            false_positives=fp, false_negatives=fn, true_positives=tp, precision=precision, recall=recall, f1=f1
+        )
     return result
 
 
 def _read_run(run_dir: Path) -> tuple[dict, dict]:
     """summary.json (or {}) and analysis.json of a run folder, or a ConfigError saying what is wrong."""
+
     def fail(why: str):
         raise ConfigError(Problem("RUN", str(run_dir), why))
 
@@ -114,18 +136,26 @@ def _read_run(run_dir: Path) -> tuple[dict, dict]:
         fail("no such folder; give the folder of a finished classification run")
     summary_file, analysis_file = run_dir / "summary.json", run_dir / "analysis.json"
     if not summary_file.is_file() and not (run_dir / "metrics.jsonl").is_file():
-        fail("not a run folder (it has no summary.json or metrics.jsonl); give the folder of a finished classification run")
+        fail(
+            "not a run folder (it has no summary.json or metrics.jsonl); give the folder of a finished classification run"
+        )
     summary = _read_json(summary_file, fail) if summary_file.is_file() else {}
     if not analysis_file.is_file():
         task = summary.get("task")
         if summary.get("repeats"):  # trainer.repeats: the analyses are in the seeds' folders
-            fail(f"this folder holds {len(summary['repeats']['runs'])} runs, one per seed; analyse one of them, "
-                 f"e.g. {run_dir / summary['repeats']['runs'][0]}")
+            fail(
+                f"this folder holds {len(summary['repeats']['runs'])} runs, one per seed; analyse one of them, "
+                f"e.g. {run_dir / summary['repeats']['runs'][0]}"
+            )
         if task in ("binary", "multiclass") and summary.get("status") in ("failed", None):
-            fail(f"the run has no analysis.json (its status: {summary.get('status', 'unknown, no summary.json')}); "
-                 "error analysis needs a finished classification run")
-        fail(f"the run has no analysis.json: error analysis needs a single-label classification run (binary or multiclass, "
-             f"one label per example); this run's task is {task or 'unknown'}")
+            fail(
+                f"the run has no analysis.json (its status: {summary.get('status', 'unknown, no summary.json')}); "
+                "error analysis needs a finished classification run"
+            )
+        fail(
+            f"the run has no analysis.json: error analysis needs a single-label classification run (binary or multiclass, "
+            f"one label per example); this run's task is {task or 'unknown'}"
+        )
     analysis = _read_json(analysis_file, fail)
     matrix = analysis.get("confusion_matrix")
     if not isinstance(matrix, list) or not all(isinstance(row, list) and len(row) == len(matrix) for row in matrix):
@@ -143,8 +173,9 @@ def _read_json(path: Path, fail) -> dict:
     return data
 
 
-def write_sheet(run_dir: Path, analysis: dict, limit: int = 100, *, categories=None, pictures: int = MAX_PICTURES,
-                console=None) -> Path:
+def write_sheet(
+    run_dir: Path, analysis: dict, limit: int = 100, *, categories=None, pictures: int = MAX_PICTURES, console=None
+) -> Path:
     """Write the error-analysis sheet of ``analysis`` (from ``error_analysis``) and return its path.
 
     ``RUN/error_analysis/sheet.csv`` holds up to ``limit`` misclassified dev examples, most confident
@@ -162,14 +193,24 @@ def write_sheet(run_dir: Path, analysis: dict, limit: int = 100, *, categories=N
     notes = []
     drawn = _draw_inputs(folder / "inputs", rows[: max(pictures, 0)])
     if len(drawn) < sum(len(r.get("input") or []) > _TEXT_INPUT for r in rows):
-        notes.append(f"inputs drawn for the first {len(drawn)} rows only (pictures={pictures}); the rest show their first values")
+        notes.append(
+            f"inputs drawn for the first {len(drawn)} rows only (pictures={pictures}); the rest show their first values"
+        )
     header = list(FIXED_COLUMNS) + categories + [LABEL_COLUMN, COMMENTS_COLUMN]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([row["index"], row["true"], row["predicted"], f"{row['confidence']:.4f}",
-                         drawn.get(row["index"]) or _values_text(row.get("input") or [])] + [""] * (len(categories) + 2))
+        writer.writerow(
+            [
+                row["index"],
+                row["true"],
+                row["predicted"],
+                f"{row['confidence']:.4f}",
+                drawn.get(row["index"]) or _values_text(row.get("input") or []),
+            ]
+            + [""] * (len(categories) + 2)
+        )
 
     path, n = folder / "sheet.csv", 1
     while path.exists() and _filled(path):
@@ -185,11 +226,16 @@ def write_sheet(run_dir: Path, analysis: dict, limit: int = 100, *, categories=N
     os.replace(tmp, path)
     n_wrong = analysis.get("n_misclassified", len(rows))
     if len(rows) < n_wrong:
-        notes.append(f"the sheet holds the {len(rows)} most confident of the {n_wrong} misclassified dev examples; "
-                     "confident mistakes over-represent incorrect labels, so read their shares with that in mind")
+        notes.append(
+            f"the sheet holds the {len(rows)} most confident of the {n_wrong} misclassified dev examples; "
+            "confident mistakes over-represent incorrect labels, so read their shares with that in mind"
+        )
     if console is not None:
-        console.print(f"Error-analysis sheet: {escape(str(path))} ({len(rows)} examples). Mark a category with any value "
-                      f"(x, 1, yes), then tally it.", highlight=False)
+        console.print(
+            f"Error-analysis sheet: {escape(str(path))} ({len(rows)} examples). Mark a category with any value "
+            f"(x, 1, yes), then tally it.",
+            highlight=False,
+        )
         for note in notes:
             console.print(f"  [dim]note: {escape(note)}[/dim]", highlight=False)
     return path
@@ -198,10 +244,16 @@ def write_sheet(run_dir: Path, analysis: dict, limit: int = 100, *, categories=N
 def _check_categories(categories) -> list[str]:
     names = [str(c).strip() for c in ([categories] if isinstance(categories, str) else categories)]
     reserved = set(FIXED_COLUMNS) | {LABEL_COLUMN, COMMENTS_COLUMN}
-    bad = [n for n in names if not n or _column_key(n) in reserved or any(ch in n for ch in ",;\t\n\"")]
+    bad = [n for n in names if not n or _column_key(n) in reserved or any(ch in n for ch in ',;\t\n"')]
     if bad or len({_column_key(n) for n in names}) != len(names):
-        raise ConfigError(Problem("--categories", names, "category names must be non-empty, distinct, without , ; tabs or "
-                                  f"quotes, and none of {sorted(reserved)}"))
+        raise ConfigError(
+            Problem(
+                "--categories",
+                names,
+                "category names must be non-empty, distinct, without , ; tabs or "
+                f"quotes, and none of {sorted(reserved)}",
+            )
+        )
     return names
 
 
@@ -293,11 +345,19 @@ def tally(sheet: Path, dev_error: float, *, label_threshold: float = LABEL_SHARE
     table = [category(header[i].strip(), i) for i in category_cols]
     label_count = sum(marked(row, label_col) for row in rows)
     share = label_count / n
-    labels = {"count": label_count, "share": share, "error_due_to_labels": dev_error * share,
-              "error_due_to_other_causes": dev_error * (1 - share), "threshold": label_threshold,
-              "worth_fixing": label_count > 0 and share >= label_threshold}
-    labels["verdict"] = (_label_verdict(dev_error, labels) if label_col is not None else
-                         f"Incorrect labels were not counted: the sheet has no {LABEL_COLUMN} column.")
+    labels = {
+        "count": label_count,
+        "share": share,
+        "error_due_to_labels": dev_error * share,
+        "error_due_to_other_causes": dev_error * (1 - share),
+        "threshold": label_threshold,
+        "worth_fixing": label_count > 0 and share >= label_threshold,
+    }
+    labels["verdict"] = (
+        _label_verdict(dev_error, labels)
+        if label_col is not None
+        else f"Incorrect labels were not counted: the sheet has no {LABEL_COLUMN} column."
+    )
     labels["reminders"] = [
         "Fix the dev and the test set together, so they keep coming from the same distribution.",
         "Examine examples the model got right as well as the ones it got wrong, or the corrected dev error is biased.",
@@ -307,16 +367,35 @@ def tally(sheet: Path, dev_error: float, *, label_threshold: float = LABEL_SHARE
     if label_col is not None:
         table.append(category(header[label_col].strip(), label_col))
     if n < 30:
-        notes.append(f"only {n} examples examined: each share is uncertain by about +-{100 * (0.25 / n) ** 0.5:.0f} points; "
-                     "the course examines ~100")
+        notes.append(
+            f"only {n} examples examined: each share is uncertain by about +-{100 * (0.25 / n) ** 0.5:.0f} points; "
+            "the course examines ~100"
+        )
     unmarked = sum(not any(marked(row, i) for i in category_cols + [label_col]) for row in rows)
     if unmarked:
-        notes.append(f"{unmarked} of {n} examined errors have no mark: maybe a category is missing (add a column for it)")
-    return {"sheet": str(sheet), "dev_error": dev_error, "n_examined": n, "ignored_rows": ignored, "unmarked": unmarked,
-            "categories": table, "labels": labels, "notes": notes}
+        notes.append(
+            f"{unmarked} of {n} examined errors have no mark: maybe a category is missing (add a column for it)"
+        )
+    return {
+        "sheet": str(sheet),
+        "dev_error": dev_error,
+        "n_examined": n,
+        "ignored_rows": ignored,
+        "unmarked": unmarked,
+        "categories": table,
+        "labels": labels,
+        "notes": notes,
+    }
 
 
-_LABEL_ALIASES = {"incorrectly_labelled", "incorrectly_labeled", "mislabelled", "mislabeled", "incorrect_label", "wrong_label"}
+_LABEL_ALIASES = {
+    "incorrectly_labelled",
+    "incorrectly_labeled",
+    "mislabelled",
+    "mislabeled",
+    "incorrect_label",
+    "wrong_label",
+}
 _COMMENT_ALIASES = {"comments", "comment", "notes", "note"}
 
 
@@ -324,13 +403,19 @@ def _label_verdict(dev_error: float, labels: dict) -> str:
     due, other, share = labels["error_due_to_labels"], labels["error_due_to_other_causes"], labels["share"]
     if labels["count"] == 0:
         return "No examined error was marked as incorrectly labelled: work on the other causes."
-    numbers = (f"{due:.2%} of the {dev_error:.2%} dev error ({share:.0%} of the examined errors) is due to incorrect labels, "
-               f"{other:.2%} to other causes")
+    numbers = (
+        f"{due:.2%} of the {dev_error:.2%} dev error ({share:.0%} of the examined errors) is due to incorrect labels, "
+        f"{other:.2%} to other causes"
+    )
     if labels["worth_fixing"]:
-        return (f"Worth fixing the dev labels: {numbers}. That is at least {labels['threshold']:.0%} of the dev error, so "
-                f"models whose dev errors differ by less than about {due:.2%} cannot be told apart on this dev set.")
-    return (f"Not the first thing to fix: {numbers}. That is under {labels['threshold']:.0%} of the dev error; "
-            f"the {other:.2%} from other causes is where the gains are.")
+        return (
+            f"Worth fixing the dev labels: {numbers}. That is at least {labels['threshold']:.0%} of the dev error, so "
+            f"models whose dev errors differ by less than about {due:.2%} cannot be told apart on this dev set."
+        )
+    return (
+        f"Not the first thing to fix: {numbers}. That is under {labels['threshold']:.0%} of the dev error; "
+        f"the {other:.2%} from other causes is where the gains are."
+    )
 
 
 def _column_key(name: str) -> str:
@@ -342,8 +427,13 @@ def _read_sheet(path: Path) -> tuple[list[str], list[list[str]], int]:
     spreadsheet saved it: UTF-8 with or without BOM, UTF-16, Windows-1252; , ; or tab delimited; an
     Excel "sep=" line or title rows above the header; extra columns; blank and footer rows."""
     if not path.is_file():
-        raise ConfigError(Problem("--tally", str(path), "no such file; give the sheet.csv that error analysis wrote "
-                                  "into RUN/error_analysis/, after marking it"))
+        raise ConfigError(
+            Problem(
+                "--tally",
+                str(path),
+                "no such file; give the sheet.csv that error analysis wrote into RUN/error_analysis/, after marking it",
+            )
+        )
     data = path.read_bytes()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         text = data.decode("utf-16")
@@ -360,8 +450,14 @@ def _read_sheet(path: Path) -> tuple[list[str], list[list[str]], int]:
         if start is not None:
             break
     else:
-        raise ConfigError(Problem("--tally", str(path), "no 'index' column in the first rows: give the sheet error analysis "
-                                  "wrote (its header row starts index,true,predicted,...)"))
+        raise ConfigError(
+            Problem(
+                "--tally",
+                str(path),
+                "no 'index' column in the first rows: give the sheet error analysis "
+                "wrote (its header row starts index,true,predicted,...)",
+            )
+        )
     header = table[start]
     index_col = [_column_key(c) for c in header].index("index")
     rows, ignored = [], 0
@@ -383,8 +479,11 @@ def _read_sheet(path: Path) -> tuple[list[str], list[list[str]], int]:
 def print_error_analysis(analysis: dict, console) -> None:
     """The dev error, the confusion matrix (up to 12 classes), the most confused pairs and the
     per-class errors, as rich tables."""
-    console.print(f"[bold]Dev error[/bold] {analysis['dev_error']:.2%} ({analysis['n_misclassified']} of "
-                  f"{analysis['n_dev']} dev examples misclassified)", highlight=False)
+    console.print(
+        f"[bold]Dev error[/bold] {analysis['dev_error']:.2%} ({analysis['n_misclassified']} of "
+        f"{analysis['n_dev']} dev examples misclassified)",
+        highlight=False,
+    )
     matrix = analysis["confusion_matrix"]
     if len(matrix) <= 12:
         table = Table(title="Confusion matrix (dev; rows: true class, columns: predicted)", title_justify="left")
@@ -392,27 +491,39 @@ def print_error_analysis(analysis: dict, console) -> None:
         for c in range(len(matrix)):
             table.add_column(str(c), justify="right")
         for t, row in enumerate(matrix):
-            table.add_row(str(t), *(f"[dim]{v}[/dim]" if t == p or not v else f"[bold red]{v}[/bold red]" for p, v in enumerate(row)))
+            table.add_row(
+                str(t),
+                *(f"[dim]{v}[/dim]" if t == p or not v else f"[bold red]{v}[/bold red]" for p, v in enumerate(row)),
+            )
         console.print(table)
     if analysis["confused_pairs"]:
         table = Table(title="Most confused pairs", title_justify="left")
         for name in ("true", "predicted", "count", "share of errors"):
             table.add_column(name, justify="right")
         for pair in analysis["confused_pairs"]:
-            table.add_row(str(pair["true"]), str(pair["predicted"]), str(pair["count"]), f"{pair['share_of_errors']:.0%}")
+            table.add_row(
+                str(pair["true"]), str(pair["predicted"]), str(pair["count"]), f"{pair['share_of_errors']:.0%}"
+            )
         console.print(table)
     table = Table(title="Error per class (dev)", title_justify="left")
     for name in ("class", "examples", "errors", "error", "share of errors"):
         table.add_column(name, justify="right")
     for row in analysis["per_class"]:
-        table.add_row(str(row["class"]), str(row["n"]), str(row["errors"]), "-" if row["error"] is None else f"{row['error']:.2%}",
-                      f"{row['share_of_errors']:.0%}")
+        table.add_row(
+            str(row["class"]),
+            str(row["n"]),
+            str(row["errors"]),
+            "-" if row["error"] is None else f"{row['error']:.2%}",
+            f"{row['share_of_errors']:.0%}",
+        )
     console.print(table)
     if analysis.get("task") == "binary":
         show = lambda v: "-" if v is None else f"{v:.2%}"  # noqa: E731
-        console.print(f"False positives {analysis['false_positives']}, false negatives {analysis['false_negatives']}; "
-                      f"precision {show(analysis['precision'])}, recall {show(analysis['recall'])}, F1 {show(analysis['f1'])}",
-                      highlight=False)
+        console.print(
+            f"False positives {analysis['false_positives']}, false negatives {analysis['false_negatives']}; "
+            f"precision {show(analysis['precision'])}, recall {show(analysis['recall'])}, F1 {show(analysis['f1'])}",
+            highlight=False,
+        )
     for note in analysis.get("notes", []):
         console.print(f"  [dim]note: {escape(note)}[/dim]", highlight=False)
 
@@ -420,13 +531,17 @@ def print_error_analysis(analysis: dict, console) -> None:
 def print_tally(result: dict, console) -> None:
     """The sheet's tally: per category the count, share and the dev error if it were fixed; then
     the overall / incorrect-label / other-causes split and the verdict on fixing labels."""
-    table = Table(title=f"Error analysis: {result['n_examined']} examined dev errors (dev error {result['dev_error']:.2%})",
-                  title_justify="left")
+    table = Table(
+        title=f"Error analysis: {result['n_examined']} examined dev errors (dev error {result['dev_error']:.2%})",
+        title_justify="left",
+    )
     table.add_column("category")
     for name in ("count", "share", "dev error if fixed"):
         table.add_column(name, justify="right")
     for row in result["categories"]:
-        table.add_row(escape(row["category"]), str(row["count"]), f"{row['share']:.0%}", f"{row['dev_error_if_fixed']:.2%}")
+        table.add_row(
+            escape(row["category"]), str(row["count"]), f"{row['share']:.0%}", f"{row['dev_error_if_fixed']:.2%}"
+        )
     console.print(table)
     labels = result["labels"]
     split = Table(show_header=False, box=None)

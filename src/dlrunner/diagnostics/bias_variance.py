@@ -11,7 +11,6 @@ All errors are fractions of examples (0.08 = 8%). Pure Python: no torch needed.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 # The course's basic recipe (SPEC B3, E12), in the order it says to work through it.
 ADVICE = {
@@ -25,8 +24,7 @@ ADVICE = {
     "data_mismatch": "Data mismatch: the dev data differs from the training data. "
     "Compare training and dev examples by hand, make training data more like the dev data "
     "(collect more of it, or synthesise it, without overfitting a small synthetic subset).",
-    "dev_overfitting": "Overfitting to the dev set: test error is well above dev error. "
-    "Get a bigger dev set.",
+    "dev_overfitting": "Overfitting to the dev set: test error is well above dev error. Get a bigger dev set.",
 }
 NAMES = {
     "avoidable_bias": "high avoidable bias",
@@ -39,11 +37,11 @@ NAMES = {
 def diagnose(
     train: float,
     dev: float,
-    human: Optional[float] = None,
-    train_dev: Optional[float] = None,
-    test: Optional[float] = None,
+    human: float | None = None,
+    train_dev: float | None = None,
+    test: float | None = None,
     significant_gap: float = 0.015,
-    sizes: Optional[dict] = None,
+    sizes: dict | None = None,
     scale: float = 1.0,
 ) -> dict:
     """Gaps between the error levels, the verdict and the course's advice.
@@ -76,13 +74,14 @@ def diagnose(
     largest = max(gaps.values())
     threshold = significant_gap * scale
     problems = [
-        name for name, gap in gaps.items()
-        if gap >= threshold - 1e-12 and gap >= 0.5 * largest and gap > noise[name]
+        name for name, gap in gaps.items() if gap >= threshold - 1e-12 and gap >= 0.5 * largest and gap > noise[name]
     ]
     for name, gap in gaps.items():
         if gap >= threshold and gap >= 0.5 * largest and gap <= noise[name]:
-            notes.append(f"the {name.replace('_', ' ')} of {100 * gap:.2f}% is within sampling noise "
-                         f"(±{100 * noise[name]:.2f}% for sets this small): more dev data would tell")
+            notes.append(
+                f"the {name.replace('_', ' ')} of {100 * gap:.2f}% is within sampling noise "
+                f"(±{100 * noise[name]:.2f}% for sets this small): more dev data would tell"
+            )
     if problems:
         verdict = " and ".join(NAMES[name] for name in problems)
     else:
@@ -99,12 +98,13 @@ def diagnose(
         "dev_overfitting": gaps.get("dev_overfitting"),
         "problems": problems,
         "verdict": verdict,
-        "advice": [ADVICE[name] for name in problems] or ["Nothing dominant to fix; compare on a harder metric or gather a harder dev set."],
+        "advice": [ADVICE[name] for name in problems]
+        or ["Nothing dominant to fix; compare on a harder metric or gather a harder dev set."],
         "notes": notes,
     }
 
 
-def _sampling_noise(levels: dict, sizes: Optional[dict], a: str, b: str) -> float:
+def _sampling_noise(levels: dict, sizes: dict | None, a: str, b: str) -> float:
     """Two standard errors of the difference between the error rates of splits a and b."""
     if not sizes:
         return 0.0

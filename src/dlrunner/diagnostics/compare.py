@@ -22,7 +22,13 @@ def find_runs(paths: list[Path]) -> list[Path]:
         elif path.is_dir():
             found = sorted(p.parent for p in path.glob("**/summary.json"))
             if not found:
-                raise ConfigError(Problem("RUN", str(path), "no summary.json in that folder or below it: give run folders or a sweep folder"))
+                raise ConfigError(
+                    Problem(
+                        "RUN",
+                        str(path),
+                        "no summary.json in that folder or below it: give run folders or a sweep folder",
+                    )
+                )
             runs += found
         else:
             raise ConfigError(Problem("RUN", str(path), "no such folder"))
@@ -42,10 +48,16 @@ def config_differences(summaries: list[dict]) -> list[str]:
     """The config keys whose values differ between the runs (what was varied)."""
     flats = [_flatten(s.get("config") or {}) for s in summaries]
     keys = sorted(set().union(*flats))
-    return [k for k in keys if not k.startswith(IGNORED_CONFIG) and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+    return [
+        k
+        for k in keys
+        if not k.startswith(IGNORED_CONFIG) and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1
+    ]
 
 
-def compare(paths: list[Path], objective: str | None = None, constraints: list[str] = (), maximize: bool | None = None) -> dict:
+def compare(
+    paths: list[Path], objective: str | None = None, constraints: list[str] = (), maximize: bool | None = None
+) -> dict:
     """Read the runs, find what differs, and choose the best that meets every constraint."""
     for text in constraints:
         try:
@@ -61,41 +73,72 @@ def compare(paths: list[Path], objective: str | None = None, constraints: list[s
             raise ConfigError(Problem("RUN", str(run), f"summary.json cannot be read ({err})")) from None
     finished = [(run, s) for run, s in zip(runs, summaries) if "metrics" in s]
     if not finished:
-        raise ConfigError(Problem("RUN", [str(p) for p in paths], "none of these runs finished (their summaries hold no metrics)"))
+        raise ConfigError(
+            Problem("RUN", [str(p) for p in paths], "none of these runs finished (their summaries hold no metrics)")
+        )
     first_metric = finished[0][1].get("metric") or {}
     if objective is None:
         chosen = first_metric.get("dev") is not None and first_metric.get("name") != "error"
         objective = "metric.dev" if chosen else "metrics.dev.error"
     if maximize is None:
-        maximize = bool(first_metric.get("higher_is_better")) if objective == "metric.dev" else objective.endswith(("accuracy", "f1", "precision", "recall"))
+        maximize = (
+            bool(first_metric.get("higher_is_better"))
+            if objective == "metric.dev"
+            else objective.endswith(("accuracy", "f1", "precision", "recall"))
+        )
     candidates = [{**s, "run": str(run)} for run, s in finished]
     if all(lookup(c, objective) is None for c in candidates):
-        raise ConfigError(Problem("--metric", objective, "no run has that value; e.g. metrics.dev.error, metrics.dev.accuracy, metric.dev, satisficing.latency_ms"))
+        raise ConfigError(
+            Problem(
+                "--metric",
+                objective,
+                "no run has that value; e.g. metrics.dev.error, metrics.dev.accuracy, metric.dev, satisficing.latency_ms",
+            )
+        )
     for text in constraints:  # a misspelt path would make every run fail the threshold
         path = parse_constraint(text)[0]
         if all(not isinstance(lookup(c, path), (int, float)) for c in candidates):
-            raise ConfigError(Problem("--satisfy", text, f"no run has a number at {path!r}; e.g. satisficing.latency_ms, n_params, metrics.dev.accuracy"))
-    eligible = [c for c in candidates if check_constraints(c, list(constraints))[0] and isinstance(lookup(c, objective), (int, float))]
+            raise ConfigError(
+                Problem(
+                    "--satisfy",
+                    text,
+                    f"no run has a number at {path!r}; e.g. satisficing.latency_ms, n_params, metrics.dev.accuracy",
+                )
+            )
+    eligible = [
+        c
+        for c in candidates
+        if check_constraints(c, list(constraints))[0] and isinstance(lookup(c, objective), (int, float))
+    ]
     best = (max if maximize else min)(eligible, key=lambda c: lookup(c, objective)) if eligible else None
     differing = config_differences([s for _, s in finished])
     rows = []
     for candidate in candidates:
         flat = _flatten(candidate.get("config") or {})
         met, seen = check_constraints(candidate, list(constraints))
-        rows.append({
-            "run": candidate["run"],
-            "config": {k: flat.get(k) for k in differing},
-            "objective": lookup(candidate, objective),
-            "dev_error": lookup(candidate, "metrics.dev.error"),
-            "satisficing": candidate.get("satisficing"),
-            "constraints": seen,
-            "meets_constraints": met,
-            "verdict": lookup(candidate, "diagnosis.verdict"),
-            "best": best is not None and candidate["run"] == best["run"],
-        })
+        rows.append(
+            {
+                "run": candidate["run"],
+                "config": {k: flat.get(k) for k in differing},
+                "objective": lookup(candidate, objective),
+                "dev_error": lookup(candidate, "metrics.dev.error"),
+                "satisficing": candidate.get("satisficing"),
+                "constraints": seen,
+                "meets_constraints": met,
+                "verdict": lookup(candidate, "diagnosis.verdict"),
+                "best": best is not None and candidate["run"] == best["run"],
+            }
+        )
     unfinished = [str(run) for run, s in zip(runs, summaries) if "metrics" not in s]
-    return {"objective": objective, "maximize": maximize, "constraints": list(constraints), "differing": differing,
-            "runs": rows, "best": best["run"] if best else None, "unfinished": unfinished}
+    return {
+        "objective": objective,
+        "maximize": maximize,
+        "constraints": list(constraints),
+        "differing": differing,
+        "runs": rows,
+        "best": best["run"] if best else None,
+        "unfinished": unfinished,
+    }
 
 
 def print_comparison(result: dict, console) -> None:
@@ -117,12 +160,16 @@ def print_comparison(result: dict, console) -> None:
     common = _common_parent([row["run"] for row in result["runs"]])
     for row in result["runs"]:
         measured = row["satisficing"] or {}
-        cells = ["★" if row["best"] else "", row["run"][len(common):] or row["run"]]
+        cells = ["★" if row["best"] else "", row["run"][len(common) :] or row["run"]]
         cells += [_short(row["config"][key]) for key in result["differing"]]
         cells.append(_number(row["objective"]))
         if result["objective"] != "metrics.dev.error":
             cells.append(_number(row["dev_error"]))
-        cells += [f"{measured.get('n_params', 0):,}" if measured else "", _number(measured.get("latency_ms")), _number(measured.get("train_s"))]
+        cells += [
+            f"{measured.get('n_params', 0):,}" if measured else "",
+            _number(measured.get("latency_ms")),
+            _number(measured.get("train_s")),
+        ]
         if result["constraints"]:
             cells.append("[green]yes[/green]" if row["meets_constraints"] else "[red]no[/red]")
         cells.append(row["verdict"] or "")

@@ -32,8 +32,13 @@ SUMMARY_NUMBER = re.compile(
 SUMMARY_EXAMPLES = "satisficing.latency_ms, satisficing.size_mb, satisficing.train_s, n_params, metrics.dev.accuracy, metric.dev, timing.steps_per_s"
 
 OPTIMIZING = {  # name -> higher is better
-    "error": False, "accuracy": True, "precision": True, "recall": True, "f1": True,
-    "weighted_error": False, "segment_error": False,
+    "error": False,
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "weighted_error": False,
+    "segment_error": False,
 }
 
 
@@ -64,8 +69,17 @@ def macro_precision_recall(predicted: torch.Tensor, actual: torch.Tensor, n_clas
 
 
 @torch.no_grad()
-def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_classes: int | None, name: str, class_weights: dict,
-                      example_weights: torch.Tensor | None = None, error: float | None = None) -> float | None:
+def optimizing_metric(
+    model,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    n_classes: int | None,
+    name: str,
+    class_weights: dict,
+    example_weights: torch.Tensor | None = None,
+    error: float | None = None,
+) -> float | None:
     """The chosen single-number metric on one split (None when it does not apply to the task).
     The weighted error weighs each example by ``example_weights`` when the data gives them,
     else by its true class's entry in ``class_weights`` (1 for classes not named). ``error``: the
@@ -77,7 +91,11 @@ def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_clas
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device  # a training split kept in host memory comes over in chunks
-    predicted = torch.cat([predictions(model(X[i : i + 8192].to(device)).float(), task) for i in range(0, len(X), 8192)]).long().cpu()
+    predicted = (
+        torch.cat([predictions(model(X[i : i + 8192].to(device)).float(), task) for i in range(0, len(X), 8192)])
+        .long()
+        .cpu()
+    )
     model.train(was_training)
     actual = y.long().cpu()
     if name in ("error", "accuracy"):
@@ -86,7 +104,11 @@ def optimizing_metric(model, X: torch.Tensor, y: torch.Tensor, task: str, n_clas
     if name in ("precision", "recall", "f1"):
         return dict(zip(("precision", "recall", "f1"), macro_precision_recall(predicted, actual, n_classes or 2)))[name]
     if name == "weighted_error":
-        weights = example_weights if example_weights is not None else torch.tensor([float(class_weights.get(int(c), 1.0)) for c in actual])
+        weights = (
+            example_weights
+            if example_weights is not None
+            else torch.tensor([float(class_weights.get(int(c), 1.0)) for c in actual])
+        )
         return weighted_error(predicted, actual, weights)
     return segment_error(predicted, actual, actual)
 

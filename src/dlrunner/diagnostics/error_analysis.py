@@ -31,7 +31,11 @@ def predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> tuple[torch.T
 def confusion_matrix(actual, predicted, n_classes: int) -> list[list[int]]:
     """counts[true][predicted]."""
     counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
-    counts.index_put_((torch.as_tensor(actual).long(), torch.as_tensor(predicted).long()), torch.ones(len(actual), dtype=torch.long), accumulate=True)
+    counts.index_put_(
+        (torch.as_tensor(actual).long(), torch.as_tensor(predicted).long()),
+        torch.ones(len(actual), dtype=torch.long),
+        accumulate=True,
+    )
     return counts.tolist()
 
 
@@ -39,7 +43,9 @@ def input_picture(values: list[float]):
     """How an input can be shown: a square image when its length is a square (8x8 digits), else
     None (a 1-D signal or a feature vector is drawn as a line)."""
     side = int(round(len(values) ** 0.5))
-    return [values[r * side : (r + 1) * side] for r in range(side)] if side >= 4 and side * side == len(values) else None
+    return (
+        [values[r * side : (r + 1) * side] for r in range(side)] if side >= 4 and side * side == len(values) else None
+    )
 
 
 def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int = 100, mean=None, std=None) -> dict:
@@ -50,17 +56,29 @@ def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int
     wrong = (predicted != actual).nonzero().squeeze(1)
     order = wrong[confidence[wrong].argsort(descending=True)][:limit]
     rows = [
-        {"index": int(i), "true": int(actual[i]), "predicted": int(predicted[i]), "confidence": float(confidence[i]),
-         "input": _raw(X[i], mean, std)}
+        {
+            "index": int(i),
+            "true": int(actual[i]),
+            "predicted": int(predicted[i]),
+            "confidence": float(confidence[i]),
+            "input": _raw(X[i], mean, std),
+        }
         for i in order
     ]
     n_classes = 2 if task == "binary" else int(max(int(actual.max()), int(predicted.max())) + 1)
-    return {"confusion_matrix": confusion_matrix(actual, predicted, n_classes), "misclassified": rows,
-            "n_misclassified": int(len(wrong)), "y_true": actual.tolist(), "y_pred": predicted.tolist()}
+    return {
+        "confusion_matrix": confusion_matrix(actual, predicted, n_classes),
+        "misclassified": rows,
+        "n_misclassified": len(wrong),
+        "y_true": actual.tolist(),
+        "y_pred": predicted.tolist(),
+    }
 
 
 def _raw(x: torch.Tensor, mean, std) -> list[float]:
     values = x.cpu()
-    if mean is not None:  # per-feature statistics have the example's shape, per-channel ones (C, 1, ...): both broadcast
+    if (
+        mean is not None
+    ):  # per-feature statistics have the example's shape, per-channel ones (C, 1, ...): both broadcast
         values = values * torch.as_tensor(std) + torch.as_tensor(mean)
     return values.flatten()[:1024].tolist()

@@ -64,12 +64,16 @@ from torch import nn
 
 PASS_BELOW = 1e-5  # ratio below this: "pass" (the course's 1e-7 "great", with room for float64 noise in deep nets)
 FAIL_FROM = 1e-3  # ratio from this on: "fail" (the course: "probably a bug")
-DEFAULT_MAX_SECONDS = 30.0  # run_gradcheck's time budget: the default zoo networks on 8x8 digits take ~50-130 ms a pass on a CPU
+DEFAULT_MAX_SECONDS = (
+    30.0  # run_gradcheck's time budget: the default zoo networks on 8x8 digits take ~50-130 ms a pass on a CPU
+)
 ROUNDING_ULPS = 10  # |d_theta_approx - d_theta| below 10 eps|J|/epsilon (5e-8 for J = 2.3; measured noise ~3e-9) is rounding, not a bug
 MIN_PER_TENSOR = 4  # coordinates checked in every tensor when only a subset is checked
 SMALL_WORK = 2e7  # parameters x batch below which one thread is faster (as dlrunner.train.run.cpu_threads; 30 us vs 1 ms per MLP pass on 2 busy cores)
-MEANING = ("≤1e-7: great; ~1e-5: look closely at the tensors with the largest ratios; "
-           "≥1e-3: probably a bug in that layer's backward")
+MEANING = (
+    "≤1e-7: great; ~1e-5: look closely at the tensors with the largest ratios; "
+    "≥1e-3: probably a bug in that layer's backward"
+)
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 _BATCH_NORM = (nn.modules.batchnorm._BatchNorm,)
@@ -140,9 +144,18 @@ def _allocate(sizes: list[int], budget: int) -> list[int]:
     return [c + e for c, e in zip(counts, extra)]
 
 
-def gradient_check(model: nn.Module, loss_fn, X: torch.Tensor, y: torch.Tensor, l2: float = 0.0,
-                   epsilon: float = 1e-7, max_coordinates: int = 2000, seed: int = 0,
-                   max_seconds: float | None = None, batch_norm: str = "batch") -> GradcheckResult:
+def gradient_check(
+    model: nn.Module,
+    loss_fn,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    l2: float = 0.0,
+    epsilon: float = 1e-7,
+    max_coordinates: int = 2000,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    batch_norm: str = "batch",
+) -> GradcheckResult:
     """Compare backprop's gradient of J = loss_fn(model(X), y) + (l2/2m) sum ||W||_F^2 with two-sided
     differences, on a float64 deep copy of ``model`` (which is left unchanged). See the module docstring.
 
@@ -156,14 +169,18 @@ def gradient_check(model: nn.Module, loss_fn, X: torch.Tensor, y: torch.Tensor, 
     threads = torch.get_num_threads()
     small = sum(p.numel() for p in model.parameters()) * len(X) < SMALL_WORK
     if small:
-        torch.set_num_threads(1)  # thousands of tiny forward passes: splitting each across threads costs more than it saves
+        torch.set_num_threads(
+            1
+        )  # thousands of tiny forward passes: splitting each across threads costs more than it saves
     try:
         return _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, max_seconds, batch_norm)
     finally:
         torch.set_num_threads(threads)
 
 
-def _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, max_seconds, batch_norm) -> GradcheckResult:
+def _gradient_check(
+    model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, max_seconds, batch_norm
+) -> GradcheckResult:
     started = time.perf_counter()
     notes: list[str] = []
     net = copy.deepcopy(model).double()
@@ -171,18 +188,24 @@ def _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, ma
     dropouts = [m for m in net.modules() if isinstance(m, _DROPOUT) and m.p > 0]
     recurrent_dropout = [m for m in net.modules() if isinstance(m, nn.RNNBase) and m.dropout > 0]
     if dropouts or recurrent_dropout:
-        notes.append(f"dropout switched off for the check ({len(dropouts) + len(recurrent_dropout)} dropout layer(s) in eval mode), "
-                     "as the course says: with random masks J is not a function of theta")
+        notes.append(
+            f"dropout switched off for the check ({len(dropouts) + len(recurrent_dropout)} dropout layer(s) in eval mode), "
+            "as the course says: with random masks J is not a function of theta"
+        )
     batch_norms = [m for m in net.modules() if isinstance(m, _BATCH_NORM)]
     if batch_norms and batch_norm == "batch" and len(X) > 1:
         for module in batch_norms:
             module.train()  # the statistics of the fixed batch: deterministic, and the backward training uses
-        notes.append(f"batch norm ({len(batch_norms)} layer(s)) normalises with the mean and variance of the checked batch, "
-                     "as in training: the batch is fixed, so J is a deterministic function of theta")
+        notes.append(
+            f"batch norm ({len(batch_norms)} layer(s)) normalises with the mean and variance of the checked batch, "
+            "as in training: the batch is fixed, so J is a deterministic function of theta"
+        )
     elif batch_norms:
         why = "a batch of one example has no batch statistics" if batch_norm == "batch" else "batch_norm='running'"
-        notes.append(f"batch norm ({len(batch_norms)} layer(s)) in eval mode ({why}): it normalises with its running statistics, "
-                     "so J is a deterministic function of theta; the batch-statistics terms of its backward are not checked")
+        notes.append(
+            f"batch norm ({len(batch_norms)} layer(s)) in eval mode ({why}): it normalises with its running statistics, "
+            "so J is a deterministic function of theta; the batch-statistics terms of its backward are not checked"
+        )
 
     X = X.detach().to(torch.float64) if X.is_floating_point() else X.detach()
     y = y.detach().to(torch.float64) if y.is_floating_point() else y.detach()
@@ -212,11 +235,15 @@ def _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, ma
         J.backward()
     # What rounding alone can put between the two: J(theta +- eps) are each off by ~1 ulp of J.
     rounding = ROUNDING_ULPS * torch.finfo(torch.float64).eps * abs(J.detach().item()) / epsilon
-    exact_all = [p.grad.detach().reshape(-1).clone() if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
-                 for _, p in named]
+    exact_all = [
+        p.grad.detach().reshape(-1).clone() if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
+        for _, p in named
+    ]
     unused = [name for name, p in named if p.grad is None]
     if unused:
-        notes.append(f"{len(unused)} tensor(s) J does not use in eval mode (e.g. {unused[0]}): both gradients are 0 there")
+        notes.append(
+            f"{len(unused)} tensor(s) J does not use in eval mode (e.g. {unused[0]}): both gradients are 0 there"
+        )
 
     # d_theta_approx on (a random subset of) the coordinates
     sizes = [p.numel() for _, p in named]
@@ -228,8 +255,10 @@ def _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, ma
         affordable = max(1, int(max_seconds / (2 * per_pass)))
         if affordable < sum(counts):
             planned, counts = sum(counts), _allocate(sizes, affordable)
-            notes.append(f"a forward pass takes {per_pass * 1e3:.0f} ms: checking {sum(counts)} coordinates "
-                         f"instead of {planned} to stay near max_seconds={max_seconds:g}")
+            notes.append(
+                f"a forward pass takes {per_pass * 1e3:.0f} ms: checking {sum(counts)} coordinates "
+                f"instead of {planned} to stay near max_seconds={max_seconds:g}"
+            )
     generator = torch.Generator().manual_seed(seed)
     rows, all_approx, all_exact, within_rounding = [], [], [], []
     with torch.no_grad():
@@ -258,24 +287,47 @@ def _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, ma
     checked = sum(counts)
     overall = _ratio(torch.cat(all_approx), torch.cat(all_exact)) if all_approx else 0.0
     overall_verdict = verdict(overall)
-    if overall_verdict != "pass" and checked and float((torch.cat(all_approx) - torch.cat(all_exact)).abs().max()) < rounding:
+    if (
+        overall_verdict != "pass"
+        and checked
+        and float((torch.cat(all_approx) - torch.cat(all_exact)).abs().max()) < rounding
+    ):
         overall_verdict = "pass"
-        notes.append("every difference between the two gradients is within rounding: the gradient is too small "
-                     "for finite differences to say more (a saturated or vanishing network?)")
+        notes.append(
+            "every difference between the two gradients is within rounding: the gradient is too small "
+            "for finite differences to say more (a saturated or vanishing network?)"
+        )
     if checked < total:
         least = MIN_PER_TENSOR if len(sizes) * MIN_PER_TENSOR <= checked else 1
-        notes.append(f"checked {checked} of {total} coordinates (max_coordinates={max_coordinates}), drawn at random (seed {seed}) "
-                     f"per tensor in proportion to its size, at least {least} each (or the whole tensor): the ratios are over those coordinates only")
+        notes.append(
+            f"checked {checked} of {total} coordinates (max_coordinates={max_coordinates}), drawn at random (seed {seed}) "
+            f"per tensor in proportion to its size, at least {least} each (or the whole tensor): the ratios are over those coordinates only"
+        )
     if within_rounding:
-        listed = ", ".join(within_rounding[:5]) + (f" and {len(within_rounding) - 5} more" if len(within_rounding) > 5 else "")
-        notes.append(f"{listed}: ratio of {PASS_BELOW:g} or more, but every checked coordinate agrees to {rounding:.0e} "
-                     f"({ROUNDING_ULPS} x float64 eps x |J| / epsilon, what rounding alone can cause): a pass. Their gradient is tiny "
-                     "or exactly 0 (e.g. a bias just before batch norm, which subtracts the mean), so the ratio compares rounding noise")
+        listed = ", ".join(within_rounding[:5]) + (
+            f" and {len(within_rounding) - 5} more" if len(within_rounding) > 5 else ""
+        )
+        notes.append(
+            f"{listed}: ratio of {PASS_BELOW:g} or more, but every checked coordinate agrees to {rounding:.0e} "
+            f"({ROUNDING_ULPS} x float64 eps x |J| / epsilon, what rounding alone can cause): a pass. Their gradient is tiny "
+            "or exactly 0 (e.g. a bias just before batch norm, which subtracts the mean), so the ratio compares rounding noise"
+        )
     if l2:
-        notes.append(f"J includes the L2 term (lambda/2m) sum ||W||_F^2 with lambda = {l2:g}, m = {m} (the checked batch)")
-    notes.append(f"float64 copy of the model, batch of {m}, epsilon = {epsilon:g}; {time.perf_counter() - started:.1f} s")
-    return GradcheckResult(overall=overall, verdict=overall_verdict, tensors=rows, checked=checked, total=total,
-                           epsilon=epsilon, notes=notes)
+        notes.append(
+            f"J includes the L2 term (lambda/2m) sum ||W||_F^2 with lambda = {l2:g}, m = {m} (the checked batch)"
+        )
+    notes.append(
+        f"float64 copy of the model, batch of {m}, epsilon = {epsilon:g}; {time.perf_counter() - started:.1f} s"
+    )
+    return GradcheckResult(
+        overall=overall,
+        verdict=overall_verdict,
+        tensors=rows,
+        checked=checked,
+        total=total,
+        epsilon=epsilon,
+        notes=notes,
+    )
 
 
 def _timed(fn) -> float:
@@ -302,18 +354,35 @@ def print_gradcheck(result: GradcheckResult, console) -> None:
     for row in result.tensors:
         colour = _COLOURS.get(row["verdict"], "white")
         shape = "×".join(str(s) for s in row["shape"]) or "scalar"
-        table.add_row(escape(row["name"]), shape, str(row["checked"]), f"{row['ratio']:.2e}", f"[{colour}]{row['verdict']}[/{colour}]", row.get("note", ""))
+        table.add_row(
+            escape(row["name"]),
+            shape,
+            str(row["checked"]),
+            f"{row['ratio']:.2e}",
+            f"[{colour}]{row['verdict']}[/{colour}]",
+            row.get("note", ""),
+        )
     console.print(table)
     colour = _COLOURS.get(result.verdict, "white")
-    console.print(f"Overall ratio {result.overall:.2e} over {result.checked} of {result.total} coordinates: "
-                  f"[{colour}]{result.verdict}[/{colour}]  (pass < {PASS_BELOW:g} ≤ look closer < {FAIL_FROM:g} ≤ fail)", highlight=False)
+    console.print(
+        f"Overall ratio {result.overall:.2e} over {result.checked} of {result.total} coordinates: "
+        f"[{colour}]{result.verdict}[/{colour}]  (pass < {PASS_BELOW:g} ≤ look closer < {FAIL_FROM:g} ≤ fail)",
+        highlight=False,
+    )
     console.print(f"The course: {MEANING}", highlight=False)
     for note in result.notes:
         console.print(f"[yellow]note: {escape(note)}[/yellow]", highlight=False)
 
 
-def run_gradcheck(cfg, console, steps: int = 0, batch: int = 8, epsilon: float = 1e-7,
-                  max_coordinates: int = 2000, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> GradcheckResult:
+def run_gradcheck(
+    cfg,
+    console,
+    steps: int = 0,
+    batch: int = 8,
+    epsilon: float = 1e-7,
+    max_coordinates: int = 2000,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+) -> GradcheckResult:
     """Gradient-check the model a composed config describes, on its first ``batch`` training examples,
     at initialisation or after ``steps`` training steps with the configured optimizer (SPEC B14:
     check at init and after some training). J includes cfg.regularization.l2. Large networks check
@@ -336,8 +405,9 @@ def run_gradcheck(cfg, console, steps: int = 0, batch: int = 8, epsilon: float =
     if steps > 0:
         n_train = len(X_train)
         batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
-        optimizer = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",),
-                                 param_groups=parameter_groups(model, l2, batch_size))
+        optimizer = call_builder(
+            cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=parameter_groups(model, l2, batch_size)
+        )
         generator = torch.Generator().manual_seed(int(cfg.trainer.seed))
         model.train()
         for _ in range(steps):
@@ -345,12 +415,23 @@ def run_gradcheck(cfg, console, steps: int = 0, batch: int = 8, epsilon: float =
             optimizer.zero_grad(set_to_none=True)
             training_loss(model(X_train[index]), y_train[index], loss_fn).backward()
             optimizer.step()
-        notes.append(f"checked after {steps} training step(s) of the configured optimizer at its base learning rate "
-                     f"(mini-batches of {batch_size}; no schedule, augmentation or clipping)")
+        notes.append(
+            f"checked after {steps} training step(s) of the configured optimizer at its base learning rate "
+            f"(mini-batches of {batch_size}; no schedule, augmentation or clipping)"
+        )
     else:
         notes.append("checked at initialisation (the course also checks after some training: steps > 0)")
-    result = gradient_check(model, loss_fn, X_train[:batch], y_train[:batch], l2=l2, epsilon=epsilon,
-                            max_coordinates=max_coordinates, seed=int(cfg.trainer.seed), max_seconds=max_seconds)
+    result = gradient_check(
+        model,
+        loss_fn,
+        X_train[:batch],
+        y_train[:batch],
+        l2=l2,
+        epsilon=epsilon,
+        max_coordinates=max_coordinates,
+        seed=int(cfg.trainer.seed),
+        max_seconds=max_seconds,
+    )
     result.notes = notes + result.notes
     print_gradcheck(result, console)
     return result

@@ -22,7 +22,9 @@ def parse_fractions(text: str) -> list[float]:
     except ValueError:
         fractions = []
     if len(fractions) < 2 or not all(0 < f <= 1 for f in fractions):
-        raise ConfigError(Problem("--fractions", text, "two or more fractions in (0, 1], separated by commas, e.g. 0.1,0.25,0.5,1"))
+        raise ConfigError(
+            Problem("--fractions", text, "two or more fractions in (0, 1], separated by commas, e.g. 0.1,0.25,0.5,1")
+        )
     return fractions
 
 
@@ -34,15 +36,23 @@ def collect(sweep_dir: Path) -> list[dict]:
         if "metrics" not in summary:
             continue
         diagnosis = summary["diagnosis"]
-        points.append({
-            "run": str(summary_file.parent), "m": summary["sizes"]["train"],
-            "fraction": summary["config"]["data"]["train_fraction"],
-            "train": summary["metrics"]["train"]["error"], "dev": summary["metrics"]["dev"]["error"],
-            "human": diagnosis["human_error"], "human_known": diagnosis["human_error_known"],
-            "significant_gap": summary["config"]["diagnosis"]["significant_gap"], "task": summary["task"],
-        })
+        points.append(
+            {
+                "run": str(summary_file.parent),
+                "m": summary["sizes"]["train"],
+                "fraction": summary["config"]["data"]["train_fraction"],
+                "train": summary["metrics"]["train"]["error"],
+                "dev": summary["metrics"]["dev"]["error"],
+                "human": diagnosis["human_error"],
+                "human_known": diagnosis["human_error_known"],
+                "significant_gap": summary["config"]["diagnosis"]["significant_gap"],
+                "task": summary["task"],
+            }
+        )
     if len(points) < 2:
-        raise ConfigError(Problem("--fractions", len(points), f"fewer than two runs finished under {sweep_dir}; see their summaries"))
+        raise ConfigError(
+            Problem("--fractions", len(points), f"fewer than two runs finished under {sweep_dir}; see their summaries")
+        )
     return sorted(points, key=lambda p: p["m"])
 
 
@@ -67,22 +77,36 @@ def interpret(points: list[dict]) -> dict:
     findings, advice = [], []
     if closing:
         findings.append("variance")
-        advice.append(f"The dev-train gap closes as m grows ({gap_first:.1%} at m={first['m']}, {gap_last:.1%} at m={last['m']}): "
-                      "more training data will help (or regularisation, which acts like it).")
+        advice.append(
+            f"The dev-train gap closes as m grows ({gap_first:.1%} at m={first['m']}, {gap_last:.1%} at m={last['m']}): "
+            "more training data will help (or regularisation, which acts like it)."
+        )
     if flat_above_human:
         findings.append("bias")
-        advice.append(f"Train error stays {avoidable_bias:.1%} above human level and dev error improved only {dev_gain_last_step:.1%} "
-                      "over the last increase of m: more data will not help much. Fit the training set first: a bigger network, "
-                      "longer training, a better optimizer or architecture.")
+        advice.append(
+            f"Train error stays {avoidable_bias:.1%} above human level and dev error improved only {dev_gain_last_step:.1%} "
+            "over the last increase of m: more data will not help much. Fit the training set first: a bigger network, "
+            "longer training, a better optimizer or architecture."
+        )
     if not findings:
         if gap_last >= threshold:
-            advice.append(f"A dev-train gap of {gap_last:.1%} remains but is not closing clearly yet: try a larger m to see the trend.")
+            advice.append(
+                f"A dev-train gap of {gap_last:.1%} remains but is not closing clearly yet: try a larger m to see the trend."
+            )
         else:
-            advice.append("Train and dev error are close to each other and to human level: the model fits and generalises.")
+            advice.append(
+                "Train and dev error are close to each other and to human level: the model fits and generalises."
+            )
     if not last["human_known"]:
         advice.append("Human-level error is unknown (0 used): set data.human_error for a sharper bias reading.")
-    return {"findings": findings, "advice": advice, "gap_first": gap_first, "gap_last": gap_last,
-            "avoidable_bias": avoidable_bias, "dev_gain_last_step": dev_gain_last_step}
+    return {
+        "findings": findings,
+        "advice": advice,
+        "gap_first": gap_first,
+        "gap_last": gap_last,
+        "avoidable_bias": avoidable_bias,
+        "dev_gain_last_step": dev_gain_last_step,
+    }
 
 
 def plot(points: list[dict], path: Path) -> Path:
@@ -96,7 +120,12 @@ def plot(points: list[dict], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(m, [p["train"] for p in points], "o-", label="train error")
     axes.plot(m, [p["dev"] for p in points], "o-", label="dev error")
-    axes.axhline(points[-1]["human"], color="grey", linestyle="--", label="human level" + ("" if points[-1]["human_known"] else " (unknown: 0)"))
+    axes.axhline(
+        points[-1]["human"],
+        color="grey",
+        linestyle="--",
+        label="human level" + ("" if points[-1]["human_known"] else " (unknown: 0)"),
+    )
     axes.set_xlabel("training examples m")
     axes.set_ylabel("MSE" if points[-1]["task"] == "regression" else "error")
     axes.set_xscale("log")
@@ -117,10 +146,14 @@ def print_learning_curve(points: list[dict], reading: dict, console) -> None:
     for column in ("m", "fraction", "train error", "dev error", "dev − train"):
         table.add_column(column, justify="right")
     for p in points:
-        table.add_row(f"{p['m']:,}", f"{p['fraction']:g}", f"{p['train']:.2%}", f"{p['dev']:.2%}", f"{p['dev'] - p['train']:.2%}")
+        table.add_row(
+            f"{p['m']:,}", f"{p['fraction']:g}", f"{p['train']:.2%}", f"{p['dev']:.2%}", f"{p['dev'] - p['train']:.2%}"
+        )
     console.print(table)
     human = points[-1]["human"]
-    console.print(f"human level: {human:.2%}" + ("" if points[-1]["human_known"] else " (unknown, 0 used)"), highlight=False)
+    console.print(
+        f"human level: {human:.2%}" + ("" if points[-1]["human_known"] else " (unknown, 0 used)"), highlight=False
+    )
     verdict = " and ".join(f"high {f}" for f in reading["findings"]) or "no clear bias or variance trend"
     console.print(f"[bold]Reading:[/bold] {verdict}")
     for line in reading["advice"]:

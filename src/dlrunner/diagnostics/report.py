@@ -14,7 +14,9 @@ def render_report(summary: dict, console: Console) -> None:
     metrics, diagnosis = summary["metrics"], summary["diagnosis"]
     regression = summary.get("task") == "regression"
     show = (lambda v: "-" if v is None else f"{v:.4g}") if regression else _pct
-    table = Table(title=f"Bias / variance  ({summary['status']}, {summary['timing']['steps']} steps)", title_justify="left")
+    table = Table(
+        title=f"Bias / variance  ({summary['status']}, {summary['timing']['steps']} steps)", title_justify="left"
+    )
     table.add_column("level")
     table.add_column("MSE" if regression else "error", justify="right")
     table.add_column("gap")
@@ -53,11 +55,15 @@ def _print_decision_metrics(summary: dict, console: Console) -> None:
     """The optimizing metric (when it is not the error shown above) and the satisficing metrics."""
     metric, measured = summary.get("metric") or {}, summary.get("satisficing") or {}
     if metric.get("name") not in (None, "error") and metric.get("dev") is not None:
-        splits = ", ".join(f"{split} {metric[split]:.4f}" for split in ("train", "dev", "test") if metric.get(split) is not None)
+        splits = ", ".join(
+            f"{split} {metric[split]:.4f}" for split in ("train", "dev", "test") if metric.get(split) is not None
+        )
         console.print(f"[bold]Optimizing metric[/bold] {metric['name']}: {splits}", highlight=False)
     if measured:
-        line = (f"{measured['n_params']:,} parameters, {measured['size_mb']:.3g} MB, "
-                f"{measured['latency_ms']:.3g} ms per example, trained in {measured['train_s']:.1f} s")
+        line = (
+            f"{measured['n_params']:,} parameters, {measured['size_mb']:.3g} MB, "
+            f"{measured['latency_ms']:.3g} ms per example, trained in {measured['train_s']:.1f} s"
+        )
         if "met" in measured:
             failed = [text for text, check in measured["constraints"].items() if not check["met"]]
             line += "; thresholds met" if measured["met"] else f"; [red]thresholds NOT met[/red] ({', '.join(failed)})"
@@ -70,6 +76,10 @@ def _print_mismatch_table(cells: dict, show, console: Console) -> None:
     table.add_column("")
     table.add_column("general (training) data", justify="right")
     table.add_column("target (dev/test) data", justify="right")
-    for row, label in (("human", "human level"), ("trained_on", "error on examples trained on"), ("not_trained_on", "error on examples not trained on")):
+    for row, label in (
+        ("human", "human level"),
+        ("trained_on", "error on examples trained on"),
+        ("not_trained_on", "error on examples not trained on"),
+    ):
         table.add_row(label, show(cells["general"][row]), show(cells["target"][row]))
     console.print(table)

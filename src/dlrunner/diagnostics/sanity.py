@@ -73,8 +73,15 @@ class CheckResult:
 
 
 @torch.no_grad()
-def check_initial_loss(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, n_classes: int | None,
-                       tolerance: float = INIT_EXCESS_NATS, pretrained: bool = False) -> CheckResult:
+def check_initial_loss(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    n_classes: int | None,
+    tolerance: float = INIT_EXCESS_NATS,
+    pretrained: bool = False,
+) -> CheckResult:
     """The loss of ``model`` as it is (at initialisation) on (X, y) against its chance value.
 
     multiclass: ln C; binary: ln 2; multilabel: ln 2 per labelled entry (the loss sums over an
@@ -90,10 +97,18 @@ def check_initial_loss(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     loss = float(loss_function(task)(_main_output(model(X)), y))
     if task == "regression":
         yd = y.double()
-        measured = {"initial_loss": loss, "zero_predictor": float((yd**2).mean()), "mean_predictor": float(yd.var(unbiased=False))}
-        return CheckResult(name, None, measured,
-                           f"skipped for regression, which has no chance value: the initial MSE is {loss:.4g}; predicting 0 gives "
-                           f"{measured['zero_predictor']:.4g}, predicting the mean gives Var(y) = {measured['mean_predictor']:.4g}.")
+        measured = {
+            "initial_loss": loss,
+            "zero_predictor": float((yd**2).mean()),
+            "mean_predictor": float(yd.var(unbiased=False)),
+        }
+        return CheckResult(
+            name,
+            None,
+            measured,
+            f"skipped for regression, which has no chance value: the initial MSE is {loss:.4g}; predicting 0 gives "
+            f"{measured['zero_predictor']:.4g}, predicting the mean gives Var(y) = {measured['mean_predictor']:.4g}.",
+        )
     labels = 1.0
     if task == "multiclass":
         expected, formula = math.log(n_classes), f"ln {n_classes}"
@@ -103,22 +118,57 @@ def check_initial_loss(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
         labels = float((~torch.isnan(y)).sum()) / max(1, len(y))
         expected, formula = math.log(2) * labels, f"ln 2 x {labels:.3g} labels per example"
     excess = (loss - expected) / labels  # nats per label
-    measured = {"initial_loss": loss, "expected": expected, "ratio": loss / expected, "excess_nats": excess, "tolerance_nats": tolerance}
+    measured = {
+        "initial_loss": loss,
+        "expected": expected,
+        "ratio": loss / expected,
+        "excess_nats": excess,
+        "tolerance_nats": tolerance,
+    }
     what = f"initial loss {loss:.4g} vs {formula} = {expected:.3f}"
     if not math.isfinite(loss):
-        return CheckResult(name, False, measured, f"{what}: usually inputs with huge values (not normalised) or a broken initialisation.")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}: usually inputs with huge values (not normalised) or a broken initialisation.",
+        )
     if excess > tolerance:
-        return CheckResult(name, False, measured, f"{what}, {excess:.1f} nats too high (tolerance {tolerance:g}): the model starts "
-                           "confidently wrong; usually a bad initialisation scale (weights too large), unnormalised inputs, "
-                           "or labels off by one.")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}, {excess:.1f} nats too high (tolerance {tolerance:g}): the model starts "
+            "confidently wrong; usually a bad initialisation scale (weights too large), unnormalised inputs, "
+            "or labels off by one.",
+        )
     if loss < expected / 2 and not pretrained:
-        return CheckResult(name, False, measured, f"{what}, far below chance before any training: usually labels leaking into the "
-                           "inputs, or a wrong number of classes.")
-    return CheckResult(name, True, measured, f"{what} ({excess:+.2f} nats): the model starts from chance-level predictions, as it should.")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}, far below chance before any training: usually labels leaking into the "
+            "inputs, or a wrong number of classes.",
+        )
+    return CheckResult(
+        name,
+        True,
+        measured,
+        f"{what} ({excess:+.2f} nats): the model starts from chance-level predictions, as it should.",
+    )
 
 
-def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, task: str, steps: int = 200,
-                  fraction: float = OVERFIT_FRACTION, lr: float | None = None, grad_clip_norm: float | None = None) -> CheckResult:
+def check_overfit(
+    make_model,
+    make_optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    steps: int = 200,
+    fraction: float = OVERFIT_FRACTION,
+    lr: float | None = None,
+    grad_clip_norm: float | None = None,
+) -> CheckResult:
     """Train a fresh model on the fixed batch (X, y) for ``steps`` steps; the loss must fall below
     ``fraction`` of its initial value. ``make_optimizer(model)`` builds the configured optimizer."""
     from dlrunner.diagnostics.metrics import predictions
@@ -134,8 +184,14 @@ def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, 
         accuracy = None
         if task in ("binary", "multiclass"):
             accuracy = float((predictions(_main_output(model(X)), task) == y).double().mean())
-    measured = {"examples": len(X), "steps": steps, "initial_loss": initial, "final_loss": final,
-                "ratio": final / initial if initial > 0 else math.nan, "threshold": fraction}
+    measured = {
+        "examples": len(X),
+        "steps": steps,
+        "initial_loss": initial,
+        "final_loss": final,
+        "ratio": final / initial if initial > 0 else math.nan,
+        "threshold": fraction,
+    }
     if accuracy is not None:
         measured["accuracy"] = accuracy
     if lr is not None:
@@ -146,20 +202,46 @@ def check_overfit(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, 
         return CheckResult(name, True, measured, f"{what}: the model can fit data, as it should.")
     lr_text = f" (lr = {lr:g})" if lr is not None else ""
     if not math.isfinite(final):
-        return CheckResult(name, False, measured, f"{what}: training diverged; the learning rate{lr_text} is too large "
-                           "(or the inputs are unnormalised).")
-    if final >= initial:  # no progress at all, or worse: steps too big to settle, or a network that cannot break symmetry
-        return CheckResult(name, False, measured, f"{what}, no lower than the start: usually a learning rate{lr_text} too large "
-                           "(the loss oscillates), or weights initialised to the same value (model.init=zeros: every unit of a "
-                           "layer learns the same thing), or a bug in the model/loss wiring.")
-    return CheckResult(name, False, measured, f"{what}, not below {fraction:.0%} of the start: usually a learning rate{lr_text} too small "
-                       "(or, if it falls and rises again, too large), too much regularisation (frozen layers, a tiny model), "
-                       "zero initialisation (model.init=zeros), or a bug in the model/loss wiring.")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}: training diverged; the learning rate{lr_text} is too large (or the inputs are unnormalised).",
+        )
+    if (
+        final >= initial
+    ):  # no progress at all, or worse: steps too big to settle, or a network that cannot break symmetry
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}, no lower than the start: usually a learning rate{lr_text} too large "
+            "(the loss oscillates), or weights initialised to the same value (model.init=zeros: every unit of a "
+            "layer learns the same thing), or a bug in the model/loss wiring.",
+        )
+    return CheckResult(
+        name,
+        False,
+        measured,
+        f"{what}, not below {fraction:.0%} of the start: usually a learning rate{lr_text} too small "
+        "(or, if it falls and rises again, too large), too much regularisation (frozen layers, a tiny model), "
+        "zero initialisation (model.init=zeros), or a bug in the model/loss wiring.",
+    )
 
 
-def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.Tensor, task: str, batch_size: int,
-                          steps: int = 200, seed: int = 0, grad_clip_norm: float | None = None,
-                          speedup: float = SHUFFLE_SPEEDUP, min_gain: float = SHUFFLE_MIN_GAIN) -> CheckResult:
+def check_shuffled_labels(
+    make_model,
+    make_optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    batch_size: int,
+    steps: int = 200,
+    seed: int = 0,
+    grad_clip_norm: float | None = None,
+    speedup: float = SHUFFLE_SPEEDUP,
+    min_gain: float = SHUFFLE_MIN_GAIN,
+) -> CheckResult:
     """Train a fresh model ``steps`` steps on (X, y) and another, identical one on (X, y permuted),
     with the same mini-batches, and compare how fast their training loss falls.
 
@@ -172,7 +254,12 @@ def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.
     name = NAMES[2]
     chance = chance_loss(y, task)
     if not chance > 0:
-        return CheckResult(name, None, {"chance_loss": chance}, "skipped: every training label is the same, so shuffling changes nothing.")
+        return CheckResult(
+            name,
+            None,
+            {"chance_loss": chance},
+            "skipped: every training label is the same, so shuffling changes nothing.",
+        )
     generator = torch.Generator().manual_seed(seed)
     y_shuffled = y[torch.randperm(len(y), generator=generator)]
     batch_size = max(1, min(batch_size, len(X)))
@@ -191,25 +278,54 @@ def check_shuffled_labels(make_model, make_optimizer, X: torch.Tensor, y: torch.
     t_real = next((t + 1 for t, g in enumerate(gains["real"]) if g >= half), None)
     t_shuffled = next((t + 1 for t, g in enumerate(gains["shuffled"]) if g >= half), None)
     ratio = (math.inf if t_shuffled is None else t_shuffled / t_real) if t_real else math.nan
-    measured = {"examples": len(X), "steps": steps, "batch_size": batch_size, "chance_loss": chance,
-                "real_gain": real, "shuffled_gain": shuffled, "steps_to_half_real": t_real,
-                "steps_to_half_shuffled": t_shuffled, "speedup": ratio, "min_speedup": speedup, "min_gain": min_gain, "diverged": diverged}
-    what = (f"in {steps} steps the training loss fell {real:.0%} below chance ({chance:.3g}) with the real labels "
-            f"and {shuffled:.0%} with shuffled ones")
+    measured = {
+        "examples": len(X),
+        "steps": steps,
+        "batch_size": batch_size,
+        "chance_loss": chance,
+        "real_gain": real,
+        "shuffled_gain": shuffled,
+        "steps_to_half_real": t_real,
+        "steps_to_half_shuffled": t_shuffled,
+        "speedup": ratio,
+        "min_speedup": speedup,
+        "min_gain": min_gain,
+        "diverged": diverged,
+    }
+    what = (
+        f"in {steps} steps the training loss fell {real:.0%} below chance ({chance:.3g}) with the real labels "
+        f"and {shuffled:.0%} with shuffled ones"
+    )
     if diverged:
-        return CheckResult(name, False, measured, f"{what}: training diverged (the loss ended far above its start, or not finite); "
-                           "usually a learning rate too large.")
-    causes = ("the model is not learning from the inputs; usually a data-pipeline bug (features and labels misaligned, "
-              "inputs disconnected from the labels) or inputs that carry no information about them")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}: training diverged (the loss ended far above its start, or not finite); "
+            "usually a learning rate too large.",
+        )
+    causes = (
+        "the model is not learning from the inputs; usually a data-pipeline bug (features and labels misaligned, "
+        "inputs disconnected from the labels) or inputs that carry no information about them"
+    )
     if real < min_gain:
-        return CheckResult(name, False, measured, f"{what}, less than {min_gain:.0%} with the real labels: {causes}; "
-                           "or a learning rate too small or too few steps for this model.")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}, less than {min_gain:.0%} with the real labels: {causes}; "
+            "or a learning rate too small or too few steps for this model.",
+        )
     slower = "never got there" if t_shuffled is None else f"took {t_shuffled} steps ({ratio:.1f}x)"
     what += f"; half of the real labels' gain took {t_real} steps, the shuffled labels {slower}"
     if ratio >= speedup:
         return CheckResult(name, True, measured, f"{what}: the model learns from the inputs, as it should.")
-    return CheckResult(name, False, measured, f"{what}, not {speedup:g}x slower: {causes}; "
-                       "or training too unstable to tell (see the other checks).")
+    return CheckResult(
+        name,
+        False,
+        measured,
+        f"{what}, not {speedup:g}x slower: {causes}; or training too unstable to tell (see the other checks).",
+    )
 
 
 def chance_loss(y: torch.Tensor, task: str) -> float:
@@ -228,8 +344,16 @@ def chance_loss(y: torch.Tensor, task: str) -> float:
     return float(-(p * p.log()).sum())
 
 
-def check_batch_gd(make_model, X: torch.Tensor, y: torch.Tensor, task: str, lr: float, steps: int = GD_STEPS,
-                   noise: float = GD_NOISE, halvings: int = 0) -> CheckResult:
+def check_batch_gd(
+    make_model,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    lr: float,
+    steps: int = GD_STEPS,
+    noise: float = GD_NOISE,
+    halvings: int = 0,
+) -> CheckResult:
     """``steps`` steps of full-batch gradient descent (W -= lr dW, no momentum) from a fresh model
     on (X, y): J must not rise at any step (up to ``noise`` relative to the previous J).
 
@@ -252,8 +376,16 @@ def check_batch_gd(make_model, X: torch.Tensor, y: torch.Tensor, task: str, lr: 
         rises = [t for t in range(1, len(J)) if not (J[t] <= J[t - 1] + noise * abs(J[t - 1]))]
         if not rises:
             break
-    measured = {"examples": len(X), "steps": steps, "lr": lr, "J_first": J[0], "J_last": J[-1],
-                "rises": len(rises), "first_rise": rises[0] if rises else None, "J": J}
+    measured = {
+        "examples": len(X),
+        "steps": steps,
+        "lr": lr,
+        "J_first": J[0],
+        "J_last": J[-1],
+        "rises": len(rises),
+        "first_rise": rises[0] if rises else None,
+        "J": J,
+    }
     if halvings:
         measured.update(configured_lr=configured, halvings=halved)
     at = f"lr = {lr:g}" + (f" (the configured {configured:g} halved {halved} times)" if halved else "")
@@ -263,10 +395,20 @@ def check_batch_gd(make_model, X: torch.Tensor, y: torch.Tensor, task: str, lr: 
     t = rises[0]
     what += f" and rose at {len(rises)} step(s), first at step {t} ({J[t - 1]:.4g} -> {J[t]:.4g})"
     if halvings:
-        return CheckResult(name, False, measured, f"{what}: usually a wrong gradient (non-differentiable or detached parts of the "
-                           "model), or inputs or targets on a huge scale.")
-    return CheckResult(name, False, measured, f"{what}: usually a learning rate too large, or a wrong gradient "
-                       "(non-differentiable or detached parts of the model).")
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}: usually a wrong gradient (non-differentiable or detached parts of the "
+            "model), or inputs or targets on a huge scale.",
+        )
+    return CheckResult(
+        name,
+        False,
+        measured,
+        f"{what}: usually a learning rate too large, or a wrong gradient "
+        "(non-differentiable or detached parts of the model).",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +445,9 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
         return model.train()
 
     def make_optimizer(size: int):
-        return lambda model: call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=parameter_groups(model, 0.0, size))
+        return lambda model: call_builder(
+            cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=parameter_groups(model, 0.0, size)
+        )
 
     torch.set_flush_denormal(True)  # as dlrun train does: denormal floats are ~30x slower on x86 CPUs
     threads = torch.get_num_threads()
@@ -317,12 +461,31 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
         small = min(batch, n)
         X_pass, y_pass = X[:FULL_PASS], y[:FULL_PASS]
         on_threads(len(X_pass))
-        results = [check_initial_loss(model, X_pass, y_pass, data.task, data.n_classes, pretrained=bool(cfg.transfer.checkpoint))]
+        results = [
+            check_initial_loss(
+                model, X_pass, y_pass, data.task, data.n_classes, pretrained=bool(cfg.transfer.checkpoint)
+            )
+        ]
         on_threads(small)
-        results.append(check_overfit(make_model, make_optimizer(small), X[:small], y[:small], data.task, steps, lr=lr, grad_clip_norm=clip))
+        results.append(
+            check_overfit(
+                make_model, make_optimizer(small), X[:small], y[:small], data.task, steps, lr=lr, grad_clip_norm=clip
+            )
+        )
         on_threads(batch_size)
-        results.append(check_shuffled_labels(make_model, make_optimizer(batch_size), X[:n], y[:n], data.task, batch_size, steps, seed,
-                                             grad_clip_norm=clip))
+        results.append(
+            check_shuffled_labels(
+                make_model,
+                make_optimizer(batch_size),
+                X[:n],
+                y[:n],
+                data.task,
+                batch_size,
+                steps,
+                seed,
+                grad_clip_norm=clip,
+            )
+        )
         on_threads(len(X_pass))
         halvings = 0 if cfg.optimizer.get("_target_") in GD_STEP_SIZES else GD_HALVINGS
         results.append(check_batch_gd(make_model, X_pass, y_pass, data.task, lr, halvings=halvings))
@@ -344,7 +507,9 @@ def print_checks(results: list[CheckResult], console) -> None:
     table.add_column("numbers")
     table.add_column("message", overflow="fold")
     for result in results:
-        status = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]skipped[/yellow]"}[result.passed]
+        status = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]skipped[/yellow]"}[
+            result.passed
+        ]
         table.add_row(result.name, status, _numbers(result.measured), result.message)
     console.print(table)
     failed = [r.name for r in results if r.passed is False]
@@ -352,7 +517,9 @@ def print_checks(results: list[CheckResult], console) -> None:
     skipped = sum(r.passed is None for r in results)
     tail = f", {skipped} skipped" if skipped else ""
     if failed:
-        console.print(f"[red]{len(failed)} of {len(results)} checks failed ({', '.join(failed)}){tail}: fix these before a long run.[/red]")
+        console.print(
+            f"[red]{len(failed)} of {len(results)} checks failed ({', '.join(failed)}){tail}: fix these before a long run.[/red]"
+        )
     else:
         console.print(f"[green]{passed} of {len(results)} checks passed{tail}.[/green]")
 
@@ -425,7 +592,12 @@ def _no_dropout(model: torch.nn.Module) -> None:
             module.dropout = 0.0
 
 
-_THRESHOLDS = ("tolerance_nats", "threshold", "min_speedup", "min_gain")  # the same every run: in the message, not the table
+_THRESHOLDS = (
+    "tolerance_nats",
+    "threshold",
+    "min_speedup",
+    "min_gain",
+)  # the same every run: in the message, not the table
 
 
 def _numbers(measured: dict) -> str:

@@ -24,17 +24,26 @@ class WandbLogger(NoLogger):
         try:
             import wandb
         except ImportError as err:
-            self._warn(f"logger=wandb but wandb cannot be imported ({err}); pip install 'dlrunner[wandb]'. "
-                       "Training goes on; the run folder has everything.")
+            self._warn(
+                f"logger=wandb but wandb cannot be imported ({err}); pip install 'dlrunner[wandb]'. "
+                "Training goes on; the run folder has everything."
+            )
             return
         config = OmegaConf.to_container(cfg, resolve=True)
         if settings.sweep_trial is not None:
             config["sweep"] = {"trial": settings.sweep_trial, "round": settings.sweep_round}
         try:
             self.run = wandb.init(
-                project=settings.project, entity=settings.entity, name=settings.name or run_dir.name,
-                group=settings.group, job_type=settings.job_type, tags=list(settings.tags), notes=settings.notes,
-                mode=os.environ.get("WANDB_MODE") or settings.mode, dir=str(run_dir), config=config,
+                project=settings.project,
+                entity=settings.entity,
+                name=settings.name or run_dir.name,
+                group=settings.group,
+                job_type=settings.job_type,
+                tags=list(settings.tags),
+                notes=settings.notes,
+                mode=os.environ.get("WANDB_MODE") or settings.mode,
+                dir=str(run_dir),
+                config=config,
                 settings=wandb.Settings(init_timeout=60, silent=True),
             )
             self.wandb = wandb
@@ -54,7 +63,10 @@ class WandbLogger(NoLogger):
             self.close("failed")
 
     def log_metrics(self, record: dict) -> None:
-        self._guard(lambda: self.run.log(flatten({k: v for k, v in record.items() if k != "step"}), step=record["step"]), "log metrics")
+        self._guard(
+            lambda: self.run.log(flatten({k: v for k, v in record.items() if k != "step"}), step=record["step"]),
+            "log metrics",
+        )
 
     def log_summary(self, summary: dict, analysis: dict | None) -> None:
         def write():
@@ -67,12 +79,19 @@ class WandbLogger(NoLogger):
 
                 for row in analysis["misclassified"]:
                     picture = input_picture(row["input"])
-                    shown = wandb.Image(__import__("numpy").asarray(picture, dtype="float32")) if picture else str(row["input"])
+                    shown = (
+                        wandb.Image(__import__("numpy").asarray(picture, dtype="float32"))
+                        if picture
+                        else str(row["input"])
+                    )
                     table.add_data(row["index"], row["true"], row["predicted"], row["confidence"], shown)
                 matrix = wandb.plot.confusion_matrix(
-                    y_true=analysis["y_true"], preds=analysis["y_pred"], class_names=[str(c) for c in range(n_classes)])
+                    y_true=analysis["y_true"], preds=analysis["y_pred"], class_names=[str(c) for c in range(n_classes)]
+                )
                 # At the last training step, beside that step's metrics.
-                self.run.log({"dev/confusion_matrix": matrix, "dev/misclassified": table}, step=summary["timing"]["steps"])
+                self.run.log(
+                    {"dev/confusion_matrix": matrix, "dev/misclassified": table}, step=summary["timing"]["steps"]
+                )
 
         self._guard(write, "log the summary")
 
@@ -112,7 +131,13 @@ def log_to_existing_run(run_dir: Path, key: str, result) -> None:
         from dlrunner.loggers import flatten
 
         settings = wandb.Settings(init_timeout=60, silent=True)
-        run = wandb.init(id=run_id, resume="allow", dir=str(run_dir), mode=os.environ.get("WANDB_MODE") or "offline", settings=settings)
+        run = wandb.init(
+            id=run_id,
+            resume="allow",
+            dir=str(run_dir),
+            mode=os.environ.get("WANDB_MODE") or "offline",
+            settings=settings,
+        )
         if isinstance(result, Path):  # a CSV sheet: a W&B Table
             with open(result, newline="", encoding="utf-8") as handle:
                 rows = list(csv.reader(handle))
@@ -120,7 +145,7 @@ def log_to_existing_run(run_dir: Path, key: str, result) -> None:
         else:
             run.summary.update(flatten({key: result}))
         run.finish()
-    except Exception as err:  # noqa: BLE001 - W&B must never fail the command
+    except Exception as err:
         from rich.console import Console
 
         Console(stderr=True).print(f"[yellow]warning: W&B could not log {key} ({type(err).__name__}: {err})[/yellow]")
@@ -135,15 +160,25 @@ def log_diagnostic(cfg, out_dir: Path, job_type: str, result: dict, image: Path 
         from dlrunner.loggers import flatten
 
         settings = cfg.logger
-        run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group, job_type=job_type,
-                         name=f"{job_type}-{out_dir.name}", tags=list(settings.tags), dir=str(out_dir),
-                         mode=os.environ.get("WANDB_MODE") or settings.mode, config=OmegaConf.to_container(cfg, resolve=True),
-                         settings=wandb.Settings(init_timeout=60, silent=True))
+        run = wandb.init(
+            project=settings.project,
+            entity=settings.entity,
+            group=settings.group,
+            job_type=job_type,
+            name=f"{job_type}-{out_dir.name}",
+            tags=list(settings.tags),
+            dir=str(out_dir),
+            mode=os.environ.get("WANDB_MODE") or settings.mode,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            settings=wandb.Settings(init_timeout=60, silent=True),
+        )
         run.summary.update(flatten({job_type: result}))
         if image is not None:
             run.log({f"{job_type}/plot": wandb.Image(str(image))})
         run.finish()
-    except Exception as err:  # noqa: BLE001 - W&B must never fail the command
+    except Exception as err:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[yellow]warning: W&B could not log the {job_type} ({type(err).__name__}: {err})[/yellow]")
+        Console(stderr=True).print(
+            f"[yellow]warning: W&B could not log the {job_type} ({type(err).__name__}: {err})[/yellow]"
+        )

@@ -13,10 +13,17 @@ import importlib
 # Where each public builder lives; modules are imported on first use, so that using one family
 # does not import the others.
 _HOMES = {
-    "build_logreg": "mlp", "build_mlp": "mlp", "count_parameters": "mlp", "weight_matrices": "mlp",
+    "build_logreg": "mlp",
+    "build_mlp": "mlp",
+    "count_parameters": "mlp",
+    "weight_matrices": "mlp",
     "build_cnn": "cnn",
-    "build_lenet5": "classic", "build_alexnet": "classic", "build_vgg": "classic", "build_resnet": "classic",
-    "build_googlenet": "classic", "build_mobilenet": "classic",
+    "build_lenet5": "classic",
+    "build_alexnet": "classic",
+    "build_vgg": "classic",
+    "build_resnet": "classic",
+    "build_googlenet": "classic",
+    "build_mobilenet": "classic",
     "build_rnn": "rnn",
 }
 __all__ = sorted(_HOMES)

@@ -163,10 +163,12 @@ def build_lenet5(activation: str = "tanh", pooling: str = "avg", *, input_shape,
         pooling: avg (as in the course) or max.
     """
     c, h, w = _image_shape(input_shape, "lenet5")
-    _validate([
-        (activation in ACTIVATIONS, "model.activation", activation, f"one of {list(ACTIVATIONS)}"),
-        (pooling in ("avg", "max"), "model.pooling", pooling, "avg or max"),
-    ])
+    _validate(
+        [
+            (activation in ACTIVATIONS, "model.activation", activation, f"one of {list(ACTIVATIONS)}"),
+            (pooling in ("avg", "max"), "model.pooling", pooling, "avg or max"),
+        ]
+    )
     pool = nn.AvgPool2d if pooling == "avg" else nn.MaxPool2d
     changes: list[str] = []
     layers: list[nn.Module] = []

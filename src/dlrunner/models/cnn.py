@@ -86,12 +86,22 @@ def build_cnn(
     """
     shape = tuple(int(v) for v in input_shape)
     if len(shape) not in (2, 3, 4):
-        raise ConfigError(Problem("data.shape", list(shape), "a CNN needs examples of shape (C, L), (C, H, W) or (C, D, H, W); "
-                                  "e.g. data.shape=[1,8,8] for the 8x8 digits or data.shape=[1,40] for MNIST-1D signals"))
+        raise ConfigError(
+            Problem(
+                "data.shape",
+                list(shape),
+                "a CNN needs examples of shape (C, L), (C, H, W) or (C, D, H, W); "
+                "e.g. data.shape=[1,8,8] for the 8x8 digits or data.shape=[1,40] for MNIST-1D signals",
+            )
+        )
     if init not in INITS:
         raise ConfigError(Problem("model.init", init, f"one of {list(INITS)}"))
     if not isinstance(blocks, (list, tuple)):
-        raise ConfigError(Problem("model.blocks", blocks, "a list of blocks, e.g. [{type: conv, filters: 8}, relu, max_pool, flatten]"))
+        raise ConfigError(
+            Problem(
+                "model.blocks", blocks, "a list of blocks, e.g. [{type: conv, filters: 8}, relu, max_pool, flatten]"
+            )
+        )
     dims = len(shape) - 1
     modules: list[nn.Module] = []
     for index, raw in enumerate(blocks):
@@ -114,15 +124,27 @@ def _settings(raw: Any, key: str) -> dict:
     """A block's settings with defaults filled in, or a ConfigError naming the block and what is valid."""
     if isinstance(raw, str):
         if raw not in SHORT_NAMES:
-            raise ConfigError(Problem(key, raw, f"a block name ({', '.join(SHORT_NAMES)}) or a mapping with type: {list(BLOCK_TYPES)}"))
+            raise ConfigError(
+                Problem(
+                    key, raw, f"a block name ({', '.join(SHORT_NAMES)}) or a mapping with type: {list(BLOCK_TYPES)}"
+                )
+            )
         raw = SHORT_NAMES[raw]
     if not isinstance(raw, dict) or raw.get("type") not in BLOCK_TYPES:
         found = raw.get("type") if isinstance(raw, dict) else raw
-        raise ConfigError(Problem(f"{key}.type" if isinstance(raw, dict) else key, found, f"one of {list(BLOCK_TYPES)}"))
+        raise ConfigError(
+            Problem(f"{key}.type" if isinstance(raw, dict) else key, found, f"one of {list(BLOCK_TYPES)}")
+        )
     kind = raw["type"]
     unknown = sorted(set(raw) - set(SETTINGS[kind]) - {"type"})
     if unknown:
-        raise ConfigError(Problem(f"{key}.{unknown[0]}", raw[unknown[0]], f"not a setting of a {kind} block; valid: {sorted(SETTINGS[kind])}"))
+        raise ConfigError(
+            Problem(
+                f"{key}.{unknown[0]}",
+                raw[unknown[0]],
+                f"not a setting of a {kind} block; valid: {sorted(SETTINGS[kind])}",
+            )
+        )
     block = {**SETTINGS[kind], **raw}
     missing = [name for name, value in block.items() if value is None and name != "stride"]
     if missing:
@@ -158,18 +180,35 @@ def _spatial(shape: tuple, f: int, stride: int, padding: int, key: str) -> tuple
     """The output size of each spatial axis, or an error when the filter does not fit."""
     sizes = tuple(conv_output_size(n, f, stride, padding) for n in shape[1:])
     if min(sizes) < 1:
-        raise ConfigError(Problem(key, f"f={f}, stride={stride}, padding={padding}",
-                                  f"the feature map here is {'x'.join(map(str, shape[1:]))}, too small for this filter; "
-                                  "use a smaller f, padding: same, or remove a pooling block before it"))
+        raise ConfigError(
+            Problem(
+                key,
+                f"f={f}, stride={stride}, padding={padding}",
+                f"the feature map here is {'x'.join(map(str, shape[1:]))}, too small for this filter; "
+                "use a smaller f, padding: same, or remove a pooling block before it",
+            )
+        )
     return sizes
 
 
 _CONV = {1: MatmulConv1d, 2: nn.Conv2d, 3: nn.Conv3d}  # MatmulConv1d: nn.Conv1d, faster on the CPU
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-_POOL = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("max", 3): nn.MaxPool3d,
-         ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d, ("avg", 3): nn.AvgPool3d}
-_GLOBAL_POOL = {("max", 1): nn.AdaptiveMaxPool1d, ("max", 2): nn.AdaptiveMaxPool2d, ("max", 3): nn.AdaptiveMaxPool3d,
-                ("avg", 1): nn.AdaptiveAvgPool1d, ("avg", 2): nn.AdaptiveAvgPool2d, ("avg", 3): nn.AdaptiveAvgPool3d}
+_POOL = {
+    ("max", 1): nn.MaxPool1d,
+    ("max", 2): nn.MaxPool2d,
+    ("max", 3): nn.MaxPool3d,
+    ("avg", 1): nn.AvgPool1d,
+    ("avg", 2): nn.AvgPool2d,
+    ("avg", 3): nn.AvgPool3d,
+}
+_GLOBAL_POOL = {
+    ("max", 1): nn.AdaptiveMaxPool1d,
+    ("max", 2): nn.AdaptiveMaxPool2d,
+    ("max", 3): nn.AdaptiveMaxPool3d,
+    ("avg", 1): nn.AdaptiveAvgPool1d,
+    ("avg", 2): nn.AdaptiveAvgPool2d,
+    ("avg", 3): nn.AdaptiveAvgPool3d,
+}
 
 
 def _make_block(block: dict, shape: tuple, dims: int, key: str) -> tuple[nn.Module, tuple]:
@@ -177,7 +216,13 @@ def _make_block(block: dict, shape: tuple, dims: int, key: str) -> tuple[nn.Modu
     kind = block["type"]
     flat = len(shape) == 1
     if flat and kind in ("conv", "separable", "pool", "global_pool"):
-        raise ConfigError(Problem(f"{key}.type", kind, "comes after the network was flattened; put conv and pooling blocks before flatten/fc"))
+        raise ConfigError(
+            Problem(
+                f"{key}.type",
+                kind,
+                "comes after the network was flattened; put conv and pooling blocks before flatten/fc",
+            )
+        )
     if kind in ("conv", "separable"):
         padding = _padding(block, key)
         sizes = _spatial(shape, block["f"], block["stride"], padding, key)
@@ -185,8 +230,10 @@ def _make_block(block: dict, shape: tuple, dims: int, key: str) -> tuple[nn.Modu
         if kind == "conv":
             module = conv(shape[0], block["filters"], block["f"], block["stride"], padding, bias=block["bias"])
         else:  # depthwise: one f x f filter per input channel; pointwise: 1x1 across channels
-            module = nn.Sequential(conv(shape[0], shape[0], block["f"], block["stride"], padding, groups=shape[0]),
-                                   conv(shape[0], block["filters"], 1))
+            module = nn.Sequential(
+                conv(shape[0], shape[0], block["f"], block["stride"], padding, groups=shape[0]),
+                conv(shape[0], block["filters"], 1),
+            )
         return module, (block["filters"], *sizes)
     if kind == "pool":
         if block["mode"] not in ("max", "avg"):
@@ -214,4 +261,3 @@ def _make_block(block: dict, shape: tuple, dims: int, key: str) -> tuple[nn.Modu
     # fc: a fully connected layer; flattens first when the input is still a feature map
     linear = nn.Linear(math.prod(shape), block["units"])
     return (linear if flat else nn.Sequential(nn.Flatten(), linear)), (block["units"],)
-

@@ -40,15 +40,22 @@ MAX_PATCHES = 1 << 20  # numbers (4 MB in float32): larger patches, copied and m
 def supports(module: nn.Module) -> bool:
     """The Conv1d modules the products handle: plain ones (no groups, no dilation, zero padding by a
     number), not a subclass with a forward of its own."""
-    return (type(module) in (nn.Conv1d, MatmulConv1d) and module.groups == 1 and module.dilation == (1,)
-            and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
+    return (
+        type(module) in (nn.Conv1d, MatmulConv1d)
+        and module.groups == 1
+        and module.dilation == (1,)
+        and module.padding_mode == "zeros"
+        and isinstance(module.padding, tuple)
+    )
 
 
 def output_length(length: int, f: int, stride: int, padding: int) -> int:
     return (length + 2 * padding - f) // stride + 1
 
 
-def conv1d_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int) -> torch.Tensor:
+def conv1d_matmul(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int
+) -> torch.Tensor:
     """``F.conv1d`` as matrix products: x (N, C, L), weight (O, C, f), bias (O,) -> (N, O, L_out);
     or K trials at once, each with its own filters: x (K, N, C, L), weight (K, O, C, f), bias (K, O)
     -> (K, N, O, L_out)."""
@@ -135,19 +142,23 @@ class _Conv1dMatmul(torch.autograd.Function):
     def backward(ctx, grad):
         patches, filters = ctx.saved_tensors
         solo, K, N, C, L, O, f, s, p, Lp, L_out = ctx.sizes
-        grad_out = (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, O)  # free when channels last
+        grad_out = (
+            (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, O)
+        )  # free when channels last
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_patches = torch.bmm(grad_out, filters).view(K, N, L_out, f, C)
             grad_padded = grad.new_zeros(K, N, Lp, C)
             span = s * (L_out - 1) + 1
             for t in range(f):  # col2im: tap t of output l came from padded position l*s + t
-                grad_padded[:, :, t:t + span:s] += grad_patches[:, :, :, t]
-            grad_x = grad_padded[:, :, p:p + L].transpose(2, 3)
+                grad_padded[:, :, t : t + span : s] += grad_patches[:, :, :, t]
+            grad_x = grad_padded[:, :, p : p + L].transpose(2, 3)
             if not ctx.channels_last:
                 grad_x = grad_x.contiguous()
         if ctx.needs_input_grad[1]:
-            if f * C < O:  # MKL makes a short, wide product much faster than a tall, thin one: 35 against 90 us for 25 x 5
+            if (
+                f * C < O
+            ):  # MKL makes a short, wide product much faster than a tall, thin one: 35 against 90 us for 25 x 5
                 grad_filters = torch.bmm(patches.transpose(1, 2), grad_out).transpose(1, 2)
             else:
                 grad_filters = torch.bmm(grad_out.transpose(1, 2), patches)

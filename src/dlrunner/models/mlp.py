@@ -124,7 +124,9 @@ def _per_layer(value, n_layers: int, key: str) -> list:
         return [value] * n_layers
     value = list(value)
     if len(value) != n_layers:
-        raise ConfigError(Problem(key, value, f"one value for all layers, or exactly one per hidden layer ({n_layers})"))
+        raise ConfigError(
+            Problem(key, value, f"one value for all layers, or exactly one per hidden layer ({n_layers})")
+        )
     return value
 
 

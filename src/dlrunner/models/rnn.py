@@ -46,13 +46,29 @@ LONG_SEQUENCE = 50  # above this many steps a vanilla RNN gets a note about vani
 class SequenceModel(nn.Module):
     """A recurrent network (``self.rnn``) followed by a head; input (N, T, features)."""
 
-    def __init__(self, cell: str, hidden: int, layers: int, bidirectional: bool, head: str,
-                 dropout: float, steps: int, features: int, n_outputs: int):
+    def __init__(
+        self,
+        cell: str,
+        hidden: int,
+        layers: int,
+        bidirectional: bool,
+        head: str,
+        dropout: float,
+        steps: int,
+        features: int,
+        n_outputs: int,
+    ):
         super().__init__()
         self.cell, self.head, self.steps, self.features = cell, head, steps, features
         self.hidden, self.directions = hidden, 2 if bidirectional else 1
-        self.rnn = CELLS[cell](features, hidden, num_layers=layers, bidirectional=bidirectional,
-                               dropout=dropout if layers > 1 else 0.0, batch_first=True)
+        self.rnn = CELLS[cell](
+            features,
+            hidden,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+            batch_first=True,
+        )
         width = self.directions * hidden
         if head == "attention":
             # the small scoring network of the course's attention model: one tanh layer, one score
@@ -69,7 +85,7 @@ class SequenceModel(nn.Module):
         if self.head == "last":
             if self.directions == 2:
                 # forward direction's final state is at step T, the backward direction's at step 1
-                pooled = torch.cat([a[:, -1, : self.hidden], a[:, 0, self.hidden:]], dim=1)
+                pooled = torch.cat([a[:, -1, : self.hidden], a[:, 0, self.hidden :]], dim=1)
             else:
                 pooled = a[:, -1]
         elif self.head == "mean":
@@ -122,8 +138,13 @@ def build_rnn(
     if not _whole(hidden) or hidden < 1:
         problems.append(Problem("model.hidden", hidden, "a whole number >= 1 (units per recurrent layer)"))
     if not _whole(num_layers) or not 1 <= num_layers <= MAX_LAYERS:
-        problems.append(Problem("model.num_layers", num_layers, f"a whole number from 1 to {MAX_LAYERS} "
-                                "(deep RNNs: 3 stacked recurrent layers is already a lot)"))
+        problems.append(
+            Problem(
+                "model.num_layers",
+                num_layers,
+                f"a whole number from 1 to {MAX_LAYERS} (deep RNNs: 3 stacked recurrent layers is already a lot)",
+            )
+        )
     if not isinstance(bidirectional, bool):
         problems.append(Problem("model.bidirectional", bidirectional, "true or false"))
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -131,18 +152,24 @@ def build_rnn(
     if problems:
         raise ConfigError(problems)
 
-    model = SequenceModel(cell, int(hidden), int(num_layers), bidirectional, head, float(dropout),
-                          steps, features, n_outputs)
+    model = SequenceModel(
+        cell, int(hidden), int(num_layers), bidirectional, head, float(dropout), steps, features, n_outputs
+    )
     if cell == "rnn" and steps > LONG_SEQUENCE:
         model.notes.append(
             f"a vanilla RNN struggles with long-range dependencies over {steps} steps (vanishing gradients); "
             "GRU or LSTM (model.cell=gru|lstm) keep information across many steps; gradient clipping "
-            "(regularization.grad_clip_norm) guards against exploding gradients")
+            "(regularization.grad_clip_norm) guards against exploding gradients"
+        )
     if steps == 1 and features > 1:  # e.g. data=mnist1d_signal, shaped (1, 40) for a 1-D CNN
-        model.notes.append(f"each example is 1 time step of {features} features, so the recurrence never runs; "
-                           f"to read the {features} numbers as a sequence use data.shape=[{features},1] (or data=mnist1d_sequence)")
+        model.notes.append(
+            f"each example is 1 time step of {features} features, so the recurrence never runs; "
+            f"to read the {features} numbers as a sequence use data.shape=[{features},1] (or data=mnist1d_sequence)"
+        )
     if dropout > 0 and num_layers == 1:
-        model.notes.append("model.dropout acts between stacked recurrent layers, so with model.num_layers=1 it has no effect")
+        model.notes.append(
+            "model.dropout acts between stacked recurrent layers, so with model.num_layers=1 it has no effect"
+        )
     return model
 
 
@@ -154,8 +181,18 @@ def _sequence_shape(input_shape) -> tuple[int, int]:
     """(T, features) from one example's shape, or a ConfigError telling the user to reshape."""
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 2 or min(shape) < 1:
-        hint = (f"set data.shape=[{shape[0]},1] to read these {shape[0]} numbers as {shape[0]} steps of 1 feature "
-                "(as for MNIST-1D as a sequence)" if len(shape) == 1 else "e.g. data.shape=[40,1] for MNIST-1D as a sequence")
-        raise ConfigError(Problem("data.shape", list(shape), "a sequence model needs examples of shape (T, features), "
-                                  f"T time steps with `features` numbers each; {hint}"))
+        hint = (
+            f"set data.shape=[{shape[0]},1] to read these {shape[0]} numbers as {shape[0]} steps of 1 feature "
+            "(as for MNIST-1D as a sequence)"
+            if len(shape) == 1
+            else "e.g. data.shape=[40,1] for MNIST-1D as a sequence"
+        )
+        raise ConfigError(
+            Problem(
+                "data.shape",
+                list(shape),
+                "a sequence model needs examples of shape (T, features), "
+                f"T time steps with `features` numbers each; {hint}",
+            )
+        )
     return shape

@@ -21,24 +21,41 @@ class LayerRow:
 
 def parameter_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Modules that hold parameters themselves, in definition order: the 'layers' of the network."""
-    return [(name, module) for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))]
+    return [
+        (name, module) for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))
+    ]
 
 
 def layer_table(model: nn.Module, input_shape: tuple) -> list[LayerRow]:
     """One row per leaf module (and per module holding parameters), from a forward pass on one
     example in eval mode; output shapes leave out the batch axis."""
     shapes: dict[str, tuple] = {}
-    _run_one_example(model, input_shape, {
-        module: _recorder(shapes, name) for name, module in model.named_modules()
-        if name and (not any(True for _ in module.children()) or any(True for _ in module.parameters(recurse=False)))})
+    _run_one_example(
+        model,
+        input_shape,
+        {
+            module: _recorder(shapes, name)
+            for name, module in model.named_modules()
+            if name
+            and (not any(True for _ in module.children()) or any(True for _ in module.parameters(recurse=False)))
+        },
+    )
     indices = {name: i for i, (name, _) in enumerate(parameter_layers(model))}
     rows = []
     for name, module in model.named_modules():
         if name not in shapes and not (name and name in indices):
             continue
         own = list(module.parameters(recurse=False))
-        rows.append(LayerRow(indices.get(name), name, type(module).__name__, shapes.get(name),
-                             sum(p.numel() for p in own), sum(p.numel() for p in own if p.requires_grad)))
+        rows.append(
+            LayerRow(
+                indices.get(name),
+                name,
+                type(module).__name__,
+                shapes.get(name),
+                sum(p.numel() for p in own),
+                sum(p.numel() for p in own if p.requires_grad),
+            )
+        )
     return rows
 
 
@@ -57,13 +74,21 @@ def print_layer_table(model: nn.Module, input_shape: tuple, console, title: str 
     from rich.table import Table
 
     table = Table(title=title or None, show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column, justify in (("#", "right"), ("layer", "left"), ("type", "left"), ("output shape", "left"), ("parameters", "right")):
+    for column, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("type", "left"),
+        ("output shape", "left"),
+        ("parameters", "right"),
+    ):
         table.add_column(column, justify=justify)
     table.add_row("", "input", "", " x ".join(map(str, input_shape)), "")
     for row in layer_table(model, input_shape):
         shape = " x ".join(map(str, row.output_shape)) if row.output_shape is not None else ""
         params = f"{row.params:,}" + (" (frozen)" if row.params and not row.trainable else "")
-        table.add_row("" if row.index is None else str(row.index), row.name, row.kind, shape, params if row.params else "")
+        table.add_row(
+            "" if row.index is None else str(row.index), row.name, row.kind, shape, params if row.params else ""
+        )
     console.print(table)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -79,10 +104,12 @@ def multiply_adds(model: nn.Module, input_shape: tuple) -> int:
 
     def count(module, inputs, output):
         nonlocal total
-        total += output.numel() * module.weight[0].numel()  # per output value: one filter (or row), in_channels/groups x kernel
+        total += (
+            output.numel() * module.weight[0].numel()
+        )  # per output value: one filter (or row), in_channels/groups x kernel
 
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
-    _run_one_example(model, input_shape, {m: count for m in layers})
+    _run_one_example(model, input_shape, dict.fromkeys(layers, count))
     return total
 
 

@@ -13,7 +13,6 @@ from dlrunner.optim.momentum import CourseMomentum
 from dlrunner.train.accelerate import optimizer_speed_flags
 
 
-
 def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list[dict]:
     """Weight matrices, which carry L2, and the rest (biases, batch-norm gamma/beta), in two groups
     (one group when there is no L2).
@@ -62,6 +61,8 @@ def build_rmsprop(param_groups, lr: float, beta: float = 0.999, eps: float = 1e-
     return _with_speed_flags(torch.optim.RMSprop, param_groups, lr=lr, alpha=beta, eps=eps)
 
 
-def build_adam(param_groups, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> torch.optim.Optimizer:
+def build_adam(
+    param_groups, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+) -> torch.optim.Optimizer:
     """Adam with bias correction: W -= lr * V_hat / (sqrt(S_hat) + eps) (SPEC C7, the standard form)."""
     return _with_speed_flags(torch.optim.Adam, param_groups, lr=lr, betas=(beta1, beta2), eps=eps)

@@ -6,7 +6,7 @@ lr0 = 0.2, decay_rate = 1 gives 0.1, 0.0667, 0.05, 0.04 in epochs 1, 2, 3, 4.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 Schedule = Callable[[int, int, int], float]
 
@@ -46,4 +46,3 @@ def cosine(warmup_steps: int = 0, min_factor: float = 0.0) -> Schedule:
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-

@@ -21,4 +21,8 @@ def build_report(path: Path) -> Path:
         from dlrunner.report.run import run_report
 
         return run_report(path)
-    raise ConfigError(Problem("PATH", str(path), "neither a run folder (it has no metrics.jsonl) nor a sweep folder (no trials.jsonl)"))
+    raise ConfigError(
+        Problem(
+            "PATH", str(path), "neither a run folder (it has no metrics.jsonl) nor a sweep folder (no trials.jsonl)"
+        )
+    )

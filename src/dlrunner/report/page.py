@@ -43,16 +43,20 @@ class Page:
     def table(self, header: list[str], rows: list[list]) -> None:
         cells = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join(
-            "<tr>" + "".join(
+            "<tr>"
+            + "".join(
                 f'<td class="{"" if isinstance(v, (int, float)) else "text"}">{html.escape(_cell(v))}</td>' for v in row
-            ) + "</tr>"
+            )
+            + "</tr>"
             for row in rows
         )
         self.parts.append(f"<table><tr>{cells}</tr>{body}</table>")
 
     def write(self, path: Path) -> Path:
-        text = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>{''.join(self.parts)}</body></html>")
+        text = (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>{''.join(self.parts)}</body></html>"
+        )
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)

@@ -28,7 +28,10 @@ def run_report(run_dir: Path) -> Path:
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     page = Page(f"dlrunner run: {run_dir.name}", run_dir / "report")
     diagnosis = summary.get("diagnosis", {})
-    page.paragraph(f"Status: {summary.get('status', 'unknown (no summary.json)')}. Verdict: {diagnosis.get('verdict', '-')}", "verdict")
+    page.paragraph(
+        f"Status: {summary.get('status', 'unknown (no summary.json)')}. Verdict: {diagnosis.get('verdict', '-')}",
+        "verdict",
+    )
     for advice in diagnosis.get("advice", []):
         page.paragraph(advice)
     for note in diagnosis.get("notes", []):
@@ -39,7 +42,9 @@ def run_report(run_dir: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for split in ("train", "train_dev", "dev"):
         if records and split in records[0]:
-            left.plot(epochs, [r[split]["error"] for r in records], marker=".", label=f"{split.replace('_', '-')} error")
+            left.plot(
+                epochs, [r[split]["error"] for r in records], marker=".", label=f"{split.replace('_', '-')} error"
+            )
     if diagnosis.get("human_error_known"):
         left.axhline(diagnosis["human_error"], color="gray", linestyle="--", label="human level")
     left.set(xlabel="epoch", ylabel="error", title="Error")
@@ -63,16 +68,28 @@ def run_report(run_dir: Path) -> Path:
     if diagnosis:
         page.heading("Bias and variance")
         metrics = summary["metrics"]
-        levels = [(name.replace("_", "-"), metrics[name]["error"]) for name in ("train", "train_dev", "dev", "test") if name in metrics]
+        levels = [
+            (name.replace("_", "-"), metrics[name]["error"])
+            for name in ("train", "train_dev", "dev", "test")
+            if name in metrics
+        ]
         fig, axis = plt.subplots(figsize=(7, 3.5))
         axis.bar([n for n, _ in levels], [e for _, e in levels], color="#4c72b0")
-        axis.axhline(diagnosis["human_error"], color="crimson", linestyle="--",
-                     label="human level" + ("" if diagnosis.get("human_error_known") else " (unknown: 0)"))
+        axis.axhline(
+            diagnosis["human_error"],
+            color="crimson",
+            linestyle="--",
+            label="human level" + ("" if diagnosis.get("human_error_known") else " (unknown: 0)"),
+        )
         axis.set(ylabel="error")
         axis.legend()
         page.figure(fig, "bias_variance", "error per split against human level")
-        gaps = [("avoidable bias", diagnosis.get("avoidable_bias")), ("variance", diagnosis.get("variance")),
-                ("data mismatch", diagnosis.get("data_mismatch")), ("overfitting to dev", diagnosis.get("dev_overfitting"))]
+        gaps = [
+            ("avoidable bias", diagnosis.get("avoidable_bias")),
+            ("variance", diagnosis.get("variance")),
+            ("data mismatch", diagnosis.get("data_mismatch")),
+            ("overfitting to dev", diagnosis.get("dev_overfitting")),
+        ]
         page.table(["gap", "size"], [[name, value] for name, value in gaps if value is not None])
 
     analysis_file = run_dir / "analysis.json"
@@ -101,12 +118,16 @@ def run_report(run_dir: Path) -> Path:
                     axis.imshow(picture, cmap="gray_r")
                 else:
                     axis.plot(row["input"], linewidth=0.8)
-                axis.set_title(f"#{row['index']}: {row['true']}→{row['predicted']} ({row['confidence']:.2f})", fontsize=7)
+                axis.set_title(
+                    f"#{row['index']}: {row['true']}→{row['predicted']} ({row['confidence']:.2f})", fontsize=7
+                )
                 axis.set_xticks([])
                 axis.set_yticks([])
-            for axis in list(axes.flat)[len(shown):]:
+            for axis in list(axes.flat)[len(shown) :]:
                 axis.axis("off")
             page.figure(fig, "misclassified", "the most confidently misclassified dev inputs")
-        page.table(["index", "true", "predicted", "confidence"],
-                   [[r["index"], r["true"], r["predicted"], r["confidence"]] for r in analysis["misclassified"]])
+        page.table(
+            ["index", "true", "predicted", "confidence"],
+            [[r["index"], r["true"], r["predicted"], r["confidence"]] for r in analysis["misclassified"]],
+        )
     return page.write(run_dir / "report.html")

@@ -33,8 +33,11 @@ def sweep_report(sweep_dir: Path) -> Path:
     page = Page(f"dlrunner sweep: {sweep_dir.name}", sweep_dir / "report")
     eligible = [t for t in trials if t["eligible"]]
     failed = [t for t in trials if t["status"] != "completed"]
-    page.paragraph(f"{len(trials)} trials: {len(eligible)} eligible, {len(failed)} failed or diverged, "
-                   f"{len(trials) - len(eligible) - len(failed)} outside the constraints.", "verdict")
+    page.paragraph(
+        f"{len(trials)} trials: {len(eligible)} eligible, {len(failed)} failed or diverged, "
+        f"{len(trials) - len(eligible) - len(failed)} outside the constraints.",
+        "verdict",
+    )
     rounds = sorted({t["round"] for t in trials})
     colours = plt.get_cmap("viridis")(list(i / max(1, len(rounds) - 1) for i in range(len(rounds))))
 
@@ -48,8 +51,13 @@ def sweep_report(sweep_dir: Path) -> Path:
             value, scale = AXIS[space[name]["kind"]]
             for colour, round_number in zip(colours, rounds):
                 points = [t for t in eligible if t["round"] == round_number]
-                axis.scatter([value(t["params"][name]) for t in points], [t["objective"] for t in points],
-                             color=colour, s=18, label=f"round {round_number}")
+                axis.scatter(
+                    [value(t["params"][name]) for t in points],
+                    [t["objective"] for t in points],
+                    color=colour,
+                    s=18,
+                    label=f"round {round_number}",
+                )
                 region = next((r["region"].get(name) for r in regions if r["round"] == round_number), None)
                 if region:
                     ends = sorted(value(v) for v in region)
@@ -57,7 +65,7 @@ def sweep_report(sweep_dir: Path) -> Path:
             label = f"1 - {name}" if space[name]["kind"] == "one_minus_log" else name
             axis.set_xscale(**scale)
             axis.set(xlabel=label, ylabel="objective")
-        for axis in list(axes.flat)[len(numeric):]:
+        for axis in list(axes.flat)[len(numeric) :]:
             axis.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
@@ -84,8 +92,13 @@ def sweep_report(sweep_dir: Path) -> Path:
     page.heading("Best trials")
     names = list(space)
     best = sorted(eligible, key=lambda t: t["objective"], reverse=direction == "maximize")[:10]
-    page.table(["trial", "round", "objective", *names, "verdict"],
-               [[t["number"], t["round"], t["objective"], *(t["params"].get(n) for n in names), t.get("verdict")] for t in best])
+    page.table(
+        ["trial", "round", "objective", *names, "verdict"],
+        [
+            [t["number"], t["round"], t["objective"], *(t["params"].get(n) for n in names), t.get("verdict")]
+            for t in best
+        ],
+    )
     if failed:
         page.heading("Failed or diverged trials")
         page.table(["trial", "status", "message"], [[t["number"], t["status"], t.get("message", "")] for t in failed])
@@ -97,7 +110,9 @@ def _unit(param: dict, value) -> float:
     if param["kind"] == "choice":
         values = [str(v) for v in param["values"]]
         return values.index(str(value)) / max(1, len(values) - 1)
-    transform = {"loguniform": math.log10, "pow2": math.log2, "one_minus_log": lambda v: -math.log10(1 - v)}.get(param["kind"], float)
+    transform = {"loguniform": math.log10, "pow2": math.log2, "one_minus_log": lambda v: -math.log10(1 - v)}.get(
+        param["kind"], float
+    )
     lo, hi = transform(param["lo"]), transform(param["hi"])
     return (transform(value) - lo) / ((hi - lo) or 1)
 
@@ -106,4 +121,8 @@ def _direction(sweep_dir: Path) -> str:
     from omegaconf import OmegaConf
 
     saved = sweep_dir / "multirun.yaml"
-    return OmegaConf.select(OmegaConf.load(saved), "hydra.sweeper.direction", default="minimize") if saved.is_file() else "minimize"
+    return (
+        OmegaConf.select(OmegaConf.load(saved), "hydra.sweeper.direction", default="minimize")
+        if saved.is_file()
+        else "minimize"
+    )

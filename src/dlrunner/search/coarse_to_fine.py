@@ -16,7 +16,6 @@ import itertools
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Optional
 
 from dlrunner.search.space import Choice
 
@@ -28,7 +27,7 @@ class Trial:
     number: int  # 0, 1, 2, ... across the whole search
     round: int  # 1-based
     params: dict
-    value: Optional[float] = None
+    value: float | None = None
     status: str = "pending"  # pending | completed | failed | diverged | ...
     eligible: bool = False  # completed, finite and within the satisficing constraints
 
@@ -45,7 +44,9 @@ class CoarseToFine:
     grid_points: int = 3
     minimize: bool = True
     trials: list = field(default_factory=list)
-    regions: list = field(default_factory=list)  # one per round: name -> [lo, hi] in the parameter's values, or its choices
+    regions: list = field(
+        default_factory=list
+    )  # one per round: name -> [lo, hi] in the parameter's values, or its choices
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -98,11 +99,13 @@ class CoarseToFine:
         self.trials += new
         return new
 
-    def tell(self, number: int, value: Optional[float], status: str = "completed", eligible: Optional[bool] = None) -> None:
+    def tell(self, number: int, value: float | None, status: str = "completed", eligible: bool | None = None) -> None:
         trial = self.trials[number]
         trial.value, trial.status = value, status
         finite = value is not None and math.isfinite(value)
-        trial.eligible = (status == "completed" and finite) if eligible is None else (eligible and status == "completed" and finite)
+        trial.eligible = (
+            (status == "completed" and finite) if eligible is None else (eligible and status == "completed" and finite)
+        )
 
     def best(self, k: int = 1) -> list[Trial]:
         eligible = [t for t in self.trials if t.eligible]

@@ -17,7 +17,9 @@ _PATTERN = re.compile(r"^\s*([\w.]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 def parse_constraint(text: str) -> tuple[str, str, float]:
     match = _PATTERN.match(text)
     if not match:
-        raise ValueError(f"constraint {text!r}: write PATH OP NUMBER, e.g. 'n_params <= 50000' (OP: {', '.join(OPERATORS)})")
+        raise ValueError(
+            f"constraint {text!r}: write PATH OP NUMBER, e.g. 'n_params <= 50000' (OP: {', '.join(OPERATORS)})"
+        )
     path, op, number = match.groups()
     return path, op, float(number)
 
@@ -44,9 +46,13 @@ def check_constraints(summary: dict, constraints: list[str]) -> tuple[bool, dict
     return ok, seen
 
 
-def satisficing_choice(candidates: list[dict], objective: str, constraints: list[str], minimize: bool = True) -> dict | None:
+def satisficing_choice(
+    candidates: list[dict], objective: str, constraints: list[str], minimize: bool = True
+) -> dict | None:
     """The best candidate by ``objective`` among those meeting every constraint (None if none does)."""
-    eligible = [c for c in candidates if check_constraints(c, constraints)[0] and isinstance(lookup(c, objective), (int, float))]
+    eligible = [
+        c for c in candidates if check_constraints(c, constraints)[0] and isinstance(lookup(c, objective), (int, float))
+    ]
     if not eligible:
         return None
     return (min if minimize else max)(eligible, key=lambda c: lookup(c, objective))

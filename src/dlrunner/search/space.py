@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 class Param:
@@ -94,7 +95,7 @@ class OneMinusLogUniform(Param):
 
     def __post_init__(self):
         super().__post_init__()
-        if not (0 <= self.lo and self.hi < 1):
+        if not (self.lo >= 0 and self.hi < 1):
             raise ValueError(f"one_minus_log({self.lo}, {self.hi}): bounds must lie in [0, 1)")
 
     def to_u(self, x):

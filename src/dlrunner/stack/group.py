@@ -41,7 +41,9 @@ def stack_problem(cfg: DictConfig) -> str | None:
     task and batch-norm blocks of a CNN are checked once data and models are built (``train_stacked``)."""
     target = cfg.model._target_
     if target not in MODELS:
-        return f"model {target.rpartition('.')[2]} is not stacked (the MLP, logistic regression and the generic CNN are)"
+        return (
+            f"model {target.rpartition('.')[2]} is not stacked (the MLP, logistic regression and the generic CNN are)"
+        )
     if cfg.model.get("batch_norm"):
         return BATCH_NORM
     if cfg.optimizer._target_ not in KINDS:

@@ -80,9 +80,12 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
     for key, members in by_key.items():
         if limits[key] < max_stack and len(members) > limits[key]:
             numbers = [configs[i].hydra.job.num for i in members]
-            print(f"note: trials {_ranges(numbers)} (a CNN with 2-D or grouped convolutions, on the CPU) train in stacks of "
-                  f"at most {limits[key]}: its trials' convolutions run one by one there, and larger stacks are slower "
-                  "than solo trials", flush=True)
+            print(
+                f"note: trials {_ranges(numbers)} (a CNN with 2-D or grouped convolutions, on the CPU) train in stacks of "
+                f"at most {limits[key]}: its trials' convolutions run one by one there, and larger stacks are slower "
+                "than solo trials",
+                flush=True,
+            )
     groups = [group for key, members in by_key.items() for group in even_split(members, limits[key])]
     return [g for g in groups if len(g) > 1]
 
@@ -108,7 +111,11 @@ def _convolutions_one_by_one(cfg) -> bool:
         return False
     shape = cfg.data.get("shape")
     blocks = cfg.model.get("blocks") or []
-    one_d = shape is not None and len(shape) == 2 and not any(isinstance(b, Mapping) and b.get("type") == "separable" for b in blocks)
+    one_d = (
+        shape is not None
+        and len(shape) == 2
+        and not any(isinstance(b, Mapping) and b.get("type") == "separable" for b in blocks)
+    )
     if one_d:
         return False
     try:
@@ -147,7 +154,10 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
     for i, number, summary in zip(group, numbers, summaries):
         error = summary["metrics"]["dev"]["error"]
         returns[i].return_value, returns[i].status = error, JobStatus.COMPLETED
-        print(f"  trial {number}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']} (stacked)", flush=True)
+        print(
+            f"  trial {number}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']} (stacked)",
+            flush=True,
+        )
     if any(s["status"] == "interrupted" for s in summaries):
         from dlrunner.train.signals import exit_code
 
@@ -156,6 +166,7 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
 
 def _prepare(prepared: dict, i: int):
     """The task function of a trial that will train in a stack: validate its config, note its folder."""
+
     def task(cfg):
         validate(cfg)
         cfg.trainer.progress = "none"
@@ -165,8 +176,13 @@ def _prepare(prepared: dict, i: int):
 
 
 def _run_job(launcher, config, task):
-    ret = run_job(hydra_context=launcher.hydra_context, task_function=task, config=config,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    ret = run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=task,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return ret
 

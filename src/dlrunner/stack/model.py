@@ -56,7 +56,9 @@ class StackedModel:
             rows = [torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models]
         self.flat = torch.stack(rows).requires_grad_()  # (K, P): the only leaf; gradients land in flat.grad
         # Which entries are weight matrices/kernels (L2 applies to them, as in optim.parameter_groups).
-        self.weight_mask = torch.cat([torch.full((n,), float(len(s) > 1), device=self.device) for n, s in zip(self.sizes, self.shapes)])
+        self.weight_mask = torch.cat(
+            [torch.full((n,), float(len(s) > 1), device=self.device) for n, s in zip(self.sizes, self.shapes)]
+        )
 
         self.base = copy.deepcopy(base)
         self.buffers = {}
@@ -86,16 +88,32 @@ class StackedModel:
         call = lambda params, buffers, x: functional_call(self.base, {**params, **buffers}, (x,))  # noqa: E731
         layers = sequential_layers(self.base, on_cpu=self.device.type == "cpu")
         if layers is not None:
-            return (lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=False),
-                    lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=True))
+            return (
+                lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=False),
+                lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=True),
+            )
         if self.device.type == "cpu" and any(isinstance(m, nn.modules.conv._ConvNd) for m in base.modules()):
+
             def each(params, buffers, x, shared):
-                return torch.stack([call({n: v[k] for n, v in params.items()}, {n: v[k] for n, v in buffers.items()},
-                                         x if shared else x[k]) for k in range(self.k)])
-            return (lambda params, buffers, x: each(params, buffers, x, False),
-                    lambda params, buffers, x: each(params, buffers, x, True))
-        return (vmap(call, in_dims=(0, 0, 0), randomness="different"),
-                vmap(call, in_dims=(0, 0, None), randomness="different"))
+                return torch.stack(
+                    [
+                        call(
+                            {n: v[k] for n, v in params.items()},
+                            {n: v[k] for n, v in buffers.items()},
+                            x if shared else x[k],
+                        )
+                        for k in range(self.k)
+                    ]
+                )
+
+            return (
+                lambda params, buffers, x: each(params, buffers, x, False),
+                lambda params, buffers, x: each(params, buffers, x, True),
+            )
+        return (
+            vmap(call, in_dims=(0, 0, 0), randomness="different"),
+            vmap(call, in_dims=(0, 0, None), randomness="different"),
+        )
 
     def parameters_by_name(self) -> dict[str, torch.Tensor]:
         """Views of ``flat``, one (K, *shape) tensor per parameter of the architecture."""
@@ -123,7 +141,12 @@ class StackedModel:
 
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
-PER_EXAMPLE = (nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveMaxPool1d, nn.AdaptiveAvgPool1d)  # no parameters: run on (K*N, ...)
+PER_EXAMPLE = (
+    nn.MaxPool1d,
+    nn.AvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveAvgPool1d,
+)  # no parameters: run on (K*N, ...)
 
 
 def sequential_layers(base: nn.Module, on_cpu: bool) -> list[tuple[str, nn.Module]] | None:
@@ -138,8 +161,10 @@ def sequential_layers(base: nn.Module, on_cpu: bool) -> list[tuple[str, nn.Modul
             if type(module) is not nn.Sequential:  # a subclass may run its children differently
                 return None
             continue
-        if not (isinstance(module, (nn.Flatten, nn.Linear, TrialDropout, *ELEMENTWISE))
-                or on_cpu and (isinstance(module, PER_EXAMPLE) or conv1d.supports(module))):
+        if not (
+            isinstance(module, (nn.Flatten, nn.Linear, TrialDropout, *ELEMENTWISE))
+            or (on_cpu and (isinstance(module, PER_EXAMPLE) or conv1d.supports(module)))
+        ):
             return None
         layers.append((name, module))
     return layers

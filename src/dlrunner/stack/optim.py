@@ -25,7 +25,11 @@ KINDS = {  # the optimizer builders a stack can stand in for, and the hyperparam
     "dlrunner.optim.build_rmsprop": ("rmsprop", ("beta", "eps")),
     "dlrunner.optim.build_adam": ("adam", ("beta1", "beta2", "eps")),
 }
-DEFAULTS = {"momentum": {"beta": 0.9}, "rmsprop": {"beta": 0.999, "eps": 1e-8}, "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}
+DEFAULTS = {
+    "momentum": {"beta": 0.9},
+    "rmsprop": {"beta": 0.999, "eps": 1e-8},
+    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
 
 
 class StackedOptimizer:
@@ -35,12 +39,22 @@ class StackedOptimizer:
         self.flat = flat
         self.weight_decay = weight_decay if bool((weight_decay != 0).any()) else None
         column = lambda name: torch.tensor(  # noqa: E731
-            [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings], device=flat.device, dtype=flat.dtype)[:, None]
+            [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings], device=flat.device, dtype=flat.dtype
+        )[:, None]
         self.hyper = {name: column(name) for name in names}
-        self.state = {name: torch.zeros_like(flat) for name in {"sgd": (), "momentum": ("velocity",), "rmsprop": ("square_avg",),
-                                                                 "adam": ("exp_avg", "exp_avg_sq")}[self.kind]}
+        self.state = {
+            name: torch.zeros_like(flat)
+            for name in {
+                "sgd": (),
+                "momentum": ("velocity",),
+                "rmsprop": ("square_avg",),
+                "adam": ("exp_avg", "exp_avg_sq"),
+            }[self.kind]
+        }
         self.scratch = torch.empty_like(flat) if self.kind == "rmsprop" else None  # reused: see step()
-        self.steps = torch.zeros(flat.shape[0], 1, device=flat.device, dtype=flat.dtype)  # per trial: frozen trials stop counting
+        self.steps = torch.zeros(
+            flat.shape[0], 1, device=flat.device, dtype=flat.dtype
+        )  # per trial: frozen trials stop counting
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor, active: torch.Tensor | None = None) -> None:

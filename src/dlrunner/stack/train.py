@@ -56,7 +56,9 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     data = build_data(first.data)  # the same data config for every trial of a stack
     place_data(data, device, first.trainer.data_on_device)
     if data.task not in TASKS or data.splits["train"][1].ndim != 1:
-        raise NotStackable(f"a {data.task} task with labels of shape {tuple(data.splits['train'][1].shape[1:])} trains alone")
+        raise NotStackable(
+            f"a {data.task} task with labels of shape {tuple(data.splits['train'][1].shape[1:])} trains alone"
+        )
     models = []
     for cfg in cfgs:
         torch.manual_seed(cfg.trainer.seed)  # each trial starts from its solo run's initial weights
@@ -70,40 +72,72 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     batch_size = n_train if first.optimizer.batch_size == "full" else min(int(first.optimizer.batch_size), n_train)
     if device.type == "cpu":
         keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
-        torch.set_num_threads(first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size))
+        torch.set_num_threads(
+            first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size)
+        )
     stacked = StackedModel(models)
     l2 = torch.tensor([float(cfg.regularization.l2) for cfg in cfgs], device=device)
     weight_decay = (l2 / batch_size)[:, None] * stacked.weight_mask
-    optimizer = StackedOptimizer(first.optimizer._target_, stacked.flat, [OmegaConf.to_container(c.optimizer) for c in cfgs], weight_decay)
+    optimizer = StackedOptimizer(
+        first.optimizer._target_, stacked.flat, [OmegaConf.to_container(c.optimizer) for c in cfgs], weight_decay
+    )
     steps_per_epoch = math.ceil(n_train / batch_size)
-    settings = [FitSettings(
-        total_steps=first.trainer.steps or first.trainer.epochs * steps_per_epoch, batch_size=batch_size,
-        eval_every=first.trainer.eval_every or steps_per_epoch, checkpoint_every=first.trainer.checkpoint_every,
-        base_lr=cfg.optimizer.lr, schedule=call_builder(cfg.schedule, "schedule"), l2=cfg.regularization.l2,
-        grad_clip_norm=cfg.regularization.grad_clip_norm, early_stopping=cfg.regularization.early_stopping,
-        patience=cfg.regularization.patience, human_error=cfg.data.human_error, significant_gap=cfg.diagnosis.significant_gap,
-    ) for cfg in cfgs]
+    settings = [
+        FitSettings(
+            total_steps=first.trainer.steps or first.trainer.epochs * steps_per_epoch,
+            batch_size=batch_size,
+            eval_every=first.trainer.eval_every or steps_per_epoch,
+            checkpoint_every=first.trainer.checkpoint_every,
+            base_lr=cfg.optimizer.lr,
+            schedule=call_builder(cfg.schedule, "schedule"),
+            l2=cfg.regularization.l2,
+            grad_clip_norm=cfg.regularization.grad_clip_norm,
+            early_stopping=cfg.regularization.early_stopping,
+            patience=cfg.regularization.patience,
+            human_error=cfg.data.human_error,
+            significant_gap=cfg.diagnosis.significant_gap,
+        )
+        for cfg in cfgs
+    ]
 
     files = []
     for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
         out = RunFiles(run_dir)
-        out.attachments = {"normalization": {"mean": data.mean, "std": data.std}, "config": OmegaConf.to_container(cfg, resolve=True)}
+        out.attachments = {
+            "normalization": {"mean": data.mean, "std": data.std},
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
         out.start()
         out.write_provenance(cfg.trainer.seed, str(device))
         files.append(out)
 
-    def checkpoint(fit: "StackFit", k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
+    def checkpoint(fit: StackFit, k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
         """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
         of its unfinished trials on its own (``dlrunner.stack.launch``)."""
-        files[k].save_checkpoint("last", last_state(cfgs[k], models[k], stacked, optimizer, fit, k, at,
-                                                    time.perf_counter() - fit.started, settings[k], pending))
+        files[k].save_checkpoint(
+            "last",
+            last_state(
+                cfgs[k],
+                models[k],
+                stacked,
+                optimizer,
+                fit,
+                k,
+                at,
+                time.perf_counter() - fit.started,
+                settings[k],
+                pending,
+            ),
+        )
 
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
         fit = StackFit(stacked, optimizer, data, settings, files, l2, checkpoint)
         try:
             results = fit.run()
-        except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
+        except (
+            Exception
+        ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
             for out in files:
                 out.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
             raise
@@ -113,8 +147,12 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
         interrupted = any(r.status == "interrupted" for r in results)
         stop.finish(interrupted)  # from here a signal no longer interrupts: every trial's result gets written
         signal_name = stop.name if interrupted else None
-        return [finish_trial(cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console, signal_name)
-                for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))]
+        return [
+            finish_trial(
+                cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console, signal_name
+            )
+            for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))
+        ]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
@@ -122,9 +160,24 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
 class StackFit:
     """The loop of ``dlrunner.train.loop.fit``, for K trials at once (see that function for the solo form)."""
 
-    def __init__(self, stacked, optimizer, data, settings: list[FitSettings], files: list[RunFiles], l2: torch.Tensor,
-                 checkpoint=None):
-        self.stacked, self.optimizer, self.data, self.settings, self.files, self.l2 = stacked, optimizer, data, settings, files, l2
+    def __init__(
+        self,
+        stacked,
+        optimizer,
+        data,
+        settings: list[FitSettings],
+        files: list[RunFiles],
+        l2: torch.Tensor,
+        checkpoint=None,
+    ):
+        self.stacked, self.optimizer, self.data, self.settings, self.files, self.l2 = (
+            stacked,
+            optimizer,
+            data,
+            settings,
+            files,
+            l2,
+        )
         self.checkpoint = checkpoint or (lambda fit, k, at, pending: None)  # saves trial k's last.pt
         k = stacked.k
         self.records = [[] for _ in range(k)]  # each trial's metrics records, replayed to its logger at the end
@@ -156,7 +209,9 @@ class StackFit:
         base_lr = torch.tensor([s.base_lr for s in self.settings], device=device)[:, None]
         clip = [s.grad_clip_norm for s in self.settings]
         clip_norms = torch.tensor([c or math.inf for c in clip], device=device)[:, None] if any(clip) else None
-        constant_lr = all(s.schedule(1, 0, total_steps) == s.schedule(2, total_steps - 1, total_steps) == 1.0 for s in self.settings)
+        constant_lr = all(
+            s.schedule(1, 0, total_steps) == s.schedule(2, total_steps - 1, total_steps) == 1.0 for s in self.settings
+        )
 
         step, epoch, position = 0, 0, n_train
         batch_losses = []
@@ -189,8 +244,11 @@ class StackFit:
                     norms = stacked.flat.grad.norm(dim=1, keepdim=True)
                     stacked.flat.grad.mul_((clip_norms / (norms + 1e-6)).clamp(max=1.0))
                 active = self.active()
-                mask = None if len(active) == k_all else torch.tensor(
-                    [k in active for k in range(k_all)], device=device)[:, None]
+                mask = (
+                    None
+                    if len(active) == k_all
+                    else torch.tensor([k in active for k in range(k_all)], device=device)[:, None]
+                )
                 self.optimizer.step(lr, mask)
                 batch_losses.append(losses.detach())
                 step += 1
@@ -201,7 +259,10 @@ class StackFit:
         except KeyboardInterrupt:
             pending = torch.stack(batch_losses).cpu() if batch_losses else None  # (steps, K) since the last evaluation
             for k in self.active():
-                self.status[k], self.message[k] = "interrupted", f"interrupted at step {step}; the sweep resumes it from its checkpoint"
+                self.status[k], self.message[k] = (
+                    "interrupted",
+                    f"interrupted at step {step}; the sweep resumes it from its checkpoint",
+                )
                 self.checkpoint(self, k, (step, epoch, position), None if pending is None else pending[:, k])
         self.train_s = time.perf_counter() - self.started
         self.final = (step, epoch, position)
@@ -209,10 +270,20 @@ class StackFit:
         for k in range(k_all):
             at_step, at_epoch = self.stopped_at[k] or (step, epoch)
             last = self.records[k][-1] if self.records[k] else None
-            results.append(FitResult(self.status[k], self.message[k], at_step, at_epoch, self.train_s, self.eval_s_total,
-                                     self.stopped_early[k], self.best_step[k],
-                                     None if self.best_step[k] is None else self.best_error[k],
-                                     final_metrics(self.status[k], self.stopped_early[k], last, at_step)))
+            results.append(
+                FitResult(
+                    self.status[k],
+                    self.message[k],
+                    at_step,
+                    at_epoch,
+                    self.train_s,
+                    self.eval_s_total,
+                    self.stopped_early[k],
+                    self.best_step[k],
+                    None if self.best_step[k] is None else self.best_error[k],
+                    final_metrics(self.status[k], self.stopped_early[k], last, at_step),
+                )
+            )
         return results
 
     def evaluate(self, step, epoch, position, lr, losses: torch.Tensor, batch_size: int) -> None:
@@ -220,21 +291,33 @@ class StackFit:
         started = time.perf_counter()
         active = self.active()
         data, stacked = self.data, self.stacked
-        per_split = {name: evaluate_stack(stacked, *data.splits[name], data.task, active)
-                     for name in ("train", "dev", "train_dev") if name in data.splits}
+        per_split = {
+            name: evaluate_stack(stacked, *data.splits[name], data.task, active)
+            for name in ("train", "dev", "train_dev")
+            if name in data.splits
+        }
         penalties = l2_penalties(stacked, self.l2, batch_size)
         lrs = lr.flatten().tolist()
         losses_by_trial = losses.t().tolist()  # (K, steps since the last evaluation)
         for k in active:
             s = self.settings[k]
-            record = {"step": step, "epoch": epoch, "lr": lrs[k] if len(lrs) > 1 else lrs[0],
-                      "train_loss": sum(losses_by_trial[k]) / len(losses_by_trial[k])}
+            record = {
+                "step": step,
+                "epoch": epoch,
+                "lr": lrs[k] if len(lrs) > 1 else lrs[0],
+                "train_loss": sum(losses_by_trial[k]) / len(losses_by_trial[k]),
+            }
             record.update({name: results[k] for name, results in per_split.items()})
             record["J"] = record["train"]["loss"]
             record["J_with_penalty"] = record["J"] + penalties[k]
-            gaps = diagnose(train=record["train"]["error"], dev=record["dev"]["error"], human=s.human_error,
-                            train_dev=record.get("train_dev", {}).get("error"), significant_gap=s.significant_gap,
-                            scale=data.error_scale)
+            gaps = diagnose(
+                train=record["train"]["error"],
+                dev=record["dev"]["error"],
+                human=s.human_error,
+                train_dev=record.get("train_dev", {}).get("error"),
+                significant_gap=s.significant_gap,
+                scale=data.error_scale,
+            )
             record["diagnosis"] = {name: gaps[name] for name in ("avoidable_bias", "variance", "data_mismatch")}
             record["batch_losses"] = losses_by_trial[k]
             self.files[k].append_metrics(record)
@@ -252,17 +335,36 @@ class StackFit:
                 self.evals_since_best[k] += 1
             if s.early_stopping and self.evals_since_best[k] >= s.patience:
                 self.stopped_early[k] = True
-                self.message[k] = f"dev error did not improve for {s.patience} evaluations; best at step {self.best_step[k]}"
+                self.message[k] = (
+                    f"dev error did not improve for {s.patience} evaluations; best at step {self.best_step[k]}"
+                )
                 self.stopped_at[k] = (step, epoch)
             elif len(self.records[k]) % s.checkpoint_every == 0 and step < s.total_steps:
-                self.checkpoint(self, k, (step, epoch, position), None)  # as the solo loop: every checkpoint_every evaluations
+                self.checkpoint(
+                    self, k, (step, epoch, position), None
+                )  # as the solo loop: every checkpoint_every evaluations
         self.eval_s_total += time.perf_counter() - started
 
 
-def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, fit: StackFit, k: int, result: FitResult,
-                 settings: FitSettings, console, signal_name: str | None = None) -> dict:
+def finish_trial(
+    cfg,
+    run_dir,
+    out: RunFiles,
+    data,
+    model,
+    stacked,
+    optimizer,
+    fit: StackFit,
+    k: int,
+    result: FitResult,
+    settings: FitSettings,
+    console,
+    signal_name: str | None = None,
+) -> dict:
     """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
-    model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))  # early stopping keeps the best (SPEC B8)
+    model.load_state_dict(
+        stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None)
+    )  # early stopping keeps the best (SPEC B8)
     summary = summarize(cfg, data, model, result, settings)
     summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
     if result.status == "interrupted" and signal_name:
@@ -271,14 +373,31 @@ def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, f
     out.write_summary(summary)
     analysis = None
     if data.task in ("binary", "multiclass"):
-        analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std)
-        write_json_atomic({key: v for key, v in analysis.items() if key not in ("y_true", "y_pred")}, run_dir / "analysis.json")
+        analysis = misclassified(
+            model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
+        )
+        write_json_atomic(
+            {key: v for key, v in analysis.items() if key not in ("y_true", "y_pred")}, run_dir / "analysis.json"
+        )
     if fit.best_rows[k] is not None:
         best = stacked.state_dict(k, fit.best_rows[k])
         out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})
     _, _, position = fit.final
-    out.save_checkpoint("last", last_state(cfg, model, stacked, optimizer, fit, k, (result.step, result.epoch, position),
-                                           result.train_s, settings, None))
+    out.save_checkpoint(
+        "last",
+        last_state(
+            cfg,
+            model,
+            stacked,
+            optimizer,
+            fit,
+            k,
+            (result.step, result.epoch, position),
+            result.train_s,
+            settings,
+            None,
+        ),
+    )
     logger = build_logger(cfg, run_dir, console)  # replayed now: one tracker run open at a time
     try:
         for record in fit.records[k]:
@@ -290,23 +409,48 @@ def finish_trial(cfg, run_dir, out: RunFiles, data, model, stacked, optimizer, f
     return summary
 
 
-def last_state(cfg, model, stacked, optimizer: StackedOptimizer, fit: StackFit, k: int, at: tuple[int, int, int],
-               train_s: float, settings, pending: torch.Tensor | None) -> dict:
+def last_state(
+    cfg,
+    model,
+    stacked,
+    optimizer: StackedOptimizer,
+    fit: StackFit,
+    k: int,
+    at: tuple[int, int, int],
+    train_s: float,
+    settings,
+    pending: torch.Tensor | None,
+) -> dict:
     """checkpoints/last.pt as the solo loop writes it, so `trainer.resume` can continue this trial alone.
 
     ``at``: (step, epoch, position in the epoch's order); ``pending``: the trial's mini-batch losses
     since its last evaluation (a stop signal between evaluations), so the resumed interval is whole."""
-    solo = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",),
-                        param_groups=parameter_groups(model, cfg.regularization.l2, settings.batch_size))
+    solo = call_builder(
+        cfg.optimizer,
+        "optimizer",
+        skip=("batch_size",),
+        param_groups=parameter_groups(model, cfg.regularization.l2, settings.batch_size),
+    )
     index = {id(p): i for i, p in enumerate(model.parameters())}
     groups = [[index[id(p)] for p in group["params"]] for group in solo.param_groups]
     state = solo.state_dict()
     state["state"] = optimizer.solo_state(k, stacked.names, stacked.sizes, stacked.shapes, groups)
     step, epoch, position = at
     best = fit.best_rows[k]
-    return {"model": stacked.state_dict(k),  # its row: frozen since it stopped, as the solo loop saves it then
-            "optimizer": state, "step": step, "epoch": epoch, "position": position, "order": fit.orders[k],
-            "best_dev_error": fit.best_error[k], "best_step": fit.best_step[k],
-            "best_weights": None if best is None else stacked.state_dict(k, best), "evals_since_best": fit.evals_since_best[k],
-            "evals_done": len(fit.records[k]), "shuffle_state": fit.shuffles[k].get_state(),
-            "rng_state": _get_rng_state(), "batch_losses": pending, "train_s": train_s}
+    return {
+        "model": stacked.state_dict(k),  # its row: frozen since it stopped, as the solo loop saves it then
+        "optimizer": state,
+        "step": step,
+        "epoch": epoch,
+        "position": position,
+        "order": fit.orders[k],
+        "best_dev_error": fit.best_error[k],
+        "best_step": fit.best_step[k],
+        "best_weights": None if best is None else stacked.state_dict(k, best),
+        "evals_since_best": fit.evals_since_best[k],
+        "evals_done": len(fit.records[k]),
+        "shuffle_state": fit.shuffles[k].get_state(),
+        "rng_state": _get_rng_state(),
+        "batch_losses": pending,
+        "train_s": train_s,
+    }

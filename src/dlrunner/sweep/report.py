@@ -22,22 +22,33 @@ def finish(search, sweep_dir: Path, settings: dict, console: Console | None = No
         console.width = max(console.width, 160)  # logs and pipes: keep the table's rows whole
     records = {r["number"]: r for r in read_ledger(sweep_dir / "trials.jsonl")}
     minimize = settings["direction"] == "minimize"
-    table = Table(title=f"Sweep: best trials per round ({settings['objective']}, {settings['direction']})", title_justify="left")
+    table = Table(
+        title=f"Sweep: best trials per round ({settings['objective']}, {settings['direction']})", title_justify="left"
+    )
     for column in ("round", "trial", "objective", *search.space, "verdict", "status"):
         table.add_column(column, overflow="fold")
     for round_number in range(1, len(search.regions) + 1):
         in_round = [t for t in search.trials if t.round == round_number and t.eligible]
         for trial in sorted(in_round, key=lambda t: t.value if minimize else -t.value)[: settings["top_k"]]:
             record = records.get(trial.number, {})
-            table.add_row(str(round_number), str(trial.number), _short(trial.value),
-                          *(_short(trial.params[k]) for k in search.space), str(record.get("verdict", "")), trial.status)
+            table.add_row(
+                str(round_number),
+                str(trial.number),
+                _short(trial.value),
+                *(_short(trial.params[k]) for k in search.space),
+                str(record.get("verdict", "")),
+                trial.status,
+            )
     console.print(table)
     counts = {}
     for trial in search.trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     ineligible = sum(1 for t in search.trials if t.status == "completed" and not t.eligible)
-    console.print(f"Trials: {len(search.trials)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}"
-                  f"{f', {ineligible} outside the constraints' if ineligible else ''})", highlight=False)
+    console.print(
+        f"Trials: {len(search.trials)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}"
+        f"{f', {ineligible} outside the constraints' if ineligible else ''})",
+        highlight=False,
+    )
     best = search.best()
     if not best:
         reason = "within the constraints" if settings["constraints"] else "with a finite objective"
@@ -46,7 +57,10 @@ def finish(search, sweep_dir: Path, settings: dict, console: Console | None = No
     trial = best[0]
     record = records[trial.number]
     best_config = _write_best(Path(record["run_dir"]), sweep_dir)
-    console.print(f"Best: trial {trial.number} (round {trial.round}), {settings['objective']} = {_short(trial.value)}", highlight=False)
+    console.print(
+        f"Best: trial {trial.number} (round {trial.round}), {settings['objective']} = {_short(trial.value)}",
+        highlight=False,
+    )
     console.print(f"  run folder: {record['run_dir']}", highlight=False)
     if best_config:
         command = f"dlrun train --config-path {shlex.quote(str(sweep_dir.resolve()))} --config-name best"
@@ -62,8 +76,10 @@ def _write_best(run_dir: Path, sweep_dir: Path) -> Path | None:
     config = OmegaConf.load(saved)
     config.trainer.resume = False
     best = OmegaConf.merge(
-        {"defaults": ["/schema/config@_here_", "_self_"],
-         "hydra": {"run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}"}}},
+        {
+            "defaults": ["/schema/config@_here_", "_self_"],
+            "hydra": {"run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}"}},
+        },
         config,
     )
     path = sweep_dir / "best.yaml"

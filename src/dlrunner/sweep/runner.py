@@ -58,14 +58,29 @@ class SweepRunner:
                 print(f"note: {note}", flush=True)
             return None
         fixed += self._thread_limit(fixed)
-        search = CoarseToFine(space, budget=s["budget"], rounds=s["rounds"], top_k=s["top_k"], margin=s["margin"],
-                              seed=s["seed"], method=s["method"], grid_points=s["grid_points"],
-                              minimize=s["direction"] == "minimize")
+        search = CoarseToFine(
+            space,
+            budget=s["budget"],
+            rounds=s["rounds"],
+            top_k=s["top_k"],
+            margin=s["margin"],
+            seed=s["seed"],
+            method=s["method"],
+            grid_points=s["grid_points"],
+            minimize=s["direction"] == "minimize",
+        )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
-        (self.sweep_dir / "space.json").write_text(json.dumps(
-            {name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})} for name, p in space.items()},
-            indent=2, default=str))
+        (self.sweep_dir / "space.json").write_text(
+            json.dumps(
+                {
+                    name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
+                    for name, p in space.items()
+                },
+                indent=2,
+                default=str,
+            )
+        )
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
         if done:
             print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)
@@ -74,7 +89,10 @@ class SweepRunner:
             self._search(search, done, fixed)
         except SystemExit as stop:
             if stop.code in (130, 143):  # Ctrl-C or SIGTERM
-                print(f"Interrupted. Rerun the same command (same hydra.sweep.dir={self.sweep_dir}) to resume the sweep.", flush=True)
+                print(
+                    f"Interrupted. Rerun the same command (same hydra.sweep.dir={self.sweep_dir}) to resume the sweep.",
+                    flush=True,
+                )
             raise
         self._write_regions(search)
         from dlrunner.sweep.report import finish
@@ -134,7 +152,11 @@ class SweepRunner:
         message = summary.get("message", "")
         if not summary:
             error = getattr(job, "_return_value", None)
-            message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else "the trial wrote no summary.json"
+            message = (
+                f"{type(error).__name__}: {error}"
+                if isinstance(error, BaseException)
+                else "the trial wrote no summary.json"
+            )
         objective = lookup(summary, self.settings["objective"]) if status == "completed" else None
         meets, constraint_values = check_constraints(summary, self.settings["constraints"])
         if status == "completed":
@@ -159,9 +181,14 @@ class SweepRunner:
         if record is None or record.get("overrides") == self._trial_overrides(trial, fixed):
             return
         before, now = set(record.get("overrides", [])), set(self._trial_overrides(trial, fixed))
-        raise ConfigError(Problem("hydra.sweep.dir", str(self.sweep_dir),
-                                  f"holds a sweep run with other settings (trial {trial.number} was {sorted(before - now)}, "
-                                  f"now {sorted(now - before)}); rerun the same command to resume it, or choose a new hydra.sweep.dir"))
+        raise ConfigError(
+            Problem(
+                "hydra.sweep.dir",
+                str(self.sweep_dir),
+                f"holds a sweep run with other settings (trial {trial.number} was {sorted(before - now)}, "
+                f"now {sorted(now - before)}); rerun the same command to resume it, or choose a new hydra.sweep.dir",
+            )
+        )
 
     def _trial_overrides(self, trial, fixed) -> list[str]:
         """The trial's sampled values, plus its place in the sweep for experiment trackers
@@ -182,21 +209,40 @@ class SweepRunner:
             hydra_cfg = None
 
         record = self._record(trial, _Job(), fixed)
-        saved = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml") if (run_dir / ".hydra" / "overrides.yaml").is_file() else []
+        saved = (
+            OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+            if (run_dir / ".hydra" / "overrides.yaml").is_file()
+            else []
+        )
         return record if list(saved) == record["overrides"] else None
 
     def _check_paths(self, summary: dict, objective, constraint_values: dict) -> None:
         """A misspelt objective or constraint path would make every trial ineligible: stop at the first one."""
         from dlrunner.loggers import flatten
 
-        known = sorted(k.replace("/", ".") for k, v in flatten({k: v for k, v in summary.items() if k != "config"}).items()
-                       if isinstance(v, (int, float)) and not isinstance(v, bool))
+        known = sorted(
+            k.replace("/", ".")
+            for k, v in flatten({k: v for k, v in summary.items() if k != "config"}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
         problems = []
         if not isinstance(objective, (int, float)):
-            problems.append(Problem("hydra.sweeper.objective", self.settings["objective"], f"not a number in summary.json; numbers there: {known}"))
+            problems.append(
+                Problem(
+                    "hydra.sweeper.objective",
+                    self.settings["objective"],
+                    f"not a number in summary.json; numbers there: {known}",
+                )
+            )
         for text, value in constraint_values.items():
             if not isinstance(value, (int, float)):
-                problems.append(Problem("hydra.sweeper.constraints", text, f"its path is not a number in summary.json; numbers there: {known}"))
+                problems.append(
+                    Problem(
+                        "hydra.sweeper.constraints",
+                        text,
+                        f"its path is not a number in summary.json; numbers there: {known}",
+                    )
+                )
         if problems:
             raise ConfigError(problems)
 
@@ -222,8 +268,16 @@ class SweepRunner:
         if s["margin"] < 0:
             problems.append(Problem("hydra.sweeper.margin", s["margin"], "a number >= 0"))
         launcher = self.sweeper.config.hydra.launcher
-        if "stacked" in str(launcher.get("_target_", "")) and not (isinstance(launcher.get("max_stack"), int) and launcher.max_stack >= 1):
-            problems.append(Problem("hydra.launcher.max_stack", launcher.get("max_stack"), "a whole number >= 1: the most trials in one stack"))
+        if "stacked" in str(launcher.get("_target_", "")) and not (
+            isinstance(launcher.get("max_stack"), int) and launcher.max_stack >= 1
+        ):
+            problems.append(
+                Problem(
+                    "hydra.launcher.max_stack",
+                    launcher.get("max_stack"),
+                    "a whole number >= 1: the most trials in one stack",
+                )
+            )
         for text in s["constraints"]:
             try:
                 parse_constraint(text)
@@ -238,7 +292,9 @@ class SweepRunner:
         if n_jobs is None:
             return 1
         if n_jobs == 0:
-            raise ConfigError(Problem("hydra.launcher.n_jobs", 0, "a number of parallel workers >= 1 (or -1 for one per core)"))
+            raise ConfigError(
+                Problem("hydra.launcher.n_jobs", 0, "a number of parallel workers >= 1 (or -1 for one per core)")
+            )
         return (os.cpu_count() or 1) if n_jobs < 0 else int(n_jobs)
 
     def _batch_size(self) -> int:
@@ -263,13 +319,17 @@ class SweepRunner:
         if finished and len(failed) / len(finished) > self.settings["max_failure_rate"]:
             records = {r["number"]: r for r in read_ledger(self.ledger_path)}
             first = records.get(failed[0].number, {}).get("message", "")
-            raise SweepFailed(f"{len(failed)} of {len(finished)} trials failed (more than hydra.sweeper.max_failure_rate="
-                              f"{self.settings['max_failure_rate']}); first error: {first}. See {self.ledger_path}")
+            raise SweepFailed(
+                f"{len(failed)} of {len(finished)} trials failed (more than hydra.sweeper.max_failure_rate="
+                f"{self.settings['max_failure_rate']}); first error: {first}. See {self.ledger_path}"
+            )
 
     def _write_regions(self, search) -> None:
         path = self.sweep_dir / "regions.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"round": i + 1, "region": r} for i, r in enumerate(search.regions)], indent=2, default=str))
+        tmp.write_text(
+            json.dumps([{"round": i + 1, "region": r} for i, r in enumerate(search.regions)], indent=2, default=str)
+        )
         os.replace(tmp, path)
 
 

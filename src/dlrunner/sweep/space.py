@@ -1,11 +1,11 @@
 """From Hydra's override grammar to the search component's distributions.
 
-    interval(lo, hi)                      Uniform
-    tag(log, interval(lo, hi))            LogUniform            (alpha, lambda)
-    tag(one_minus_log, interval(lo, hi))  OneMinusLogUniform    (beta: 1 - beta on a log scale)
-    int(interval(lo, hi))                 IntUniform            (tag(log, ...) for a log scale)
-    tag(pow2, int(interval(lo, hi)))      Pow2                  (batch sizes, widths)
-    a,b,c  choice(a,b,c)  range(a,b)      Choice                (grid points under method=grid)
+interval(lo, hi)                      Uniform
+tag(log, interval(lo, hi))            LogUniform            (alpha, lambda)
+tag(one_minus_log, interval(lo, hi))  OneMinusLogUniform    (beta: 1 - beta on a log scale)
+int(interval(lo, hi))                 IntUniform            (tag(log, ...) for a log scale)
+tag(pow2, int(interval(lo, hi)))      Pow2                  (batch sizes, widths)
+a,b,c  choice(a,b,c)  range(a,b)      Choice                (grid points under method=grid)
 """
 
 from __future__ import annotations
@@ -40,8 +40,14 @@ def parse_space(params: dict[str, str], arguments: list[str], parser) -> tuple[d
     if problems:
         raise ConfigError(problems)
     if not space:
-        raise ConfigError(Problem("hydra.sweeper.params", params, "no parameter to search: pick a sweep (dlrun ls sweep) "
-                                  "or give one, e.g. 'optimizer.lr=tag(log, interval(1e-4, 1))'"))
+        raise ConfigError(
+            Problem(
+                "hydra.sweeper.params",
+                params,
+                "no parameter to search: pick a sweep (dlrun ls sweep) "
+                "or give one, e.g. 'optimizer.lr=tag(log, interval(1e-4, 1))'",
+            )
+        )
     return space, fixed
 
 

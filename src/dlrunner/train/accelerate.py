@@ -148,14 +148,28 @@ def eager_step(optimizer: torch.optim.Optimizer):
     which that path would skip. Optimizers whose step is not wrapped so (``CourseMomentum``) keep theirs."""
     from torch.optim import optimizer as torch_optimizer
 
-    hooks = [getattr(owner, name, None) for owner, name in (
-        (torch_optimizer, "_global_optimizer_pre_hooks"), (torch_optimizer, "_global_optimizer_post_hooks"),
-        (optimizer, "_optimizer_step_pre_hooks"), (optimizer, "_optimizer_step_post_hooks"))]
-    use_grad = getattr(type(optimizer).step, "__wrapped__", None)  # under the profiler hook torch.optim puts on every step
+    hooks = [
+        getattr(owner, name, None)
+        for owner, name in (
+            (torch_optimizer, "_global_optimizer_pre_hooks"),
+            (torch_optimizer, "_global_optimizer_post_hooks"),
+            (optimizer, "_optimizer_step_pre_hooks"),
+            (optimizer, "_optimizer_step_post_hooks"),
+        )
+    ]
+    use_grad = getattr(
+        type(optimizer).step, "__wrapped__", None
+    )  # under the profiler hook torch.optim puts on every step
     update = getattr(use_grad, "__wrapped__", None)
     wrap = getattr(torch_optimizer, "_use_grad_for_differentiable", None)
-    if ("torch._dynamo" in sys.modules or update is None or wrap is None or use_grad.__code__ is not wrap(lambda: None).__code__
-            or any(h is None or h for h in hooks) or optimizer.defaults.get("differentiable")):
+    if (
+        "torch._dynamo" in sys.modules
+        or update is None
+        or wrap is None
+        or use_grad.__code__ is not wrap(lambda: None).__code__
+        or any(h is None or h for h in hooks)
+        or optimizer.defaults.get("differentiable")
+    ):
         return optimizer.step  # another torch, or something the wrappers do: the step as written
 
     def step():
@@ -196,8 +210,12 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
     decoupled = type(optimizer) is torch.optim.AdamW
 
     def kernel_alone(group: dict) -> bool:  # settings torch's step handles in more ways than the plain kernel call
-        return (group.get("fused") and not group.get("amsgrad") and not group.get("capturable")
-                and not group.get("differentiable"))
+        return (
+            group.get("fused")
+            and not group.get("amsgrad")
+            and not group.get("capturable")
+            and not group.get("differentiable")
+        )
 
     def step():
         updates = []
@@ -207,8 +225,12 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
                 continue  # an empty group (e.g. no parameter without L2): nothing to update, and the kernel refuses []
             grads = [p.grad for p in params]
             states = [optimizer.state.get(p) for p in params]
-            if (not kernel_alone(group) or any(g is None or g.is_sparse for g in grads) or not all(states)
-                    or hasattr(optimizer, "grad_scale")):
+            if (
+                not kernel_alone(group)
+                or any(g is None or g.is_sparse for g in grads)
+                or not all(states)
+                or hasattr(optimizer, "grad_scale")
+            ):
                 return torch_step()
             updates.append((group, params, grads, states))
         with torch.no_grad():
@@ -217,9 +239,20 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
                 torch._foreach_add_(steps, 1)
                 beta1, beta2 = group["betas"]
                 getattr(torch, kernels[group.get("decoupled_weight_decay", decoupled)])(
-                    params, grads, [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states], [], steps,
-                    lr=group["lr"], beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"], eps=group["eps"],
-                    amsgrad=False, maximize=group["maximize"])
+                    params,
+                    grads,
+                    [state["exp_avg"] for state in states],
+                    [state["exp_avg_sq"] for state in states],
+                    [],
+                    steps,
+                    lr=group["lr"],
+                    beta1=float(beta1),
+                    beta2=float(beta2),
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    amsgrad=False,
+                    maximize=group["maximize"],
+                )
 
     return step
 
@@ -249,6 +282,8 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
+        )
     except (OSError, AttributeError):
         return False

@@ -50,14 +50,26 @@ def load_checkpoint(path: Path, key: str = "trainer.resume", training_state: boo
     except Exception as err:  # torch raises several types for truncated or foreign files
         code = re.search(r"GLOBAL (\S+)", str(err), flags=re.IGNORECASE)
         if code and "Weights only load failed" in str(err):
-            raise ConfigError(Problem(key, str(path), f"refused: it holds pickled Python objects ({code[1]}) that could run code when "
-                                      "loaded; dlrunner loads only tensors and plain data (torch.load weights_only=True)")) from None
+            raise ConfigError(
+                Problem(
+                    key,
+                    str(path),
+                    f"refused: it holds pickled Python objects ({code[1]}) that could run code when "
+                    "loaded; dlrunner loads only tensors and plain data (torch.load weights_only=True)",
+                )
+            ) from None
         raise ConfigError(Problem(key, str(path), f"not a readable checkpoint ({type(err).__name__}: {err})")) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(Problem(key, str(path), "not a dlrunner checkpoint"))
     if training_state and "optimizer" not in state:
-        raise ConfigError(Problem(key, str(path), "this checkpoint holds only the best weights, not the training state; "
-                                  "resume from checkpoints/last.pt or from the run folder"))
+        raise ConfigError(
+            Problem(
+                key,
+                str(path),
+                "this checkpoint holds only the best weights, not the training state; "
+                "resume from checkpoints/last.pt or from the run folder",
+            )
+        )
     return state
 
 
@@ -83,8 +95,14 @@ def find_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: dic
         candidates = sorted(output_root.glob("**/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
         candidates = [c for c in candidates if run_dir not in c.parents and _same_experiment(c.parent.parent, config)]
         if not candidates:
-            raise ConfigError(Problem("trainer.resume", True, f"no run with the same data and model and a checkpoint under {output_root}; "
-                                      "give a run folder or a .pt file"))
+            raise ConfigError(
+                Problem(
+                    "trainer.resume",
+                    True,
+                    f"no run with the same data and model and a checkpoint under {output_root}; "
+                    "give a run folder or a .pt file",
+                )
+            )
         return candidates[-1]
     path = Path(str(resume)).expanduser()
     return path / "checkpoints" / "last.pt" if path.is_dir() else path
@@ -123,5 +141,5 @@ def _numpy_arrays_allowed():
 
     if not hasattr(torch.serialization, "safe_globals"):
         return contextlib.nullcontext()
-    reconstruct = getattr(getattr(np, "_core", None) or np.core, "multiarray")._reconstruct
+    reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct
     return torch.serialization.safe_globals([reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float32))])

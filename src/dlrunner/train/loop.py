@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 
@@ -31,13 +31,13 @@ class FitSettings:
     schedule: Callable[[int, int, int], float]  # factor(epoch counted from 1, step, total_steps)
     l2: float = 0.0
     weights: list = field(default_factory=list)  # the tensors L2 applies to
-    grad_clip_norm: Optional[float] = None
+    grad_clip_norm: float | None = None
     early_stopping: bool = False
     patience: int = 10
     precision: str = "fp32"  # fp32 | bf16 | fp16
-    human_error: Optional[float] = None
+    human_error: float | None = None
     significant_gap: float = 0.015
-    augment: Optional[Callable] = None  # augment(batch, generator) -> a changed copy; training batches only
+    augment: Callable | None = None  # augment(batch, generator) -> a changed copy; training batches only
 
 
 @dataclass
@@ -49,15 +49,17 @@ class FitResult:
     train_s: float
     eval_s: float
     stopped_early: bool = False
-    best_step: Optional[int] = None
-    best_dev_error: Optional[float] = None
-    final_metrics: Optional[dict] = None  # the last evaluation's split metrics, when the model ends with the weights it evaluated
+    best_step: int | None = None
+    best_dev_error: float | None = None
+    final_metrics: dict | None = (
+        None  # the last evaluation's split metrics, when the model ends with the weights it evaluated
+    )
 
 
 EVALUATED_SPLITS = ("train", "dev", "train_dev")  # the splits every evaluation measures
 
 
-def final_metrics(status: str, stopped_early: bool, last_record: Optional[dict], step: int) -> Optional[dict]:
+def final_metrics(status: str, stopped_early: bool, last_record: dict | None, step: int) -> dict | None:
     """The split metrics of the last evaluation if they describe the final model (a completed run
     evaluates at its last step; early stopping goes back to the best weights), so that the summary
     need not evaluate those splits again: ~10 ms per run, per trial of a stack or a sweep."""
@@ -66,7 +68,7 @@ def final_metrics(status: str, stopped_early: bool, last_record: Optional[dict],
     return {name: last_record[name] for name in EVALUATED_SPLITS if name in last_record}
 
 
-def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume: Optional[dict] = None) -> FitResult:
+def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume: dict | None = None) -> FitResult:
     """Train ``model`` on ``data.splits['train']`` and report to ``outputs`` (metrics, checkpoints)."""
     X, Y = data.splits["train"]
     device = model_device(model)
@@ -99,11 +101,19 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
 
     def training_state() -> dict:
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "epoch": epoch, "position": position, "order": order,
-            "best_dev_error": best_dev_error, "best_step": best_step, "best_weights": best_weights,
-            "evals_since_best": evals_since_best, "evals_done": evals_done,
-            "shuffle_state": shuffle.get_state(), "rng_state": _get_rng_state(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "position": position,
+            "order": order,
+            "best_dev_error": best_dev_error,
+            "best_step": best_step,
+            "best_weights": best_weights,
+            "evals_since_best": evals_since_best,
+            "evals_done": evals_done,
+            "shuffle_state": shuffle.get_state(),
+            "rng_state": _get_rng_state(),
             # mid-interval (a stop signal): the interval's losses so far, so its train_loss comes out whole on resume
             "batch_losses": torch.stack(batch_losses).cpu() if batch_losses else None,
             "train_s": elapsed_before + time.perf_counter() - started,
@@ -138,7 +148,10 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
                 batch = order[position : position + batch_size]
                 xb, yb = X[batch], Y[batch]
                 if copy_batches:  # from pinned memory, so the copy overlaps with the device's work
-                    xb, yb = xb.pin_memory().to(device, non_blocking=True), yb.pin_memory().to(device, non_blocking=True)
+                    xb, yb = (
+                        xb.pin_memory().to(device, non_blocking=True),
+                        yb.pin_memory().to(device, non_blocking=True),
+                    )
             if settings.augment is not None:
                 xb = settings.augment(xb, shuffle)  # its draws come from the saved generator, so resuming repeats them
             position += batch_size
@@ -204,8 +217,18 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     train_s = elapsed_before + time.perf_counter() - started
     if stopped_early and best_weights is not None:
         model.load_state_dict(best_weights)  # early stopping keeps the best dev weights (SPEC B8)
-    return FitResult(status, message, step, epoch, train_s, eval_s, stopped_early, best_step,
-                     None if best_step is None else best_dev_error, final_metrics(status, stopped_early, last_record, step))
+    return FitResult(
+        status,
+        message,
+        step,
+        epoch,
+        train_s,
+        eval_s,
+        stopped_early,
+        best_step,
+        None if best_step is None else best_dev_error,
+        final_metrics(status, stopped_early, last_record, step),
+    )
 
 
 def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, train_loss, batch_size) -> dict:
@@ -219,8 +242,11 @@ def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, train
     # With mini-batches the course's m in lambda/2m is the batch size (SPEC B4).
     record["J_with_penalty"] = record["J"] + l2_penalty(settings.weights, settings.l2, batch_size)
     gaps = diagnose(
-        train=record["train"]["error"], dev=record["dev"]["error"], human=settings.human_error,
-        train_dev=record.get("train_dev", {}).get("error"), significant_gap=settings.significant_gap,
+        train=record["train"]["error"],
+        dev=record["dev"]["error"],
+        human=settings.human_error,
+        train_dev=record.get("train_dev", {}).get("error"),
+        significant_gap=settings.significant_gap,
         scale=data.error_scale,
     )
     record["diagnosis"] = {k: gaps[k] for k in ("avoidable_bias", "variance", "data_mismatch")}

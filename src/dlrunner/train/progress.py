@@ -92,6 +92,9 @@ class BarProgress(NoProgress):
 
     def evaluated(self, record: dict) -> None:
         self.progress.update(
-            self.task, completed=record["step"], epoch=record["epoch"],
-            loss=_fmt(record["train_loss"]), dev=_fmt(record["dev"]["error"]),
+            self.task,
+            completed=record["step"],
+            epoch=record["epoch"],
+            loss=_fmt(record["train_loss"]),
+            dev=_fmt(record["dev"]["error"]),
         )

@@ -34,7 +34,10 @@ def train_repeats(cfg, run_dir: Path, console, train_one) -> dict:
         single.trainer.seed, single.trainer.repeats, single.trainer.seeds = seed, 1, None
         console.print(f"[bold]seed {seed}[/bold] ({number} of {len(seeds)})")
         summaries.append(train_one(single, run_dir / f"seed-{seed}", Console(quiet=True)))
-        console.print(f"  dev error {summaries[-1]['metrics']['dev']['error']:.4f}: {summaries[-1]['diagnosis']['verdict']}", highlight=False)
+        console.print(
+            f"  dev error {summaries[-1]['metrics']['dev']['error']:.4f}: {summaries[-1]['diagnosis']['verdict']}",
+            highlight=False,
+        )
     summary = aggregate(summaries, seeds, cfg)
     write_json_atomic({"summary_version": SUMMARY_VERSION, **summary}, run_dir / "summary.json")
     print_repeats(summary, console)
@@ -43,8 +46,12 @@ def train_repeats(cfg, run_dir: Path, console, train_one) -> dict:
 
 
 def _spread(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
+    return {
+        "mean": statistics.mean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def aggregate(summaries: list[dict], seeds: list[int], cfg) -> dict:
@@ -58,24 +65,41 @@ def aggregate(summaries: list[dict], seeds: list[int], cfg) -> dict:
     verdicts = Counter(s["diagnosis"]["verdict"] for s in finished)
     first = finished[0]
     diagnosis = diagnose(
-        train=metrics["train"]["error"], dev=metrics["dev"]["error"], human=cfg.data.human_error,
-        train_dev=metrics.get("train_dev", {}).get("error"), test=metrics.get("test", {}).get("error"),
-        significant_gap=cfg.diagnosis.significant_gap, sizes=first["sizes"],
+        train=metrics["train"]["error"],
+        dev=metrics["dev"]["error"],
+        human=cfg.data.human_error,
+        train_dev=metrics.get("train_dev", {}).get("error"),
+        test=metrics.get("test", {}).get("error"),
+        significant_gap=cfg.diagnosis.significant_gap,
+        sizes=first["sizes"],
     )
     gaps = ("avoidable_bias", "variance", "data_mismatch", "dev_overfitting")
-    diagnosis_spread = {g: _spread([s["diagnosis"][g] for s in finished]) for g in gaps if first["diagnosis"].get(g) is not None}
+    diagnosis_spread = {
+        g: _spread([s["diagnosis"][g] for s in finished]) for g in gaps if first["diagnosis"].get(g) is not None
+    }
     agreeing = verdicts[diagnosis["verdict"]]
-    diagnosis["notes"].append(f"{agreeing} of {len(finished)} seeds give this verdict on their own: "
-                              + ", ".join(f"{v} ({n})" for v, n in verdicts.most_common()))
+    diagnosis["notes"].append(
+        f"{agreeing} of {len(finished)} seeds give this verdict on their own: "
+        + ", ".join(f"{v} ({n})" for v, n in verdicts.most_common())
+    )
     statuses = {s["status"] for s in summaries}
     return {
         "status": "completed" if statuses == {"completed"} else "/".join(sorted(statuses)),
         "message": "",
-        "task": first["task"], "n_classes": first["n_classes"], "sizes": first["sizes"],
-        "metrics": metrics, "diagnosis": diagnosis,
-        "n_params": first["n_params"], "n_params_total": first.get("n_params_total"),
-        "repeats": {"seeds": seeds, "runs": [f"seed-{s}" for s in seeds], "metrics": spread,
-                    "diagnosis": diagnosis_spread, "verdicts": dict(verdicts)},
+        "task": first["task"],
+        "n_classes": first["n_classes"],
+        "sizes": first["sizes"],
+        "metrics": metrics,
+        "diagnosis": diagnosis,
+        "n_params": first["n_params"],
+        "n_params_total": first.get("n_params_total"),
+        "repeats": {
+            "seeds": seeds,
+            "runs": [f"seed-{s}" for s in seeds],
+            "metrics": spread,
+            "diagnosis": diagnosis_spread,
+            "verdicts": dict(verdicts),
+        },
         "timing": {"train_s": sum(s["timing"]["train_s"] for s in finished), "steps": first["timing"]["steps"]},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -85,7 +109,10 @@ def print_repeats(summary: dict, console) -> None:
     from rich.table import Table
 
     repeats = summary["repeats"]
-    table = Table(title=f"Over {len(repeats['seeds'])} seeds ({', '.join(map(str, repeats['seeds']))}): mean ± sd [min, max]", title_justify="left")
+    table = Table(
+        title=f"Over {len(repeats['seeds'])} seeds ({', '.join(map(str, repeats['seeds']))}): mean ± sd [min, max]",
+        title_justify="left",
+    )
     table.add_column("")
     for split in repeats["metrics"]:
         table.add_column(split, justify="right")

@@ -28,7 +28,13 @@ from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.models.summary import multiply_adds
 from dlrunner.optim import parameter_groups
 from dlrunner.search.constraints import check_constraints
-from dlrunner.train.accelerate import place_data, restore_dynamo_wrappers, spare_dynamo_import, to_channels_last, wants_channels_last
+from dlrunner.train.accelerate import (
+    place_data,
+    restore_dynamo_wrappers,
+    spare_dynamo_import,
+    to_channels_last,
+    wants_channels_last,
+)
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
@@ -36,7 +42,6 @@ from dlrunner.train.outputs import RunFiles, failure, write_json_atomic
 from dlrunner.train.progress import make_progress
 from dlrunner.train.signals import STOP
 from dlrunner.train.transfer import freeze_layers, load_pretrained
-
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before anything here changes it
 
@@ -75,7 +80,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     precision = trainer.precision
     if precision != "fp32" and device.type != "cuda":
         if trainer.device != "auto":
-            raise ConfigError(Problem("trainer.precision", precision, f"bf16/fp16 autocast needs a CUDA device, not {device}; use fp32"))
+            raise ConfigError(
+                Problem(
+                    "trainer.precision", precision, f"bf16/fp16 autocast needs a CUDA device, not {device}; use fp32"
+                )
+            )
         console.print(f"[yellow]trainer.precision={precision} needs CUDA; training in fp32 on {device}[/yellow]")
         precision = "fp32"
     torch.manual_seed(trainer.seed)
@@ -89,7 +98,9 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     if wants_channels_last(trainer.channels_last, device, data.input_shape, model):
         to_channels_last(model, data)
     if placement == "host":
-        notes.append("the training set does not fit in the device's memory: it stays in pinned host memory and each mini-batch is copied over")
+        notes.append(
+            "the training set does not fit in the device's memory: it stays in pinned host memory and each mini-batch is copied over"
+        )
     if resume is not None:
         model.load_state_dict(resume["model"])
     augment_settings = OmegaConf.to_container(cfg.data.augment)
@@ -117,10 +128,19 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = trainer.steps or trainer.epochs * steps_per_epoch
     if resume is not None:
-        if total_steps <= resume["step"] and not auto:  # auto: trained to the end, killed before its summary; fit adds none
-            raise ConfigError(Problem("trainer.steps" if trainer.steps else "trainer.epochs", trainer.steps or trainer.epochs,
-                                      f"the checkpoint {resume_path} is already at step {resume['step']}; raise it to train further"))
-        console.print(f"Resuming from {resume_path} at step {resume['step']} (epoch {resume['epoch']})", highlight=False)
+        if (
+            total_steps <= resume["step"] and not auto
+        ):  # auto: trained to the end, killed before its summary; fit adds none
+            raise ConfigError(
+                Problem(
+                    "trainer.steps" if trainer.steps else "trainer.epochs",
+                    trainer.steps or trainer.epochs,
+                    f"the checkpoint {resume_path} is already at step {resume['step']}; raise it to train further",
+                )
+            )
+        console.print(
+            f"Resuming from {resume_path} at step {resume['step']} (epoch {resume['epoch']})", highlight=False
+        )
     if trainer.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model, so checkpoints stay portable
 
@@ -146,7 +166,9 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     outputs = RunFiles(run_dir)
     outputs.attachments = {
         # tensors, not numpy arrays: checkpoints are read with torch.load(weights_only=True)
-        "normalization": {name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))},
+        "normalization": {
+            name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))
+        },
         "config": current,
     }
     outputs.start(history=_history_before(resume_path, resume, run_dir))
@@ -169,9 +191,15 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         status = summary["status"]
         outputs.write_summary(summary)
         analysis = None
-        if data.task in ("binary", "multiclass") and data.splits["dev"][1].ndim == 1:  # confusion matrix and misclassified dev examples, for review
-            analysis = misclassified(model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std)
-            write_json_atomic({k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}, run_dir / "analysis.json")
+        if (
+            data.task in ("binary", "multiclass") and data.splits["dev"][1].ndim == 1
+        ):  # confusion matrix and misclassified dev examples, for review
+            analysis = misclassified(
+                model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
+            )
+            write_json_atomic(
+                {k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}, run_dir / "analysis.json"
+            )
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
             if cfg.logger.log_checkpoint and (outputs.checkpoint_dir / "best.pt").is_file():
@@ -189,10 +217,14 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     return summary
 
 
-def build_model(cfg: DictConfig, input_shape: tuple, n_outputs: int, pretrained: bool = True) -> tuple[torch.nn.Module, list[str]]:
+def build_model(
+    cfg: DictConfig, input_shape: tuple, n_outputs: int, pretrained: bool = True
+) -> tuple[torch.nn.Module, list[str]]:
     """The model the config names, for examples of ``input_shape``, with the transfer settings
     applied (earlier weights when ``pretrained``, frozen layers); and sentences for the user."""
-    model = call_builder(cfg.model, "model", n_inputs=math.prod(input_shape), n_outputs=n_outputs, input_shape=tuple(input_shape))
+    model = call_builder(
+        cfg.model, "model", n_inputs=math.prod(input_shape), n_outputs=n_outputs, input_shape=tuple(input_shape)
+    )
     notes = list(getattr(model, "notes", []))
     if cfg.transfer.checkpoint and pretrained:
         notes += load_pretrained(model, cfg.transfer.checkpoint, cfg.transfer.new_head)
@@ -207,8 +239,16 @@ def check_augmentation_fits(settings: dict, model_target: str) -> None:
         return
     bad = [k for k in ("hflip", "crop_padding", "rotation", "color_shift") if settings.get(k)]
     if bad:
-        raise ConfigError([Problem(f"data.augment.{k}", settings[k], "not for sequences (T, features) of a recurrent model: "
-                                   "only data.augment.noise_std applies") for k in bad])
+        raise ConfigError(
+            [
+                Problem(
+                    f"data.augment.{k}",
+                    settings[k],
+                    "not for sequences (T, features) of a recurrent model: only data.augment.noise_std applies",
+                )
+                for k in bad
+            ]
+        )
 
 
 def check_class_weights(weights, data) -> None:
@@ -217,10 +257,18 @@ def check_class_weights(weights, data) -> None:
         return
     n = data.n_classes if data.task in ("binary", "multiclass") else None
     if n is None:
-        raise ConfigError(Problem("metric.class_weights", dict(weights), f"weights by class need a classification task; this one is {data.task}"))
+        raise ConfigError(
+            Problem(
+                "metric.class_weights",
+                dict(weights),
+                f"weights by class need a classification task; this one is {data.task}",
+            )
+        )
     bad = [k for k in weights if int(k) >= n]
     if bad:
-        raise ConfigError(Problem("metric.class_weights", dict(weights), f"class {bad[0]} does not exist; classes are 0 to {n - 1}"))
+        raise ConfigError(
+            Problem("metric.class_weights", dict(weights), f"class {bad[0]} does not exist; classes are 0 to {n - 1}")
+        )
 
 
 def cpu_threads(work_per_example: int, batch_size: int) -> int:
@@ -259,13 +307,20 @@ def check_resumable(resume: dict, current: dict, path: Path) -> None:
     if saved.get("optimizer", {}).get("_target_") != current["optimizer"]["_target_"]:
         differing.append("optimizer")
     if differing:
-        raise ConfigError(Problem("trainer.resume", str(path), f"that checkpoint's {' and '.join(differing)} config differs from this run's; "
-                                  "give the same data, model and optimizer overrides as the run you resume (learning rate, "
-                                  "regularisation and trainer settings may change)"))
+        raise ConfigError(
+            Problem(
+                "trainer.resume",
+                str(path),
+                f"that checkpoint's {' and '.join(differing)} config differs from this run's; "
+                "give the same data, model and optimizer overrides as the run you resume (learning rate, "
+                "regularisation and trainer settings may change)",
+            )
+        )
 
 
 def same_run(saved: dict, current: dict) -> bool:
     """Whether a checkpoint's config is this run's, apart from how it resumes and shows progress."""
+
     def comparable(config: dict) -> dict:
         trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k not in ("resume", "progress")}
         return {**config, "trainer": trainer}
@@ -277,20 +332,38 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
     """Final metrics per split, the diagnosis and timings: the content of summary.json."""
     names = ["train", "dev", "train_dev", "train_general", "train_target"] + (["test"] if cfg.trainer.eval_test else [])
     evaluated = result.final_metrics or {}  # the loop's last evaluation, when it was of these weights
-    metrics = {name: evaluated[name] if name in evaluated else evaluate(model, *data.splits[name], data.task)
-               for name in names if name in data.splits}
+    metrics = {
+        name: evaluated[name] if name in evaluated else evaluate(model, *data.splits[name], data.task)
+        for name in names
+        if name in data.splits
+    }
     errors = {name: m["error"] for name, m in metrics.items()}
     diagnosis = diagnose(
-        train=errors["train"], dev=errors["dev"], human=cfg.data.human_error,
-        train_dev=errors.get("train_dev"), test=errors.get("test"), significant_gap=settings.significant_gap,
-        sizes={name: len(data.splits[name][0]) for name in metrics}, scale=data.error_scale,
+        train=errors["train"],
+        dev=errors["dev"],
+        human=cfg.data.human_error,
+        train_dev=errors.get("train_dev"),
+        test=errors.get("test"),
+        significant_gap=settings.significant_gap,
+        sizes={name: len(data.splits[name][0]) for name in metrics},
+        scale=data.error_scale,
     )
     message = result.message
     metric = cfg.metric
     class_weights = {int(k): float(v) for k, v in (metric.class_weights or {}).items()}
-    chosen = {name: optimizing_metric(model, *data.splits[name], data.task, data.n_classes, metric.optimizing, class_weights,
-                                      (data.weights or {}).get(name), error=errors[name])
-              for name in metrics}
+    chosen = {
+        name: optimizing_metric(
+            model,
+            *data.splits[name],
+            data.task,
+            data.n_classes,
+            metric.optimizing,
+            class_weights,
+            (data.weights or {}).get(name),
+            error=errors[name],
+        )
+        for name in metrics
+    }
     satisficing = satisficing_metrics(model, data.splits["dev"][0][:1], result.train_s)
     if result.status == "diverged":
         diagnosis["verdict"] = "diverged"
@@ -298,7 +371,9 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
     if "train_dev" in errors and cfg.data.get("target") is not None:
         diagnosis["mismatch_table"] = mismatch_table(errors, cfg.data.human_error, cfg.data.get("target_human_error"))
     if cfg.trainer.eval_test is False and data.splits.get("test") is not None:
-        diagnosis["notes"].append("the test set was not evaluated (trainer.eval_test=true evaluates it, once you are done tuning)")
+        diagnosis["notes"].append(
+            "the test set was not evaluated (trainer.eval_test=true evaluates it, once you are done tuning)"
+        )
     summary = {
         "status": result.status,
         "message": message,
@@ -326,7 +401,9 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
     }
     if metric.satisficing:  # whether this run meets each threshold, with the value it saw
         checks = {text: check_constraints(summary, [text]) for text in metric.satisficing}
-        summary["satisficing"]["constraints"] = {text: {"value": seen[text], "met": met} for text, (met, seen) in checks.items()}
+        summary["satisficing"]["constraints"] = {
+            text: {"value": seen[text], "met": met} for text, (met, seen) in checks.items()
+        }
         summary["satisficing"]["met"] = all(met for met, _ in checks.values())
     return summary
 
@@ -336,9 +413,16 @@ def mismatch_table(errors: dict, human: float | None, target_human: float | None
     on / error on examples not trained on; columns the general (training) distribution and the
     target (dev/test) distribution. None where the data has no such examples."""
     return {
-        "general": {"human": human, "trained_on": errors.get("train_general", errors["train"]), "not_trained_on": errors["train_dev"]},
-        "target": {"human": target_human if target_human is not None else human, "trained_on": errors.get("train_target"),
-                   "not_trained_on": errors["dev"]},
+        "general": {
+            "human": human,
+            "trained_on": errors.get("train_general", errors["train"]),
+            "not_trained_on": errors["train_dev"],
+        },
+        "target": {
+            "human": target_human if target_human is not None else human,
+            "trained_on": errors.get("train_target"),
+            "not_trained_on": errors["dev"],
+        },
     }
 
 

@@ -43,7 +43,7 @@ class StopSignals:
         self.finishing = False
         self._previous = {}
 
-    def install(self) -> "StopSignals":
+    def install(self) -> StopSignals:
         self.received, self.finishing = None, False
         # Python only lets the main thread set handlers; a run in a thread (a threaded launcher)
         # keeps the process's handlers, and Ctrl-C still reaches it as a KeyboardInterrupt.

@@ -24,7 +24,13 @@ def pretrained_weights_path(checkpoint: str) -> Path:
         for name in ("best.pt", "last.pt"):
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
-        raise ConfigError(Problem("transfer.checkpoint", checkpoint, "that folder has no checkpoints/best.pt or last.pt; give a run folder or a .pt file"))
+        raise ConfigError(
+            Problem(
+                "transfer.checkpoint",
+                checkpoint,
+                "that folder has no checkpoints/best.pt or last.pt; give a run folder or a .pt file",
+            )
+        )
     return path
 
 
@@ -40,13 +46,29 @@ def load_pretrained(model: nn.Module, checkpoint: str, new_head="auto") -> list[
     head_differs = any(k in saved and saved[k].shape != own[k].shape for k in own if in_head(k))
     replace_head = new_head is True or (new_head == "auto" and head_differs)
     if head_differs and new_head is False:
-        raise ConfigError(Problem("transfer.new_head", False, f"the checkpoint's output layer {head!r} has another shape (a different number of "
-                                  "outputs); use transfer.new_head=auto or true to give this task its own output layer"))
-    mismatched = [k for k in own if not (replace_head and in_head(k)) and (k not in saved or saved[k].shape != own[k].shape)]
+        raise ConfigError(
+            Problem(
+                "transfer.new_head",
+                False,
+                f"the checkpoint's output layer {head!r} has another shape (a different number of "
+                "outputs); use transfer.new_head=auto or true to give this task its own output layer",
+            )
+        )
+    mismatched = [
+        k for k in own if not (replace_head and in_head(k)) and (k not in saved or saved[k].shape != own[k].shape)
+    ]
     if mismatched:
-        shown = ", ".join(f"{k} {tuple(own[k].shape)} vs {tuple(saved[k].shape) if k in saved else 'absent'}" for k in mismatched[:3])
-        raise ConfigError(Problem("transfer.checkpoint", str(checkpoint), f"its network differs from this one ({shown}); transfer needs the same "
-                                  "model and input shape, only the output layer may differ"))
+        shown = ", ".join(
+            f"{k} {tuple(own[k].shape)} vs {tuple(saved[k].shape) if k in saved else 'absent'}" for k in mismatched[:3]
+        )
+        raise ConfigError(
+            Problem(
+                "transfer.checkpoint",
+                str(checkpoint),
+                f"its network differs from this one ({shown}); transfer needs the same "
+                "model and input shape, only the output layer may differ",
+            )
+        )
     with torch.no_grad():
         for key, value in own.items():
             if not (replace_head and in_head(key)):
@@ -65,16 +87,28 @@ def freeze_layers(model: nn.Module, freeze) -> list[str]:
         return []
     if isinstance(freeze, int):
         if freeze >= len(layers):
-            raise ConfigError(Problem("transfer.freeze", freeze, f"this network has {len(layers)} layers with parameters; freeze at most "
-                                      f"{len(layers) - 1} so the output layer can learn (see dlrun summary)"))
+            raise ConfigError(
+                Problem(
+                    "transfer.freeze",
+                    freeze,
+                    f"this network has {len(layers)} layers with parameters; freeze at most "
+                    f"{len(layers) - 1} so the output layer can learn (see dlrun summary)",
+                )
+            )
         chosen = layers[:freeze]
     else:
         freeze = [str(n) for n in freeze]  # a Sequential's layers are named 0, 1, 2, ...
         names = [name for name, _ in layers]
         unknown = [n for n in freeze if not any(name == n or name.startswith(n + ".") for name in names)]
         if unknown:
-            raise ConfigError(Problem("transfer.freeze", list(freeze), f"no layer named {unknown[0]!r}; layers are {names[:12]}"
-                                      f"{' ...' if len(names) > 12 else ''} (dlrun summary lists them all)"))
+            raise ConfigError(
+                Problem(
+                    "transfer.freeze",
+                    list(freeze),
+                    f"no layer named {unknown[0]!r}; layers are {names[:12]}"
+                    f"{' ...' if len(names) > 12 else ''} (dlrun summary lists them all)",
+                )
+            )
         chosen = [(name, m) for name, m in layers if any(name == n or name.startswith(n + ".") for n in freeze)]
     for _, module in chosen:
         for parameter in module.parameters(recurse=False):

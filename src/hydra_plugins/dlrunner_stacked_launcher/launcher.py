@@ -1,7 +1,7 @@
 """The thin Hydra Launcher class; the work happens in dlrunner.stack.launch (imported lazily)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher

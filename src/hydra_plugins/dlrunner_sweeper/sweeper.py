@@ -1,6 +1,6 @@
 """The thin Hydra Sweeper class; the work happens in dlrunner.sweep.runner (imported lazily)."""
 
-from typing import Any, List
+from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 
@@ -16,9 +16,11 @@ class DlrunnerSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from dlrunner.sweep.runner import SweepRunner
 
         return SweepRunner(self, self.settings).run(arguments)
