@@ -97,7 +97,7 @@ def main() -> None:
                     "trainer.progress=none",
                     f"trainer.device={args.device}",
                 ]
-                cfgs = [compose(common + [f"optimizer.lr={lr}"]) for lr in learning_rates(k)]
+                cfgs = [compose([*common, f"optimizer.lr={lr}"]) for lr in learning_rates(k)]
                 solo_rates, stacked_rates, ratios, differences = [], [], [], []
                 for repeat in range(
                     args.repeats
@@ -117,7 +117,8 @@ def main() -> None:
                     shutil.rmtree(folder, ignore_errors=True)
                 rows.append((model, k, solo_rates, stacked_rates, ratios, max(differences), min(k, args.solo_trials)))
                 print(
-                    f"{model} K={k}: solo {statistics.median(solo_rates):.0f}, stacked {statistics.median(stacked_rates):.0f} "
+                    f"{model} K={k}: solo {statistics.median(solo_rates):.0f}, "
+                    f"stacked {statistics.median(stacked_rates):.0f} "
                     f"trial-steps/s, ratio {statistics.median(ratios):.2f}",
                     file=sys.stderr,
                     flush=True,
@@ -131,7 +132,10 @@ def main() -> None:
         machine("(in-process: dlrunner.train.run.train and dlrunner.stack.train.train_stacked)"),
         "```",
         "",
-        "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) | max dev-error difference | solo trials timed per repeat |",
+        (
+            "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) "
+            "| max dev-error difference | solo trials timed per repeat |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, k, solo, stacked, ratios, diff, timed in rows:

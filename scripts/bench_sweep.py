@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,7 +75,7 @@ def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> d
         summary = Path(trial["run_dir"]) / "summary.json"
         finished.append((summary.stat().st_mtime_ns / 1e9, json.loads(summary.read_text())["timing"]["train_s"]))
     finished.sort()
-    overheads = [later - earlier - train_s for (earlier, _), (later, train_s) in zip(finished, finished[1:])]
+    overheads = [later - earlier - train_s for (earlier, _), (later, train_s) in pairwise(finished)]
     shutil.rmtree(sweep_dir, ignore_errors=True)
     return {
         "wall": wall,

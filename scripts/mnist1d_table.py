@@ -73,7 +73,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for model, paper, mean, spread, params, seconds in rows:
         print(
-            f"| {model} | {paper:.0%} | {mean:.1%} ± {spread:.1%} | {100 * (mean - paper):+.1f} points | {params:,} | {seconds:.0f} s |"
+            f"| {model} | {paper:.0%} | {mean:.1%} ± {spread:.1%} | {100 * (mean - paper):+.1f} points "
+            f"| {params:,} | {seconds:.0f} s |"
         )
 
 

@@ -208,7 +208,7 @@ def test_eager_step_takes_the_steps_optimizer_step_takes(name, monkeypatch):
                 step = eager_step(optimizer)
             assert step != optimizer.step
         x, y = torch.randn(32, 6), torch.randn(32, 1)
-        for i in range(5):
+        for _ in range(5):
             optimizer.zero_grad(set_to_none=True)
             ((model(x) - y) ** 2).mean().backward()
             for group in optimizer.param_groups:  # as a schedule does, between steps

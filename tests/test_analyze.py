@@ -262,7 +262,7 @@ def test_binary_run_has_false_positives_and_negatives(tmp_path):
     run = tmp_path / "run"
     analysis = error_analysis(run)
     summary = read_summary(run)
-    (tn, fp), (fn, tp) = analysis["confusion_matrix"]
+    (_tn, fp), (fn, tp) = analysis["confusion_matrix"]
     assert (analysis["false_positives"], analysis["false_negatives"], analysis["true_positives"]) == (fp, fn, tp)
     assert analysis["n_misclassified"] == fp + fn
     assert analysis["precision"] == pytest.approx(summary["metrics"]["dev"]["precision"])

@@ -1,4 +1,5 @@
-"""The benchmarks (scripts/bench_train.py, scripts/bench_sweep.py) run and print their tables; timings are not asserted."""
+"""The benchmarks (scripts/bench_train.py, scripts/bench_sweep.py) run and print their tables;
+timings are not asserted."""
 
 import subprocess
 import sys

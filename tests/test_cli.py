@@ -341,7 +341,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     summary = read_summary(tmp_path / "long")
     assert summary["status"] == "interrupted"
@@ -366,7 +366,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run
     first = run_dlrun("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=100", cwd=tmp_path)
     second = run_dlrun("train", *QUICK, "data=moons", "model=logreg", "trainer.steps=100", cwd=tmp_path)
     assert first.returncode == 0 and second.returncode == 0
-    mlp_run = [r for r in run_dirs(tmp_path / "outputs") if read_summary(r)["config"]["model"].get("layers") == [8]][0]
+    mlp_run = next(r for r in run_dirs(tmp_path / "outputs") if read_summary(r)["config"]["model"].get("layers") == [8])
     wrong = run_dlrun("train", *QUICK, "data=moons", "model.layers=[16]", f"trainer.resume={mlp_run}", cwd=tmp_path)
     assert wrong.returncode == 2 and "model config differs" in wrong.stderr
     # trainer.resume=true picks the latest run with the same data and model (not the newer logreg

@@ -64,7 +64,7 @@ def test_normalisation_uses_training_statistics_only():
     assert np.allclose(X_train.mean(axis=0), 0, atol=1e-5) and np.allclose(X_train.std(axis=0), 1, atol=1e-4)
     raw_X, _ = sources.gaussians(**{k: v for k, v in cfg.source.items() if k != "_target_"})
     assert not np.allclose(data.splits["dev"][0].numpy().mean(axis=0), 0, atol=1e-6)
-    mean, std = normalizer(raw_X)
+    _mean, std = normalizer(raw_X)
     assert std.shape == (2,) and (std > 0).all()
 
 
@@ -105,7 +105,10 @@ def test_a_cached_mnist1d_is_read_without_importing_the_generator(tmp_path):
     import sys
 
     env = {**__import__("os").environ, "DLRUNNER_CACHE_DIR": str(tmp_path / "cache")}
-    code = "import sys; from dlrunner.data import sources; sources.mnist1d(num_samples=100, seed=3); print('mnist1d' in sys.modules)"
+    code = (
+        "import sys; from dlrunner.data import sources; sources.mnist1d(num_samples=100, seed=3); "
+        "print('mnist1d' in sys.modules)"
+    )
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert first.stdout.strip() == "True" and again.stdout.strip() == "False"
@@ -168,7 +171,7 @@ def test_nan_features_are_rejected(tmp_path):
     X[3, 1] = np.nan
     np.savez(tmp_path / "nan.npz", X=X, y=np.arange(10) % 2)
     cfg = compose("data=npz", f"data.source.path={tmp_path / 'nan.npz'}").data
-    with pytest.raises(ConfigError, match="NaN or infinity .* example 3"):
+    with pytest.raises(ConfigError, match=r"NaN or infinity .* example 3"):
         build_data(cfg)
 
 

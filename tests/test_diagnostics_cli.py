@@ -45,7 +45,7 @@ def test_analyze_writes_a_sheet_then_tallies_it_and_logs_both_to_wandb(tmp_path)
     # Running analyze again keeps the marked sheet and writes another.
     again = run_dlrun("analyze", str(run), cwd=tmp_path)
     assert again.returncode == 0 and (run / "error_analysis" / "sheet-2.csv").is_file()
-    assert list(csv.DictReader(sheet.open()))[0]["thin_strokes"] == "x"
+    assert next(csv.DictReader(sheet.open()))["thin_strokes"] == "x"
 
 
 def test_analyze_bad_input_is_exit_2(tmp_path):

@@ -5,6 +5,7 @@ checkpoint; a sweep whose trials diverge or run out of memory; a sweep killed an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -47,7 +48,7 @@ def wait_for(condition, what: str, process: subprocess.Popen | None = None, time
     deadline = time.monotonic() + timeout
     while not condition():
         if process is not None and process.poll() is not None:
-            out, err = output(process)
+            _out, err = output(process)
             pytest.fail(f"the process ended (code {process.returncode}) before {what}: {err[-2000:]}")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
@@ -60,10 +61,8 @@ def last_step(run_dir: Path) -> int:
     steps = [0]
     if path.is_file():
         for line in path.read_text().splitlines():
-            try:
+            with contextlib.suppress(ValueError):
                 steps.append(json.loads(line)["step"])
-            except ValueError:
-                pass
     return steps[-1]
 
 
@@ -102,7 +101,7 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
         before = last_step(run_dir)
         # Wait for training to make progress past where it (re)started, then kill at a random moment:
         # mid-step, mid-evaluation or mid-checkpoint, wherever it falls.
-        wait_for(lambda: last_step(run_dir) > before, "training progressed", process)
+        wait_for(lambda before=before: last_step(run_dir) > before, "training progressed", process)
         time.sleep(rng.uniform(0, 0.8))
         process.kill()
         process.wait(timeout=60)
@@ -157,7 +156,7 @@ def test_sigint_and_sigterm_checkpoint_finish_wandb_and_resume(tmp_path, uninter
     wait_for(lambda: last_step(run_dir) >= 300, "three evaluations", process)
     time.sleep(random.Random(signum).uniform(0, 0.3))
     process.send_signal(signum)
-    out, err = output(process)
+    _out, err = output(process)
     assert process.returncode == code, err[-3000:]
     summary = read_summary(run_dir)
     name = signal.Signals(signum).name
@@ -259,7 +258,7 @@ def test_a_sweep_killed_at_random_points_and_rerun_matches_an_uninterrupted_swee
         before = unfinished_trials(sweep_dir)
         process = start_dlrun(*SWEEP, "hydra.sweep.dir=killed", cwd=tmp_path)
 
-        def trial_progressed():
+        def trial_progressed(before=before):
             return any(step > before.get(n, 0) for n, step in unfinished_trials(sweep_dir).items())
 
         # Kill the sweep while a trial trains (the first time after 2 trials are done): once a

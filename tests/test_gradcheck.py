@@ -39,7 +39,9 @@ def small_batch(n_inputs=4, n_classes=3, m=8, seed=0):
 
 
 def test_numeric_derivative_spec_fixture():
-    f = lambda theta: theta**3
+    def f(theta):
+        return theta**3
+
     assert numeric_derivative(f, 1.0, 0.01) == pytest.approx(3.0001, abs=1e-9)
     assert numeric_derivative(f, 1.0, 0.01, two_sided=False) == pytest.approx(3.0301, abs=1e-9)
 

@@ -133,7 +133,7 @@ def test_image_folder_truncated_image(tmp_path):
     write_image(tmp_path / "b" / "cut.png", np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
     data = (tmp_path / "b" / "cut.png").read_bytes()
     (tmp_path / "b" / "cut.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ConfigError, match="cut.png"):
+    with pytest.raises(ConfigError, match=r"cut.png"):
         image_folder(str(tmp_path))
 
 

@@ -80,7 +80,7 @@ def test_200_trials_on_2_workers_leak_nothing(tmp_path):
     start = snapshot(sweep.pid)
     wait_for(lambda: len(sweep_ledger(sweep_dir)) >= BUDGET - 10, f"{BUDGET - 10} trials", sweep, timeout=900)
     end = snapshot(sweep.pid)
-    out, err = output(sweep, timeout=300)
+    _out, err = output(sweep, timeout=300)
     assert sweep.returncode == 0, err[-3000:]
 
     records = sweep_ledger(sweep_dir)

@@ -73,7 +73,7 @@ def test_model_option_runs_forward_and_backward(option):
 
 
 def test_models_state_their_adaptations_to_small_inputs():
-    model, notes = build_model(compose("model=vgg16"), (1, 8, 8), 10)
+    _model, notes = build_model(compose("model=vgg16"), (1, 8, 8), 10)
     assert notes, "VGG-16 on 8x8 images must say how it adapted"
     _, notes = build_model(compose("model=cnn"), (1, 8, 8), 10)
     assert notes == []

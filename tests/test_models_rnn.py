@@ -188,7 +188,7 @@ def test_short_gru_training_beats_the_constant_baseline_on_the_adding_problem(on
     X, y = torch.tensor(X), torch.tensor(y)[:, None]
     model = build_rnn("gru", hidden=16, input_shape=(10, 2), n_outputs=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for step in range(200):
+    for _ in range(200):
         batch = torch.randint(0, 1500, (100,))
         loss = torch.nn.functional.mse_loss(model(X[batch]), y[batch])
         optimizer.zero_grad()

@@ -64,16 +64,18 @@ def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, s
 
     def released_and_done() -> bool:
         for job, (state, reason) in squeue(env).items():
-            if state == "PENDING" and reason == "BeginTime" and job not in released:
-                if time.monotonic() - pending_since.setdefault(job, time.monotonic()) >= 2.0:
-                    subprocess.run(
-                        ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
-                    )
-                    released.add(job)
+            if (
+                state == "PENDING"
+                and reason == "BeginTime"
+                and job not in released
+                and time.monotonic() - pending_since.setdefault(job, time.monotonic()) >= 2.0
+            ):
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30)
+                released.add(job)
         return sweep.poll() is not None
 
     wait_for(released_and_done, "the sweep to finish", timeout=400)
-    out, err = output(sweep)
+    _out, err = output(sweep)
     assert sweep.returncode == 0, err[-3000:]
     assert released == set(jobs)  # both jobs really went back to the queue
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def test_all_pass_on_digits(digits_results):
     # The network memorises 1079 shuffled labels too (the end gains are close), only much later.
     assert shuffled["real_gain"] > 0.9 and shuffled["steps_to_half_shuffled"] > 5 * shuffled["steps_to_half_real"]
     J = results["batch GD decreases J"].measured["J"]
-    assert len(J) == 21 and all(b <= a for a, b in zip(J, J[1:]))
+    assert len(J) == 21 and all(b <= a for a, b in pairwise(J))
 
 
 def test_results_are_deterministic(digits_results):
@@ -96,7 +97,8 @@ def test_overfit_fails_with_a_tiny_learning_rate():
 
 
 def test_dropout_is_off_in_the_checks():
-    # With dropout on, J of batch GD jumps about (measured: it rose at 5 of 20 steps) and the initial loss is 2.35 nats high.
+    # With dropout on, J of batch GD jumps about (measured: it rose at 5 of 20 steps) and the initial
+    # loss is 2.35 nats high.
     results = by_name(run_checks(compose("data=digits", "model.keep_prob=0.5"), steps=200))
     assert results["overfit a small batch"].passed is True
     assert results["batch GD decreases J"].passed is True

@@ -160,7 +160,10 @@ def test_ask_refuses_before_results_are_told():
 
 
 def test_the_search_imports_neither_torch_nor_hydra():
-    code = "import sys, dlrunner.search, dlrunner.search.ledger; assert not {'torch', 'hydra', 'omegaconf'} & set(sys.modules)"
+    code = (
+        "import sys, dlrunner.search, dlrunner.search.ledger; "
+        "assert not {'torch', 'hydra', 'omegaconf'} & set(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

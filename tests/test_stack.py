@@ -20,7 +20,7 @@ from dlrunner.stack.model import StackedLinear, StackedModel, TrialDropout
 from dlrunner.stack.train import NotStackable, train_stacked
 from dlrunner.train.run import train
 
-QUIET = Console(file=open(os.devnull, "w"))
+QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 -- a sink for the whole test module
 MODELS = {"mlp": ("model=mlp",), "cnn": ("experiment=mnist1d_cnn", "trainer.eval_test=false")}
 SHORT = ("trainer.steps=60", "trainer.eval_every=20", "trainer.progress=none")
 
@@ -144,7 +144,8 @@ def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial
         return build_model(compose("model=cnn", "data=mnist1d_signal", *overrides), shape, 10)[0]
 
     pooled = (
-        "model.blocks=[{type: conv, filters: 6, f: 5, stride: 1, padding: same}, relu, max_pool, {type: dropout, keep_prob: 1.0},"
+        "model.blocks=[{type: conv, filters: 6, f: 5, stride: 1, padding: same}, relu, max_pool,"
+        " {type: dropout, keep_prob: 1.0},"
         " {type: conv, filters: 4, f: 3, stride: 2, padding: 0}, tanh, global_pool, {type: fc, units: 7}, relu]"
     )
 
@@ -159,7 +160,8 @@ def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial
     assert (
         layers(model("data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]", shape=(1, 8, 8))) is None
     )  # 2-D
-    # Pooling, dropout (keeping all), a strided conv, global pooling, a hidden fc layer: each trial's scores are its own model's.
+    # Pooling, dropout (keeping all), a strided conv, global pooling, a hidden fc layer: each trial's
+    # scores are its own model's.
     models = [model(pooled) for _ in range(3)]
     for k, m in enumerate(models):
         torch.manual_seed(k)

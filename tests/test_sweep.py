@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
+from typing import ClassVar
 
 import pytest
 
@@ -216,7 +218,7 @@ def test_export_the_space_as_a_wandb_sweep(tmp_path):
     assert betas[0] == pytest.approx(0.999) and betas[-1] == pytest.approx(0.8) and len(betas) == 9
     import math
 
-    steps = [math.log10(1 - a) - math.log10(1 - b) for a, b in zip(betas, betas[1:])]
+    steps = [math.log10(1 - a) - math.log10(1 - b) for a, b in pairwise(betas)]
     assert max(steps) - min(steps) < 1e-3
     assert params["model.layers"] == {"values": ["[32,32]", "[64,64]", "[128,128]", "[256,256]"]}
     assert config["command"][:2] == ["dlrun", "train"] and config["command"][-1] == "${args_no_hyphens}"
@@ -254,7 +256,7 @@ def test_the_sweep_process_composes_one_override_list_per_form_not_per_trial():
     assert _form(["optimizer.lr=0.01", "model=mlp"]) != _form(["optimizer.lr=0.01", "model=cnn"])
 
     class Sweeper:
-        checked = []
+        checked: ClassVar[list] = []
 
         def validate_batch_is_legal(self, batch):
             self.checked.extend(batch)

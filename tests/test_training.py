@@ -4,6 +4,7 @@ the metrics, the lr schedule as applied, and models built as the course describe
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -84,7 +85,7 @@ def test_batch_gd_cost_falls_every_iteration(tmp_path):
         "trainer.eval_every=1",
     )
     costs = [r["J"] for r in read_metrics(tmp_path / "run")]
-    assert all(b < a for a, b in zip(costs, costs[1:]))
+    assert all(b < a for a, b in pairwise(costs))
 
 
 def test_schedule_sets_lr_per_epoch(tmp_path):
@@ -197,7 +198,7 @@ def test_batch_norm_drops_the_bias_and_dropout_is_inverted():
     model = build_mlp([8], "relu", batch_norm=True, keep_prob=0.5, n_inputs=4, n_outputs=3)
     linear, norm = model[1], model[2]
     assert linear.bias is None and isinstance(norm, torch.nn.BatchNorm1d)
-    dropout = [m for m in model if isinstance(m, torch.nn.Dropout)][0]
+    dropout = next(m for m in model if isinstance(m, torch.nn.Dropout))
     dropout.train()
     x = torch.ones(10000)
     kept = dropout(x)

@@ -14,7 +14,10 @@ from dlrunner.errors import ConfigError
 from dlrunner.train.evaluate import evaluate, masked_multilabel_loss
 
 QUICK = ("trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "trainer.device=cpu")
-CNN_WITH_BN = "model.blocks=[{type: conv, filters: 8, f: 3},batch_norm,relu,max_pool,{type: conv, filters: 16, f: 3},relu,max_pool,flatten,{type: fc, units: 32},relu]"
+CNN_WITH_BN = (
+    "model.blocks=[{type: conv, filters: 8, f: 3},batch_norm,relu,max_pool,"
+    "{type: conv, filters: 16, f: 3},relu,max_pool,flatten,{type: fc, units: 32},relu]"
+)
 
 
 def weights(run_dir) -> dict:

@@ -78,7 +78,10 @@ def test_a_module_outside_the_allow_list_is_not_even_imported(tmp_path):
 def test_hydra_callbacks_in_a_config_cannot_run_code_either(tmp_path):
     # hydra.callbacks are instantiated by Hydra itself, whose own target policy refuses such targets.
     marker = tmp_path / "pwned"
-    experiment = f"# @package _global_\nhydra:\n  callbacks:\n    boom:\n      _target_: subprocess.Popen\n      args: [touch, '{marker}']\n"
+    experiment = (
+        "# @package _global_\nhydra:\n  callbacks:\n    boom:\n      _target_: subprocess.Popen\n"
+        f"      args: [touch, '{marker}']\n"
+    )
     mine = _user_config(tmp_path / "mine", {"experiment/evil.yaml": experiment})
     result = run_dlrun("--config-dir", str(mine), "train", *FAST, "experiment=evil", cwd=tmp_path)
     assert result.returncode == 2 and "subprocess.Popen" in result.stderr and "Traceback" not in result.stderr

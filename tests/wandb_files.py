@@ -37,7 +37,7 @@ def payloads(path: Path) -> list[bytes]:
         elif kind == MIDDLE:
             pieces.append(chunk)
         elif kind == LAST:
-            out.append(b"".join(pieces + [chunk]))
+            out.append(b"".join([*pieces, chunk]))
         elif kind == 0 and length == 0:
             break  # zero fill: the end of what was written
     return out

@@ -221,10 +221,8 @@ def _exit_without_teardown(code: int) -> None:
         return
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
-            pass
     try:  # and what C libraries wrote through stdio's own buffers
         import ctypes
 
@@ -360,7 +358,8 @@ def _train_task(cfg) -> float:
     if in_sweep:
         error = summary["metrics"]["dev"]["error"]
         print(
-            f"  trial {hydra_cfg.job.num}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']}",
+            f"  trial {hydra_cfg.job.num}: {summary['status']}, dev error {error:.4f}, "
+            f"{summary['diagnosis']['verdict']}",
             flush=True,
         )
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.

@@ -204,7 +204,8 @@ def compare(
     """Runs side by side: what differs in their configs, the metrics, the verdicts, and the best run
     by the optimizing metric among those meeting every --satisfy threshold (SPEC E4).
 
-    Example: dlrun compare multirun/2026-11-22/10-00-00 --metric metrics.dev.accuracy --satisfy 'satisficing.latency_ms <= 100'
+    Example: dlrun compare multirun/2026-11-22/10-00-00 --metric metrics.dev.accuracy
+    --satisfy 'satisficing.latency_ms <= 100'
     """
     from rich.console import Console
 

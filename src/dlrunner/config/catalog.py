@@ -82,5 +82,6 @@ def print_catalog(group: str | None = None) -> None:
     console = Console()
     console.print(table)
     console.print(
-        f"* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  Built-in configs: {builtin_config_dir()}"
+        "* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  "
+        f"Built-in configs: {builtin_config_dir()}"
     )

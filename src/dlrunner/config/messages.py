@@ -31,7 +31,10 @@ def explain(err: BaseException) -> str:
             )
         return text
     if "does not support deletion" in str(cause) and full_key:
-        return f"~{full_key}: a setting of the schema cannot be removed; set it instead (e.g. {full_key}=null where null is allowed)"
+        return (
+            f"~{full_key}: a setting of the schema cannot be removed; set it instead "
+            f"(e.g. {full_key}=null where null is allowed)"
+        )
     if (
         full_key
         and object_type is not None
@@ -60,7 +63,8 @@ def explain(err: BaseException) -> str:
         return f"{full_key}={value}: must be {wanted}"
     # A scalar where the schema has a list or a group of settings (model.layers=64, data.split=3)
     scalar = re.search(
-        r"Error merging override ([^=\s]+)=(.*)\nInvalid (?:value|type) assigned: \w+ is not a (ListConfig|subclass of (\w+))",
+        r"Error merging override ([^=\s]+)=(.*)\nInvalid (?:value|type) assigned: "
+        r"\w+ is not a (ListConfig|subclass of (\w+))",
         f"{message}\n{cause}",
     )
     if scalar:

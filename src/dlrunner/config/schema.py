@@ -62,7 +62,9 @@ class DataConfig:
     target: Optional[Any] = None
     target_split: TargetSplitConfig = field(default_factory=TargetSplitConfig)
     target_human_error: Optional[float] = None  # human-level error on the target data; None = human_error
-    normalize: Any = True  # true: x = (x - mu) / sigma per feature, with the training set's mu and sigma (SPEC B9); channel: per channel; false
+    # true: x = (x - mu) / sigma per feature, with the training set's mu and sigma (SPEC B9);
+    # channel: per channel; false
+    normalize: Any = True
     train_fraction: float = (
         1.0  # train on this share of the training split only (dlrun learning-curve); dev and test unchanged
     )
@@ -265,7 +267,8 @@ class TrainerConfig:
         "auto"  # auto (while it fits in half the free device memory) | true | false (pinned host memory)
     )
     eval_test: bool = False  # evaluate the test split at the end (only when asked: SPEC B1)
-    resume: Any = False  # false | true (latest checkpoint of this run) | auto (this folder's, if unfinished) | a run folder or .pt file
+    # false | true (latest checkpoint of this run) | auto (this folder's, if unfinished) | a run folder or .pt file
+    resume: Any = False
     progress: str = "auto"  # auto | bar | plain | none
     threads: Optional[int] = None  # torch intra-op threads on CPU; None = 1 for small work, torch's default for large
 

@@ -186,7 +186,7 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     shear a non-square image, so the rotation is conjugated with the pixel scale:
     theta = S^-1 R S with S = diag(W/2, H/2).
     """
-    n, _, height, width = x.shape
+    _n, _, height, width = x.shape
     radians = degrees.to(torch.float32) * (math.pi / 180)
     cos, sin = torch.cos(radians), torch.sin(radians)
     zero = torch.zeros_like(cos)

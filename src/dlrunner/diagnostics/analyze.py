@@ -137,7 +137,8 @@ def _read_run(run_dir: Path) -> tuple[dict, dict]:
     summary_file, analysis_file = run_dir / "summary.json", run_dir / "analysis.json"
     if not summary_file.is_file() and not (run_dir / "metrics.jsonl").is_file():
         fail(
-            "not a run folder (it has no summary.json or metrics.jsonl); give the folder of a finished classification run"
+            "not a run folder (it has no summary.json or metrics.jsonl); "
+            "give the folder of a finished classification run"
         )
     summary = _read_json(summary_file, fail) if summary_file.is_file() else {}
     if not analysis_file.is_file():
@@ -153,8 +154,8 @@ def _read_run(run_dir: Path) -> tuple[dict, dict]:
                 "error analysis needs a finished classification run"
             )
         fail(
-            f"the run has no analysis.json: error analysis needs a single-label classification run (binary or multiclass, "
-            f"one label per example); this run's task is {task or 'unknown'}"
+            "the run has no analysis.json: error analysis needs a single-label classification run "
+            f"(binary or multiclass, one label per example); this run's task is {task or 'unknown'}"
         )
     analysis = _read_json(analysis_file, fail)
     matrix = analysis.get("confusion_matrix")
@@ -264,7 +265,7 @@ def _values_text(values: list) -> str:
 
 def _square_side(n_values: int) -> int | None:
     """The side of a square image of ``n_values`` (8 for 8x8 digits), else None; as the run report does."""
-    side = int(round(n_values**0.5))
+    side = round(n_values**0.5)
     return side if side >= 4 and side * side == n_values else None
 
 
@@ -361,7 +362,10 @@ def tally(sheet: Path, dev_error: float, *, label_threshold: float = LABEL_SHARE
     labels["reminders"] = [
         "Fix the dev and the test set together, so they keep coming from the same distribution.",
         "Examine examples the model got right as well as the ones it got wrong, or the corrected dev error is biased.",
-        "Random label errors in the training set matter less (deep learning is robust to them); systematic ones do matter.",
+        (
+            "Random label errors in the training set matter less (deep learning is robust to them); "
+            "systematic ones do matter."
+        ),
     ]
     notes = []
     if label_col is not None:
@@ -371,7 +375,7 @@ def tally(sheet: Path, dev_error: float, *, label_threshold: float = LABEL_SHARE
             f"only {n} examples examined: each share is uncertain by about +-{100 * (0.25 / n) ** 0.5:.0f} points; "
             "the course examines ~100"
         )
-    unmarked = sum(not any(marked(row, i) for i in category_cols + [label_col]) for row in rows)
+    unmarked = sum(not any(marked(row, i) for i in [*category_cols, label_col]) for row in rows)
     if unmarked:
         notes.append(
             f"{unmarked} of {n} examined errors have no mark: maybe a category is missing (add a column for it)"

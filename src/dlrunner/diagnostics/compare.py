@@ -92,7 +92,8 @@ def compare(
             Problem(
                 "--metric",
                 objective,
-                "no run has that value; e.g. metrics.dev.error, metrics.dev.accuracy, metric.dev, satisficing.latency_ms",
+                "no run has that value; e.g. metrics.dev.error, metrics.dev.accuracy, metric.dev, "
+                "satisficing.latency_ms",
             )
         )
     for text in constraints:  # a misspelt path would make every run fail the threshold

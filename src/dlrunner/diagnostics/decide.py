@@ -29,7 +29,10 @@ SUMMARY_NUMBER = re.compile(
     r"|diagnosis\.(avoidable_bias|variance|data_mismatch|dev_overfitting|human_error)"
     r"|best\.(step|dev_error))$"
 )
-SUMMARY_EXAMPLES = "satisficing.latency_ms, satisficing.size_mb, satisficing.train_s, n_params, metrics.dev.accuracy, metric.dev, timing.steps_per_s"
+SUMMARY_EXAMPLES = (
+    "satisficing.latency_ms, satisficing.size_mb, satisficing.train_s, n_params, metrics.dev.accuracy, metric.dev, "
+    "timing.steps_per_s"
+)
 
 OPTIMIZING = {  # name -> higher is better
     "error": False,

@@ -42,7 +42,7 @@ def confusion_matrix(actual, predicted, n_classes: int) -> list[list[int]]:
 def input_picture(values: list[float]):
     """How an input can be shown: a square image when its length is a square (8x8 digits), else
     None (a 1-D signal or a feature vector is drawn as a line)."""
-    side = int(round(len(values) ** 0.5))
+    side = round(len(values) ** 0.5)
     return (
         [values[r * side : (r + 1) * side] for r in range(side)] if side >= 4 and side * side == len(values) else None
     )

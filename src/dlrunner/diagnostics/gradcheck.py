@@ -67,9 +67,12 @@ FAIL_FROM = 1e-3  # ratio from this on: "fail" (the course: "probably a bug")
 DEFAULT_MAX_SECONDS = (
     30.0  # run_gradcheck's time budget: the default zoo networks on 8x8 digits take ~50-130 ms a pass on a CPU
 )
-ROUNDING_ULPS = 10  # |d_theta_approx - d_theta| below 10 eps|J|/epsilon (5e-8 for J = 2.3; measured noise ~3e-9) is rounding, not a bug
+# |d_theta_approx - d_theta| below 10 eps|J|/epsilon (5e-8 for J = 2.3; measured noise ~3e-9) is rounding, not a bug
+ROUNDING_ULPS = 10
 MIN_PER_TENSOR = 4  # coordinates checked in every tensor when only a subset is checked
-SMALL_WORK = 2e7  # parameters x batch below which one thread is faster (as dlrunner.train.run.cpu_threads; 30 us vs 1 ms per MLP pass on 2 busy cores)
+# parameters x batch below which one thread is faster (as dlrunner.train.run.cpu_threads; 30 us vs 1 ms per MLP pass
+# on 2 busy cores)
+SMALL_WORK = 2e7
 MEANING = (
     "≤1e-7: great; ~1e-5: look closely at the tensors with the largest ratios; "
     "≥1e-3: probably a bug in that layer's backward"
@@ -189,8 +192,8 @@ def _gradient_check(
     recurrent_dropout = [m for m in net.modules() if isinstance(m, nn.RNNBase) and m.dropout > 0]
     if dropouts or recurrent_dropout:
         notes.append(
-            f"dropout switched off for the check ({len(dropouts) + len(recurrent_dropout)} dropout layer(s) in eval mode), "
-            "as the course says: with random masks J is not a function of theta"
+            f"dropout switched off for the check ({len(dropouts) + len(recurrent_dropout)} dropout layer(s) "
+            "in eval mode), as the course says: with random masks J is not a function of theta"
         )
     batch_norms = [m for m in net.modules() if isinstance(m, _BATCH_NORM)]
     if batch_norms and batch_norm == "batch" and len(X) > 1:
@@ -203,8 +206,9 @@ def _gradient_check(
     elif batch_norms:
         why = "a batch of one example has no batch statistics" if batch_norm == "batch" else "batch_norm='running'"
         notes.append(
-            f"batch norm ({len(batch_norms)} layer(s)) in eval mode ({why}): it normalises with its running statistics, "
-            "so J is a deterministic function of theta; the batch-statistics terms of its backward are not checked"
+            f"batch norm ({len(batch_norms)} layer(s)) in eval mode ({why}): "
+            "it normalises with its running statistics, so J is a deterministic function of theta; "
+            "the batch-statistics terms of its backward are not checked"
         )
 
     X = X.detach().to(torch.float64) if X.is_floating_point() else X.detach()
@@ -300,8 +304,9 @@ def _gradient_check(
     if checked < total:
         least = MIN_PER_TENSOR if len(sizes) * MIN_PER_TENSOR <= checked else 1
         notes.append(
-            f"checked {checked} of {total} coordinates (max_coordinates={max_coordinates}), drawn at random (seed {seed}) "
-            f"per tensor in proportion to its size, at least {least} each (or the whole tensor): the ratios are over those coordinates only"
+            f"checked {checked} of {total} coordinates (max_coordinates={max_coordinates}), "
+            f"drawn at random (seed {seed}) per tensor in proportion to its size, "
+            f"at least {least} each (or the whole tensor): the ratios are over those coordinates only"
         )
     if within_rounding:
         listed = ", ".join(within_rounding[:5]) + (
@@ -309,8 +314,9 @@ def _gradient_check(
         )
         notes.append(
             f"{listed}: ratio of {PASS_BELOW:g} or more, but every checked coordinate agrees to {rounding:.0e} "
-            f"({ROUNDING_ULPS} x float64 eps x |J| / epsilon, what rounding alone can cause): a pass. Their gradient is tiny "
-            "or exactly 0 (e.g. a bias just before batch norm, which subtracts the mean), so the ratio compares rounding noise"
+            f"({ROUNDING_ULPS} x float64 eps x |J| / epsilon, what rounding alone can cause): a pass. "
+            "Their gradient is tiny or exactly 0 (e.g. a bias just before batch norm, which subtracts the mean), "
+            "so the ratio compares rounding noise"
         )
     if l2:
         notes.append(

@@ -60,8 +60,9 @@ def interpret(points: list[dict]) -> dict:
     """What the curves show, in the course's terms.
 
     variance: the dev-train gap at the largest m is significant and has been closing as m grew,
-    with the dev error falling: more data will help. bias: at the largest m, train error is significantly above human level
-    and dev error hardly improved over the last increase of m: more data alone will not help.
+    with the dev error falling: more data will help. bias: at the largest m, train error is
+    significantly above human level and dev error hardly improved over the last increase of m:
+    more data alone will not help.
     Both can hold.
     """
     first, last = points[0], points[-1]
@@ -78,20 +79,23 @@ def interpret(points: list[dict]) -> dict:
     if closing:
         findings.append("variance")
         advice.append(
-            f"The dev-train gap closes as m grows ({gap_first:.1%} at m={first['m']}, {gap_last:.1%} at m={last['m']}): "
+            f"The dev-train gap closes as m grows ({gap_first:.1%} at m={first['m']}, "
+            f"{gap_last:.1%} at m={last['m']}): "
             "more training data will help (or regularisation, which acts like it)."
         )
     if flat_above_human:
         findings.append("bias")
         advice.append(
-            f"Train error stays {avoidable_bias:.1%} above human level and dev error improved only {dev_gain_last_step:.1%} "
+            f"Train error stays {avoidable_bias:.1%} above human level "
+            f"and dev error improved only {dev_gain_last_step:.1%} "
             "over the last increase of m: more data will not help much. Fit the training set first: a bigger network, "
             "longer training, a better optimizer or architecture."
         )
     if not findings:
         if gap_last >= threshold:
             advice.append(
-                f"A dev-train gap of {gap_last:.1%} remains but is not closing clearly yet: try a larger m to see the trend."
+                f"A dev-train gap of {gap_last:.1%} remains but is not closing clearly yet: "
+                "try a larger m to see the trend."
             )
         else:
             advice.append(

@@ -518,7 +518,8 @@ def print_checks(results: list[CheckResult], console) -> None:
     tail = f", {skipped} skipped" if skipped else ""
     if failed:
         console.print(
-            f"[red]{len(failed)} of {len(results)} checks failed ({', '.join(failed)}){tail}: fix these before a long run.[/red]"
+            f"[red]{len(failed)} of {len(results)} checks failed ({', '.join(failed)}){tail}: "
+            "fix these before a long run.[/red]"
         )
     else:
         console.print(f"[green]{passed} of {len(results)} checks passed{tail}.[/green]")

@@ -112,25 +112,25 @@ class _Conv1dMatmul(torch.autograd.Function):
             x, weight = x.unsqueeze(0), weight.unsqueeze(0)
             bias = None if bias is None else bias.unsqueeze(0)
         K, N, C, L = x.shape
-        O, f = weight.shape[1], weight.shape[3]
+        out_ch, f = weight.shape[1], weight.shape[3]
         Lp = L + 2 * p
         L_out = (Lp - f) // s + 1
         padded = x.transpose(2, 3)  # (K, N, L, C): a free view when x came out of this function
         padded = (F.pad(padded, (0, 0, p, p)) if p else padded).contiguous()  # row-major, as as_strided reads it
         patches = padded.as_strided((K, N, L_out, f, C), (N * Lp * C, Lp * C, s * C, C, 1)).reshape(K, N * L_out, f * C)
-        filters = weight.transpose(2, 3).reshape(K, O, f * C)  # tap-major, like the patches' rows
+        filters = weight.transpose(2, 3).reshape(K, out_ch, f * C)  # tap-major, like the patches' rows
         # The output is a tensor of its own (not a view of the product), so that in-place
         # operations on it (ReLU(inplace=True)) work as on nn.Conv1d's; its memory is channels last.
-        shape = (N, O, L_out) if solo else (K, N, O, L_out)
-        strides = (L_out * O, 1, O) if solo else (N * L_out * O, L_out * O, 1, O)
+        shape = (N, out_ch, L_out) if solo else (K, N, out_ch, L_out)
+        strides = (L_out * out_ch, 1, out_ch) if solo else (N * L_out * out_ch, L_out * out_ch, 1, out_ch)
         out = torch.empty_strided(shape, strides, dtype=x.dtype, device=x.device)
-        rows = out.transpose(-1, -2).view(K, N * L_out, O)
+        rows = out.transpose(-1, -2).view(K, N * L_out, out_ch)
         if bias is None:
             torch.bmm(patches, filters.transpose(1, 2), out=rows)
         else:
             torch.baddbmm(bias.unsqueeze(1), patches, filters.transpose(1, 2), out=rows)
         ctx.save_for_backward(patches, filters)
-        ctx.sizes = (solo, K, N, C, L, O, f, s, p, Lp, L_out)
+        ctx.sizes = (solo, K, N, C, L, out_ch, f, s, p, Lp, L_out)
         # The input's gradient goes back in the input's own layout: a layer before this one that
         # wrote channels first (oneDNN's convolution, a pooling) gets its gradient so, and the ReLU
         # between them does not mix two layouts (~90 against ~20 us for its backward pass).
@@ -141,9 +141,9 @@ class _Conv1dMatmul(torch.autograd.Function):
     @once_differentiable  # its backward is not itself differentiable: say so rather than be wrong
     def backward(ctx, grad):
         patches, filters = ctx.saved_tensors
-        solo, K, N, C, L, O, f, s, p, Lp, L_out = ctx.sizes
+        solo, K, N, C, L, out_ch, f, s, p, Lp, L_out = ctx.sizes
         grad_out = (
-            (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, O)
+            (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, out_ch)
         )  # free when channels last
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
@@ -157,12 +157,12 @@ class _Conv1dMatmul(torch.autograd.Function):
                 grad_x = grad_x.contiguous()
         if ctx.needs_input_grad[1]:
             if (
-                f * C < O
+                f * C < out_ch
             ):  # MKL makes a short, wide product much faster than a tall, thin one: 35 against 90 us for 25 x 5
                 grad_filters = torch.bmm(patches.transpose(1, 2), grad_out).transpose(1, 2)
             else:
                 grad_filters = torch.bmm(grad_out.transpose(1, 2), patches)
-            grad_weight = grad_filters.reshape(K, O, f, C).transpose(2, 3).contiguous()
+            grad_weight = grad_filters.reshape(K, out_ch, f, C).transpose(2, 3).contiguous()
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(1)
         if solo:

@@ -1,5 +1,6 @@
 """Learning-rate schedules (SPEC C8). Each builder returns ``factor(epoch, step, total_steps)``,
-the multiplier of the base learning rate lr0, which the trainer applies before every step. Epochs count from 1, as in the course's table:
+the multiplier of the base learning rate lr0, which the trainer applies before every step.
+Epochs count from 1, as in the course's table:
 lr0 = 0.2, decay_rate = 1 gives 0.1, 0.0667, 0.05, 0.04 in epochs 1, 2, 3, 4.
 """
 

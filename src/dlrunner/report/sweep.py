@@ -39,7 +39,7 @@ def sweep_report(sweep_dir: Path) -> Path:
         "verdict",
     )
     rounds = sorted({t["round"] for t in trials})
-    colours = plt.get_cmap("viridis")(list(i / max(1, len(rounds) - 1) for i in range(len(rounds))))
+    colours = plt.get_cmap("viridis")([i / max(1, len(rounds) - 1) for i in range(len(rounds))])
 
     numeric = [name for name, p in space.items() if p["kind"] in AXIS]
     if numeric and eligible:

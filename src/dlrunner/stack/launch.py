@@ -16,6 +16,7 @@ as every multirun job), losing at most one checkpoint interval; the others stack
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -81,9 +82,9 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
         if limits[key] < max_stack and len(members) > limits[key]:
             numbers = [configs[i].hydra.job.num for i in members]
             print(
-                f"note: trials {_ranges(numbers)} (a CNN with 2-D or grouped convolutions, on the CPU) train in stacks of "
-                f"at most {limits[key]}: its trials' convolutions run one by one there, and larger stacks are slower "
-                "than solo trials",
+                f"note: trials {_ranges(numbers)} (a CNN with 2-D or grouped convolutions, on the CPU) "
+                f"train in stacks of at most {limits[key]}: its trials' convolutions run one by one there, "
+                "and larger stacks are slower than solo trials",
                 flush=True,
             )
     groups = [group for key, members in by_key.items() for group in even_split(members, limits[key])]
@@ -98,7 +99,7 @@ def even_split(members: list[int], limit: int) -> list[list[int]]:
     bounds = [0]
     for n in range(count):
         bounds.append(bounds[-1] + size + (n < extra))
-    return [members[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [members[a:b] for a, b in pairwise(bounds)]
 
 
 def _convolutions_one_by_one(cfg) -> bool:
@@ -155,7 +156,8 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         error = summary["metrics"]["dev"]["error"]
         returns[i].return_value, returns[i].status = error, JobStatus.COMPLETED
         print(
-            f"  trial {number}: {summary['status']}, dev error {error:.4f}, {summary['diagnosis']['verdict']} (stacked)",
+            f"  trial {number}: {summary['status']}, dev error {error:.4f}, "
+            f"{summary['diagnosis']['verdict']} (stacked)",
             flush=True,
         )
     if any(s["status"] == "interrupted" for s in summaries):

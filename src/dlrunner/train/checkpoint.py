@@ -14,7 +14,8 @@ FORMAT = "dlrunner-checkpoint-1"
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """Write ``state`` to ``path`` so that a crash at any moment leaves the old file or the new one, never half of one."""
+    """Write ``state`` to ``path`` so that a crash at any moment leaves the old file or the new one,
+    never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:

@@ -58,7 +58,7 @@ class RunFiles:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in [*self.run_dir.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")]:
             stale.unlink(missing_ok=True)  # half-written files of a killed process (the real ones were never touched)
-        self._metrics = open(self.metrics_path, "w")
+        self._metrics = open(self.metrics_path, "w")  # noqa: SIM115 -- kept open for the run, closed by close()
         for line in history:
             self._metrics.write(line.rstrip("\n") + "\n")
         self._metrics.flush()

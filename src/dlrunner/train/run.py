@@ -99,7 +99,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         to_channels_last(model, data)
     if placement == "host":
         notes.append(
-            "the training set does not fit in the device's memory: it stays in pinned host memory and each mini-batch is copied over"
+            "the training set does not fit in the device's memory: it stays in pinned host memory "
+            "and each mini-batch is copied over"
         )
     if resume is not None:
         model.load_state_dict(resume["model"])

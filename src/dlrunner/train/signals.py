@@ -62,7 +62,8 @@ class StopSignals:
             self.received = None
 
     def restore(self) -> None:
-        """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's (which requeues and exits)."""
+        """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's
+        (which requeues and exits)."""
         received, previous = self.received, self._previous.get(signal.SIGUSR2)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)

@@ -1,1 +1,2 @@
-"""dlrunner's stacked launcher: a sweep's trials of one architecture trained at once. Select with hydra/launcher=stacked."""
+"""dlrunner's stacked launcher: a sweep's trials of one architecture trained at once.
+Select with hydra/launcher=stacked."""
