@@ -1,63 +1,55 @@
-"""Shared helpers: the real `dlrun` command in a subprocess, and in-process training on a composed config."""
+"""The test tiers, and the fixtures every test module shares (helper functions are in helpers.py).
+
+Two tiers, one rule. A test belongs to the **slow tier** -- marked ``@pytest.mark.slow``, or a whole
+module with ``pytestmark = pytest.mark.slow`` -- when it does any of these:
+
+- needs a service: the SLURM cluster, a headless Chromium;
+- kills or signals processes, or measures a whole process (start-up time, teardown, memory, leaks);
+- trains for more than a few seconds (over ~3 s of the test's own time on a 2-core machine);
+- runs a benchmark script or reproduces a published table.
+
+Every other test is in the **fast tier**, which still covers every package's logic and one tiny
+end-to-end path through the real CLI for each command (test_commands.py).
+
+    python -m pytest              # the fast tier: the everyday command (a few minutes)
+    python -m pytest --runslow    # both tiers: what CI runs (.ci/run)
+
+The slow tier is only left out of the everyday run, never out of CI.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
 
 
-def dlrun_executable() -> list[str]:
-    exe = shutil.which("dlrun") or str(Path(sys.executable).parent / "dlrun")
-    if not Path(exe).exists():
-        pytest.fail("the dlrun command is not installed: pip install -e '.[test]'")
-    return [exe]
-
-
-def run_dlrun(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed `dlrun` command as a user would, with its output captured (not a terminal)."""
-    full_env = {**os.environ, "COLUMNS": "120", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        dlrun_executable() + list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+def pytest_addoption(parser):
+    parser.addoption(
+        "--runslow",
+        action="store_true",
+        default=False,
+        help="also run the slow tier (services, signals, long training)",
     )
 
 
-def run_dirs(root: Path) -> list[Path]:
-    """Run folders (those holding Hydra's .hydra/) under ``root``."""
-    return sorted(p.parent for p in root.glob("**/.hydra"))
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
-def read_summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
-def compose(*overrides: str):
-    from dlrunner.cli import compose as dlrun_compose
-
-    return dlrun_compose(list(overrides))
-
-
-def train_in_process(tmp_path: Path, *overrides: str) -> dict:
-    """Compose the real config with ``overrides`` and train it in this process (faster than a subprocess)."""
-    from rich.console import Console
-
-    from dlrunner.train.run import train
-
-    cfg = compose("trainer.progress=none", *overrides)
-    with open(os.devnull, "w") as devnull:
-        return train(cfg, tmp_path / "run", Console(file=devnull))
+def pytest_report_header(config):
+    if config.getoption("--runslow"):
+        return "tiers: fast and slow (--runslow)"
+    return "tiers: fast only (the slow tier is deselected; --runslow runs it too)"
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +57,32 @@ def _isolated_cwd(tmp_path, monkeypatch):
     """Every test runs in its own directory, so outputs/ never lands in the repository."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLRUN_CONFIG_DIR", raising=False)
+
+
+def _unavailable(reason: str):
+    """A service a test needs is missing: a skip with the reason, but a failure under CI (which installs it)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this test, but: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM cluster (scripts/slurm_cluster.sh: slurmctld, slurmd and munged on this
+    machine), started once for the module and stopped by pid afterwards. Yields the environment that
+    SLURM commands need."""
+    script = REPO / "scripts" / "slurm_cluster.sh"
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        _unavailable("SLURM is not installed (scripts/slurm_cluster.sh install, as root)")
+    if os.geteuid() != 0:
+        _unavailable("the test cluster runs its daemons as root")
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "DLRUNNER_SLURM_DIR": str(state)}
+    started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        subprocess.run(["bash", str(script), "stop"], env=env)
+        _unavailable(f"the SLURM cluster did not start: {started.stderr[-2000:]}")
+    try:
+        yield {"SLURM_CONF": str(state / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", str(script), "stop"], env=env, timeout=60)

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from conftest import run_dlrun
 from dlrunner.train.accelerate import data_placement, optimizer_speed_flags, place_data, wants_channels_last
+from helpers import run_dlrun
 
 
 class ParameterOn:
@@ -270,8 +270,8 @@ def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypat
 def test_compiling_after_a_plain_run_gives_torch_optim_its_own_wrappers_back(tmp_path, monkeypatch):
     import sys
 
-    from conftest import train_in_process
     from dlrunner.train.accelerate import DYNAMO_WRAPPED_METHODS, restore_dynamo_wrappers, spare_dynamo_import
+    from helpers import train_in_process
 
     with monkeypatch.context() as patch:
         patch.delitem(sys.modules, "torch._dynamo", raising=False)

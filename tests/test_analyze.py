@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import read_summary, train_in_process
 from dlrunner.diagnostics.analyze import (
     DEFAULT_CATEGORIES,
     LABEL_COLUMN,
@@ -24,6 +23,7 @@ from dlrunner.diagnostics.analyze import (
     write_sheet,
 )
 from dlrunner.errors import ConfigError
+from helpers import read_summary, train_in_process
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

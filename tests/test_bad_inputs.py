@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_dirs, run_dlrun
+from helpers import run_dirs, run_dlrun
 
 FAST = ("trainer.steps=1", "trainer.eval_every=1")  # were a bad case to start training, it would be short
 

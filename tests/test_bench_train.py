@@ -91,9 +91,9 @@ def test_the_reference_loops_train_torchs_own_layers():
 
     import torch
 
-    from conftest import compose
     from dlrunner.models.conv1d import MatmulConv1d
     from dlrunner.train.run import build_model
+    from helpers import compose
 
     sys.path.insert(0, str(SCRIPT.parent))
     import bench_train

@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_metrics, read_summary, run_dirs, run_dlrun
+from helpers import REPO, read_metrics, read_summary, run_dirs, run_dlrun
 
 QUICK = ("trainer=quick",)
 
@@ -243,27 +244,26 @@ def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
 
 @pytest.mark.slow
 def test_installed_wheel_works_from_any_directory(tmp_path):
-    """Build the wheel, install it into a fresh virtual environment, run dlrun from elsewhere."""
+    """Build the wheel, install it into a fresh virtual environment, run dlrun from elsewhere.
+
+    The new environment sees the wheel and, through a .pth file, the packages of the interpreter that
+    runs the tests (the system's or a contributor's venv), but not their .pth files: the editable
+    checkout of dlrunner stays out of it."""
     wheel_dir = tmp_path / "wheel"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(wheel_dir),
-            str(REPO),
-        ],
-        check=True,
-    )
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir)]
+    subprocess.run([*build, str(REPO)], check=True)
     [wheel] = wheel_dir.glob("dlrunner-*.whl")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    purelib = subprocess.run(
+        [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
+    (Path(purelib) / "test_dependencies.pth").write_text("\n".join(ours) + "\n")
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     check = subprocess.run(
@@ -322,7 +322,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     import signal
     import time
 
-    from conftest import dlrun_executable
+    from helpers import dlrun_executable
 
     args = [
         "train",

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose
 from dlrunner.data import build_data, infer_task, sources
 from dlrunner.data.splits import normalizer, split_counts, split_indices
 from dlrunner.errors import ConfigError
+from helpers import compose
 
 
 def test_ratios_give_counts_with_the_remainder_in_train():

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from conftest import run_dlrun, train_in_process
 from dlrunner.diagnostics.compare import compare
 from dlrunner.diagnostics.decide import optimizing_metric, segment_error, weighted_error
+from helpers import run_dlrun, train_in_process
 
 
 def test_weighted_error_counts_heavy_examples_more():

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from conftest import run_dlrun
+from helpers import run_dlrun
 
 
 def test_analyze_writes_a_sheet_then_tallies_it_and_logs_both_to_wandb(tmp_path):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import read_metrics, train_in_process
 from dlrunner.config.catalog import options
+from helpers import read_metrics, train_in_process
 
 ALL_OPTIONS = [(group, option.name) for group, group_options in options().items() for option in group_options]
 SHORT = ("trainer.steps=2", "trainer.epochs=null", "trainer.eval_every=1", "trainer.device=cpu")
@@ -49,7 +49,7 @@ def _user_data(tmp_path, option: str) -> str:
 
 def _data_for_model(option: str) -> str:
     """Data of the shape a model option reads: images for CNNs, sequences for RNNs, else a small 2-D set."""
-    from conftest import compose
+    from helpers import compose
 
     target = compose(f"model={option}").model._target_.rpartition(".")[2]
     if target == "build_rnn":

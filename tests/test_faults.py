@@ -5,65 +5,19 @@ checkpoint; a sweep whose trials diverge or run out of memory; a sweep killed an
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import dlrun_executable, read_metrics, read_summary, run_dlrun
+from helpers import last_step, output, read_metrics, read_summary, run_dlrun, start_dlrun, sweep_ledger, wait_for
 
 # MNIST-1D, the default MLP: ~3 s of training on 2 cores, a checkpoint at every evaluation.
 TRAIN = ("trainer.steps=4000", "trainer.eval_every=100", "trainer.checkpoint_every=1", "trainer.progress=none")
 INTERVAL = 100  # steps between checkpoints: eval_every x checkpoint_every
-
-
-def start_dlrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """The real `dlrun` command, started in the background (run_dlrun waits for it). Its output
-    goes to files, not pipes: a long sweep would fill a pipe nobody reads and block."""
-    env = {**os.environ, "COLUMNS": "120", **(env or {})}
-    env.pop("HYDRA_FULL_ERROR", None)
-    logs = cwd / "logs"
-    logs.mkdir(exist_ok=True)
-    stem = logs / f"dlrun-{len(list(logs.glob('*.out')))}"
-    with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
-        process = subprocess.Popen(dlrun_executable() + list(args), cwd=cwd, env=env, stdout=out, stderr=err, text=True)
-    process.out_path, process.err_path = Path(f"{stem}.out"), Path(f"{stem}.err")
-    return process
-
-
-def output(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
-    """Wait for the process; its stdout and stderr."""
-    process.wait(timeout=timeout)
-    return process.out_path.read_text(), process.err_path.read_text()
-
-
-def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
-    """Poll ``condition`` until it holds; fail (not hang) after ``timeout`` seconds or when the process ended first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process is not None and process.poll() is not None:
-            _out, err = output(process)
-            pytest.fail(f"the process ended (code {process.returncode}) before {what}: {err[-2000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def last_step(run_dir: Path) -> int:
-    """The last evaluation in metrics.jsonl (a line being written may be incomplete: skip it)."""
-    path = run_dir / "metrics.jsonl"
-    steps = [0]
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                steps.append(json.loads(line)["step"])
-    return steps[-1]
 
 
 def checkpoint_step(path: Path) -> int:
@@ -186,11 +140,6 @@ def test_sigint_and_sigterm_checkpoint_finish_wandb_and_resume(tmp_path, uninter
     assert resumed.returncode == 0, resumed.stderr
     assert read_summary(run_dir)["resumed_from"]["step"] == stopped
     assert_same_result(run_dir, uninterrupted)
-
-
-def sweep_ledger(sweep_dir: Path) -> list[dict]:
-    path = sweep_dir / "trials.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def test_divergence_and_out_of_memory_are_recorded_and_the_sweep_goes_on(tmp_path):

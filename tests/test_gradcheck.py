@@ -11,7 +11,6 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from conftest import compose
 from dlrunner.diagnostics.gradcheck import (
     FAIL_FROM,
     PASS_BELOW,
@@ -23,6 +22,7 @@ from dlrunner.diagnostics.gradcheck import (
     verdict,
 )
 from dlrunner.train.evaluate import loss_function
+from helpers import compose
 
 
 def quiet() -> tuple[Console, io.StringIO]:

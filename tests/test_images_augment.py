@@ -473,7 +473,7 @@ def test_bad_values(setting, value):
 def test_the_trainer_augments_training_batches_only(tmp_path):
     """With a learning rate too small to move the weights, heavy input noise changes the training
     mini-batch losses but not one digit of the dev evaluation: dev is never augmented."""
-    from conftest import read_metrics, train_in_process
+    from helpers import read_metrics, train_in_process
 
     runs = {}
     for name, noise in (("plain", 0), ("noisy", 50)):

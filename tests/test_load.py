@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_summary
-from test_faults import output, start_dlrun, sweep_ledger, wait_for
+from helpers import output, read_summary, start_dlrun, sweep_ledger, wait_for
 
 BUDGET = 200
 TINY = (

@@ -7,7 +7,7 @@ dev ~68%). Each run takes a few seconds on a CPU.
 
 from __future__ import annotations
 
-from conftest import train_in_process
+from helpers import train_in_process
 
 PAPER_SETUP = (
     "data=mnist1d",

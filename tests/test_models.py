@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose, run_dlrun, train_in_process
 from dlrunner.config.catalog import options
 from dlrunner.errors import ConfigError
 from dlrunner.models.cnn import build_cnn
 from dlrunner.train.run import build_model
+from helpers import compose, run_dlrun, train_in_process
 
 MODEL_OPTIONS = [option.name for option in options()["model"]]
 

@@ -12,9 +12,7 @@ import os
 import subprocess
 import time
 
-from conftest import read_metrics, read_summary, run_dlrun
-from test_faults import last_step, output, start_dlrun, sweep_ledger, wait_for
-from test_sweep_slurm import slurm_cluster  # noqa: F401  (the fixture: starts and stops the cluster)
+from helpers import last_step, output, read_metrics, read_summary, run_dlrun, start_dlrun, sweep_ledger, wait_for
 
 TRIAL = ("trainer.steps=20000", "trainer.eval_every=500", "trainer.checkpoint_every=1")
 
@@ -25,7 +23,7 @@ def squeue(env: dict) -> dict:
     return {job: (state, reason) for job, state, reason in (line.split(maxsplit=2) for line in out.splitlines())}
 
 
-def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, slurm_cluster):  # noqa: F811
+def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, slurm_cluster):
     env = {**os.environ, **slurm_cluster}
     sweep = start_dlrun(
         "sweep",

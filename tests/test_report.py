@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import run_dlrun
 from dlrunner.report.run import ewa
+from helpers import run_dlrun
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -12,8 +12,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from conftest import compose
 from dlrunner.diagnostics.sanity import NAMES, CheckResult, chance_loss, check_initial_loss, print_checks, run_checks
+from helpers import compose
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:

@@ -14,11 +14,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from conftest import compose, read_metrics, read_summary, run_dlrun
 from dlrunner.stack.group import stack_key, stack_problem
 from dlrunner.stack.model import StackedLinear, StackedModel, TrialDropout
 from dlrunner.stack.train import NotStackable, train_stacked
 from dlrunner.train.run import train
+from helpers import compose, read_metrics, read_summary, run_dlrun
 
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 -- a sink for the whole test module
 MODELS = {"mlp": ("model=mlp",), "cnn": ("experiment=mnist1d_cnn", "trainer.eval_test=false")}

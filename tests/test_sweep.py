@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from conftest import read_summary, run_dlrun
+from helpers import read_summary, run_dlrun
 
 SMALL = (
     "sweep=lr",

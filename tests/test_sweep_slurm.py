@@ -9,39 +9,8 @@ installs SLURM first (.ci/run).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 
-import pytest
-
-from conftest import REPO, read_summary, run_dlrun
-
-SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the SLURM sweep test, but: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
-        _unavailable("SLURM is not installed (scripts/slurm_cluster.sh install, as root)")
-    if os.geteuid() != 0:
-        _unavailable("the test cluster runs its daemons as root")
-    state = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "DLRUNNER_SLURM_DIR": str(state)}
-    started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
-    if started.returncode != 0:
-        subprocess.run(["bash", str(SCRIPT), "stop"], env=env)
-        _unavailable(f"the SLURM cluster did not start: {started.stderr[-2000:]}")
-    try:
-        yield {"SLURM_CONF": str(state / "slurm.conf")}
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, timeout=60)
+from helpers import read_summary, run_dlrun
 
 
 def test_sweep_on_a_real_slurm_cluster(tmp_path, slurm_cluster):

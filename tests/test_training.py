@@ -9,9 +9,9 @@ from itertools import pairwise
 import pytest
 import torch
 
-from conftest import read_metrics, read_summary, train_in_process
 from dlrunner.models import build_logreg, build_mlp
 from dlrunner.models.mlp import init_std
+from helpers import read_metrics, read_summary, train_in_process
 
 SMALL = ("data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=20")
 
@@ -235,8 +235,8 @@ def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path
 
     from rich.console import Console
 
-    from conftest import compose
     from dlrunner.train.run import train
+    from helpers import compose
 
     out = io.StringIO()
     cfg = compose(*SMALL, "trainer.progress=auto")

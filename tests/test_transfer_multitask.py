@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose, run_dlrun, train_in_process
 from dlrunner.errors import ConfigError
 from dlrunner.train.evaluate import evaluate, masked_multilabel_loss
+from helpers import compose, run_dlrun, train_in_process
 
 QUICK = ("trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "trainer.device=cpu")
 CNN_WITH_BN = (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_summary, run_dirs, run_dlrun
+from helpers import read_summary, run_dirs, run_dlrun
 
 FAST = ("data=moons", "trainer.steps=4", "trainer.eval_every=2", "trainer.progress=none")
 

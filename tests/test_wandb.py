@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import read_metrics, read_summary, run_dlrun
+from helpers import read_metrics, read_summary, run_dlrun
 from wandb_files import read_run
 
 pytest.importorskip("wandb", reason="wandb is a test extra: pip install -e '.[test]'")

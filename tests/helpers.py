@@ -1,0 +1,194 @@
+"""Helpers shared by the test modules (``from helpers import ...``); fixtures live in conftest.py.
+
+Two ways to run ``dlrun``:
+- ``dlrun_in_process``: the real CLI (Typer app, Hydra, training) called in this process, its output
+  captured. Use it unless the test is about the process boundary: no new interpreter re-importing
+  torch (~1-3 s each).
+- ``run_dlrun`` / ``start_dlrun``: the installed ``dlrun`` command in a subprocess, as a user runs it.
+  Keep it for signals, exit codes of the whole process, start-up, teardown and environment-dependent
+  behaviour (PYTHONPATH, a user's modules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ dlrun in a subprocess
+
+
+def dlrun_executable() -> list[str]:
+    exe = shutil.which("dlrun") or str(Path(sys.executable).parent / "dlrun")
+    if not Path(exe).exists():
+        pytest.fail("the dlrun command is not installed: pip install -e '.[test]'")
+    return [exe]
+
+
+def _subprocess_env(env: dict | None) -> dict:
+    full_env = {**os.environ, "COLUMNS": "120", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return full_env
+
+
+def run_dlrun(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed `dlrun` command as a user would, with its output captured (not a terminal)."""
+    return subprocess.run(
+        dlrun_executable() + list(args),
+        cwd=cwd,
+        env=_subprocess_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_dlrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """The real `dlrun` command, started in the background (run_dlrun waits for it). Its output
+    goes to files, not pipes: a long sweep would fill a pipe nobody reads and block."""
+    logs = cwd / "logs"
+    logs.mkdir(exist_ok=True)
+    stem = logs / f"dlrun-{len(list(logs.glob('*.out')))}"
+    with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
+        process = subprocess.Popen(
+            dlrun_executable() + list(args), cwd=cwd, env=_subprocess_env(env), stdout=out, stderr=err, text=True
+        )
+    process.out_path, process.err_path = Path(f"{stem}.out"), Path(f"{stem}.err")
+    return process
+
+
+def output(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """Wait for the process; its stdout and stderr."""
+    process.wait(timeout=timeout)
+    return process.out_path.read_text(), process.err_path.read_text()
+
+
+def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Poll ``condition`` until it holds; fail (not hang) after ``timeout`` seconds or when the process ended first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            _out, err = output(process)
+            pytest.fail(f"the process ended (code {process.returncode}) before {what}: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ dlrun in this process
+
+
+@dataclass
+class Result:
+    """What a finished ``dlrun`` left: the same fields as subprocess.CompletedProcess."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
+    """Run ``dlrun ARGS`` through the real CLI in this process, in ``cwd``, with ``env`` added to the
+    environment, as if its output went to a file 120 columns wide. Everything the command changes in
+    the process (working directory, sys.argv, environment, dlrun's --debug flag, Hydra's global
+    state) is put back afterwards. An exception that is not a SystemExit is a crash: exit code 1,
+    its traceback on stderr (the command itself would have printed one line)."""
+    import traceback
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dlrunner import cli
+
+    saved_env, saved_argv, saved_cwd, saved_state = dict(os.environ), list(sys.argv), os.getcwd(), dict(cli._state)
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.environ.update({"COLUMNS": "120", **(env or {})})
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.chdir(cwd)
+        sys.argv = ["dlrun", *args]
+        GlobalHydra.instance().clear()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.app(list(args), prog_name="dlrun", standalone_mode=True)
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+                if not isinstance(done.code, int | None):
+                    print(done.code, file=sys.stderr)
+            except Exception:
+                code = 1
+                traceback.print_exc()
+    finally:
+        GlobalHydra.instance().clear()
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        cli._state.clear()
+        cli._state.update(saved_state)
+    return Result(list(args), code, out.getvalue(), err.getvalue())
+
+
+# ------------------------------------------------------------------ reading what a run left
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Run folders (those holding Hydra's .hydra/) under ``root``."""
+    return sorted(p.parent for p in root.glob("**/.hydra"))
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def sweep_ledger(sweep_dir: Path) -> list[dict]:
+    path = sweep_dir / "trials.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def last_step(run_dir: Path) -> int:
+    """The last evaluation in metrics.jsonl (a line being written may be incomplete: skip it)."""
+    path = run_dir / "metrics.jsonl"
+    steps = [0]
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                steps.append(json.loads(line)["step"])
+    return steps[-1]
+
+
+# ------------------------------------------------------------------ training without the CLI
+
+
+def compose(*overrides: str):
+    from dlrunner.cli import compose as dlrun_compose
+
+    return dlrun_compose(list(overrides))
+
+
+def train_in_process(tmp_path: Path, *overrides: str) -> dict:
+    """Compose the real config with ``overrides`` and train it in this process (faster than a subprocess)."""
+    from rich.console import Console
+
+    from dlrunner.train.run import train
+
+    cfg = compose("trainer.progress=none", *overrides)
+    with open(os.devnull, "w") as devnull:
+        return train(cfg, tmp_path / "run", Console(file=devnull))

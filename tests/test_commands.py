@@ -1,0 +1,124 @@
+"""Every command once, end to end through the real CLI at tiny size, in this process (the fast tier).
+
+The slow tier runs the same commands as real subprocesses, with signals, exit codes and start-up
+(test_cli.py, test_faults.py, ...); these tests keep each command's whole path checked in the
+everyday run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import dlrun_in_process, read_summary, sweep_ledger
+
+TINY = ("data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "trainer.progress=none")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny finished run, trained once; tests that write into a run folder take a copy."""
+    root = tmp_path_factory.mktemp("tiny")
+    result = dlrun_in_process("train", *TINY, "hydra.run.dir=run", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+def test_train_writes_a_run_and_prints_the_verdict(tiny_run):
+    summary = read_summary(tiny_run)
+    assert summary["status"] == "completed" and summary["step"] == 60
+    assert {"train", "dev"} <= set(summary["metrics"])
+    assert (tiny_run / "checkpoints" / "last.pt").is_file() and (tiny_run / "metrics.jsonl").is_file()
+
+
+def test_train_output_has_the_verdict(tmp_path):
+    result = dlrun_in_process("train", *TINY, "trainer.steps=30", "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Verdict:" in result.stdout and "avoidable bias" in result.stdout
+
+
+def test_bad_input_is_one_message_and_exit_2(tmp_path):
+    result = dlrun_in_process("train", *TINY, "optimizer.lr=-1", "hydra.run.dir=bad", cwd=tmp_path)
+    assert result.returncode == 2 and "optimizer.lr" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_sweep_runs_its_trials_and_names_the_best(tmp_path):
+    result = dlrun_in_process(
+        "sweep",
+        "sweep=lr",
+        *TINY,
+        "hydra.sweeper.budget=2",
+        "hydra.sweeper.rounds=1",
+        "hydra.sweep.dir=s",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    records = sweep_ledger(tmp_path / "s")
+    assert sorted(r["number"] for r in records) == [0, 1]
+    assert all(r["status"] == "completed" for r in records)
+    assert (tmp_path / "s" / "best.yaml").is_file() and "Best: trial" in result.stdout
+
+
+def test_report_writes_a_page_and_its_figures(run_copy, tmp_path):
+    result = dlrun_in_process("report", str(run_copy), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    page = run_copy / "report.html"
+    assert page.is_file() and "<img" in page.read_text()
+    assert list((run_copy / "report").glob("*.png"))
+
+
+def test_show_prints_the_resolved_config(tmp_path):
+    result = dlrun_in_process("show", "model=logreg", "optimizer.lr=0.003", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lr: 0.003" in result.stdout and "LogisticRegression" in result.stdout
+
+
+def test_ls_lists_a_group(tmp_path):
+    result = dlrun_in_process("ls", "model", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mlp" in result.stdout and "logreg" in result.stdout
+
+
+def test_summary_prints_the_layers(tmp_path):
+    result = dlrun_in_process("summary", "model=mlp", "--input-shape", "2", "--outputs", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Linear" in result.stdout and "parameters" in result.stdout.lower()
+
+
+def test_gradcheck_passes_on_the_default_mlp(tmp_path):
+    result = dlrun_in_process("gradcheck", "data=moons", "--steps", "2", "--batch", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_runs_the_sanity_checks(tmp_path):
+    result = dlrun_in_process("check", "data=moons", "--steps", "40", "--batch", "8", cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr  # 1 = a check failed: still a complete report
+    assert "overfit" in result.stdout.lower()
+
+
+def test_learning_curve_trains_on_fractions(tmp_path):
+    result = dlrun_in_process("learning-curve", *TINY, "--fractions", "0.5,1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "0.5" in result.stdout
+
+
+def test_analyze_writes_a_sheet(run_copy, tmp_path):
+    result = dlrun_in_process("analyze", str(run_copy), "--limit", "5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (run_copy / "error_analysis" / "sheet.csv").is_file()
+
+
+def test_compare_tabulates_runs(tiny_run, tmp_path):
+    out = tmp_path / "comparison.json"
+    result = dlrun_in_process("compare", str(tiny_run), str(tiny_run), "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(out.read_text())["runs"]) >= 1
