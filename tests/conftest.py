@@ -46,6 +46,12 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    deselected = [r for r in terminalreporter.stats.get("deselected", []) if r.get_closest_marker("slow")]
+    if deselected and not config.getoption("--runslow"):
+        terminalreporter.write_line(f"{len(deselected)} slow-tier tests not run: add --runslow to run them too")
+
+
 def pytest_report_header(config):
     if config.getoption("--runslow"):
         return "tiers: fast and slow (--runslow)"

@@ -12,6 +12,7 @@ Two ways to run ``dlrun``:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -102,7 +103,8 @@ class Result:
 
 def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
     """Run ``dlrun ARGS`` through the real CLI in this process, in ``cwd``, with ``env`` added to the
-    environment, as if its output went to a file 120 columns wide. Everything the command changes in
+    environment (a PYTHONPATH there makes the user's modules importable for this call), as if its
+    output went to a file 120 columns wide. Everything the command changes in
     the process (working directory, sys.argv, environment, dlrun's --debug flag, Hydra's global
     state) is put back afterwards. An exception that is not a SystemExit is a crash: exit code 1,
     its traceback on stderr (the command itself would have printed one line)."""
@@ -113,9 +115,14 @@ def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
     from dlrunner import cli
 
     saved_env, saved_argv, saved_cwd, saved_state = dict(os.environ), list(sys.argv), os.getcwd(), dict(cli._state)
+    saved_path, saved_modules = list(sys.path), set(sys.modules)
+    # A user's own modules (PYTHONPATH=DIR in env) are importable for this call only.
+    user_paths = [str(Path(cwd, p)) for p in (env or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
     out, err = io.StringIO(), io.StringIO()
     code = 0
     try:
+        sys.path[:0] = user_paths
+        importlib.invalidate_caches()
         os.environ.update({"COLUMNS": "120", **(env or {})})
         os.environ.pop("HYDRA_FULL_ERROR", None)
         os.chdir(cwd)
@@ -132,6 +139,11 @@ def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
                 code = 1
                 traceback.print_exc()
     finally:
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules:  # forget the user's modules
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            if any(origin.startswith(path) for path in user_paths):
+                del sys.modules[name]
         GlobalHydra.instance().clear()
         os.chdir(saved_cwd)
         sys.argv = saved_argv

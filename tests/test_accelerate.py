@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dlrunner.train.accelerate import data_placement, optimizer_speed_flags, place_data, wants_channels_last
-from helpers import run_dlrun
+from helpers import dlrun_in_process, run_dlrun
 
 
 class ParameterOn:
@@ -126,13 +126,14 @@ def test_place_data_on_the_cpu_keeps_every_split_in_place():
     assert data.splits["train"][0] is X
 
 
+@pytest.mark.slow  # trains two CNNs for seconds
 def test_channels_last_training_matches_the_default_layout(tmp_path):
     """trainer.channels_last=true on the CPU (the path CUDA takes by default) trains the same model to
     the same numbers as the default layout, up to floating-point reordering."""
     errors = {}
     for setting in ("true", "false"):
         out = tmp_path / setting
-        result = run_dlrun(
+        result = dlrun_in_process(
             "train",
             "model=cnn",
             "data=digits_images",
@@ -149,12 +150,15 @@ def test_channels_last_training_matches_the_default_layout(tmp_path):
 
 
 def test_bad_speed_settings_are_refused(tmp_path):
-    result = run_dlrun("train", "trainer.channels_last=sometimes", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
+    result = dlrun_in_process(
+        "train", "trainer.channels_last=sometimes", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "trainer.channels_last" in result.stderr + result.stdout and "sometimes" in result.stderr + result.stdout
     assert not (tmp_path / "x" / "summary.json").exists()
 
 
+@pytest.mark.slow  # measures a fresh process's imports
 def test_dlrun_train_never_imports_torch_dynamo(tmp_path):
     """torch.optim would import torch._dynamo (~1.2 s of start-up) only to not compile (train/accelerate.py)."""
     done = run_dlrun(
@@ -303,6 +307,7 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2
 @pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only"
 )
+@pytest.mark.slow  # counts a process's page faults
 def test_kept_freed_memory_spares_a_stacked_step_its_page_faults():
     """Without it glibc hands a step's freed memory back to the kernel and maps it again on the next
     step (25,600 page faults per step here, in most processes: in some the heap's layout happens to

@@ -1,4 +1,4 @@
-"""Bad input through the real `dlrun` command: one clear message, exit code 2, nothing started, nothing lost.
+"""Bad input through the real `dlrun` CLI: one clear message, exit code 2, nothing started, nothing lost.
 
 Each case is what a user might type (or a file they might point at). Every one must end with exit
 code 2 and one message that names the key, the value and what is valid, with no traceback, before
@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import run_dirs, run_dlrun
+from helpers import dlrun_in_process, run_dirs, run_dlrun
 
 FAST = ("trainer.steps=1", "trainer.eval_every=1")  # were a bad case to start training, it would be short
 
@@ -417,7 +417,7 @@ CASES = [
 def checkpoints(tmp_path_factory):
     """A real run's checkpoints (data=moons, a few steps), to corrupt and misuse."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         "data=moons",
         "trainer.steps=4",
@@ -452,13 +452,22 @@ def result_files(folder) -> list:
     return [p for name in ("summary.json", "metrics.jsonl") for p in folder.glob(f"**/{name}")]
 
 
+# Every case runs through the CLI in this process (the fast tier), and through the installed `dlrun`
+# command in a subprocess (the slow tier: the process's own exit code and output).
+RUNNERS = [
+    pytest.param(dlrun_in_process, id="in-process"),
+    pytest.param(run_dlrun, id="subprocess", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize("command, args, key, value, valid", CASES)
 def test_bad_input_is_one_clear_message_exit_2_and_nothing_started(
-    tmp_path, checkpoints, command, args, key, value, valid
+    tmp_path, checkpoints, command, args, key, value, valid, run
 ):
     write_bad_files(tmp_path, checkpoints)
     before = sorted(tmp_path.iterdir())
-    result = run_dlrun(command, *FAST, *args, cwd=tmp_path)
+    result = run(command, *FAST, *args, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert result.stdout == "" and [line[:5] for line in output.splitlines()].count("dlrun") == 1, output  # one message

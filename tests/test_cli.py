@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, read_metrics, read_summary, run_dirs, run_dlrun
+from helpers import REPO, dlrun_in_process, read_metrics, read_summary, run_dirs
 
 QUICK = ("trainer=quick",)
 
 
+@pytest.mark.slow  # measures a fresh process's imports
 def test_help_answers_without_importing_torch_or_hydra():
     code = (
         "import sys\n"
@@ -30,35 +31,36 @@ def test_help_answers_without_importing_torch_or_hydra():
 
 
 def test_help_lists_the_commands(tmp_path):
-    result = run_dlrun("--help", cwd=tmp_path)
+    result = dlrun_in_process("--help", cwd=tmp_path)
     assert result.returncode == 0
     for command in ("train", "show", "ls"):
         assert command in result.stdout
-    train_help = run_dlrun("train", "--help", cwd=tmp_path).stdout
+    train_help = dlrun_in_process("train", "--help", cwd=tmp_path).stdout
     assert "optimizer.lr" in train_help and "-m" in train_help
 
 
 def test_ls_lists_groups_with_descriptions_and_defaults(tmp_path):
-    result = run_dlrun("ls", cwd=tmp_path)
+    result = dlrun_in_process("ls", cwd=tmp_path)
     assert result.returncode == 0
     for text in ("mnist1d *", "logreg", "momentum", "inverse_time", "early_stopping", "MNIST-1D"):
         assert text in result.stdout
-    only_model = run_dlrun("ls", "model", cwd=tmp_path).stdout
+    only_model = dlrun_in_process("ls", "model", cwd=tmp_path).stdout
     assert "mlp *" in only_model and "adam" not in only_model
     assert "a[l+2] = g(z[l+2] + a[l])" in " ".join(only_model.split())  # brackets shown, not taken for markup
-    bad = run_dlrun("ls", "modle", cwd=tmp_path)
+    bad = dlrun_in_process("ls", "modle", cwd=tmp_path)
     assert bad.returncode == 2 and "no config group 'modle'" in bad.stderr
 
 
 def test_show_prints_the_resolved_config(tmp_path):
-    result = run_dlrun("show", "model=logreg", "optimizer.lr=0.003", cwd=tmp_path)
+    result = dlrun_in_process("show", "model=logreg", "optimizer.lr=0.003", cwd=tmp_path)
     assert result.returncode == 0
     assert "dlrunner.models.build_logreg" in result.stdout and "lr: 0.003" in result.stdout
     assert run_dirs(tmp_path) == []
 
 
+@pytest.mark.slow  # the default experiment: 6000 steps
 def test_default_train_runs_end_to_end(tmp_path):
-    result = run_dlrun("train", cwd=tmp_path)
+    result = dlrun_in_process("train", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [run] = run_dirs(tmp_path / "outputs")
     summary = read_summary(run)
@@ -82,7 +84,7 @@ def test_default_train_runs_end_to_end(tmp_path):
 
 
 def test_overrides_reach_the_run(tmp_path):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         *QUICK,
         "data=moons",
@@ -95,7 +97,7 @@ def test_overrides_reach_the_run(tmp_path):
     )
     # +data.source.factor adds a key that make_moons does not take: a clear error, not a crash.
     assert result.returncode == 2 and "data.source.factor" in result.stderr
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         *QUICK,
         "data=moons",
@@ -114,14 +116,14 @@ def test_overrides_reach_the_run(tmp_path):
 
 
 def test_cfg_job_prints_without_training(tmp_path):
-    result = run_dlrun("train", "--cfg", "job", "optimizer=rmsprop", cwd=tmp_path)
+    result = dlrun_in_process("train", "--cfg", "job", "optimizer=rmsprop", cwd=tmp_path)
     assert result.returncode == 0
     assert "build_rmsprop" in result.stdout
     assert run_dirs(tmp_path) == []
 
 
 def test_multirun_runs_one_job_per_value(tmp_path):
-    result = run_dlrun("train", "-m", *QUICK, "data=moons", "optimizer.lr=0.01,0.1", cwd=tmp_path)
+    result = dlrun_in_process("train", "-m", *QUICK, "data=moons", "optimizer.lr=0.01,0.1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = run_dirs(tmp_path / "multirun")
     assert len(runs) == 2
@@ -130,11 +132,11 @@ def test_multirun_runs_one_job_per_value(tmp_path):
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     steps = ("data=moons", "trainer.eval_every=50", "trainer.checkpoint_every=1", "model.keep_prob=0.9")
-    straight = run_dlrun("train", *QUICK, *steps, "trainer.steps=300", "hydra.run.dir=straight", cwd=tmp_path)
-    first = run_dlrun("train", *QUICK, *steps, "trainer.steps=150", "hydra.run.dir=part", cwd=tmp_path)
+    straight = dlrun_in_process("train", *QUICK, *steps, "trainer.steps=300", "hydra.run.dir=straight", cwd=tmp_path)
+    first = dlrun_in_process("train", *QUICK, *steps, "trainer.steps=150", "hydra.run.dir=part", cwd=tmp_path)
     assert straight.returncode == 0 and first.returncode == 0, first.stderr
     # From a checkpoint path into a new folder...
-    other = run_dlrun(
+    other = dlrun_in_process(
         "train",
         *QUICK,
         *steps,
@@ -145,7 +147,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     )
     assert other.returncode == 0, other.stderr
     # ...and, separately, continuing the same folder.
-    again = run_dlrun(
+    again = dlrun_in_process(
         "train", *QUICK, *steps, "trainer.steps=300", "trainer.resume=true", "hydra.run.dir=part", cwd=tmp_path
     )
     assert again.returncode == 0, again.stderr
@@ -156,32 +158,32 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 
 
 def test_show_checks_values_like_train(tmp_path):
-    result = run_dlrun("show", "optimizer.lr=-1", cwd=tmp_path)
+    result = dlrun_in_process("show", "optimizer.lr=-1", cwd=tmp_path)
     assert result.returncode == 2 and "optimizer.lr=-1: a number > 0" in result.stderr
     assert "lr: -1.0" in result.stdout  # the config is still shown
 
 
 def test_bad_input_leaves_no_empty_folders(tmp_path):
-    result = run_dlrun("train", *QUICK, "optimizer.lr=-1", cwd=tmp_path)
+    result = dlrun_in_process("train", *QUICK, "optimizer.lr=-1", cwd=tmp_path)
     assert result.returncode == 2
     assert list(tmp_path.iterdir()) == []
 
 
 def test_resume_errors_are_clear(tmp_path):
-    ok = run_dlrun("train", *QUICK, "data=moons", "hydra.run.dir=r", cwd=tmp_path)
+    ok = dlrun_in_process("train", *QUICK, "data=moons", "hydra.run.dir=r", cwd=tmp_path)
     assert ok.returncode == 0
     assert not (tmp_path / "r" / "train.log").exists()  # no empty log files
-    best = run_dlrun(
+    best = dlrun_in_process(
         "train", *QUICK, "data=moons", "trainer.steps=600", "trainer.resume=r/checkpoints/best.pt", cwd=tmp_path
     )
     assert best.returncode == 2 and "only the best weights" in best.stderr
-    done = run_dlrun("train", *QUICK, "data=moons", "trainer.resume=r", cwd=tmp_path)
+    done = dlrun_in_process("train", *QUICK, "data=moons", "trainer.resume=r", cwd=tmp_path)
     assert done.returncode == 2 and "already at step 300" in done.stderr
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes((tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()[:500])
-    broken = run_dlrun("train", *QUICK, "data=moons", f"trainer.resume={corrupt}", cwd=tmp_path)
+    broken = dlrun_in_process("train", *QUICK, "data=moons", f"trainer.resume={corrupt}", cwd=tmp_path)
     assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr
-    more = run_dlrun(
+    more = dlrun_in_process(
         "train", *QUICK, "data=moons", "trainer.steps=400", "trainer.resume=r", "hydra.run.dir=r2", cwd=tmp_path
     )
     assert more.returncode == 0 and "Resuming from r/checkpoints/last.pt at step 300" in more.stdout
@@ -189,9 +191,9 @@ def test_resume_errors_are_clear(tmp_path):
 
 
 def test_bad_input_never_removes_an_earlier_result(tmp_path):
-    ok = run_dlrun("train", *QUICK, "data=moons", "hydra.run.dir=kept", cwd=tmp_path)
+    ok = dlrun_in_process("train", *QUICK, "data=moons", "hydra.run.dir=kept", cwd=tmp_path)
     assert ok.returncode == 0
-    bad = run_dlrun("train", *QUICK, "data=moons", "optimizer.lr=-1", "hydra.run.dir=kept", cwd=tmp_path)
+    bad = dlrun_in_process("train", *QUICK, "data=moons", "optimizer.lr=-1", "hydra.run.dir=kept", cwd=tmp_path)
     assert bad.returncode == 2
     assert read_summary(tmp_path / "kept")["status"] == "completed"
 
@@ -206,15 +208,15 @@ def test_users_config_dir_adds_and_overrides_options(tmp_path):
     )
     builtin_moons = (REPO / "conf" / "data" / "moons.yaml").read_text()
     (mine / "data" / "moons.yaml").write_text(builtin_moons.replace("n_samples: 1000", "n_samples: 250"))
-    listing = run_dlrun("--config-dir", str(mine), "ls", "model", cwd=tmp_path)
+    listing = dlrun_in_process("--config-dir", str(mine), "ls", "model", cwd=tmp_path)
     assert "tiny (yours)" in listing.stdout and "My tiny network" in listing.stdout
-    result = run_dlrun("train", "--config-dir", str(mine), *QUICK, "model=tiny", "data=moons", cwd=tmp_path)
+    result = dlrun_in_process("train", "--config-dir", str(mine), *QUICK, "model=tiny", "data=moons", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [run] = run_dirs(tmp_path / "outputs")
     summary = read_summary(run)
     assert summary["config"]["model"]["layers"] == [3]
     assert sum(summary["sizes"].values()) == 250  # the user's moons.yaml replaced the built-in one
-    via_env = run_dlrun("show", "data=moons", cwd=tmp_path, env={"DLRUN_CONFIG_DIR": str(mine)})
+    via_env = dlrun_in_process("show", "data=moons", cwd=tmp_path, env={"DLRUN_CONFIG_DIR": str(mine)})
     assert "n_samples: 250" in via_env.stdout
 
 
@@ -235,7 +237,7 @@ def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
             if where == "config-dir"
             else (f"-cd={tmp_path / 'mine'}", "experiment=two_lrs")
         )
-    result = run_dlrun("train", *args, *QUICK, "data=moons", "trainer.progress=none", cwd=tmp_path)
+    result = dlrun_in_process("train", *args, *QUICK, "data=moons", "trainer.progress=none", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = run_dirs(tmp_path / "multirun")
     assert sorted(read_summary(r)["config"]["optimizer"]["lr"] for r in runs) == [0.01, 0.1]
@@ -297,7 +299,7 @@ def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
         "        return 1.0\n"
         "    return factor\n"
     )
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         *QUICK,
         "data=moons",
@@ -318,6 +320,7 @@ def test_a_crash_mid_run_leaves_a_failed_summary(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "crashed")] == [1, 2]  # what it reached is kept
 
 
+@pytest.mark.slow  # signals a real process
 def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     import signal
     import time
@@ -347,7 +350,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     assert summary["status"] == "interrupted"
     state_step = summary["timing"]["steps"]
     assert 200 <= state_step < 400000
-    resumed = run_dlrun(
+    resumed = dlrun_in_process(
         "train",
         "data=moons",
         "trainer=quick",
@@ -363,15 +366,17 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run(tmp_path):
-    first = run_dlrun("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=100", cwd=tmp_path)
-    second = run_dlrun("train", *QUICK, "data=moons", "model=logreg", "trainer.steps=100", cwd=tmp_path)
+    first = dlrun_in_process("train", *QUICK, "data=moons", "model.layers=[8]", "trainer.steps=100", cwd=tmp_path)
+    second = dlrun_in_process("train", *QUICK, "data=moons", "model=logreg", "trainer.steps=100", cwd=tmp_path)
     assert first.returncode == 0 and second.returncode == 0
     mlp_run = next(r for r in run_dirs(tmp_path / "outputs") if read_summary(r)["config"]["model"].get("layers") == [8])
-    wrong = run_dlrun("train", *QUICK, "data=moons", "model.layers=[16]", f"trainer.resume={mlp_run}", cwd=tmp_path)
+    wrong = dlrun_in_process(
+        "train", *QUICK, "data=moons", "model.layers=[16]", f"trainer.resume={mlp_run}", cwd=tmp_path
+    )
     assert wrong.returncode == 2 and "model config differs" in wrong.stderr
     # trainer.resume=true picks the latest run with the same data and model (not the newer logreg
     # run), and may change the learning rate.
-    again = run_dlrun(
+    again = dlrun_in_process(
         "train",
         *QUICK,
         "data=moons",
@@ -388,6 +393,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run
     assert records[-1]["step"] == 200 and records[-1]["lr"] == 0.001
 
 
+@pytest.mark.slow  # the whole process's exit
 def test_dlrun_exits_without_teardown_after_running_exit_handlers_and_flushing(tmp_path):
     """main() ends a process that loaded torch with os._exit (cli._exit_without_teardown): exit
     handlers must still run, buffered output reach its file, and the exit code stay the command's."""
@@ -418,6 +424,7 @@ def test_dlrun_exits_without_teardown_after_running_exit_handlers_and_flushing(t
     assert bad.returncode == 2 and "trainer.steps" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # the whole process's exit
 def test_dlrun_waits_for_a_running_thread_instead_of_exiting_without_teardown(tmp_path):
     script = (
         "import threading, time, sys\n"
@@ -431,6 +438,7 @@ def test_dlrun_waits_for_a_running_thread_instead_of_exiting_without_teardown(tm
     assert done.returncode == 4 and (tmp_path / "thread-done").is_file()
 
 
+@pytest.mark.slow  # the whole process's exit
 def test_a_script_that_calls_main_gets_its_system_exit_back(tmp_path):
     script = (
         "import sys\n"

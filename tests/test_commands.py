@@ -34,7 +34,7 @@ def run_copy(tiny_run, tmp_path) -> Path:
 
 def test_train_writes_a_run_and_prints_the_verdict(tiny_run):
     summary = read_summary(tiny_run)
-    assert summary["status"] == "completed" and summary["step"] == 60
+    assert summary["status"] == "completed" and summary["timing"]["steps"] == 60
     assert {"train", "dev"} <= set(summary["metrics"])
     assert (tiny_run / "checkpoints" / "last.pt").is_file() and (tiny_run / "metrics.jsonl").is_file()
 
@@ -79,7 +79,7 @@ def test_report_writes_a_page_and_its_figures(run_copy, tmp_path):
 def test_show_prints_the_resolved_config(tmp_path):
     result = dlrun_in_process("show", "model=logreg", "optimizer.lr=0.003", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "lr: 0.003" in result.stdout and "LogisticRegression" in result.stdout
+    assert "lr: 0.003" in result.stdout and "dlrunner.models.build_logreg" in result.stdout
 
 
 def test_ls_lists_a_group(tmp_path):

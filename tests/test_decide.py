@@ -10,7 +10,7 @@ import torch
 
 from dlrunner.diagnostics.compare import compare
 from dlrunner.diagnostics.decide import optimizing_metric, segment_error, weighted_error
-from helpers import run_dlrun, train_in_process
+from helpers import dlrun_in_process, train_in_process
 
 
 def test_weighted_error_counts_heavy_examples_more():
@@ -62,7 +62,7 @@ def test_satisficing_picks_b_as_the_course_does(course_classifiers):
 
 
 def test_compare_command(tmp_path, course_classifiers):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "compare",
         *map(str, course_classifiers),
         "--metric",
@@ -77,13 +77,13 @@ def test_compare_command(tmp_path, course_classifiers):
     best_line = [line for line in result.stdout.splitlines() if line.startswith("★ best")]
     assert best_line and best_line[0].split()[2].endswith("B")
     assert json.loads((tmp_path / "choice.json").read_text())["best"].endswith("B")
-    nothing = run_dlrun(
+    nothing = dlrun_in_process(
         "compare", str(course_classifiers[2]), "--satisfy", "satisficing.latency_ms <= 100", cwd=tmp_path
     )
     assert nothing.returncode == 0 and "No run meets" in nothing.stdout
-    bad = run_dlrun("compare", str(tmp_path / "nowhere"), cwd=tmp_path)
+    bad = dlrun_in_process("compare", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr
-    bad = run_dlrun("compare", str(course_classifiers[0]), "--satisfy", "latency is low", cwd=tmp_path)
+    bad = dlrun_in_process("compare", str(course_classifiers[0]), "--satisfy", "latency is low", cwd=tmp_path)
     assert bad.returncode == 2 and "--satisfy" in bad.stderr
 
 
@@ -141,7 +141,7 @@ def test_weighted_error_from_the_config(tmp_path):
 
 
 def test_bad_metric_name_is_exit_2(tmp_path):
-    result = run_dlrun("train", "metric.optimizing=auc", cwd=tmp_path)
+    result = dlrun_in_process("train", "metric.optimizing=auc", cwd=tmp_path)
     assert result.returncode == 2 and "metric.optimizing" in result.stderr and "weighted_error" in result.stderr
 
 

@@ -7,9 +7,10 @@ import csv
 
 import pytest
 
-from helpers import run_dlrun
+from helpers import dlrun_in_process, run_dlrun
 
 
+@pytest.mark.slow  # W&B's service in real processes, several seconds
 def test_analyze_writes_a_sheet_then_tallies_it_and_logs_both_to_wandb(tmp_path):
     from wandb_files import read_run
 
@@ -49,23 +50,24 @@ def test_analyze_writes_a_sheet_then_tallies_it_and_logs_both_to_wandb(tmp_path)
 
 
 def test_analyze_bad_input_is_exit_2(tmp_path):
-    result = run_dlrun("analyze", str(tmp_path / "missing"), cwd=tmp_path)
+    result = dlrun_in_process("analyze", str(tmp_path / "missing"), cwd=tmp_path)
     assert result.returncode == 2 and "RUN" in result.stderr and "Traceback" not in result.stderr
-    trained = run_dlrun(
+    trained = dlrun_in_process(
         "train", "data=moons", "data.task=regression", "trainer=quick", "hydra.run.dir=reg", cwd=tmp_path
     )
     assert trained.returncode == 0
-    result = run_dlrun("analyze", str(tmp_path / "reg"), cwd=tmp_path)
+    result = dlrun_in_process("analyze", str(tmp_path / "reg"), cwd=tmp_path)
     assert result.returncode == 2 and "classification" in result.stderr
-    result = run_dlrun("analyze", str(tmp_path / "reg"), "--tally", str(tmp_path / "none.csv"), cwd=tmp_path)
+    result = dlrun_in_process("analyze", str(tmp_path / "reg"), "--tally", str(tmp_path / "none.csv"), cwd=tmp_path)
     assert result.returncode == 2
 
 
+@pytest.mark.slow  # trains several models for seconds
 def test_learning_curves_tell_variance_from_bias(tmp_path):
     import json
 
     # The 2x100 MLP on MNIST-1D is high variance: its gap closes as m grows.
-    result = run_dlrun(
+    result = dlrun_in_process(
         "learning-curve", "trainer=quick", "--fractions", "0.1,0.3,1", "hydra.sweep.dir=mlp", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -77,7 +79,7 @@ def test_learning_curves_tell_variance_from_bias(tmp_path):
     )
     assert (tmp_path / "mlp" / "learning_curve.png").stat().st_size > 1000
     # Logistic regression is high bias: flat curves far above human level.
-    result = run_dlrun(
+    result = dlrun_in_process(
         "learning-curve",
         "trainer=quick",
         "model=logreg",
@@ -92,7 +94,7 @@ def test_learning_curves_tell_variance_from_bias(tmp_path):
 
 
 def test_learning_curve_bad_fractions_is_exit_2(tmp_path):
-    result = run_dlrun("learning-curve", "--fractions", "0.5,2", cwd=tmp_path)
+    result = dlrun_in_process("learning-curve", "--fractions", "0.5,2", cwd=tmp_path)
     assert result.returncode == 2 and "--fractions" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "multirun").exists()
 
@@ -100,7 +102,7 @@ def test_learning_curve_bad_fractions_is_exit_2(tmp_path):
 def test_repeats_over_seeds_report_mean_and_spread(tmp_path):
     import json
 
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         "data=digits",
         "trainer=quick",
@@ -126,7 +128,7 @@ def test_repeats_over_seeds_report_mean_and_spread(tmp_path):
 def test_the_mismatched_preset_shows_data_mismatch_in_two_dimensions(tmp_path):
     import json
 
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         "data=mnist1d_mismatch",
         "trainer=quick",
@@ -150,6 +152,7 @@ def test_the_mismatched_preset_shows_data_mismatch_in_two_dimensions(tmp_path):
     assert "By distribution" in result.stdout
 
 
+@pytest.mark.slow  # W&B's service in real processes, several seconds
 def test_check_command_passes_a_healthy_setup_and_fails_a_broken_one(tmp_path):
     import json
 
@@ -206,7 +209,9 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
     import json
     import os
 
-    ok = run_dlrun("gradcheck", "regularization=l2", "regularization.l2=0.5", "model.keep_prob=0.8", cwd=tmp_path)
+    ok = dlrun_in_process(
+        "gradcheck", "regularization=l2", "regularization.l2=0.5", "model.keep_prob=0.8", cwd=tmp_path
+    )
     assert ok.returncode == 0, ok.stderr
     text = " ".join(ok.stdout.split())
     assert "pass" in text and "dropout" in text  # dropout is switched off, with a note
@@ -218,7 +223,9 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "DLRUN_ALLOWED_TARGETS": "buggy_layer",
     }
-    bad = run_dlrun("gradcheck", "model._target_=buggy_layer.build_buggy_mlp", "--steps", "3", cwd=tmp_path, env=env)
+    bad = dlrun_in_process(
+        "gradcheck", "model._target_=buggy_layer.build_buggy_mlp", "--steps", "3", cwd=tmp_path, env=env
+    )
     assert bad.returncode == 1, bad.stderr
     result = json.loads(sorted(tmp_path.glob("outputs/*/*-gradcheck/gradcheck.json"))[-1].read_text())
     assert result["verdict"] == "fail"
@@ -226,6 +233,7 @@ def test_gradcheck_passes_the_zoo_and_points_at_a_wrong_backward(tmp_path):
     assert failing == {"1.weight", "1.bias"}  # the layer before the wrong backward, and only it
 
 
+@pytest.mark.slow  # W&B's service in real processes, several seconds
 def test_learning_curve_with_wandb_logs_each_fraction_and_the_curve(tmp_path):
     from wandb_files import read_run
 

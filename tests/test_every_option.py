@@ -77,7 +77,15 @@ def test_the_catalog_has_every_group_the_issue_names():
     } <= {name for group, name in ALL_OPTIONS if group == "data"}
 
 
-@pytest.mark.parametrize("group, option", TRAINABLE, ids=[f"{g}={o}" for g, o in TRAINABLE])
+# The zoo's big networks train two steps for seconds each: the slow tier (tests/conftest.py).
+HEAVY_MODELS = {"alexnet", "vgg16", "vgg19", "resnet34", "resnet50", "googlenet", "mobilenet"}
+TRAINABLE_PARAMS = [
+    pytest.param(g, o, id=f"{g}={o}", marks=[pytest.mark.slow] if g == "model" and o in HEAVY_MODELS else [])
+    for g, o in TRAINABLE
+]
+
+
+@pytest.mark.parametrize("group, option", TRAINABLE_PARAMS)
 def test_option_composes_and_trains(tmp_path, group, option):
     overrides = [f"{group}={option}"]
     if group == "data" and option in ("csv", "npz", "npz_images", "image_folder"):

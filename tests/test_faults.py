@@ -15,6 +15,8 @@ import pytest
 
 from helpers import last_step, output, read_metrics, read_summary, run_dlrun, start_dlrun, sweep_ledger, wait_for
 
+pytestmark = pytest.mark.slow  # kills and signals real processes
+
 # MNIST-1D, the default MLP: ~3 s of training on 2 cores, a checkpoint at every evaluation.
 TRAIN = ("trainer.steps=4000", "trainer.eval_every=100", "trainer.checkpoint_every=1", "trainer.progress=none")
 INTERVAL = 100  # steps between checkpoints: eval_every x checkpoint_every

@@ -108,6 +108,7 @@ def test_recurrent_nets_pass(cell):
 
 
 @pytest.mark.parametrize("steps", [0, 5])
+@pytest.mark.slow  # a ResNet-18's gradient check: seconds
 def test_resnet18_small_width_passes_at_init_and_after_training(steps):
     result = check_config("model=resnet18", "model.width=4", "data=digits_images", steps=steps)
     assert any(row["name"] == "layer1.0.conv1.weight" for row in result.tensors)

@@ -17,6 +17,8 @@ import pytest
 
 from helpers import output, read_summary, start_dlrun, sweep_ledger, wait_for
 
+pytestmark = pytest.mark.slow  # 200 trials on 2 worker processes, measured for leaks
+
 BUDGET = 200
 TINY = (
     "sweep=lr",

@@ -11,8 +11,9 @@ from dlrunner.config.catalog import options
 from dlrunner.errors import ConfigError
 from dlrunner.models.cnn import build_cnn
 from dlrunner.train.run import build_model
-from helpers import compose, run_dlrun, train_in_process
+from helpers import compose, dlrun_in_process, train_in_process
 
+SLOW = pytest.mark.slow  # seconds of training or a big network: the slow tier (tests/conftest.py)
 MODEL_OPTIONS = [option.name for option in options()["model"]]
 
 # The example shape each family reads: flat features, images (C, H, W), sequences (T, features).
@@ -50,7 +51,7 @@ def test_the_zoo_has_every_architecture_the_issue_names():
     } <= set(MODEL_OPTIONS)
 
 
-@pytest.mark.parametrize("option", MODEL_OPTIONS)
+@pytest.mark.parametrize("option", [pytest.param(o, marks=SLOW) if o == "alexnet" else o for o in MODEL_OPTIONS])
 def test_model_option_runs_forward_and_backward(option):
     torch.manual_seed(0)
     for shape in example_shapes(option):
@@ -149,23 +150,23 @@ def test_cnn_block_errors_name_the_block(blocks, key, words):
 
 
 def test_a_cnn_on_flat_data_says_to_set_the_shape(tmp_path):
-    result = run_dlrun("train", "model=cnn", "data=digits", "trainer=quick", cwd=tmp_path)
+    result = dlrun_in_process("train", "model=cnn", "data=digits", "trainer=quick", cwd=tmp_path)
     assert result.returncode == 2
     assert "data.shape" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("outputs/**/summary.json"))
 
 
 def test_summary_command_prints_the_shape_table(tmp_path):
-    result = run_dlrun("summary", "model=lenet5", "--input-shape", "1,32,32", "--outputs", "10", cwd=tmp_path)
+    result = dlrun_in_process("summary", "model=lenet5", "--input-shape", "1,32,32", "--outputs", "10", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert "61,706" in text  # the published LeNet-5 count
     for shape in ("6 x 28 x 28", "16 x 10 x 10", "120", "84"):
         assert shape in text, shape
-    result = run_dlrun("summary", "experiment=mnist1d_cnn", cwd=tmp_path)  # shapes from the configured data
+    result = dlrun_in_process("summary", "experiment=mnist1d_cnn", cwd=tmp_path)  # shapes from the configured data
     assert result.returncode == 0, result.stderr
     assert "25 x 19" in result.stdout and "25 x 5" in result.stdout and "5,210" in result.stdout
-    bad = run_dlrun("summary", "model=resnet18", "--input-shape", "3,two", "--outputs", "3", cwd=tmp_path)
+    bad = dlrun_in_process("summary", "model=resnet18", "--input-shape", "3,two", "--outputs", "3", cwd=tmp_path)
     assert bad.returncode == 2 and "--input-shape" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -174,9 +175,17 @@ def test_summary_command_prints_the_shape_table(tmp_path):
     [
         ("data=digits_images", "model=cnn"),
         ("data=digits_images", "model=lenet5", "model.activation=relu", "model.pooling=max"),
-        ("data=digits_images", "model=resnet18", "model.width=8"),
-        ("data=digits_images", "model=googlenet", "model.width=0.125", "model.aux_heads=true", "trainer.steps=120"),
-        ("data=digits_images", "model=mobilenet", "model.width=0.25", "trainer.steps=150"),
+        pytest.param(("data=digits_images", "model=resnet18", "model.width=8"), marks=SLOW, id="resnet"),
+        pytest.param(
+            ("data=digits_images", "model=googlenet", "model.width=0.125", "model.aux_heads=true", "trainer.steps=120"),
+            marks=SLOW,
+            id="googlenet",
+        ),
+        pytest.param(
+            ("data=digits_images", "model=mobilenet", "model.width=0.25", "trainer.steps=150"),
+            marks=SLOW,
+            id="mobilenet",
+        ),
         ("data=mnist1d_sequence", "model=gru", "model.hidden=32"),
     ],
     ids=["cnn", "lenet5", "resnet", "googlenet", "mobilenet", "gru"],
@@ -216,7 +225,7 @@ def test_many_to_many_head_labels_every_step(tmp_path):
 
 
 def test_summary_names_input_shape_when_the_model_cannot_take_it(tmp_path):
-    result = run_dlrun("summary", "model=cnn", "--input-shape", "40", "--outputs", "10", cwd=tmp_path)
+    result = dlrun_in_process("summary", "model=cnn", "--input-shape", "40", "--outputs", "10", cwd=tmp_path)
     assert result.returncode == 2
     assert "--input-shape=40" in result.stderr.replace("'", "") or "--input-shape" in result.stderr
     assert "data.shape=[40]" not in result.stderr and "Traceback" not in result.stderr

@@ -12,7 +12,11 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from helpers import last_step, output, read_metrics, read_summary, run_dlrun, start_dlrun, sweep_ledger, wait_for
+
+pytestmark = pytest.mark.slow  # needs a service: the SLURM cluster
 
 TRIAL = ("trainer.steps=20000", "trainer.eval_every=500", "trainer.checkpoint_every=1")
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from dlrunner.report.run import ewa
-from helpers import run_dlrun
+from helpers import dlrun_in_process
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -70,6 +70,7 @@ def assert_rendered(pixels):
     assert (pixels.min(axis=2) < 200).mean() > 0.01
 
 
+@pytest.mark.slow  # needs a service: headless Chromium
 def test_the_browser_check_can_fail(tmp_path):
     page = tmp_path / "bad" / "page.html"
     page.parent.mkdir()
@@ -80,9 +81,10 @@ def test_the_browser_check_can_fail(tmp_path):
         assert_rendered(pixels)
 
 
+@pytest.mark.slow  # needs a service: headless Chromium
 def test_run_report_renders_in_a_browser(tmp_path):
-    assert run_dlrun("train", "trainer=quick", "data=digits", "hydra.run.dir=run", cwd=tmp_path).returncode == 0
-    result = run_dlrun("report", "run", cwd=tmp_path)
+    assert dlrun_in_process("train", "trainer=quick", "data=digits", "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    result = dlrun_in_process("report", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     html = tmp_path / "run" / "report.html"
     text = html.read_text()
@@ -96,8 +98,9 @@ def test_run_report_renders_in_a_browser(tmp_path):
     assert_rendered(pixels)
 
 
+@pytest.mark.slow  # needs a service: headless Chromium
 def test_sweep_report_renders_in_a_browser(tmp_path):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep",
         "sweep=mlp_basic",
         "data=moons",
@@ -109,7 +112,7 @@ def test_sweep_report_renders_in_a_browser(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert run_dlrun("report", "s", cwd=tmp_path).returncode == 0
+    assert dlrun_in_process("report", "s", cwd=tmp_path).returncode == 0
     text = (tmp_path / "s" / "report.html").read_text()
     assert text.count("data:image/png;base64,") == 2 and "Best trials" in text and "6 trials" in text
     for figure in ("objective_by_parameter", "parallel_coordinates"):
@@ -120,5 +123,5 @@ def test_sweep_report_renders_in_a_browser(tmp_path):
 
 
 def test_report_of_something_else_is_a_clear_error(tmp_path):
-    result = run_dlrun("report", ".", cwd=tmp_path)
+    result = dlrun_in_process("report", ".", cwd=tmp_path)
     assert result.returncode == 2 and "neither a run folder" in result.stderr

@@ -18,7 +18,7 @@ from dlrunner.stack.group import stack_key, stack_problem
 from dlrunner.stack.model import StackedLinear, StackedModel, TrialDropout
 from dlrunner.stack.train import NotStackable, train_stacked
 from dlrunner.train.run import train
-from helpers import compose, read_metrics, read_summary, run_dlrun
+from helpers import compose, dlrun_in_process, read_metrics, read_summary, run_dlrun
 
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 -- a sink for the whole test module
 MODELS = {"mlp": ("model=mlp",), "cnn": ("experiment=mnist1d_cnn", "trainer.eval_test=false")}
@@ -308,7 +308,7 @@ def test_a_stacked_trial_resumes_alone_from_its_last_checkpoint(tmp_path):
     )
     for name, tensor in solo_state["optimizer"]["state"][0].items():
         assert torch.allclose(state["optimizer"]["state"][0][name], tensor, rtol=1e-3, atol=1e-6), name
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train",
         "model=mlp",
         "optimizer.lr=0.001",
@@ -339,13 +339,14 @@ def ledger(sweep_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # trains two sweeps for seconds
 def test_a_sweep_with_the_stacked_launcher_matches_the_basic_launcher(tmp_path):
     """Two shapes in one sweep: the trials stack by shape; ledger, folders and best trial equal
     those of the same sweep run one trial at a time."""
     space = ("model.layers=[16],[32,32]", "hydra.sweeper.budget=8")
-    stacked = run_dlrun("sweep", *SWEEP, *space, "hydra/launcher=stacked", "hydra.sweep.dir=st", cwd=tmp_path)
+    stacked = dlrun_in_process("sweep", *SWEEP, *space, "hydra/launcher=stacked", "hydra.sweep.dir=st", cwd=tmp_path)
     assert stacked.returncode == 0, stacked.stderr + stacked.stdout
-    basic = run_dlrun("sweep", *SWEEP, *space, "hydra.sweep.dir=ba", cwd=tmp_path)
+    basic = dlrun_in_process("sweep", *SWEEP, *space, "hydra.sweep.dir=ba", cwd=tmp_path)
     assert basic.returncode == 0, basic.stderr
     st, ba = ledger(tmp_path / "st"), ledger(tmp_path / "ba")
     assert [r["number"] for r in st] == list(range(8)) and [r["params"] for r in st] == [r["params"] for r in ba]
@@ -358,14 +359,14 @@ def test_a_sweep_with_the_stacked_launcher_matches_the_basic_launcher(tmp_path):
         assert (run / ".hydra" / "overrides.yaml").is_file() and (run / "summary.json").is_file()
         assert set(read_summary(run)) - {"timing"} == set(read_summary(Path(b["run_dir"]))) - {"timing"}
     # The report and a resumed sweep see no difference.
-    assert run_dlrun("report", str(tmp_path / "st"), cwd=tmp_path).returncode == 0
-    again = run_dlrun("sweep", *SWEEP, *space, "hydra/launcher=stacked", "hydra.sweep.dir=st", cwd=tmp_path)
+    assert dlrun_in_process("report", str(tmp_path / "st"), cwd=tmp_path).returncode == 0
+    again = dlrun_in_process("sweep", *SWEEP, *space, "hydra/launcher=stacked", "hydra.sweep.dir=st", cwd=tmp_path)
     assert again.returncode == 0 and "8 trials already done" in again.stdout and "as one stack" not in again.stdout
     assert len(ledger(tmp_path / "st")) == 8
 
 
 def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep",
         "sweep=lr",
         "model=gru",
@@ -383,7 +384,7 @@ def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
     assert [r["status"] for r in ledger(tmp_path / "g")] == ["completed", "completed"]
     # A CNN with batch norm is found out once its model is built: a note, then one trial at a time.
     blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep",
         "sweep=lr",
         "model=cnn",
@@ -402,6 +403,7 @@ def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
     assert [r["status"] for r in ledger(tmp_path / "b")] == ["completed", "completed"]
 
 
+@pytest.mark.slow  # W&B's service in real processes, for seconds
 def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
     pytest.importorskip("wandb")
     from wandb_files import read_run
@@ -427,7 +429,7 @@ def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
 
 
 def test_a_bad_stack_size_is_refused_before_the_sweep_starts(tmp_path):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep", *SWEEP, "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "hydra.sweep.dir=z", cwd=tmp_path
     )
     assert result.returncode == 2
@@ -450,6 +452,7 @@ STACK_SWEEP = (
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+@pytest.mark.slow  # kills a real process
 def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_path, how):
     """A stack checkpoints each trial every checkpoint_every evaluations (and on SIGTERM at the step it
     stopped): the rerun sweep continues every unfinished trial from there, on its own."""

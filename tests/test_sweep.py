@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from helpers import read_summary, run_dlrun
+from helpers import dlrun_in_process, read_summary
 
 SMALL = (
     "sweep=lr",
@@ -38,7 +38,7 @@ def test_the_sweeper_plugin_is_discovered():
 
 
 def test_sweep_with_the_basic_launcher(tmp_path):
-    result = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    result = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = ledger(tmp_path / "s")
     assert [r["number"] for r in records] == list(range(6))
@@ -55,16 +55,17 @@ def test_sweep_with_the_basic_launcher(tmp_path):
     assert "Best: trial" in result.stdout and "--config-name best" in result.stdout
     # best.yaml trains the winner again, as is, with the same result.
     best = min((r for r in records if r["eligible"]), key=lambda r: r["objective"])
-    again = run_dlrun(
+    again = dlrun_in_process(
         "train", "--config-path", str(tmp_path / "s"), "--config-name", "best", "hydra.run.dir=again", cwd=tmp_path
     )
     assert again.returncode == 0, again.stderr
     assert read_summary(tmp_path / "again")["metrics"]["dev"]["error"] == best["objective"]
 
 
+@pytest.mark.slow  # launches worker processes
 def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
-    sequential = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=seq", cwd=tmp_path)
-    parallel = run_dlrun(
+    sequential = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=seq", cwd=tmp_path)
+    parallel = dlrun_in_process(
         "sweep", *SMALL, "hydra.sweep.dir=par", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path
     )
     assert sequential.returncode == 0 and parallel.returncode == 0, parallel.stderr
@@ -77,8 +78,9 @@ def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
     assert {r["number"]: r["objective"] for r in seq} == {r["number"]: r["objective"] for r in par}
 
 
+@pytest.mark.slow  # kills a real sweep process
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
-    first = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    first = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
     assert first.returncode == 0
     path = tmp_path / "s" / "trials.jsonl"
     lines = path.read_text().splitlines()
@@ -88,7 +90,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
 
     shutil.rmtree(tmp_path / "s" / "5")
     mtime = (tmp_path / "s" / "0" / "summary.json").stat().st_mtime
-    again = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    again = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "Resuming" in again.stdout
     records = ledger_lines = [
@@ -109,7 +111,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
         "        raise RuntimeError('boom')\n"
         "    return factor\n"
     )
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep",
         "data=moons",
         "trainer=quick",
@@ -137,14 +139,16 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_too_many_failures_stop_the_sweep(tmp_path):
-    result = run_dlrun("sweep", *SMALL, "data=csv", "data.source.path=missing.csv", "hydra.sweep.dir=s", cwd=tmp_path)
+    result = dlrun_in_process(
+        "sweep", *SMALL, "data=csv", "data.source.path=missing.csv", "hydra.sweep.dir=s", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "trials failed" in result.stderr and "no such file" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_constraints_decide_eligibility(tmp_path):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep",
         "data=moons",
         "trainer=quick",
@@ -177,14 +181,15 @@ def test_constraints_decide_eligibility(tmp_path):
     ],
 )
 def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):
-    result = run_dlrun("sweep", *args, "trainer=quick", "hydra.sweep.dir=s", cwd=tmp_path)
+    result = dlrun_in_process("sweep", *args, "trainer=quick", "hydra.sweep.dir=s", cwd=tmp_path)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s" / "trials.jsonl").exists()
 
 
+@pytest.mark.slow  # launches worker processes
 def test_sweep_with_submitit_local(tmp_path):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep",
         *SMALL,
         "hydra.sweeper.budget=2",
@@ -203,7 +208,7 @@ def test_sweep_with_submitit_local(tmp_path):
 def test_export_the_space_as_a_wandb_sweep(tmp_path):
     import yaml
 
-    result = run_dlrun(
+    result = dlrun_in_process(
         "sweep", "sweep=mlp_basic", "data=moons", "hydra.sweeper.budget=12", "--export-wandb", "wb.yaml", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -227,22 +232,24 @@ def test_export_the_space_as_a_wandb_sweep(tmp_path):
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
-    assert run_dlrun("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
+    assert dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
     before = (tmp_path / "s" / "trials.jsonl").read_text()
-    other = run_dlrun("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
+    other = dlrun_in_process("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
     assert other.returncode == 2 and "other settings" in other.stderr and "trainer.steps=90" in other.stderr
     assert (tmp_path / "s" / "trials.jsonl").read_text() == before
 
 
 def test_misspelt_objective_stops_at_the_first_trial_with_the_valid_paths(tmp_path):
-    result = run_dlrun("sweep", *SMALL, "hydra.sweeper.objective=metrics.dev.eror", "hydra.sweep.dir=s", cwd=tmp_path)
+    result = dlrun_in_process(
+        "sweep", *SMALL, "hydra.sweeper.objective=metrics.dev.eror", "hydra.sweep.dir=s", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "hydra.sweeper.objective='metrics.dev.eror'" in result.stderr and "metrics.dev.error" in result.stderr
 
 
 def test_a_single_run_with_a_sweep_space_selected_is_not_a_trial(tmp_path):
     # What the exported W&B command runs: dlrun train sweep=... (no multirun).
-    result = run_dlrun("train", "sweep=lr", "data=moons", "trainer=quick", "hydra.run.dir=r", cwd=tmp_path)
+    result = dlrun_in_process("train", "sweep=lr", "data=moons", "trainer=quick", "hydra.run.dir=r", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "r")["status"] == "completed" and "Verdict" in result.stdout
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers import read_summary, run_dlrun
+
+pytestmark = pytest.mark.slow  # needs a service: the SLURM cluster
 
 
 def test_sweep_on_a_real_slurm_cluster(tmp_path, slurm_cluster):

@@ -11,7 +11,7 @@ import torch
 
 from dlrunner.errors import ConfigError
 from dlrunner.train.evaluate import evaluate, masked_multilabel_loss
-from helpers import compose, run_dlrun, train_in_process
+from helpers import compose, dlrun_in_process, train_in_process
 
 QUICK = ("trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "trainer.device=cpu")
 CNN_WITH_BN = (
@@ -114,7 +114,7 @@ def test_transfer_errors(tmp_path, pretrained, overrides, key, words):
 
 
 def test_transfer_from_another_architecture_is_bad_input(tmp_path, pretrained):
-    result = run_dlrun(
+    result = dlrun_in_process(
         "train", "data=digits_images", "model=cnn", f"transfer.checkpoint={pretrained}", "trainer=quick", cwd=tmp_path
     )
     assert result.returncode == 2

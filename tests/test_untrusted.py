@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import read_summary, run_dirs, run_dlrun
+from helpers import dlrun_in_process, read_summary, run_dirs, run_dlrun
 
 FAST = ("data=moons", "trainer.steps=4", "trainer.eval_every=2", "trainer.progress=none")
 
@@ -44,7 +44,7 @@ def test_a_config_cannot_name_code_outside_the_allow_list(tmp_path, group, how):
     mine = _user_config(tmp_path / "mine", {f"{group}/evil.yaml": MALICIOUS[group].format(marker=marker)})
     args = ["--config-dir", str(mine), "train"] if how == "--config-dir" else ["train"]
     env = {"DLRUN_CONFIG_DIR": str(mine)} if how == "DLRUN_CONFIG_DIR" else {}
-    result = run_dlrun(*args, *FAST, f"{group}=evil", cwd=tmp_path, env=env)
+    result = dlrun_in_process(*args, *FAST, f"{group}=evil", cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert (
         "_target_" in result.stderr
@@ -62,7 +62,7 @@ def test_a_module_outside_the_allow_list_is_not_even_imported(tmp_path):
         f"open({str(marker)!r}, 'w').close()  # runs on import\ndef build(**kwargs):\n    pass\n"
     )
     mine = _user_config(tmp_path / "mine", {"model/sneaky.yaml": "_target_: sneaky.build\n"})
-    result = run_dlrun(
+    result = dlrun_in_process(
         "--config-dir",
         str(mine),
         "train",
@@ -83,7 +83,7 @@ def test_hydra_callbacks_in_a_config_cannot_run_code_either(tmp_path):
         f"      args: [touch, '{marker}']\n"
     )
     mine = _user_config(tmp_path / "mine", {"experiment/evil.yaml": experiment})
-    result = run_dlrun("--config-dir", str(mine), "train", *FAST, "experiment=evil", cwd=tmp_path)
+    result = dlrun_in_process("--config-dir", str(mine), "train", *FAST, "experiment=evil", cwd=tmp_path)
     assert result.returncode == 2 and "subprocess.Popen" in result.stderr and "Traceback" not in result.stderr
     assert not marker.exists()
 
@@ -101,9 +101,9 @@ def test_a_package_the_user_allows_works(tmp_path):
     _user_config(tmp_path / "site", {"mypkg/__init__.py": "", "mypkg/models.py": TINY_MODEL})
     mine = _user_config(tmp_path / "mine", {"model/tiny.yaml": "_target_: mypkg.models.build_tiny\nhidden: 5\n"})
     env = {"PYTHONPATH": _pythonpath(tmp_path / "site")}
-    refused = run_dlrun("--config-dir", str(mine), "train", *FAST, "model=tiny", cwd=tmp_path, env=env)
+    refused = dlrun_in_process("--config-dir", str(mine), "train", *FAST, "model=tiny", cwd=tmp_path, env=env)
     assert refused.returncode == 2 and "DLRUN_ALLOWED_TARGETS" in refused.stderr
-    allowed = run_dlrun(
+    allowed = dlrun_in_process(
         "--config-dir",
         str(mine),
         "train",
@@ -149,7 +149,7 @@ def test_the_crafted_checkpoint_does_run_code_when_loaded_unsafely(tmp_path):
 def test_a_checkpoint_carrying_pickled_code_is_refused(tmp_path, key):
     marker = tmp_path / "pwned"
     checkpoint = _pickled_code_checkpoint(tmp_path / "evil.pt", marker)
-    result = run_dlrun("train", *FAST, f"{key}={checkpoint}", cwd=tmp_path)
+    result = dlrun_in_process("train", *FAST, f"{key}={checkpoint}", cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert (
         f"{key}='{checkpoint}': refused: it holds pickled Python objects (" in result.stderr
@@ -165,12 +165,12 @@ def test_checkpoints_written_before_weights_only_still_resume(tmp_path):
     import numpy as np
     import torch
 
-    first = run_dlrun("train", *FAST, "hydra.run.dir=r", cwd=tmp_path)
+    first = dlrun_in_process("train", *FAST, "hydra.run.dir=r", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
     state["normalization"] = {name: np.asarray(value) for name, value in state["normalization"].items()}
     torch.save(state, tmp_path / "old.pt")
-    resumed = run_dlrun(
+    resumed = dlrun_in_process(
         "train",
         *FAST[:-3],
         "trainer.steps=6",
@@ -186,6 +186,7 @@ def test_checkpoints_written_before_weights_only_still_resume(tmp_path):
 # ------------------------------------------------------------------ secrets
 
 
+@pytest.mark.slow  # W&B's service in real processes, several seconds
 def test_no_secret_from_the_environment_reaches_any_file(tmp_path):
     pytest.importorskip("wandb", reason="wandb is a test extra: pip install -e '.[test]'")
     secrets = {"WANDB_API_KEY": "fake0wandb0key0" + "5e" * 13, "MY_SECRET_TOKEN": "tok-planted-s3cret-42"}
@@ -234,7 +235,7 @@ def test_a_config_that_reads_a_secret_from_the_environment_is_refused(tmp_path):
         tmp_path / "mine",
         {"experiment/leak.yaml": "# @package _global_\nlogger:\n  notes: ${oc.env:MY_SECRET_TOKEN}\n"},
     )
-    result = run_dlrun(
+    result = dlrun_in_process(
         "--config-dir", str(mine), "train", *FAST, "experiment=leak", cwd=tmp_path, env={"MY_SECRET_TOKEN": secret}
     )
     assert result.returncode == 2, result.stdout + result.stderr

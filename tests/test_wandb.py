@@ -64,6 +64,7 @@ def test_a_failing_wandb_init_never_loses_the_run(tmp_path):
     assert read_summary(tmp_path / "r")["status"] == "completed"
 
 
+@pytest.mark.slow  # W&B's service in real processes, several seconds
 def test_each_sweep_trial_is_its_own_run_grouped_under_the_sweep(tmp_path):
     result = run_dlrun(
         "sweep",

@@ -42,6 +42,10 @@ class StackedOptimizer:
             [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings], device=flat.device, dtype=flat.dtype
         )[:, None]
         self.hyper = {name: column(name) for name in names}
+        if self.kind == "rmsprop":  # 1 - beta in double, then rounded once, as torch.optim.RMSprop computes it
+            self.hyper["one_minus_beta"] = torch.tensor(
+                [1 - float(s.get("beta", DEFAULTS["rmsprop"]["beta"])) for s in settings], dtype=flat.dtype
+            ).to(flat.device)[:, None]
         self.state = {
             name: torch.zeros_like(flat)
             for name in {
@@ -74,7 +78,10 @@ class StackedOptimizer:
         elif self.kind == "momentum":
             update = torch.mul(self.state["velocity"].lerp_(g, 1 - h["beta"]), lr, out=g)  # b v + (1-b) dW
         elif self.kind == "rmsprop":
-            s = self.state["square_avg"].lerp_(torch.mul(g, g, out=self.scratch), 1 - h["beta"])  # b s + (1-b) dW^2
+            # b s + (1-b) dW^2 and dW / (sqrt(s) + eps) * lr in torch.optim.RMSprop's order of operations
+            # (its addcmul_ multiplies value * dW * dW left to right): the same rounding, step for step.
+            s = self.state["square_avg"].mul_(h["beta"])
+            s.add_(torch.mul(g, h["one_minus_beta"], out=self.scratch).mul_(g))
             update = g.div_(torch.sqrt(s, out=self.scratch).add_(h["eps"])).mul_(lr)
         else:
             m = self.state["exp_avg"].lerp_(g, 1 - h["beta1"])
