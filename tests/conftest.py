@@ -86,7 +86,7 @@ def slurm_cluster(tmp_path_factory):
     env = {**os.environ, "DLRUNNER_SLURM_DIR": str(state)}
     started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=120)
     if started.returncode != 0:
-        subprocess.run(["bash", str(script), "stop"], env=env)
+        subprocess.run(["bash", str(script), "stop"], env=env, timeout=60)
         _unavailable(f"the SLURM cluster did not start: {started.stderr[-2000:]}")
     try:
         yield {"SLURM_CONF": str(state / "slurm.conf")}

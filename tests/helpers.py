@@ -104,20 +104,30 @@ class Result:
 def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
     """Run ``dlrun ARGS`` through the real CLI in this process, in ``cwd``, with ``env`` added to the
     environment (a PYTHONPATH there makes the user's modules importable for this call), as if its
-    output went to a file 120 columns wide. Everything the command changes in
-    the process (working directory, sys.argv, environment, dlrun's --debug flag, Hydra's global
-    state) is put back afterwards. An exception that is not a SystemExit is a crash: exit code 1,
-    its traceback on stderr (the command itself would have printed one line)."""
+    output went to a file 120 columns wide.
+
+    What a command changes in the process is put back afterwards: the working directory, sys.argv,
+    the environment, sys.path and the user's modules, dlrun's --debug flag, Hydra's global state,
+    the logging set-up Hydra installs for a job, torch's thread count and random state. An exception
+    that is not a SystemExit is a crash: exit code 1, its traceback on stderr, as a process prints it.
+    Output of child processes or C code is not captured: tests of it use ``run_dlrun``."""
+    import logging
     import traceback
 
+    import torch
     from hydra.core.global_hydra import GlobalHydra
 
     from dlrunner import cli
+    from dlrunner.cli import base
 
-    saved_env, saved_argv, saved_cwd, saved_state = dict(os.environ), list(sys.argv), os.getcwd(), dict(cli._state)
+    saved_env, saved_argv, saved_cwd, saved_state = dict(os.environ), list(sys.argv), os.getcwd(), dict(base.state)
     saved_path, saved_modules = list(sys.path), set(sys.modules)
-    # A user's own modules (PYTHONPATH=DIR in env) are importable for this call only.
-    user_paths = [str(Path(cwd, p)) for p in (env or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
+    saved_logging = (list(logging.root.handlers), logging.root.level)
+    saved_torch = (torch.get_num_threads(), torch.get_rng_state())
+    # A user's own modules (PYTHONPATH=DIR in env) are importable for this call only; folders already
+    # on sys.path are not the user's.
+    requested = [str(Path(cwd, p).resolve()) for p in (env or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
+    user_paths = [p for p in requested if p not in {str(Path(q).resolve()) for q in saved_path if q}]
     out, err = io.StringIO(), io.StringIO()
     code = 0
     try:
@@ -132,9 +142,7 @@ def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
             try:
                 cli.app(list(args), prog_name="dlrun", standalone_mode=True)
             except SystemExit as done:
-                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-                if not isinstance(done.code, int | None):
-                    print(done.code, file=sys.stderr)
+                code = _exit_status(done.code)
             except Exception:
                 code = 1
                 traceback.print_exc()
@@ -142,16 +150,40 @@ def dlrun_in_process(*args: str, cwd: Path, env: dict | None = None) -> Result:
         sys.path[:] = saved_path
         for name in set(sys.modules) - saved_modules:  # forget the user's modules
             origin = getattr(sys.modules[name], "__file__", None) or ""
-            if any(origin.startswith(path) for path in user_paths):
+            if origin and any(_inside(origin, path) for path in user_paths):
                 del sys.modules[name]
         GlobalHydra.instance().clear()
+        logging.root.handlers[:], _ = saved_logging
+        logging.root.setLevel(saved_logging[1])
+        torch.set_num_threads(saved_torch[0])
+        torch.set_rng_state(saved_torch[1])
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_env)
-        cli._state.clear()
-        cli._state.update(saved_state)
+        base.state.clear()
+        base.state.update(saved_state)
     return Result(list(args), code, out.getvalue(), err.getvalue())
+
+
+def _exit_status(code) -> int:
+    """The status a process exits with for ``SystemExit(code)``: None is 0, an int is taken modulo
+    256, anything else is printed to stderr and gives 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code & 0xFF
+    if isinstance(code, bool):
+        return int(code)
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(path), folder]) == folder
+    except ValueError:  # different drives
+        return False
 
 
 # ------------------------------------------------------------------ reading what a run left

@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from dlrunner.train.accelerate import data_placement, optimizer_speed_flags, place_data, wants_channels_last
+from dlrunner.runtime import optimizer_speed_flags
+from dlrunner.train.accelerate import data_placement, place_data, wants_channels_last
 from helpers import dlrun_in_process, run_dlrun
 
 
@@ -43,7 +44,7 @@ def test_fused_optimizers_when_every_parameter_is_a_float_on_one_device_with_fus
 
 
 def test_fused_optimizers_on_the_cpu_where_torch_has_the_kernels():
-    from dlrunner.train.accelerate import fused_kernel_devices
+    from dlrunner.runtime import fused_kernel_devices
 
     cpu = [{"params": list(torch.nn.Linear(3, 2).parameters())}]
     expected = {"fused": True} if "cpu" in fused_kernel_devices() else {"foreach": None}
@@ -53,7 +54,7 @@ def test_fused_optimizers_on_the_cpu_where_torch_has_the_kernels():
 
 def test_dlrun_builds_fused_adam_on_the_cpu_and_it_trains(tmp_path):
     from dlrunner.optim import build_adam, build_sgd
-    from dlrunner.train.accelerate import fused_kernel_devices
+    from dlrunner.runtime import fused_kernel_devices
 
     if "cpu" not in fused_kernel_devices():
         pytest.skip(f"torch {torch.__version__} has no fused CPU optimizer kernels (torch >= 2.4 has)")

@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from dlrunner.diagnostics.gradcheck import (
+from dlrunner.checks.gradcheck import (
     FAIL_FROM,
     PASS_BELOW,
     GradcheckResult,

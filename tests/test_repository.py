@@ -57,7 +57,9 @@ def test_gitignore_covers_run_outputs_wherever_they_are_made(path):
     assert ignored.returncode == 0, f"{path} is not ignored by .gitignore"
 
 
-@pytest.mark.parametrize("path", ["src/dlrunner/cli.py", "conf/config.yaml", "tests/test_repository.py", "README.md"])
+@pytest.mark.parametrize(
+    "path", ["src/dlrunner/cli/base.py", "conf/config.yaml", "tests/test_repository.py", "README.md"]
+)
 def test_gitignore_keeps_the_source(path):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
     assert ignored.returncode == 1, f"{path} would be ignored by .gitignore"

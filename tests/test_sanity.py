@@ -12,7 +12,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from dlrunner.diagnostics.sanity import NAMES, CheckResult, chance_loss, check_initial_loss, print_checks, run_checks
+from dlrunner.checks.sanity import NAMES, CheckResult, chance_loss, check_initial_loss, print_checks, run_checks
 from helpers import compose
 
 

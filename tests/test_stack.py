@@ -192,7 +192,8 @@ def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
     """Threads follow the multiply-adds per example: the MNIST-1D CNN's three convolutions do
     19x25x5 + 10x25x75 + 5x25x75 of them, and its output layer 125x10 (course formula for the
     sizes, SPEC F3); its 5,210 parameters undercount that six times. A stack of 16 gets 2 threads."""
-    from dlrunner.train.run import TORCH_DEFAULT_THREADS, build_model, cpu_threads, cpu_threads_for, work_per_example
+    from dlrunner.runtime import TORCH_DEFAULT_THREADS, cpu_threads, cpu_threads_for, work_per_example
+    from dlrunner.train.run import build_model
 
     cnn = build_model(compose("experiment=mnist1d_cnn"), (1, 40), 10)[0]
     assert work_per_example(cnn, (1, 40)) == 19 * 25 * 5 + 10 * 25 * 75 + 5 * 25 * 75 + 125 * 10 == 31_750
@@ -308,6 +309,13 @@ def test_a_stacked_trial_resumes_alone_from_its_last_checkpoint(tmp_path):
     )
     for name, tensor in solo_state["optimizer"]["state"][0].items():
         assert torch.allclose(state["optimizer"]["state"][0][name], tensor, rtol=1e-3, atol=1e-6), name
+    # One checkpoint format: tensors and plain data only, which torch's safe loader reads as they are
+    # (no numpy globals to allow), the same normalisation and config entries as the solo run's.
+    for run in ("stacked1", "solo1"):
+        for name in ("last.pt", "best.pt"):
+            loaded = torch.load(tmp_path / run / "checkpoints" / name, weights_only=True)
+            assert all(isinstance(v, torch.Tensor) for v in loaded["normalization"].values()), (run, name)
+            assert set(loaded["normalization"]) == {"mean", "std"} and isinstance(loaded["config"], dict)
     result = dlrun_in_process(
         "train",
         "model=mlp",

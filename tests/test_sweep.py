@@ -78,7 +78,6 @@ def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
     assert {r["number"]: r["objective"] for r in seq} == {r["number"]: r["objective"] for r in par}
 
 
-@pytest.mark.slow  # kills a real sweep process
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     first = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
     assert first.returncode == 0

@@ -1,3 +1,3 @@
 """dlrunner: configuration-driven deep learning experiments with a bias/variance verdict."""
 
-__version__ = "0.1.1"
+__version__ = "0.2.0"

@@ -15,9 +15,25 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.models.choices import ACTIVATIONS, INITS
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
-INITS = ("he", "xavier", "glorot", "small_random", "zeros", "pytorch")
+# The numbers of summary.json a satisficing threshold can name (checked before training, so a
+# misspelt path is bad input instead of a threshold that is never met).
+SPLITS = "(train|dev|test|train_dev|train_general|train_target)"
+SUMMARY_NUMBER = re.compile(
+    r"^(n_params|n_params_total"
+    r"|satisficing\.(n_params|size_mb|latency_ms|train_s)"
+    rf"|metrics\.{SPLITS}\.(loss|error|accuracy|precision|recall|f1)"
+    rf"|metric\.{SPLITS}"
+    r"|timing\.(train_s|eval_s|steps|epochs|steps_per_s)"
+    r"|diagnosis\.(avoidable_bias|variance|data_mismatch|dev_overfitting|human_error)"
+    r"|best\.(step|dev_error))$"
+)
+SUMMARY_EXAMPLES = (
+    "satisficing.latency_ms, satisficing.size_mb, satisficing.train_s, n_params, metrics.dev.accuracy, metric.dev, "
+    "timing.steps_per_s"
+)
+
 TASKS = ("auto", "binary", "multiclass", "multilabel", "regression")
 PRECISIONS = ("fp32", "bf16", "fp16")
 PROGRESS = ("auto", "bar", "plain", "none")
@@ -110,7 +126,6 @@ def freeze(value):
 
 
 def satisficing(value):
-    from dlrunner.diagnostics.decide import SUMMARY_EXAMPLES, SUMMARY_NUMBER
     from dlrunner.search.constraints import parse_constraint
 
     try:

@@ -9,30 +9,12 @@ satisficing metrics every run measures (parameters, size on disk, latency, train
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 
 import torch
 
 from dlrunner.diagnostics.metrics import f1_from_precision_recall, predictions
-
-# The numbers of summary.json a satisficing threshold can name (checked before training, so a
-# misspelt path is bad input instead of a threshold that is never met).
-SPLITS = "(train|dev|test|train_dev|train_general|train_target)"
-SUMMARY_NUMBER = re.compile(
-    r"^(n_params|n_params_total"
-    r"|satisficing\.(n_params|size_mb|latency_ms|train_s)"
-    rf"|metrics\.{SPLITS}\.(loss|error|accuracy|precision|recall|f1)"
-    rf"|metric\.{SPLITS}"
-    r"|timing\.(train_s|eval_s|steps|epochs|steps_per_s)"
-    r"|diagnosis\.(avoidable_bias|variance|data_mismatch|dev_overfitting|human_error)"
-    r"|best\.(step|dev_error))$"
-)
-SUMMARY_EXAMPLES = (
-    "satisficing.latency_ms, satisficing.size_mb, satisficing.train_s, n_params, metrics.dev.accuracy, metric.dev, "
-    "timing.steps_per_s"
-)
 
 OPTIMIZING = {  # name -> higher is better
     "error": False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from dlrunner.diagnostics.metrics import predictions, probabilities
-from dlrunner.train.evaluate import EVAL_BATCH
+from dlrunner.runtime import EVAL_BATCH
 
 
 @torch.no_grad()

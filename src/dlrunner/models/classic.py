@@ -18,8 +18,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from dlrunner.config.validate import ACTIVATIONS
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.models.choices import ACTIVATIONS
 from dlrunner.models.mlp import activation_layer
 
 __all__ = [

@@ -25,8 +25,8 @@ from typing import Any
 
 from torch import nn
 
-from dlrunner.config.validate import ACTIVATIONS, INITS
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.models.choices import ACTIVATIONS, INITS
 from dlrunner.models.conv1d import MatmulConv1d
 from dlrunner.models.mlp import activation_layer, initialise
 

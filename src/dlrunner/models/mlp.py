@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from dlrunner.config.validate import ACTIVATIONS, INITS
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.models.choices import ACTIVATIONS, INITS
 
 
 def init_std(scheme: str, n_in: int, n_out: int) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from dlrunner.optim.momentum import CourseMomentum
-from dlrunner.train.accelerate import optimizer_speed_flags
+from dlrunner.runtime import optimizer_speed_flags
 
 
 def parameter_groups(model: torch.nn.Module, l2: float, batch_size: int) -> list[dict]:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dlrunner.diagnostics.metrics import f1_score, predictions
-from dlrunner.train.evaluate import EVAL_BATCH
+from dlrunner.runtime import EVAL_BATCH
 
 TASKS = ("binary", "multiclass", "regression")  # one label per example; multilabel and per-step labels train alone
 

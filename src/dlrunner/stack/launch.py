@@ -106,7 +106,7 @@ def _convolutions_one_by_one(cfg) -> bool:
     """A CNN on the CPU whose convolutions a stack runs trial by trial: any but plain 1-D ones
     (examples of shape (C, L), no separable blocks), as far as its config tells."""
     from dlrunner.errors import ConfigError
-    from dlrunner.train.run import pick_device
+    from dlrunner.runtime import pick_device
 
     if cfg.model._target_ != "dlrunner.models.build_cnn":
         return False

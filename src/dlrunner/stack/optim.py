@@ -78,11 +78,11 @@ class StackedOptimizer:
         elif self.kind == "momentum":
             update = torch.mul(self.state["velocity"].lerp_(g, 1 - h["beta"]), lr, out=g)  # b v + (1-b) dW
         elif self.kind == "rmsprop":
-            # b s + (1-b) dW^2 and dW / (sqrt(s) + eps) * lr in torch.optim.RMSprop's order of operations
-            # (its addcmul_ multiplies value * dW * dW left to right): the same rounding, step for step.
+            # torch.optim.RMSprop's operations in its order, so that each trial rounds as its solo run:
+            # s = b s + ((1-b) dW) dW (addcmul_, one fused multiply-add), W -= (lr dW) / (sqrt(s) + eps).
             s = self.state["square_avg"].mul_(h["beta"])
-            s.add_(torch.mul(g, h["one_minus_beta"], out=self.scratch).mul_(g))
-            update = g.div_(torch.sqrt(s, out=self.scratch).add_(h["eps"])).mul_(lr)
+            s.addcmul_(torch.mul(g, h["one_minus_beta"], out=self.scratch), g)
+            update = g.mul_(lr).div_(torch.sqrt(s, out=self.scratch).add_(h["eps"]))
         else:
             m = self.state["exp_avg"].lerp_(g, 1 - h["beta1"])
             v = self.state["exp_avg_sq"].lerp_(g.mul_(g), 1 - h["beta2"])

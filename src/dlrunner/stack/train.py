@@ -26,14 +26,15 @@ from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.loggers import build_logger
 from dlrunner.optim import parameter_groups
+from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_trial_loss
 from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import keep_freed_memory, place_data, spare_dynamo_import
-from dlrunner.train.loop import FitResult, FitSettings, _get_rng_state, final_metrics
-from dlrunner.train.outputs import RunFiles, write_json_atomic
-from dlrunner.train.run import build_model, cpu_threads_for, pick_device, summarize
+from dlrunner.train.loop import FitResult, FitSettings, divergence, final_metrics, get_rng_state, patience_ran_out
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
+from dlrunner.train.run import build_model, summarize
 from dlrunner.train.signals import STOP, Interrupted
 
 
@@ -103,10 +104,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     files = []
     for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
         out = RunFiles(run_dir)
-        out.attachments = {
-            "normalization": {"mean": data.mean, "std": data.std},
-            "config": OmegaConf.to_container(cfg, resolve=True),
-        }
+        out.attachments = checkpoint_attachments(data, OmegaConf.to_container(cfg, resolve=True))
         out.start()
         out.write_provenance(cfg.trainer.seed, str(device))
         files.append(out)
@@ -139,7 +137,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
             Exception
         ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
             for out in files:
-                out.write_summary({"status": "failed", "message": f"{type(err).__name__}: {err}"})
+                out.write_summary(failure(err))
             raise
         finally:
             for out in files:
@@ -322,9 +320,8 @@ class StackFit:
             record["batch_losses"] = losses_by_trial[k]
             self.files[k].append_metrics(record)
             self.records[k].append(record)
-            if not (math.isfinite(record["train_loss"]) and math.isfinite(record["J"])):
-                self.status[k] = "diverged"
-                self.message[k] = f"the loss became {record['train_loss']} at step {step}: lower the learning rate"
+            if diverged := divergence(record):
+                self.status[k], self.message[k] = "diverged", diverged
                 self.stopped_at[k] = (step, epoch)
                 continue
             error = record["dev"]["error"]
@@ -333,11 +330,8 @@ class StackFit:
                 self.best_rows[k] = stacked.flat[k].detach().clone()
             else:
                 self.evals_since_best[k] += 1
-            if s.early_stopping and self.evals_since_best[k] >= s.patience:
-                self.stopped_early[k] = True
-                self.message[k] = (
-                    f"dev error did not improve for {s.patience} evaluations; best at step {self.best_step[k]}"
-                )
+            if patience := patience_ran_out(s, self.evals_since_best[k], self.best_step[k]):
+                self.stopped_early[k], self.message[k] = True, patience
                 self.stopped_at[k] = (step, epoch)
             elif len(self.records[k]) % s.checkpoint_every == 0 and step < s.total_steps:
                 self.checkpoint(
@@ -450,7 +444,7 @@ def last_state(
         "evals_since_best": fit.evals_since_best[k],
         "evals_done": len(fit.records[k]),
         "shuffle_state": fit.shuffles[k].get_state(),
-        "rng_state": _get_rng_state(),
+        "rng_state": get_rng_state(),
         "batch_losses": pending,
         "train_s": train_s,
     }

@@ -8,7 +8,6 @@ any machine; on the CPU every one of them falls back to the plain path.
 
 from __future__ import annotations
 
-import inspect
 import sys
 
 import torch
@@ -23,33 +22,6 @@ def as_switch(value) -> bool | str:
         return value
     text = str(value).lower()
     return {"true": True, "false": False}.get(text, text)
-
-
-def optimizer_speed_flags(optimizer_class, param_groups) -> dict:
-    """``fused=True`` when the optimizer has a fused kernel (one pass over every parameter per
-    step) for the device its parameters are on -- CUDA and, since torch 2.4, the CPU -- and every
-    parameter is a floating tensor there; otherwise ``foreach=None``, letting torch pick its
-    multi-tensor implementation where it can.
-
-    On the CPU this is what makes dlrun faster than a hand-written loop with the default Adam:
-    measured on 2 cores, the MNIST-1D MLP ran ~1.5x the steps per second with fused Adam (1700 vs
-    1150) and the 1-D CNN ~1.2x (BENCHMARKS.md)."""
-    groups = list(param_groups)  # a list of group dicts, or of parameters (one group)
-    params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
-    devices = {p.device.type for p in params}
-    fusable = len(devices) == 1 and devices <= fused_kernel_devices() and all(p.is_floating_point() for p in params)
-    if fusable and "fused" in inspect.signature(optimizer_class.__init__).parameters:
-        return {"fused": True}
-    return {"foreach": None}
-
-
-def fused_kernel_devices() -> set[str]:
-    """Device types with fused optimizer kernels in the installed torch (CUDA only before 2.4)."""
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    except ImportError:
-        return {"cuda"}
-    return set(_get_fused_kernels_supported_devices())
 
 
 def wants_channels_last(setting, device: torch.device, input_shape: tuple, model: torch.nn.Module) -> bool:

@@ -6,10 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from dlrunner.diagnostics.metrics import f1_score, predictions
+from dlrunner.runtime import EVAL_BATCH
 from dlrunner.train.accelerate import model_device
-
-EVAL_BATCH = 8192  # examples per no-grad forward pass during evaluation
-
 
 AUX_WEIGHT = 0.3  # weight of an Inception network's side heads in the training loss (Szegedy et al.)
 

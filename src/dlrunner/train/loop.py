@@ -59,6 +59,23 @@ class FitResult:
 EVALUATED_SPLITS = ("train", "dev", "train_dev")  # the splits every evaluation measures
 
 
+# The stop rules, one definition for a solo run and for each trial of a stack.
+
+
+def divergence(record: dict) -> str | None:
+    """Why training must stop after this evaluation because the loss is no longer a number, or None."""
+    if math.isfinite(record["train_loss"]) and math.isfinite(record["J"]):
+        return None
+    return f"the loss became {record['train_loss']} at step {record['step']}: lower the learning rate"
+
+
+def patience_ran_out(settings: FitSettings, evals_since_best: int, best_step: int) -> str | None:
+    """Why early stopping ends training now (SPEC B8: no better dev error for ``patience`` evaluations), or None."""
+    if not (settings.early_stopping and evals_since_best >= settings.patience):
+        return None
+    return f"dev error did not improve for {settings.patience} evaluations; best at step {best_step}"
+
+
 def final_metrics(status: str, stopped_early: bool, last_record: dict | None, step: int) -> dict | None:
     """The split metrics of the last evaluation if they describe the final model (a completed run
     evaluates at its last step; early stopping goes back to the best weights), so that the summary
@@ -113,7 +130,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             "evals_since_best": evals_since_best,
             "evals_done": evals_done,
             "shuffle_state": shuffle.get_state(),
-            "rng_state": _get_rng_state(),
+            "rng_state": get_rng_state(),
             # mid-interval (a stop signal): the interval's losses so far, so its train_loss comes out whole on resume
             "batch_losses": torch.stack(batch_losses).cpu() if batch_losses else None,
             "train_s": elapsed_before + time.perf_counter() - started,
@@ -189,9 +206,8 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             last_record = record
             outputs.append_metrics(record)
             progress.evaluated(record)
-            if not (math.isfinite(record["train_loss"]) and math.isfinite(record["J"])):
-                status = "diverged"
-                message = f"the loss became {record['train_loss']} at step {step}: lower the learning rate"
+            if diverged := divergence(record):
+                status, message = "diverged", diverged
                 break
             dev_error = record["dev"]["error"]
             if dev_error < best_dev_error:
@@ -200,9 +216,8 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
                 outputs.save_checkpoint("best", {"model": best_weights, "step": step, "dev_error": dev_error})
             else:
                 evals_since_best += 1
-            if settings.early_stopping and evals_since_best >= settings.patience:
-                stopped_early = True
-                message = f"dev error did not improve for {settings.patience} evaluations; best at step {best_step}"
+            if patience := patience_ran_out(settings, evals_since_best, best_step):
+                stopped_early, message = True, patience
             if stopped_early or evals_done % settings.checkpoint_every == 0 or step >= settings.total_steps:
                 outputs.save_checkpoint("last", training_state())
             eval_s += time.perf_counter() - eval_started
@@ -263,7 +278,7 @@ def _mixed_precision(precision: str, device: torch.device):
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
-def _get_rng_state() -> dict:
+def get_rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()

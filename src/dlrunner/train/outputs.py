@@ -36,6 +36,18 @@ def failure(err: BaseException) -> dict:
     return {"status": "failed", "message": message}
 
 
+def checkpoint_attachments(data, config: dict) -> dict:
+    """What every checkpoint of a run carries beside its training state, solo or stacked: the input
+    normalisation and the config. Tensors, not numpy arrays: checkpoints are read with
+    torch.load(weights_only=True)."""
+    import torch
+
+    normalization = {
+        name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))
+    }
+    return {"normalization": normalization, "config": config}
+
+
 def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()

@@ -25,8 +25,8 @@ from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters, weight_matrices
-from dlrunner.models.summary import multiply_adds
 from dlrunner.optim import parameter_groups
+from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.search.constraints import check_constraints
 from dlrunner.train.accelerate import (
     place_data,
@@ -38,21 +38,10 @@ from dlrunner.train.accelerate import (
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
-from dlrunner.train.outputs import RunFiles, failure, write_json_atomic
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.progress import make_progress
 from dlrunner.train.signals import STOP
 from dlrunner.train.transfer import freeze_layers, load_pretrained
-
-TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before anything here changes it
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(Problem("trainer.device", name, "this machine has no CUDA device; use auto or cpu"))
-    return device
 
 
 def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict:
@@ -165,13 +154,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
 
     # From here on the run folder fills up.
     outputs = RunFiles(run_dir)
-    outputs.attachments = {
-        # tensors, not numpy arrays: checkpoints are read with torch.load(weights_only=True)
-        "normalization": {
-            name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))
-        },
-        "config": current,
-    }
+    outputs.attachments = checkpoint_attachments(data, current)
     outputs.start(history=_history_before(resume_path, resume, run_dir))
     outputs.write_provenance(trainer.seed, str(device))
     for note in notes:
@@ -270,35 +253,6 @@ def check_class_weights(weights, data) -> None:
         raise ConfigError(
             Problem("metric.class_weights", dict(weights), f"class {bad[0]} does not exist; classes are 0 to {n - 1}")
         )
-
-
-def cpu_threads(work_per_example: int, batch_size: int) -> int:
-    """trainer.threads=null on the CPU: one thread for small work, torch's default for large.
-    ``work_per_example``: the multiply-adds of one example's forward pass, or the parameter count,
-    which is close to it for an MLP (see ``work_per_example``).
-
-    Below ~2e7 multiply-adds per step, splitting each small matmul across threads costs more than
-    it saves. Measured on 2 cores: the 2x100 MNIST-1D MLP (15k params, batch 100) ran 2270
-    steps/s on 1 thread vs 1250 on 2; 79k params at batch 256, 373 vs 380; 1.1M params at batch
-    256, 44 vs 78. A stack of 16 MNIST-1D CNNs (16 x 32k multiply-adds, batch 100): 12 ms per step
-    on 2 threads, 20 ms on 1.
-    """
-    return 1 if work_per_example * batch_size < 2e7 else TORCH_DEFAULT_THREADS
-
-
-def cpu_threads_for(model: torch.nn.Module, input_shape: tuple, examples_per_step: int) -> int:
-    """``cpu_threads`` for ``model`` at this many examples per step (a stack: K x batch). When the
-    parameters alone make the work large, the forward pass that counts multiply-adds is skipped:
-    for a ResNet at 224 x 224 it would be start-up time spent to learn nothing."""
-    if cpu_threads(count_parameters(model), examples_per_step) > 1:
-        return TORCH_DEFAULT_THREADS
-    return cpu_threads(work_per_example(model, input_shape), examples_per_step)
-
-
-def work_per_example(model: torch.nn.Module, input_shape: tuple) -> int:
-    """Multiply-adds per example (a convolution's are many times its parameters), or the parameter
-    count where it is larger (an RNN reuses its weights at every step, which this count leaves out)."""
-    return max(count_parameters(model), multiply_adds(model, input_shape))
 
 
 def check_resumable(resume: dict, current: dict, path: Path) -> None:

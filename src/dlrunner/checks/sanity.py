@@ -423,7 +423,8 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
     from dlrunner.data import build_data
     from dlrunner.models import count_parameters
     from dlrunner.optim import parameter_groups
-    from dlrunner.train.run import build_model, cpu_threads
+    from dlrunner.runtime import cpu_threads
+    from dlrunner.train.run import build_model
 
     validate(cfg)
     seed = int(cfg.trainer.seed)

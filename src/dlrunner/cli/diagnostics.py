@@ -1,5 +1,5 @@
 """The diagnostics commands of `dlrun` (the course's toolkit for deciding what to do next):
-gradcheck, check, analyze, compare, learning-curve. Registered on the app of ``dlrunner.cli``.
+gradcheck, check, analyze, compare, learning-curve. Registered on the app of ``dlrunner.cli.base``.
 
 Like the rest of the CLI, nothing heavy is imported until a command runs.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli import PASS_THROUGH, _guarded, _run_hydra, _take_config_dir, app, compose
+from dlrunner.cli.base import PASS_THROUGH, app, compose, guarded, run_hydra, take_config_dir
 
 
 @app.command("learning-curve", context_settings=PASS_THROUGH)
@@ -37,14 +37,14 @@ def learning_curve(
     from dlrunner.diagnostics import learning_curve as curves
     from dlrunner.train.outputs import write_json_atomic
 
-    args = _take_config_dir(list(ctx.args))
-    shares = _guarded(lambda: curves.parse_fractions(fractions))
+    args = take_config_dir(list(ctx.args))
+    shares = guarded(lambda: curves.parse_fractions(fractions))
     chosen = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")]
     sweep_dir = Path(chosen[-1]) if chosen else Path("multirun") / time.strftime("%Y-%m-%d/%H-%M-%S-learning-curve")
     if not chosen:
         args.append(f"hydra.sweep.dir={sweep_dir}")
-    _run_hydra(["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args])
-    points = _guarded(lambda: curves.collect(sweep_dir))
+    run_hydra(["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args])
+    points = guarded(lambda: curves.collect(sweep_dir))
     reading = curves.interpret(points)
     console = Console()
     curves.print_learning_curve(points, reading, console)
@@ -89,12 +89,12 @@ def gradcheck(
     """
     from rich.console import Console
 
-    from dlrunner.diagnostics.gradcheck import run_gradcheck
+    from dlrunner.checks.gradcheck import run_gradcheck
 
-    overrides = _take_config_dir(list(ctx.args))
-    cfg = _guarded(lambda: compose(overrides))
+    overrides = take_config_dir(list(ctx.args))
+    cfg = guarded(lambda: compose(overrides))
     console = Console()
-    result = _guarded(
+    result = guarded(
         lambda: run_gradcheck(
             cfg,
             console,
@@ -123,12 +123,12 @@ def check(
     """
     from rich.console import Console
 
-    from dlrunner.diagnostics.sanity import print_checks, run_checks
+    from dlrunner.checks.sanity import print_checks, run_checks
 
-    overrides = _take_config_dir(list(ctx.args))
-    cfg = _guarded(lambda: compose(overrides))
+    overrides = take_config_dir(list(ctx.args))
+    cfg = guarded(lambda: compose(overrides))
     console = Console()
-    results = _guarded(lambda: run_checks(cfg, console, steps=steps, batch=batch))
+    results = guarded(lambda: run_checks(cfg, console, steps=steps, batch=batch))
     print_checks(results, console)
     result = {"checks": [dataclasses.asdict(r) for r in results], "passed": all(r.passed is not False for r in results)}
     _save_diagnostic(cfg, "check", result, console)
@@ -163,16 +163,16 @@ def analyze(
     from dlrunner.train.outputs import write_json_atomic
 
     console = Console()
-    analysis = _guarded(lambda: error_analysis.error_analysis(run, limit), what="cannot analyse")
+    analysis = guarded(lambda: error_analysis.error_analysis(run, limit), what="cannot analyse")
     if tally_sheet is not None:
-        result = _guarded(lambda: error_analysis.tally(tally_sheet, analysis["dev_error"]), what="cannot tally")
+        result = guarded(lambda: error_analysis.tally(tally_sheet, analysis["dev_error"]), what="cannot tally")
         error_analysis.print_tally(result, console)
         write_json_atomic(result, run / "error_analysis" / "tally.json")
         _log_to_wandb(run, "error_analysis/tally", result)
         return
     error_analysis.print_error_analysis(analysis, console)
     wanted = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
-    sheet = _guarded(
+    sheet = guarded(
         lambda: error_analysis.write_sheet(run, analysis, limit, categories=wanted, console=console),
         what="cannot write the sheet",
     )
@@ -212,7 +212,7 @@ def compare(
     from dlrunner.diagnostics.compare import compare as compare_runs
     from dlrunner.diagnostics.compare import print_comparison
 
-    result = _guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
+    result = guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
     print_comparison(result, Console())
     if json_out is not None:
         from dlrunner.train.outputs import write_json_atomic

@@ -70,7 +70,7 @@ DEFAULT_MAX_SECONDS = (
 # |d_theta_approx - d_theta| below 10 eps|J|/epsilon (5e-8 for J = 2.3; measured noise ~3e-9) is rounding, not a bug
 ROUNDING_ULPS = 10
 MIN_PER_TENSOR = 4  # coordinates checked in every tensor when only a subset is checked
-# parameters x batch below which one thread is faster (as dlrunner.train.run.cpu_threads; 30 us vs 1 ms per MLP pass
+# parameters x batch below which one thread is faster (as dlrunner.runtime.cpu_threads; 30 us vs 1 ms per MLP pass
 # on 2 busy cores)
 SMALL_WORK = 2e7
 MEANING = (

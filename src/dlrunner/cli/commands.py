@@ -1,0 +1,184 @@
+"""The experiment commands of ``dlrun``: train, sweep, show, summary, report, ls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dlrunner.cli.base import PASS_THROUGH, app, compose, fail, guarded, run_hydra, take_config_dir
+
+
+@app.command(context_settings=PASS_THROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train one experiment (or several with -m) and print its bias/variance verdict.
+
+    Arguments are Hydra overrides and flags, for example:
+
+      dlrun train model=mlp optimizer=adam optimizer.lr=3e-3 'model.layers=[64,32]'
+
+      dlrun train data=moons regularization=l2 regularization.l2=0.5
+
+      dlrun train trainer.resume=true hydra.run.dir=outputs/my-run
+
+      dlrun train -m optimizer.lr=1e-3,1e-2,1e-1      (multirun: one run per value)
+
+      dlrun train --cfg job                           (print the config, do not train)
+
+    Results go to outputs/DATE/TIME/: metrics.jsonl, summary.json, checkpoints/, .hydra/.
+    """
+    run_hydra(take_config_dir(list(ctx.args)))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def sweep(ctx: typer.Context) -> None:
+    """Search hyperparameters: log-scale random search, coarse to fine (dlrunner's Hydra sweeper).
+
+    Pick a search space (dlrun ls sweep) and/or give distributions in Hydra's override grammar:
+
+      dlrun sweep sweep=lr_beta data=moons trainer=quick
+
+      dlrun sweep 'optimizer.lr=tag(log, interval(1e-4, 1))' hydra.sweeper.budget=20
+
+      dlrun sweep sweep=mlp_basic hydra/launcher=joblib hydra.launcher.n_jobs=2
+
+      dlrun sweep sweep=lr hydra/launcher=submitit_slurm       (SLURM cluster)
+
+      dlrun sweep sweep=lr_beta hydra/launcher=stacked         (a round's trials trained as one model)
+
+    Distributions: tag(log, interval(a,b)); tag(one_minus_log, interval(0.9,0.999)) for beta;
+    interval(a,b); int(interval(a,b)); tag(pow2, int(interval(32,512))); choice(a,b,c) or a,b,c.
+    Settings: hydra.sweeper.budget, rounds, top_k, margin, method (coarse_to_fine | random |
+    grid), objective (a summary.json path, default metrics.dev.error), direction, constraints
+    (e.g. "hydra.sweeper.constraints=['n_params <= 50000']"), seed.
+
+    Results: hydra.sweep.dir (default multirun/DATE/TIME) holds trials.jsonl, regions.json,
+    best.yaml and one run folder per trial. Run the same command with the same
+    hydra.sweep.dir to resume a stopped sweep.
+
+    --export-wandb FILE writes the same space as a W&B sweep YAML (for `wandb agent`) instead.
+    """
+    args = take_config_dir(list(ctx.args))
+    if "--export-wandb" in args:  # our flag, passed to the sweeper as a setting
+        at = args.index("--export-wandb")
+        if at + 1 >= len(args):
+            fail("--export-wandb needs a file name", code=2)
+        args[at : at + 2] = [f"hydra.sweeper.export_wandb={args[at + 1]}"]
+    run_hydra(["-m", "hydra/sweeper=dlrunner", *args])
+
+
+@app.command(context_settings=PASS_THROUGH)
+def show(ctx: typer.Context) -> None:
+    """Print the resolved config that `dlrun train` would run with these overrides."""
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    overrides = take_config_dir(list(ctx.args))
+    cfg = guarded(lambda: compose(overrides))
+    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
+
+    from dlrunner.config.validate import validate
+
+    guarded(lambda: validate(cfg))  # the same checks as dlrun train: a bad value exits 2 here too
+
+
+@app.command(context_settings=PASS_THROUGH)
+def summary(
+    ctx: typer.Context,
+    input_shape: str | None = typer.Option(
+        None,
+        "--input-shape",
+        help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's.",
+    ),
+    outputs: int | None = typer.Option(
+        None, "--outputs", min=1, help="Number of outputs (classes); default: the configured data's."
+    ),
+) -> None:
+    """Print the model's layers: output shape and parameters per layer, and the totals.
+
+    Takes the same overrides as `dlrun train`, e.g. `dlrun summary model=lenet5 data=digits_images`.
+    With --input-shape and --outputs the data is not loaded: `dlrun summary model=resnet50
+    --input-shape 3,224,224 --outputs 1000` shows the published ResNet-50. The # column numbers
+    the layers that hold parameters: transfer.freeze=N freezes the first N of them.
+    """
+    from rich.console import Console
+
+    overrides = take_config_dir(list(ctx.args))
+    cfg = guarded(lambda: compose(overrides))
+    guarded(lambda: print_model_summary(cfg, input_shape, outputs, Console()))
+
+
+@app.command()
+def report(
+    path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl)."),
+) -> None:
+    """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
+
+    For a run: learning curves, the smoothed mini-batch loss, the bias/variance bars against human
+    level, the confusion matrix and the misclassified dev examples. For a sweep: the objective
+    against each parameter on its own scale by round with each round's region, parallel
+    coordinates, the best trials and the failures.
+    """
+    from dlrunner.report import build_report
+
+    html = guarded(lambda: build_report(path), what="cannot write a report")
+    typer.echo(f"Report: {html}")
+
+
+@app.command("ls")
+def list_options(
+    group: str | None = typer.Argument(
+        None, help="A config group (data, model, optimizer, ...); all groups when omitted."
+    ),
+) -> None:
+    """List the options of each config group with a one-line description (* = the default)."""
+    from dlrunner.config.catalog import print_catalog
+
+    try:
+        print_catalog(group)
+    except KeyError as err:
+        fail(str(err.args[0]), code=2)
+
+
+def print_model_summary(cfg, input_shape: str | None, outputs: int | None, console) -> None:
+    from dlrunner.config.validate import validate
+    from dlrunner.errors import ConfigError, Problem
+    from dlrunner.models.summary import print_layer_table
+    from dlrunner.train.run import build_model
+
+    validate(cfg)
+    if input_shape is not None:
+        try:
+            shape = tuple(int(v) for v in input_shape.replace("x", ",").split(","))
+        except ValueError:
+            raise ConfigError(
+                Problem(
+                    "--input-shape", input_shape, "whole numbers separated by commas, channels first, e.g. 3,224,224"
+                )
+            ) from None
+    if input_shape is None or outputs is None:
+        from dlrunner.data import build_data
+
+        data = build_data(cfg.data)
+        shape = data.input_shape if input_shape is None else shape
+        outputs = data.n_outputs if outputs is None else outputs
+    try:
+        model, notes = build_model(cfg, shape, outputs)
+    except ConfigError as err:  # the shape came from --input-shape, not from data.shape: name what the user typed
+        if input_shape is None:
+            raise
+        raise ConfigError(
+            [
+                Problem("--input-shape", input_shape, p.valid)
+                if isinstance(p, Problem) and p.key == "data.shape"
+                else p
+                for p in err.problems
+            ]
+        ) from None
+    for note in notes:
+        console.print(f"[yellow]note: {note}[/yellow]")
+    target = cfg.model._target_.rpartition(".")[2]
+    print_layer_table(
+        model, shape, console, title=f"{target} on {' x '.join(map(str, shape))} inputs, {outputs} outputs"
+    )
