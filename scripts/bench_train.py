@@ -220,7 +220,7 @@ def prepare(model_name: str, folder: Path) -> Path:
 
     from dlrunner.cli import compose
     from dlrunner.data import build_data
-    from dlrunner.train.run import build_model
+    from dlrunner.train.setup import build_model
 
     cfg = compose(MODELS[model_name])
     data = build_data(cfg.data, "cpu")

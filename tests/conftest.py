@@ -11,8 +11,10 @@ module with ``pytestmark = pytest.mark.slow`` -- when it does any of these:
 Every other test is in the **fast tier**, which still covers every package's logic and one tiny
 end-to-end path through the real CLI for each command (test_commands.py).
 
-    python -m pytest              # the fast tier: the everyday command (a few minutes)
-    python -m pytest --runslow    # both tiers: what CI runs (.ci/run)
+    python -m pytest                             # the fast tier: the everyday command (a few minutes)
+    python -m pytest --runslow                   # both tiers: what CI runs (.ci/run)
+    python -m pytest --runslow tests/test_faults.py   # one file, slow tests included
+    python -m pytest tests/test_cli.py::NAME     # a test named by its id runs, whatever its tier
 
 The slow tier is only left out of the everyday run, never out of CI.
 """
@@ -40,16 +42,29 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return
-    slow = [item for item in items if item.get_closest_marker("slow")]
+    named = [_named_test(arg) for arg in config.args if "::" in arg]  # a test asked for by its id runs
+    slow = [item for item in items if item.get_closest_marker("slow") and not any(_is(item, n) for n in named)]
     if slow:
         config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        items[:] = [item for item in items if item not in set(slow)]
+
+
+def _named_test(arg: str) -> tuple[str, str]:
+    path, _, name = arg.partition("::")
+    return os.path.abspath(path), name
+
+
+def _is(item, named: tuple[str, str]) -> bool:
+    path, name = named
+    own = item.nodeid.partition("::")[2]
+    return str(item.path) == path and (own == name or own.startswith((f"{name}[", f"{name}::")))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     deselected = [r for r in terminalreporter.stats.get("deselected", []) if r.get_closest_marker("slow")]
     if deselected and not config.getoption("--runslow"):
-        terminalreporter.write_line(f"{len(deselected)} slow-tier tests not run: add --runslow to run them too")
+        count = f"{len(deselected)} slow-tier test{'s' if len(deselected) > 1 else ''}"
+        terminalreporter.write_line(f"{count} not run: add --runslow to run them too (or name a test by its id)")
 
 
 def pytest_report_header(config):

@@ -96,7 +96,7 @@ def test_the_reference_loops_train_torchs_own_layers():
     import torch
 
     from dlrunner.models.conv1d import MatmulConv1d
-    from dlrunner.train.run import build_model
+    from dlrunner.train.setup import build_model
     from helpers import compose
 
     sys.path.insert(0, str(SCRIPT.parent))

@@ -244,7 +244,7 @@ def test_a_config_that_sets_hydra_mode_still_chooses_multirun(tmp_path, where):
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # builds and installs a wheel into a new virtual environment
 def test_installed_wheel_works_from_any_directory(tmp_path):
     """Build the wheel, install it into a fresh virtual environment, run dlrun from elsewhere.
 

@@ -10,7 +10,7 @@ import torch
 from dlrunner.config.catalog import options
 from dlrunner.errors import ConfigError
 from dlrunner.models.cnn import build_cnn
-from dlrunner.train.run import build_model
+from dlrunner.train.setup import build_model
 from helpers import compose, dlrun_in_process, train_in_process
 
 SLOW = pytest.mark.slow  # seconds of training or a big network: the slow tier (tests/conftest.py)

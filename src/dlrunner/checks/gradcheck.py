@@ -393,12 +393,10 @@ def run_gradcheck(
     at initialisation or after ``steps`` training steps with the configured optimizer (SPEC B14:
     check at init and after some training). J includes cfg.regularization.l2. Large networks check
     fewer coordinates so as to take about ``max_seconds`` (None: all ``max_coordinates``)."""
-    from dlrunner.config.builders import call_builder
     from dlrunner.config.validate import validate
     from dlrunner.data import build_data
-    from dlrunner.optim import parameter_groups
     from dlrunner.train.evaluate import loss_function, training_loss
-    from dlrunner.train.run import build_model
+    from dlrunner.train.setup import batch_size_for, build_model, build_optimizer
 
     validate(cfg)
     torch.manual_seed(cfg.trainer.seed)
@@ -410,10 +408,8 @@ def run_gradcheck(
     notes = list(data.notes) + list(model_notes)
     if steps > 0:
         n_train = len(X_train)
-        batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
-        optimizer = call_builder(
-            cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=parameter_groups(model, l2, batch_size)
-        )
+        batch_size = batch_size_for(cfg, n_train)
+        optimizer = build_optimizer(cfg, model, batch_size, l2)
         generator = torch.Generator().manual_seed(int(cfg.trainer.seed))
         model.train()
         for _ in range(steps):

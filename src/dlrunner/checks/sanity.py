@@ -418,13 +418,11 @@ def check_batch_gd(
 def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[CheckResult]:
     """Validate ``cfg``, build its data on the CPU and run the four checks; ``steps`` training steps
     for checks 2 and 3, a fixed batch of ``batch`` training examples for check 2."""
-    from dlrunner.config.builders import call_builder
     from dlrunner.config.validate import validate
     from dlrunner.data import build_data
     from dlrunner.models import count_parameters
-    from dlrunner.optim import parameter_groups
     from dlrunner.runtime import cpu_threads
-    from dlrunner.train.run import build_model
+    from dlrunner.train.setup import build_model, build_optimizer, prepare_process
 
     validate(cfg)
     seed = int(cfg.trainer.seed)
@@ -446,11 +444,9 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
         return model.train()
 
     def make_optimizer(size: int):
-        return lambda model: call_builder(
-            cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=parameter_groups(model, 0.0, size)
-        )
+        return lambda model: build_optimizer(cfg, model, size, l2=0.0)
 
-    torch.set_flush_denormal(True)  # as dlrun train does: denormal floats are ~30x slower on x86 CPUs
+    prepare_process()  # as dlrun train does
     threads = torch.get_num_threads()
     try:
         model = make_model()

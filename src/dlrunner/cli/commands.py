@@ -145,7 +145,7 @@ def print_model_summary(cfg, input_shape: str | None, outputs: int | None, conso
     from dlrunner.config.validate import validate
     from dlrunner.errors import ConfigError, Problem
     from dlrunner.models.summary import print_layer_table
-    from dlrunner.train.run import build_model
+    from dlrunner.train.setup import build_model
 
     validate(cfg)
     if input_shape is not None:

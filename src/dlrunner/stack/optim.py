@@ -38,14 +38,16 @@ class StackedOptimizer:
         self.kind, names = KINDS[target]
         self.flat = flat
         self.weight_decay = weight_decay if bool((weight_decay != 0).any()) else None
-        column = lambda name: torch.tensor(  # noqa: E731
-            [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings], device=flat.device, dtype=flat.dtype
-        )[:, None]
-        self.hyper = {name: column(name) for name in names}
-        if self.kind == "rmsprop":  # 1 - beta in double, then rounded once, as torch.optim.RMSprop computes it
-            self.hyper["one_minus_beta"] = torch.tensor(
-                [1 - float(s.get("beta", DEFAULTS["rmsprop"]["beta"])) for s in settings], dtype=flat.dtype
-            ).to(flat.device)[:, None]
+        # Each trial's hyperparameters in double precision, as its solo optimizer holds them (Python
+        # floats); the (K, 1) columns the step reads are rounded once from them, 1 - beta included.
+        values = {name: [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings] for name in names}
+        self.hyper64 = {
+            name: torch.tensor(v, dtype=torch.float64, device=flat.device)[:, None] for name, v in values.items()
+        }
+        self.hyper = {name: column.to(flat.dtype) for name, column in self.hyper64.items()}
+        for name in ("beta", "beta1", "beta2"):
+            if name in values:
+                self.hyper[f"one_minus_{name}"] = (1 - self.hyper64[name]).to(flat.dtype)
         self.state = {
             name: torch.zeros_like(flat)
             for name in {
@@ -56,9 +58,8 @@ class StackedOptimizer:
             }[self.kind]
         }
         self.scratch = torch.empty_like(flat) if self.kind == "rmsprop" else None  # reused: see step()
-        self.steps = torch.zeros(
-            flat.shape[0], 1, device=flat.device, dtype=flat.dtype
-        )  # per trial: frozen trials stop counting
+        # per trial (frozen trials stop counting); double, for Adam's bias corrections
+        self.steps = torch.zeros(flat.shape[0], 1, device=flat.device, dtype=torch.float64)
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor, active: torch.Tensor | None = None) -> None:
@@ -76,7 +77,7 @@ class StackedOptimizer:
         if self.kind == "sgd":
             update = g.mul_(lr)
         elif self.kind == "momentum":
-            update = torch.mul(self.state["velocity"].lerp_(g, 1 - h["beta"]), lr, out=g)  # b v + (1-b) dW
+            update = torch.mul(self.state["velocity"].lerp_(g, h["one_minus_beta"]), lr, out=g)  # b v + (1-b) dW
         elif self.kind == "rmsprop":
             # torch.optim.RMSprop's operations in its order, so that each trial rounds as its solo run:
             # s = b s + ((1-b) dW) dW (addcmul_, one fused multiply-add), W -= (lr dW) / (sqrt(s) + eps).
@@ -84,9 +85,11 @@ class StackedOptimizer:
             s.addcmul_(torch.mul(g, h["one_minus_beta"], out=self.scratch), g)
             update = g.mul_(lr).div_(torch.sqrt(s, out=self.scratch).add_(h["eps"]))
         else:
-            m = self.state["exp_avg"].lerp_(g, 1 - h["beta1"])
-            v = self.state["exp_avg_sq"].lerp_(g.mul_(g), 1 - h["beta2"])
-            correction1, correction2 = 1 - h["beta1"] ** self.steps, (1 - h["beta2"] ** self.steps).sqrt()
+            m = self.state["exp_avg"].lerp_(g, h["one_minus_beta1"])
+            v = self.state["exp_avg_sq"].lerp_(g.mul_(g), h["one_minus_beta2"])
+            h64 = self.hyper64  # bias corrections in double, as torch computes them from Python floats
+            correction1 = (1 - h64["beta1"] ** self.steps).to(W.dtype)
+            correction2 = (1 - h64["beta2"] ** self.steps).sqrt().to(W.dtype)
             # lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps), with the per-trial factors folded into the denominator
             update = torch.div(m, torch.sqrt(v, out=g).div_(correction2).add_(h["eps"]).mul_(correction1 / lr), out=g)
         if active is None:

@@ -25,7 +25,6 @@ from dlrunner.data import build_data
 from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.loggers import build_logger
-from dlrunner.optim import parameter_groups
 from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_trial_loss
 from dlrunner.stack.group import BATCH_NORM, stack_problem
@@ -34,7 +33,8 @@ from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import keep_freed_memory, place_data, spare_dynamo_import
 from dlrunner.train.loop import FitResult, FitSettings, divergence, final_metrics, get_rng_state, patience_ran_out
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
-from dlrunner.train.run import build_model, summarize
+from dlrunner.train.run import summarize
+from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP, Interrupted
 
 
@@ -51,7 +51,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
         if (reason := stack_problem(cfg)) is not None:
             raise NotStackable(reason)
     first = cfgs[0]
-    torch.set_flush_denormal(True)  # as in a solo run: denormal weights are ~30x slower on x86
+    prepare_process()
     spare_dynamo_import()  # the solo optimizers that write each trial's checkpoints (stacks never compile)
     device = pick_device(first.trainer.device)
     data = build_data(first.data)  # the same data config for every trial of a stack
@@ -70,7 +70,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
         raise NotStackable(BATCH_NORM)
 
     n_train = len(data.splits["train"][0])
-    batch_size = n_train if first.optimizer.batch_size == "full" else min(int(first.optimizer.batch_size), n_train)
+    batch_size = batch_size_for(first, n_train)
     if device.type == "cpu":
         keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
         torch.set_num_threads(
@@ -204,7 +204,9 @@ class StackFit:
             generator = torch.Generator(device=X.device)
             generator.manual_seed(int(cfg_seed) % 2**63)  # the solo loop seeds its shuffle from the run's seed
             self.shuffles.append(generator)
-        base_lr = torch.tensor([s.base_lr for s in self.settings], device=device)[:, None]
+        # Each trial's learning rate is computed in double precision as its solo run computes it (base
+        # lr times the schedule's factor, Python floats), rounded once to the tensor the step reads.
+        lrs = [float(s.base_lr) for s in self.settings]
         clip = [s.grad_clip_norm for s in self.settings]
         clip_norms = torch.tensor([c or math.inf for c in clip], device=device)[:, None] if any(clip) else None
         constant_lr = all(
@@ -214,7 +216,7 @@ class StackFit:
         step, epoch, position = 0, 0, n_train
         batch_losses = []
         self.started = time.perf_counter()
-        lr = base_lr
+        lr = torch.tensor(lrs, device=device)[:, None]
         try:
             while step < total_steps and self.active():
                 if STOP.received is not None:
@@ -232,8 +234,8 @@ class StackFit:
                     xb, yb = X.expand(k_all, *X.shape), Y.expand(k_all, *Y.shape)
                 position += batch_size
                 if not constant_lr:
-                    factors = [s.schedule(max(epoch, 1), step, total_steps) for s in self.settings]
-                    lr = base_lr * torch.tensor(factors, device=device)[:, None]
+                    lrs = [s.base_lr * s.schedule(max(epoch, 1), step, total_steps) for s in self.settings]
+                    lr = torch.tensor(lrs, device=device)[:, None]
 
                 losses = loss_fn(stacked.train_forward(xb), yb)  # (K,): each trial's mini-batch loss
                 stacked.flat.grad = None
@@ -252,7 +254,7 @@ class StackFit:
                 step += 1
                 if step % s0.eval_every and step != total_steps:
                     continue
-                self.evaluate(step, epoch, position, lr, torch.stack(batch_losses).float(), batch_size)
+                self.evaluate(step, epoch, position, lrs, torch.stack(batch_losses).float(), batch_size)
                 batch_losses.clear()
         except KeyboardInterrupt:
             pending = torch.stack(batch_losses).cpu() if batch_losses else None  # (steps, K) since the last evaluation
@@ -284,8 +286,9 @@ class StackFit:
             )
         return results
 
-    def evaluate(self, step, epoch, position, lr, losses: torch.Tensor, batch_size: int) -> None:
-        """One evaluation of every active trial: the record of ``dlrunner.train.loop.evaluation_record``."""
+    def evaluate(self, step, epoch, position, lrs: list[float], losses: torch.Tensor, batch_size: int) -> None:
+        """One evaluation of every active trial: the record of ``dlrunner.train.loop.evaluation_record``;
+        ``lrs``: each trial's learning rate at this step, in full precision."""
         started = time.perf_counter()
         active = self.active()
         data, stacked = self.data, self.stacked
@@ -295,14 +298,13 @@ class StackFit:
             if name in data.splits
         }
         penalties = l2_penalties(stacked, self.l2, batch_size)
-        lrs = lr.flatten().tolist()
         losses_by_trial = losses.t().tolist()  # (K, steps since the last evaluation)
         for k in active:
             s = self.settings[k]
             record = {
                 "step": step,
                 "epoch": epoch,
-                "lr": lrs[k] if len(lrs) > 1 else lrs[0],
+                "lr": lrs[k],
                 "train_loss": sum(losses_by_trial[k]) / len(losses_by_trial[k]),
             }
             record.update({name: results[k] for name, results in per_split.items()})
@@ -419,12 +421,7 @@ def last_state(
 
     ``at``: (step, epoch, position in the epoch's order); ``pending``: the trial's mini-batch losses
     since its last evaluation (a stop signal between evaluations), so the resumed interval is whole."""
-    solo = call_builder(
-        cfg.optimizer,
-        "optimizer",
-        skip=("batch_size",),
-        param_groups=parameter_groups(model, cfg.regularization.l2, settings.batch_size),
-    )
+    solo = build_optimizer(cfg, model, settings.batch_size)
     index = {id(p): i for i, p in enumerate(model.parameters())}
     groups = [[index[id(p)] for p in group["params"]] for group in solo.param_groups]
     state = solo.state_dict()

@@ -25,7 +25,6 @@ from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters, weight_matrices
-from dlrunner.optim import parameter_groups
 from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.search.constraints import check_constraints
 from dlrunner.train.accelerate import (
@@ -40,8 +39,8 @@ from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.progress import make_progress
+from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP
-from dlrunner.train.transfer import freeze_layers, load_pretrained
 
 
 def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict:
@@ -62,9 +61,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     if resume is not None:
         check_resumable(resume, current, resume_path)
 
-    # Weights shrunk by strong L2 reach denormal floats, which x86 CPUs process ~30x slower
-    # (measured: 35 vs 900 steps/s on MNIST-1D with lambda = 10). Flushing them to zero costs no accuracy.
-    torch.set_flush_denormal(True)
+    prepare_process()
     device = pick_device(trainer.device)
     precision = trainer.precision
     if precision != "fp32" and device.type != "cuda":
@@ -97,16 +94,15 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     check_augmentation_fits(augment_settings, cfg.model._target_)
     augment = build_augmenter(**augment_settings, input_shape=data.input_shape)
     check_class_weights(cfg.metric.class_weights, data)
-    batch_size = n_train if cfg.optimizer.batch_size == "full" else min(int(cfg.optimizer.batch_size), n_train)
+    batch_size = batch_size_for(cfg, n_train)
     if device.type == "cpu":
         torch.set_num_threads(trainer.threads or cpu_threads_for(model, data.input_shape, batch_size))
     l2 = cfg.regularization.l2
-    param_groups = parameter_groups(model, l2, batch_size)
     if trainer.compile:
         restore_dynamo_wrappers()  # left by an earlier run in this process
     else:
         spare_dynamo_import()  # ~1.2 s of start-up: torch.optim would import torch._dynamo only to not compile
-    optimizer = call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=param_groups)
+    optimizer = build_optimizer(cfg, model, batch_size)
     if resume is not None:
         # Keep the state (moments, step counts) but take the hyperparameters from the config, so
         # that a babysat run can resume with a nudged learning rate or lambda (SPEC D5).
@@ -199,21 +195,6 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     render_report(summary, console)
     console.print(f"Run folder: {run_dir}")
     return summary
-
-
-def build_model(
-    cfg: DictConfig, input_shape: tuple, n_outputs: int, pretrained: bool = True
-) -> tuple[torch.nn.Module, list[str]]:
-    """The model the config names, for examples of ``input_shape``, with the transfer settings
-    applied (earlier weights when ``pretrained``, frozen layers); and sentences for the user."""
-    model = call_builder(
-        cfg.model, "model", n_inputs=math.prod(input_shape), n_outputs=n_outputs, input_shape=tuple(input_shape)
-    )
-    notes = list(getattr(model, "notes", []))
-    if cfg.transfer.checkpoint and pretrained:
-        notes += load_pretrained(model, cfg.transfer.checkpoint, cfg.transfer.new_head)
-    notes += freeze_layers(model, cfg.transfer.freeze)
-    return model, notes
 
 
 def check_augmentation_fits(settings: dict, model_target: str) -> None:

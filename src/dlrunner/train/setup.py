@@ -1,0 +1,52 @@
+"""The setup every path shares -- a solo run, stacked trials, the checks and `dlrun summary`: the
+model a config names, the mini-batch size, the optimizer over the model's parameter groups, and the
+process's float settings. Each is built here once; no path constructs them itself."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig
+
+from dlrunner.config.builders import call_builder
+from dlrunner.optim import parameter_groups
+from dlrunner.train.transfer import freeze_layers, load_pretrained
+
+
+def build_model(
+    cfg: DictConfig, input_shape: tuple, n_outputs: int, pretrained: bool = True
+) -> tuple[torch.nn.Module, list[str]]:
+    """The model the config names, for examples of ``input_shape``, with the transfer settings
+    applied (earlier weights when ``pretrained``, frozen layers); and sentences for the user."""
+    model = call_builder(
+        cfg.model, "model", n_inputs=math.prod(input_shape), n_outputs=n_outputs, input_shape=tuple(input_shape)
+    )
+    notes = list(getattr(model, "notes", []))
+    if cfg.transfer.checkpoint and pretrained:
+        notes += load_pretrained(model, cfg.transfer.checkpoint, cfg.transfer.new_head)
+    notes += freeze_layers(model, cfg.transfer.freeze)
+    return model, notes
+
+
+def batch_size_for(cfg: DictConfig, n_train: int) -> int:
+    """Examples per step: ``optimizer.batch_size``, "full" for batch gradient descent, at most the training set."""
+    size = cfg.optimizer.batch_size
+    return n_train if size == "full" else min(int(size), n_train)
+
+
+def build_optimizer(
+    cfg: DictConfig, model: torch.nn.Module, batch_size: int, l2: float | None = None
+) -> torch.optim.Optimizer:
+    """The configured optimizer over ``model``'s parameter groups, with L2 as weight decay of lambda/m
+    on the weight matrices (``l2``: lambda, by default ``regularization.l2``)."""
+    l2 = cfg.regularization.l2 if l2 is None else l2
+    groups = parameter_groups(model, l2, batch_size)
+    return call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=groups)
+
+
+def prepare_process() -> None:
+    """Float settings for training in this process. Weights shrunk by strong L2 reach denormal floats,
+    which x86 CPUs process ~30x slower (measured: 35 vs 900 steps/s on MNIST-1D with lambda = 10);
+    flushing them to zero costs no accuracy."""
+    torch.set_flush_denormal(True)
