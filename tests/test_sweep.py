@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from helpers import dlrun_in_process, read_summary
+from helpers import dlrun_in_process, read_summary, run_dlrun
 
 SMALL = (
     "sweep=lr",
@@ -62,10 +62,10 @@ def test_sweep_with_the_basic_launcher(tmp_path):
     assert read_summary(tmp_path / "again")["metrics"]["dev"]["error"] == best["objective"]
 
 
-@pytest.mark.slow  # launches worker processes
+@pytest.mark.slow  # launches worker processes (through the real command: a worker pool must not outlive it)
 def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
-    sequential = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=seq", cwd=tmp_path)
-    parallel = dlrun_in_process(
+    sequential = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=seq", cwd=tmp_path)
+    parallel = run_dlrun(
         "sweep", *SMALL, "hydra.sweep.dir=par", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path
     )
     assert sequential.returncode == 0 and parallel.returncode == 0, parallel.stderr
@@ -186,9 +186,9 @@ def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):
     assert not (tmp_path / "s" / "trials.jsonl").exists()
 
 
-@pytest.mark.slow  # launches worker processes
+@pytest.mark.slow  # launches worker processes (through the real command: a worker pool must not outlive it)
 def test_sweep_with_submitit_local(tmp_path):
-    result = dlrun_in_process(
+    result = run_dlrun(
         "sweep",
         *SMALL,
         "hydra.sweeper.budget=2",
