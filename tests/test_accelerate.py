@@ -44,7 +44,7 @@ def test_fused_optimizers_when_every_parameter_is_a_float_on_one_device_with_fus
 
 
 def test_fused_optimizers_on_the_cpu_where_torch_has_the_kernels():
-    from dlrunner.runtime import fused_kernel_devices
+    from dlrunner.internals import fused_kernel_devices
 
     cpu = [{"params": list(torch.nn.Linear(3, 2).parameters())}]
     expected = {"fused": True} if "cpu" in fused_kernel_devices() else {"foreach": None}
@@ -53,8 +53,8 @@ def test_fused_optimizers_on_the_cpu_where_torch_has_the_kernels():
 
 
 def test_dlrun_builds_fused_adam_on_the_cpu_and_it_trains(tmp_path):
+    from dlrunner.internals import fused_kernel_devices
     from dlrunner.optim import build_adam, build_sgd
-    from dlrunner.runtime import fused_kernel_devices
 
     if "cpu" not in fused_kernel_devices():
         pytest.skip(f"torch {torch.__version__} has no fused CPU optimizer kernels (torch >= 2.4 has)")
@@ -200,7 +200,7 @@ OPTIMIZERS = {
 def test_eager_step_takes_the_steps_optimizer_step_takes(name, monkeypatch):
     import sys
 
-    from dlrunner.train.accelerate import eager_step
+    from dlrunner.internals import eager_step
 
     def train(eager: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
@@ -231,13 +231,13 @@ def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
     made their state; a first step, or a parameter without a gradient, goes through torch's step."""
     import sys
 
-    from dlrunner.train.accelerate import eager_step, eager_zero_grad
+    from dlrunner.internals import eager_step, eager_zero_grad
 
     params = [torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(3))]
     optimizer = torch.optim.Adam(params, lr=0.1, fused=True)
     monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that has not imported it
     step, zero_grad = eager_step(optimizer), eager_zero_grad(optimizer)
-    assert step.__qualname__.startswith("_fused_adam_step")
+    assert step.__qualname__.startswith("fused_adam_step")
     calls = []
     monkeypatch.setattr(torch, "_fused_adam_", lambda *args, **kwargs: calls.append(args))
     for p in params:
@@ -256,8 +256,8 @@ def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
 def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypatch):
     import sys
 
+    from dlrunner.internals import eager_step
     from dlrunner.optim.momentum import CourseMomentum
-    from dlrunner.train.accelerate import eager_step
 
     monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)
     params = [torch.nn.Parameter(torch.zeros(3))]
@@ -275,7 +275,7 @@ def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypat
 def test_compiling_after_a_plain_run_gives_torch_optim_its_own_wrappers_back(tmp_path, monkeypatch):
     import sys
 
-    from dlrunner.train.accelerate import DYNAMO_WRAPPED_METHODS, restore_dynamo_wrappers, spare_dynamo_import
+    from dlrunner.internals import DYNAMO_WRAPPED_METHODS, restore_dynamo_wrappers, spare_dynamo_import
     from helpers import train_in_process
 
     with monkeypatch.context() as patch:
@@ -291,7 +291,7 @@ def test_compiling_after_a_plain_run_gives_torch_optim_its_own_wrappers_back(tmp
 
 STEP_WITH_PAGE_FAULTS = """
 import resource, sys, torch
-from dlrunner.train.accelerate import keep_freed_memory
+from dlrunner.internals import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 def step():  # forty 2.5 MB activations alive at once, all freed when the step ends, as in a stack
     tensors = [torch.ones(655360) for _ in range(40)]

@@ -9,6 +9,7 @@ import inspect
 import torch
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.internals import fused_kernel_devices
 from dlrunner.models import count_parameters
 from dlrunner.models.summary import multiply_adds
 
@@ -70,12 +71,3 @@ def optimizer_speed_flags(optimizer_class, param_groups) -> dict:
     if fusable and "fused" in inspect.signature(optimizer_class.__init__).parameters:
         return {"fused": True}
     return {"foreach": None}
-
-
-def fused_kernel_devices() -> set[str]:
-    """Device types with fused optimizer kernels in the installed torch (CUDA only before 2.4)."""
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    except ImportError:
-        return {"cuda"}
-    return set(_get_fused_kernels_supported_devices())

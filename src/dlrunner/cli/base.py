@@ -177,6 +177,11 @@ def train_task(cfg) -> float:
         if run_dir.is_dir():
             RunFiles(run_dir).write_summary(failure(err))
         raise
+    if state["debug"]:  # which of the speed layer's private paths this run took (dlrunner.internals)
+        from dlrunner.internals import report
+
+        for line in report():
+            print(f"debug: {line}", file=sys.stderr, flush=True)
     if in_sweep:
         error = summary["metrics"]["dev"]["error"]
         print(

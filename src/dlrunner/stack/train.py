@@ -24,13 +24,14 @@ from dlrunner.config.validate import validate
 from dlrunner.data import build_data
 from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.error_analysis import misclassified
+from dlrunner.internals import keep_freed_memory, spare_dynamo_import
 from dlrunner.loggers import build_logger
 from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_trial_loss
 from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
-from dlrunner.train.accelerate import keep_freed_memory, place_data, spare_dynamo_import
+from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import FitResult, FitSettings, divergence, final_metrics, get_rng_state, patience_ran_out
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.run import summarize

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from dlrunner.diagnostics import diagnose
-from dlrunner.train.accelerate import eager_step, eager_zero_grad, model_device
+from dlrunner.internals import eager_step, eager_zero_grad
+from dlrunner.train.accelerate import model_device
 from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
 from dlrunner.train.signals import STOP, Interrupted
 

@@ -23,17 +23,12 @@ from dlrunner.diagnostics.decide import OPTIMIZING, optimizing_metric, satisfici
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.diagnostics.report import render_report
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.internals import restore_dynamo_wrappers, spare_dynamo_import
 from dlrunner.loggers import build_logger
 from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.search.constraints import check_constraints
-from dlrunner.train.accelerate import (
-    place_data,
-    restore_dynamo_wrappers,
-    spare_dynamo_import,
-    to_channels_last,
-    wants_channels_last,
-)
+from dlrunner.train.accelerate import place_data, to_channels_last, wants_channels_last
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import FitSettings, fit

@@ -1,0 +1,274 @@
+"""Every private name of torch and glibc that dlrunner's speed layer uses, in one place.
+
+Each use sits behind an explicit version range -- the torch releases it was written for and is tested
+on -- and a check that the private name is there and has the shape expected. Outside the range, or
+when a check fails, the public API is used instead: training gives the same result, only slower or
+slower to start. ``PATHS`` records which path each feature took in this process; ``dlrun --debug``
+prints it at the end of a run.
+
+What is private here, and why:
+- torch.optim's ``torch._disable_dynamo`` wrappers and ``_use_grad_for_differentiable``: skipping
+  them spares ``import torch._dynamo`` (~1.2 s of start-up) when nothing compiles;
+- ``torch._fused_adam_`` / ``torch._fused_adamw_``: Adam's fused kernel without torch.optim's
+  per-step bookkeeping in Python (32 against 102 us per step for the MNIST-1D CNN);
+- ``torch.utils._foreach_utils._get_fused_kernels_supported_devices``: which devices have fused
+  optimizer kernels (the CPU since torch 2.4);
+- glibc's ``mallopt``: freed tensors stay in the heap for a stack's next step.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+# The torch releases the private uses below were written for (inclusive lower, exclusive upper
+# bound). CI tests the newest; a torch outside the range takes the public path.
+TORCH_RANGE = ((2, 3), (2, 15))
+
+# feature -> the path it took in this process: "private" or "public (why)"
+PATHS: dict[str, str] = {}
+
+
+def torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def in_tested_range() -> bool:
+    low, high = TORCH_RANGE
+    return low <= torch_version() < high
+
+
+def took(feature: str, private: bool, why: str = "") -> bool:
+    """Record which path ``feature`` took; returns ``private``."""
+    PATHS[feature] = "private" if private else f"public ({why})" if why else "public"
+    return private
+
+
+def report() -> list[str]:
+    """One line per feature: the path it took in this process (for ``dlrun --debug``)."""
+    low, high = TORCH_RANGE
+    lines = [f"torch {torch.__version__}; private paths written for {low[0]}.{low[1]} <= torch < {high[0]}.{high[1]}"]
+    return lines + [f"{feature}: {path}" for feature, path in sorted(PATHS.items())]
+
+
+def fused_kernel_devices() -> set[str]:
+    """Device types with fused optimizer kernels in the installed torch (CUDA only before 2.4)."""
+    if not in_tested_range():
+        took("fused kernel devices", False, "torch outside the tested range: CUDA only")
+        return {"cuda"}
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = set(_get_fused_kernels_supported_devices())
+    except (ImportError, TypeError):
+        took("fused kernel devices", False, "torch has no such list: CUDA only")
+        return {"cuda"}
+    took("fused kernel devices", True)
+    return devices
+
+
+# ---- Start-up: torch.optim without importing torch._dynamo ----------------------------------------
+# torch.optim imports torch._dynamo (sympy, torch.fx: ~1.2 s, half of what `dlrun train` took to start
+# beyond `import torch`) for work that is a no-op outside torch.compile:
+# - Optimizer.add_param_group, zero_grad, state_dict and load_state_dict are wrapped by
+#   ``torch._disable_dynamo``, whose wrapper imports torch._dynamo on its first call to build the
+#   not-compiled version of the function, and caches it on the function as ``__dynamo_disable``.
+#   Run eagerly, that version is the function itself: caching the function skips the import.
+# - ``step`` is wrapped by ``_use_grad_for_differentiable``, which imports torch._dynamo on every
+#   call to place two graph breaks around the update and turns gradients off; ``eager_step`` calls
+#   the update under no_grad itself.
+# Both apply only while torch._dynamo is not imported: trainer.compile (or anything else that
+# compiles) imports it first, and torch.optim then runs exactly as written.
+DYNAMO_WRAPPED_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+def spare_dynamo_import() -> bool:
+    """Let torch.optim's optimizers be built, zeroed and saved without importing torch._dynamo.
+    Call before building the optimizer; returns whether it applied (False once torch._dynamo is in)."""
+    disable = getattr(torch, "_disable_dynamo", None)
+    if "torch._dynamo" in sys.modules:
+        return took("optimizer without torch._dynamo", False, "torch._dynamo is already imported")
+    if not in_tested_range() or disable is None:
+        return took("optimizer without torch._dynamo", False, "torch outside the tested range or without the wrapper")
+    marker = disable(lambda: None).__code__  # the code of the wrapper torch._disable_dynamo makes
+    for name in DYNAMO_WRAPPED_METHODS:
+        wrapper = getattr(torch.optim.Optimizer, name, None)
+        function = getattr(wrapper, "__wrapped__", None)
+        if function is not None and wrapper.__code__ is marker:  # a torch that wraps differently keeps its own way
+            setattr(function, "__dynamo_disable", function)
+    return took("optimizer without torch._dynamo", True)
+
+
+def restore_dynamo_wrappers() -> None:
+    """Undo ``spare_dynamo_import`` before anything compiles (trainer.compile in a process that
+    already trained without it, e.g. a sweep worker): torch.optim marks its functions again."""
+    for name in DYNAMO_WRAPPED_METHODS:
+        function = getattr(getattr(torch.optim.Optimizer, name, None), "__wrapped__", None)
+        if function is not None and getattr(function, "__dynamo_disable", None) is function:
+            delattr(function, "__dynamo_disable")
+
+
+def eager_step(optimizer: torch.optim.Optimizer):
+    """``optimizer.step`` as a function of no arguments; without torch.optim's graph-break wrapper
+    (and its import of torch._dynamo) when nothing compiles and the optimizer has no step hooks,
+    which that path would skip. Optimizers whose step is not wrapped so (``CourseMomentum``) keep theirs."""
+    from torch.optim import optimizer as torch_optimizer
+
+    hooks = [
+        getattr(owner, name, None)
+        for owner, name in (
+            (torch_optimizer, "_global_optimizer_pre_hooks"),
+            (torch_optimizer, "_global_optimizer_post_hooks"),
+            (optimizer, "_optimizer_step_pre_hooks"),
+            (optimizer, "_optimizer_step_post_hooks"),
+        )
+    ]
+    use_grad = getattr(
+        type(optimizer).step, "__wrapped__", None
+    )  # under the profiler hook torch.optim puts on every step
+    update = getattr(use_grad, "__wrapped__", None)
+    wrap = getattr(torch_optimizer, "_use_grad_for_differentiable", None)
+    if (
+        not in_tested_range()
+        or "torch._dynamo" in sys.modules
+        or update is None
+        or wrap is None
+        or use_grad.__code__ is not wrap(lambda: None).__code__
+        or any(h is None or h for h in hooks)
+        or optimizer.defaults.get("differentiable")
+    ):
+        took("eager optimizer step", False, "another torch, a compile, hooks or a differentiable optimizer")
+        return optimizer.step  # another torch, or something the wrappers do: the step as written
+    took("eager optimizer step", True)
+
+    def step():
+        with torch.no_grad():  # what the wrapper does for a non-differentiable optimizer
+            return update(optimizer)
+
+    return fused_adam_step(optimizer, step) or step
+
+
+def eager_zero_grad(optimizer: torch.optim.Optimizer):
+    """``optimizer.zero_grad(set_to_none=True)`` as a function of no arguments: the same
+    ``p.grad = None`` for every parameter, without the profiler range torch.optim opens around it
+    on every call (~50 us, 2% of a MNIST-1D CNN step). An optimizer with a zero_grad of its own keeps it."""
+    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        return lambda: optimizer.zero_grad(set_to_none=True)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def zero_grad():
+        for p in params:
+            p.grad = None
+
+    return zero_grad
+
+
+def fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
+    """For Adam and AdamW with ``fused=True``: the step as torch's fused kernel alone, the same
+    calls torch.optim makes (add 1 to each step count, then one fused update per parameter list)
+    without its per-step bookkeeping in Python (building the state lists, grouping the tensors by
+    device and dtype again): 32 against 102 us for the MNIST-1D CNN's 8 tensors, ~4% of its step.
+    ``torch_step`` takes any step this cannot: the first (torch creates the state), a parameter
+    without a gradient, a torch without the kernel. None when the optimizer is not such an Adam."""
+    kernels = {False: "_fused_adam_", True: "_fused_adamw_"}  # decoupled weight decay (AdamW) or not
+    one_kind = len({(p.device, p.dtype) for group in optimizer.param_groups for p in group["params"]}) == 1
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or not one_kind:
+        return None
+    if not in_tested_range() or not all(hasattr(torch, kernel) for kernel in kernels.values()):
+        took("fused Adam kernel alone", False, "torch outside the tested range or without the kernel")
+        return None
+    decoupled = type(optimizer) is torch.optim.AdamW
+    broken = []  # set when the kernel refused its arguments: torch's own step from then on
+
+    def kernel_alone(group: dict) -> bool:  # settings torch's step handles in more ways than the plain kernel call
+        return (
+            group.get("fused")
+            and not group.get("amsgrad")
+            and not group.get("capturable")
+            and not group.get("differentiable")
+        )
+
+    def step():
+        if broken:
+            return torch_step()
+        updates = []
+        for group in optimizer.param_groups:
+            params = group["params"]
+            if not params:
+                continue  # an empty group (e.g. no parameter without L2): nothing to update, and the kernel refuses []
+            grads = [p.grad for p in params]
+            states = [optimizer.state.get(p) for p in params]
+            if (
+                not kernel_alone(group)
+                or any(g is None or g.is_sparse for g in grads)
+                or not all(states)
+                or hasattr(optimizer, "grad_scale")
+            ):
+                return torch_step()
+            updates.append((group, params, grads, states))
+        with torch.no_grad():
+            for n, (group, params, grads, states) in enumerate(updates):
+                steps = [state["step"] for state in states]
+                torch._foreach_add_(steps, 1)
+                beta1, beta2 = group["betas"]
+                try:
+                    getattr(torch, kernels[group.get("decoupled_weight_decay", decoupled)])(
+                        params,
+                        grads,
+                        [state["exp_avg"] for state in states],
+                        [state["exp_avg_sq"] for state in states],
+                        [],
+                        steps,
+                        lr=group["lr"],
+                        beta1=float(beta1),
+                        beta2=float(beta2),
+                        weight_decay=group["weight_decay"],
+                        eps=group["eps"],
+                        amsgrad=False,
+                        maximize=group["maximize"],
+                    )
+                except (TypeError, RuntimeError) as error:  # a kernel with another signature refuses its arguments
+                    torch._foreach_add_(steps, -1)
+                    if n:  # earlier groups are updated already: no clean way back to torch's step
+                        raise
+                    broken.append(error)
+                    took("fused Adam kernel alone", False, f"the kernel refused its arguments: {error}")
+                    return torch_step()
+
+    took("fused Adam kernel alone", True)
+    return step
+
+
+# ---- Memory: freed tensors stay in the heap (glibc) ---------------------------------------------
+# A stack's per-step tensors (K trials' activations, gradients: 0.5-1 MB each for K = 16 MLPs) are
+# above glibc's threshold for handing freed memory back to the kernel, so every step mapped them
+# afresh: ~190 page faults per step in a K = 16 MLP stack's step microbenchmark, ~20% of the step
+# there (5.7 against 4.6 ms, alternating processes); in whole stacks 32-78 faults per step fell to
+# 15-20, a gain within this VM's noise (BENCHMARKS.md). A solo run's tensors are small enough not to
+# notice (1 fault per step for the MLP, 22 for the 1-D CNN). This is what PyTorch's CPU tuning
+# guides do with jemalloc/tcmalloc via LD_PRELOAD, asked of glibc in-process.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
+KEEP_FREED_BYTES = 1 << 30  # up to this much freed memory stays resident in the process instead of going back
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest: bigger blocks are still mapped for each use
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks of up to 32 MB for the next allocation instead of returning
+    them to the kernel; returns whether it applied (glibc on Linux only). The setting holds for the
+    rest of the process: a sweep's later solo trials in it run with it too, unharmed (their tensors
+    are small), and memory a stack freed stays resident until the process ends."""
+    import ctypes
+    import platform
+
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return took("freed memory kept (glibc mallopt)", False, "not glibc")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        applied = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
+        )
+    except (OSError, AttributeError):
+        return took("freed memory kept (glibc mallopt)", False, "no mallopt")
+    return took("freed memory kept (glibc mallopt)", applied, "" if applied else "mallopt refused")

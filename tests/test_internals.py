@@ -1,0 +1,125 @@
+"""The speed layer's private torch and glibc names (dlrunner.internals): each has a public fallback,
+taken outside the tested torch range or when the private name is missing or has changed, and
+training still works -- with the same result where the public path does the same arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlrunner import internals
+from helpers import dlrun_in_process, run_dlrun, train_in_process
+
+TINY = ("data=moons", "trainer=quick", "trainer.steps=60", "trainer.eval_every=20", "optimizer=adam")
+
+
+@pytest.fixture(autouse=True)
+def fresh_paths(monkeypatch):
+    monkeypatch.setattr(internals, "PATHS", {})
+
+
+def final_dev_error(tmp_path, name: str) -> float:
+    summary = train_in_process(tmp_path / name, *TINY)
+    assert summary["status"] == "completed"
+    return summary["metrics"]["dev"]["error"]
+
+
+def test_the_installed_torch_is_inside_the_tested_range():
+    assert internals.in_tested_range(), f"torch {torch.__version__} is outside internals.TORCH_RANGE: update it"
+    assert "cpu" in internals.fused_kernel_devices() and internals.PATHS["fused kernel devices"] == "private"
+
+
+@pytest.mark.slow  # a fresh process: the private paths apply only while torch._dynamo is not imported
+def test_a_fresh_dlrun_takes_every_private_path(tmp_path):
+    result = run_dlrun("--debug", "train", *TINY, "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for feature in ("eager optimizer step", "fused Adam kernel alone", "optimizer without torch._dynamo"):
+        assert f"debug: {feature}: private" in result.stderr, result.stderr
+
+
+def test_outside_the_tested_range_every_feature_takes_the_public_path(tmp_path, monkeypatch):
+    reference = final_dev_error(tmp_path, "private")
+    monkeypatch.setattr(internals, "PATHS", {})
+    monkeypatch.setattr(internals, "TORCH_RANGE", ((0, 1), (0, 2)))
+    public = final_dev_error(tmp_path, "public")
+    assert internals.PATHS and all(path.startswith("public") for path in internals.PATHS.values()), internals.PATHS
+    assert internals.fused_kernel_devices() == {"cuda"}
+    assert public == pytest.approx(reference, abs=0.02)  # Adam unfused: other rounding, the same training
+
+
+def test_a_fused_kernel_that_refuses_its_arguments_falls_back_to_torchs_step(monkeypatch):
+    """A torch whose kernel changed its signature: dlrun's direct call fails, torch's own step takes
+    over from that step on, and nothing is updated twice (the same weights as torch's step throughout)."""
+    torch.manual_seed(0)
+    start = [torch.randn(6, 4), torch.randn(4)]
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    theirs = [torch.nn.Parameter(t.clone()) for t in start]
+    optimizer = torch.optim.Adam(ours, lr=1e-2, fused=True)
+    reference = torch.optim.Adam(theirs, lr=1e-2, fused=True)
+    real, calls = torch._fused_adam_, []
+
+    def changed(params, *args, **kwargs):
+        if params[0] is ours[0]:
+            calls.append(len(calls))
+            if len(calls) == 2:  # the first call from dlrun's path (torch's own first step makes the first)
+                raise TypeError("_fused_adam_() got an unexpected keyword argument 'beta1'")
+        return real(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adam_", changed)
+    step = internals.fused_adam_step(optimizer, optimizer.step)
+    for _ in range(5):
+        gradients = [torch.randn_like(p) for p in ours]
+        for p, q, g in zip(ours, theirs, gradients):
+            p.grad, q.grad = g.clone(), g.clone()
+        step()
+        reference.step()
+    assert internals.PATHS["fused Adam kernel alone"].startswith("public (the kernel refused")
+    for p, q in zip(ours, theirs):
+        assert torch.equal(p, q)
+    assert optimizer.state[ours[0]]["step"] == reference.state[theirs[0]]["step"] == 5
+
+
+@pytest.mark.parametrize(
+    "owner, name",
+    [
+        ("torch", "_disable_dynamo"),
+        ("torch.optim.optimizer", "_use_grad_for_differentiable"),
+        ("torch.utils._foreach_utils", "_get_fused_kernels_supported_devices"),
+        ("torch", "_fused_adam_"),
+    ],
+    ids=["disable-dynamo", "use-grad-wrapper", "fused-devices", "fused-adam"],
+)
+def test_a_missing_private_name_takes_the_public_path_and_training_works(tmp_path, monkeypatch, owner, name):
+    import importlib
+
+    monkeypatch.delattr(importlib.import_module(owner), name)
+    if name == "_fused_adam_":
+        import dlrunner.runtime
+
+        monkeypatch.setattr(
+            dlrunner.runtime, "fused_kernel_devices", lambda: {"cuda"}
+        )  # torch's fused step needs it too
+    final_dev_error(tmp_path, "run")
+    assert any(path.startswith("public") for path in internals.PATHS.values()), internals.PATHS
+
+
+def test_without_mallopt_freed_memory_is_not_kept_and_nothing_fails(monkeypatch):
+    import ctypes
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert internals.keep_freed_memory() is False
+    assert internals.PATHS["freed memory kept (glibc mallopt)"].startswith("public")
+
+
+def test_debug_says_which_path_each_feature_took(tmp_path):
+    result = dlrun_in_process("--debug", "train", *TINY, "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "private paths written for" in result.stderr
+    # (private or public: this test process may have imported torch._dynamo already)
+    for feature in ("eager optimizer step", "optimizer without torch._dynamo"):
+        assert f"debug: {feature}: " in result.stderr, feature
+    plain = dlrun_in_process("train", *TINY, "hydra.run.dir=r2", cwd=tmp_path)
+    assert "debug:" not in plain.stderr + plain.stdout
