@@ -395,7 +395,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_and_finds_the_matching_run
 
 @pytest.mark.slow  # the whole process's exit
 def test_dlrun_exits_without_teardown_after_running_exit_handlers_and_flushing(tmp_path):
-    """main() ends a process that loaded torch with os._exit (cli._exit_without_teardown): exit
+    """main() ends a process that loaded torch with os._exit (internals.exit_without_teardown): exit
     handlers must still run, buffered output reach its file, and the exit code stay the command's."""
     script = (
         "import atexit, sys\n"
@@ -429,9 +429,9 @@ def test_dlrun_waits_for_a_running_thread_instead_of_exiting_without_teardown(tm
     script = (
         "import threading, time, sys\n"
         "import torch\n"
-        "from dlrunner.cli import _exit_without_teardown\n"
+        "from dlrunner.internals import exit_without_teardown\n"
         "threading.Thread(target=lambda: (time.sleep(0.5), open('thread-done', 'w').close())).start()\n"
-        "_exit_without_teardown(3)\n"
+        "exit_without_teardown(3)\n"
         "sys.exit(4)  # the normal exit, which waits for the thread\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)

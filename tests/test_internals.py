@@ -123,3 +123,67 @@ def test_debug_says_which_path_each_feature_took(tmp_path):
         assert f"debug: {feature}: " in result.stderr, feature
     plain = dlrun_in_process("train", *TINY, "hydra.run.dir=r2", cwd=tmp_path)
     assert "debug:" not in plain.stderr + plain.stdout
+
+
+def test_the_public_layer_types_stand_in_for_torchs_private_bases(monkeypatch):
+    monkeypatch.setattr(internals, "TORCH_RANGE", ((0, 1), (0, 2)))
+    batch_norm = internals._layer_types(torch.nn.modules.batchnorm, "_BatchNorm", ("BatchNorm1d", "BatchNorm2d"))
+    assert batch_norm == (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    assert isinstance(torch.nn.BatchNorm2d(3), batch_norm) and not isinstance(torch.nn.Linear(2, 2), batch_norm)
+    assert internals._layer_types(None, "_Gone", ("Dropout",)) == (torch.nn.Dropout,)
+    for layer, types in ((torch.nn.BatchNorm1d(2), internals.BATCH_NORM), (torch.nn.Dropout(), internals.DROPOUT)):
+        assert isinstance(layer, types)
+    assert isinstance(torch.nn.Conv1d(1, 1, 3), internals.CONVOLUTION)
+
+
+def test_the_course_momentum_without_foreach_kernels_takes_the_same_steps(monkeypatch):
+    from dlrunner.optim.momentum import CourseMomentum
+
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(3)]
+    fast = [torch.nn.Parameter(t.clone()) for t in start]
+    loop = [torch.nn.Parameter(t.clone()) for t in start]
+    with_kernels = CourseMomentum(fast, lr=0.1, beta=0.9, weight_decay=0.01)
+    monkeypatch.setattr(internals, "TORCH_RANGE", ((0, 1), (0, 2)))
+    without = CourseMomentum(loop, lr=0.1, beta=0.9, weight_decay=0.01)
+    assert internals.PATHS["multi-tensor momentum (torch._foreach_*)"].startswith("public")
+    for _ in range(20):
+        for p, q in zip(fast, loop):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        with_kernels.step()
+        without.step()
+    for p, q in zip(fast, loop):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_hydra_outside_its_tested_range_probes_as_usual(tmp_path, monkeypatch):
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.get_mode
+    monkeypatch.setattr(internals, "HYDRA_RANGE", ((0, 1), (0, 2)))
+    with internals.hydra_mode_probe_skipped():
+        assert Hydra.get_mode is original
+    assert internals.PATHS["Hydra's mode probe skipped"].startswith("public")
+    monkeypatch.setattr(internals, "HYDRA_RANGE", ((1, 3), (1, 4)))
+    with internals.hydra_mode_probe_skipped():
+        assert Hydra.get_mode is not original
+    assert Hydra.get_mode is original
+    result = dlrun_in_process("train", "-m", *TINY, "optimizer.lr=0.01", "hydra.sweep.dir=m", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_old_checkpoints_without_safe_globals_are_refused_and_new_ones_load(tmp_path, monkeypatch):
+    import numpy as np
+
+    from dlrunner.errors import ConfigError
+    from dlrunner.train.checkpoint import FORMAT, load_checkpoint
+
+    old, new = tmp_path / "old.pt", tmp_path / "new.pt"
+    torch.save({"format": FORMAT, "normalization": {"mean": np.zeros(2, dtype=np.float32)}}, old)
+    torch.save({"format": FORMAT, "normalization": {"mean": torch.zeros(2)}}, new)
+    assert load_checkpoint(old, "trainer.resume", training_state=False)["format"] == FORMAT
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    with pytest.raises(ConfigError, match="refused"):
+        load_checkpoint(old, "trainer.resume", training_state=False)
+    assert load_checkpoint(new, "trainer.resume", training_state=False)["format"] == FORMAT

@@ -62,6 +62,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from dlrunner.internals import BATCH_NORM
+
 PASS_BELOW = 1e-5  # ratio below this: "pass" (the course's 1e-7 "great", with room for float64 noise in deep nets)
 FAIL_FROM = 1e-3  # ratio from this on: "fail" (the course: "probably a bug")
 DEFAULT_MAX_SECONDS = (
@@ -79,7 +81,7 @@ MEANING = (
 )
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-_BATCH_NORM = (nn.modules.batchnorm._BatchNorm,)
+_BATCH_NORM = BATCH_NORM
 
 
 @dataclass

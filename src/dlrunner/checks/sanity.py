@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dlrunner.internals import DROPOUT
+
 # The checks use the first training examples: at most MAX_EXAMPLES for mini-batch training, and at
 # most FULL_PASS where one step or evaluation takes them all (initial loss, batch GD, and check 3
 # when the optimizer is batch GD), so that a check takes seconds.
@@ -584,7 +586,7 @@ def _running_mean(values: list[float], window: int) -> list[float]:
 def _no_dropout(model: torch.nn.Module) -> None:
     """Turn dropout off (dropout layers and the dropout between stacked RNN layers)."""
     for module in model.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+        if isinstance(module, DROPOUT):
             module.p = 0.0
         elif isinstance(module, torch.nn.RNNBase):
             module.dropout = 0.0

@@ -121,20 +121,13 @@ def known_hydra_mode(args: list[str]):
         or (arg.startswith("-") and arg.split("=", 1)[0] not in MODE_SAFE_OPTIONS)
         for arg in args
     )
-    try:
-        from hydra._internal.hydra import Hydra  # Hydra 1.3's internals: if they move, probe as usual
-
-        original = Hydra.get_mode
-    except (ImportError, AttributeError):
-        could_set_mode = True
     if could_set_mode:
         yield
         return
-    Hydra.get_mode = lambda self, config_name, overrides: None
-    try:
+    from dlrunner.internals import hydra_mode_probe_skipped  # Hydra 1.3's internals: another Hydra probes
+
+    with hydra_mode_probe_skipped():
         yield
-    finally:
-        Hydra.get_mode = original
 
 
 def train_task(cfg) -> float:

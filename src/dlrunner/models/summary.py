@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dlrunner.internals import CONVOLUTION
+
 
 @dataclass
 class LayerRow:
@@ -108,7 +110,7 @@ def multiply_adds(model: nn.Module, input_shape: tuple) -> int:
             output.numel() * module.weight[0].numel()
         )  # per output value: one filter (or row), in_channels/groups x kernel
 
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, *CONVOLUTION))]
     _run_one_example(model, input_shape, dict.fromkeys(layers, count))
     return total
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from dlrunner.internals import foreach_ops
+
 
 class CourseMomentum(torch.optim.Optimizer):
     """v = beta*v + (1-beta)*(dW + weight_decay*W);  W -= lr*v;  v starts at 0.
@@ -13,6 +15,7 @@ class CourseMomentum(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float, beta: float = 0.9, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, beta=beta, weight_decay=weight_decay))
+        self.foreach_add, self.foreach_mul_, self.foreach_add_ = foreach_ops()
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -26,14 +29,14 @@ class CourseMomentum(torch.optim.Optimizer):
                 continue
             grads = [p.grad for p in params]
             if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                grads = self.foreach_add(grads, params, alpha=group["weight_decay"])
             velocities = []
             for p in params:
                 state = self.state[p]
                 if "velocity" not in state:
                     state["velocity"] = torch.zeros_like(p)
                 velocities.append(state["velocity"])
-            torch._foreach_mul_(velocities, group["beta"])
-            torch._foreach_add_(velocities, grads, alpha=1 - group["beta"])
-            torch._foreach_add_(params, velocities, alpha=-group["lr"])
+            self.foreach_mul_(velocities, group["beta"])
+            self.foreach_add_(velocities, grads, alpha=1 - group["beta"])
+            self.foreach_add_(params, velocities, alpha=-group["lr"])
         return loss

@@ -21,6 +21,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.func import functional_call, vmap
 
+from dlrunner.internals import CONVOLUTION
 from dlrunner.models import conv1d
 
 
@@ -92,7 +93,7 @@ class StackedModel:
                 lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=False),
                 lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=True),
             )
-        if self.device.type == "cpu" and any(isinstance(m, nn.modules.conv._ConvNd) for m in base.modules()):
+        if self.device.type == "cpu" and any(isinstance(m, CONVOLUTION) for m in base.modules()):
 
             def each(params, buffers, x, shared):
                 return torch.stack(

@@ -24,6 +24,7 @@ from dlrunner.config.validate import validate
 from dlrunner.data import build_data
 from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.error_analysis import misclassified
+from dlrunner.internals import BATCH_NORM as BATCH_NORM_LAYERS
 from dlrunner.internals import keep_freed_memory, spare_dynamo_import
 from dlrunner.loggers import build_logger
 from dlrunner.runtime import cpu_threads_for, pick_device
@@ -67,7 +68,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
         models.append(build_model(cfg, data.input_shape, data.n_outputs)[0].to(device))
     if len({structure(m) for m in models}) > 1:
         raise NotStackable("the trials' models differ in shape")
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+    if any(isinstance(m, BATCH_NORM_LAYERS) for m in models[0].modules()):
         raise NotStackable(BATCH_NORM)
 
     n_train = len(data.splits["train"][0])

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.internals import numpy_arrays_allowed
 
 FORMAT = "dlrunner-checkpoint-1"
 
@@ -46,7 +47,7 @@ def load_checkpoint(path: Path, key: str = "trainer.resume", training_state: boo
     try:
         # weights_only: tensors and plain data only. A pickle can name any function to call while
         # it is read, so a checkpoint from someone else could run code; this refuses such a file.
-        with _numpy_arrays_allowed():
+        with numpy_arrays_allowed():
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
         code = re.search(r"GLOBAL (\S+)", str(err), flags=re.IGNORECASE)
@@ -130,17 +131,3 @@ def _same_experiment(run_dir: Path, config: dict) -> bool:
     except Exception:  # an unreadable config is simply not a candidate
         return False
     return all(previous.get(key) == config.get(key) for key in ("data", "model"))
-
-
-def _numpy_arrays_allowed():
-    """Let weights_only also read float32 numpy arrays: checkpoints written before dlrunner stored the
-    input normalisation as tensors hold it as numpy arrays. Arrays of numbers run no code. (torch
-    before 2.5 has no safe_globals; there such old checkpoints are refused, new ones load.)"""
-    import contextlib
-
-    import numpy as np
-
-    if not hasattr(torch.serialization, "safe_globals"):
-        return contextlib.nullcontext()
-    reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct
-    return torch.serialization.safe_globals([reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float32))])

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.internals import BATCH_NORM
 from dlrunner.models.summary import parameter_layers
 from dlrunner.train.checkpoint import load_checkpoint
 
@@ -113,7 +114,7 @@ def freeze_layers(model: nn.Module, freeze) -> list[str]:
     for _, module in chosen:
         for parameter in module.parameters(recurse=False):
             parameter.requires_grad_(False)
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, BATCH_NORM):
             module.momentum = 0.0  # running mean and variance stay those learnt on the first task
     frozen = sum(p.numel() for _, m in chosen for p in m.parameters(recurse=False))
     return [f"froze {len(chosen)} layers ({chosen[0][0]} ... {chosen[-1][0]}, {frozen:,} parameters)"]
