@@ -187,3 +187,19 @@ def test_old_checkpoints_without_safe_globals_are_refused_and_new_ones_load(tmp_
     with pytest.raises(ConfigError, match="refused"):
         load_checkpoint(old, "trainer.resume", training_state=False)
     assert load_checkpoint(new, "trainer.resume", training_state=False)["format"] == FORMAT
+
+
+@pytest.mark.slow  # a fresh process's imports
+def test_commands_that_do_not_train_never_import_torch_through_internals(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.argv = ['dlrun', 'train', '--cfg', 'job']\n"
+        "from dlrunner.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr

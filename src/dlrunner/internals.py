@@ -27,9 +27,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: the Hydra and exit parts serve commands that
+# never load torch (`dlrun train --cfg job`, `-h`).
 
 # The torch releases the private uses below were written for (inclusive lower, exclusive upper
 # bound). CI tests the newest; a torch outside the range takes the public path.
@@ -47,6 +51,8 @@ def version_of(text: str) -> tuple[int, int]:
 
 @functools.cache
 def torch_version() -> tuple[int, int]:
+    import torch
+
     return version_of(torch.__version__)
 
 
@@ -63,6 +69,8 @@ def took(feature: str, private: bool, why: str = "") -> bool:
 
 def report() -> list[str]:
     """One line per feature: the path it took in this process (for ``dlrun --debug``)."""
+    import torch
+
     low, high = TORCH_RANGE
     lines = [f"torch {torch.__version__}; private paths written for {low[0]}.{low[1]} <= torch < {high[0]}.{high[1]}"]
     return lines + [f"{feature}: {path}" for feature, path in sorted(PATHS.items())]
@@ -70,6 +78,7 @@ def report() -> list[str]:
 
 def fused_kernel_devices() -> set[str]:
     """Device types with fused optimizer kernels in the installed torch (CUDA only before 2.4)."""
+
     if not in_tested_range():
         took("fused kernel devices", False, "torch outside the tested range: CUDA only")
         return {"cuda"}
@@ -102,6 +111,8 @@ DYNAMO_WRAPPED_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_st
 def spare_dynamo_import() -> bool:
     """Let torch.optim's optimizers be built, zeroed and saved without importing torch._dynamo.
     Call before building the optimizer; returns whether it applied (False once torch._dynamo is in)."""
+    import torch
+
     disable = getattr(torch, "_disable_dynamo", None)
     if "torch._dynamo" in sys.modules:
         return took("optimizer without torch._dynamo", False, "torch._dynamo is already imported")
@@ -119,6 +130,8 @@ def spare_dynamo_import() -> bool:
 def restore_dynamo_wrappers() -> None:
     """Undo ``spare_dynamo_import`` before anything compiles (trainer.compile in a process that
     already trained without it, e.g. a sweep worker): torch.optim marks its functions again."""
+    import torch
+
     for name in DYNAMO_WRAPPED_METHODS:
         function = getattr(getattr(torch.optim.Optimizer, name, None), "__wrapped__", None)
         if function is not None and getattr(function, "__dynamo_disable", None) is function:
@@ -129,6 +142,7 @@ def eager_step(optimizer: torch.optim.Optimizer):
     """``optimizer.step`` as a function of no arguments; without torch.optim's graph-break wrapper
     (and its import of torch._dynamo) when nothing compiles and the optimizer has no step hooks,
     which that path would skip. Optimizers whose step is not wrapped so (``CourseMomentum``) keep theirs."""
+    import torch
     from torch.optim import optimizer as torch_optimizer
 
     hooks = [
@@ -169,6 +183,8 @@ def eager_zero_grad(optimizer: torch.optim.Optimizer):
     """``optimizer.zero_grad(set_to_none=True)`` as a function of no arguments: the same
     ``p.grad = None`` for every parameter, without the profiler range torch.optim opens around it
     on every call (~50 us, 2% of a MNIST-1D CNN step). An optimizer with a zero_grad of its own keeps it."""
+    import torch
+
     if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
         return lambda: optimizer.zero_grad(set_to_none=True)
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -187,6 +203,8 @@ def fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
     device and dtype again): 32 against 102 us for the MNIST-1D CNN's 8 tensors, ~4% of its step.
     ``torch_step`` takes any step this cannot: the first (torch creates the state), a parameter
     without a gradient, a torch without the kernel. None when the optimizer is not such an Adam."""
+    import torch
+
     kernels = {False: "_fused_adam_", True: "_fused_adamw_"}  # decoupled weight decay (AdamW) or not
     one_kind = len({(p.device, p.dtype) for group in optimizer.param_groups for p in group["params"]}) == 1
     if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or not one_kind:
@@ -295,6 +313,8 @@ def keep_freed_memory() -> bool:
 def foreach_ops():
     """(add, mul_, add_) over lists of tensors: torch's multi-tensor kernels (one call per group), or
     a loop over the tensors with the same arithmetic. Chosen once, when an optimizer is built."""
+    import torch
+
     names = ("_foreach_add", "_foreach_mul_", "_foreach_add_")
     if in_tested_range() and all(hasattr(torch, name) for name in names):
         took("multi-tensor momentum (torch._foreach_*)", True)
@@ -319,25 +339,39 @@ def foreach_ops():
 
 
 def _layer_types(module, private: str, public: tuple[str, ...]) -> tuple[type, ...]:
+    from torch import nn
+
     base = getattr(module, private, None)
     if in_tested_range() and isinstance(base, type):
         return (base,)
     return tuple(getattr(nn, name) for name in public if hasattr(nn, name))
 
 
-BATCH_NORM = _layer_types(
-    getattr(nn.modules, "batchnorm", None), "_BatchNorm", ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
-)
-DROPOUT = _layer_types(
-    getattr(nn.modules, "dropout", None),
-    "_DropoutNd",
-    ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"),
-)
-CONVOLUTION = _layer_types(
-    getattr(nn.modules, "conv", None),
-    "_ConvNd",
-    ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"),
-)
+_LAYERS = {  # name -> (torch.nn.modules submodule, private base class, public classes)
+    "BATCH_NORM": ("batchnorm", "_BatchNorm", ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")),
+    "DROPOUT": (
+        "dropout",
+        "_DropoutNd",
+        ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"),
+    ),
+    "CONVOLUTION": (
+        "conv",
+        "_ConvNd",
+        ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"),
+    ),
+}
+
+
+def __getattr__(name: str):
+    """BATCH_NORM, DROPOUT, CONVOLUTION: tuples of layer classes for isinstance, built on first use."""
+    if name not in _LAYERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import torch
+
+    submodule, private, public = _LAYERS[name]
+    types = _layer_types(getattr(torch.nn.modules, submodule, None), private, public)
+    globals()[name] = types
+    return types
 
 
 # ---- Hydra's mode probe ------------------------------------------------------------------------------
@@ -380,6 +414,7 @@ def numpy_arrays_allowed():
     no code. A torch without ``safe_globals`` (before 2.5) or a numpy without its reconstructor
     refuses such old checkpoints; new ones load."""
     import numpy as np
+    import torch
 
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     reconstruct = getattr(getattr(core, "multiarray", None), "_reconstruct", None)
