@@ -99,9 +99,8 @@ def main() -> None:
                 ]
                 cfgs = [compose([*common, f"optimizer.lr={lr}"]) for lr in learning_rates(k)]
                 solo_rates, stacked_rates, ratios, differences = [], [], [], []
-                for repeat in range(
-                    args.repeats
-                ):  # stacked, then its solo trials, in turn: a noisy machine's slow spells hit both
+                # stacked, then its solo trials, in turn: a noisy machine's slow spells hit both
+                for repeat in range(args.repeats):
                     folder = Path(tmp) / f"{model}-{k}-{repeat}"
                     started = time.perf_counter()
                     stacked = train_stacked(cfgs, [folder / f"stacked-{i}" for i in range(k)], quiet)

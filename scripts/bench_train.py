@@ -150,9 +150,8 @@ def inner(kind: str, work: Path, steps: int, eval_every: int, barrier: Path | No
     # anyone else), so weights_only=True, which refuses module objects, is not needed here.
     saved = torch.load(work, weights_only=False)
     X, y, model = saved["X"], saved["y"], saved["model"]
-    if (
-        barrier is not None
-    ):  # loops started together train together (scripts/bench_sweep.py's ceiling): wait for the others
+    # loops started together train together (scripts/bench_sweep.py's ceiling): wait for the others
+    if barrier is not None:
         (barrier / str(os.getpid())).touch()
         while len(list(barrier.iterdir())) < parties:
             time.sleep(0.002)

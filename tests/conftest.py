@@ -46,7 +46,8 @@ def pytest_collection_modifyitems(config, items):
     slow = [item for item in items if item.get_closest_marker("slow") and not any(_is(item, n) for n in named)]
     if slow:
         config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item not in set(slow)]
+        slow_ids = {id(item) for item in slow}
+        items[:] = [item for item in items if id(item) not in slow_ids]
 
 
 def _named_test(arg: str) -> tuple[str, str]:

@@ -187,6 +187,5 @@ def test_separate_target_source_feeds_dev_and_test():
     data = build_data(cfg)
     sizes = {name: len(xy[0]) for name, xy in data.splits.items()}
     assert sizes == {"train": 990, "train_dev": 110, "dev": 150, "test": 150, "train_general": 895, "train_target": 95}
-    assert (
-        sizes["train_general"] + sizes["train_target"] == sizes["train"]
-    )  # the training set by distribution (SPEC E17)
+    # the training set by distribution (SPEC E17)
+    assert sizes["train_general"] + sizes["train_target"] == sizes["train"]

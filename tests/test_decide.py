@@ -56,9 +56,8 @@ def test_satisficing_picks_b_as_the_course_does(course_classifiers):
     assert result["best"].endswith("B")
     assert result["differing"] == ["model.layers"]  # logger settings are not differences that matter
     assert [row["meets_constraints"] for row in result["runs"]] == [True, True, False]
-    assert compare(course_classifiers, "metrics.dev.accuracy", [], maximize=True)["best"].endswith(
-        "C"
-    )  # without the threshold
+    # without the threshold
+    assert compare(course_classifiers, "metrics.dev.accuracy", [], maximize=True)["best"].endswith("C")
 
 
 def test_compare_command(tmp_path, course_classifiers):
@@ -95,9 +94,8 @@ def test_the_error_and_accuracy_reuse_a_known_error_and_match_a_fresh_pass():
     assert optimizing_metric(model, X, y, "multiclass", 3, "error", {}, error=fresh) == fresh
     assert optimizing_metric(model, X, y, "multiclass", 3, "accuracy", {}, error=0.25) == 0.75
     assert optimizing_metric(model, X, y, "multiclass", 3, "accuracy", {}) == pytest.approx(1 - fresh)
-    assert (
-        optimizing_metric(model, X, y, "multiclass", 3, "f1", {}, error=0.25) != 0.75
-    )  # other metrics still look at predictions
+    # other metrics still look at predictions
+    assert optimizing_metric(model, X, y, "multiclass", 3, "f1", {}, error=0.25) != 0.75
     assert optimizing_metric(model, X, y.float(), "regression", None, "error", {}, error=0.25) is None
 
 

@@ -446,9 +446,8 @@ def test_rotation_needs_2d_images():
     with pytest.raises(ConfigError) as err:
         build_augmenter(rotation=10, input_shape=(1, 40))
     assert problem(err).key == "data.augment.rotation" and "(C,H,W)" in str(err.value)
-    assert (
-        build_augmenter(hflip=True, crop_padding=3, color_shift=0.1, input_shape=(1, 40)) is not None
-    )  # signals are fine otherwise
+    # signals are fine otherwise
+    assert build_augmenter(hflip=True, crop_padding=3, color_shift=0.1, input_shape=(1, 40)) is not None
 
 
 @pytest.mark.parametrize(
@@ -494,6 +493,5 @@ def test_the_trainer_augments_training_batches_only(tmp_path):
     (plain, plain_record), (noisy, noisy_record) = runs["plain"], runs["noisy"]
     assert noisy_record["train_loss"] > 2 * plain_record["train_loss"]  # the mini-batches were changed
     assert noisy["metrics"]["dev"]["loss"] == pytest.approx(plain["metrics"]["dev"]["loss"], rel=1e-6)
-    assert noisy["metrics"]["train"]["loss"] == pytest.approx(
-        plain["metrics"]["train"]["loss"], rel=1e-6
-    )  # evaluation: clean data
+    # evaluation: clean data
+    assert noisy["metrics"]["train"]["loss"] == pytest.approx(plain["metrics"]["train"]["loss"], rel=1e-6)

@@ -96,9 +96,8 @@ def test_a_missing_private_name_takes_the_public_path_and_training_works(tmp_pat
     if name == "_fused_adam_":
         import dlrunner.runtime
 
-        monkeypatch.setattr(
-            dlrunner.runtime, "fused_kernel_devices", lambda: {"cuda"}
-        )  # torch's fused step needs it too
+        # torch's fused step needs it too
+        monkeypatch.setattr(dlrunner.runtime, "fused_kernel_devices", lambda: {"cuda"})
     final_dev_error(tmp_path, "run")
     assert any(path.startswith("public") for path in internals.PATHS.values()), internals.PATHS
 

@@ -154,12 +154,10 @@ def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial
 
     assert layers(model(pooled)) is not None
     assert layers(model(pooled), on_cpu=False) is None  # CUDA: vmap's grouped convolutions
-    assert (
-        layers(model("model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")) is None
-    )  # grouped
-    assert (
-        layers(model("data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]", shape=(1, 8, 8))) is None
-    )  # 2-D
+    # grouped
+    assert layers(model("model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]")) is None
+    # 2-D
+    assert layers(model("data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]", shape=(1, 8, 8))) is None
     # Pooling, dropout (keeping all), a strided conv, global pooling, a hidden fc layer: each trial's
     # scores are its own model's.
     models = [model(pooled) for _ in range(3)]
@@ -198,9 +196,8 @@ def test_the_work_of_a_step_counts_a_convolutions_multiply_adds():
     cnn = build_model(compose("experiment=mnist1d_cnn"), (1, 40), 10)[0]
     assert work_per_example(cnn, (1, 40)) == 19 * 25 * 5 + 10 * 25 * 75 + 5 * 25 * 75 + 125 * 10 == 31_750
     mlp = build_model(compose("model=mlp"), (40,), 10)[0]
-    assert (
-        work_per_example(mlp, (40,)) == 15_210
-    )  # the parameters: 40x100 + 100x100 + 100x10 multiply-adds plus the biases
+    # the parameters: 40x100 + 100x100 + 100x10 multiply-adds plus the biases
+    assert work_per_example(mlp, (40,)) == 15_210
     assert cpu_threads(work_per_example(cnn, (1, 40)), 100) == 1
     assert cpu_threads(16 * work_per_example(cnn, (1, 40)), 100) == TORCH_DEFAULT_THREADS
     assert cpu_threads_for(cnn, (1, 40), 100) == 1 and cpu_threads_for(cnn, (1, 40), 16 * 100) == TORCH_DEFAULT_THREADS

@@ -2,9 +2,10 @@
 
 Each use sits behind an explicit version range -- the torch releases it was written for and is tested
 on -- and a check that the private name is there and has the shape expected. Outside the range, or
-when a check fails, the public API is used instead: training gives the same result, only slower or
-slower to start. ``PATHS`` records which path each feature took in this process; ``dlrun --debug``
-prints it at the end of a run.
+when a check fails, the public API is used instead: the same training, only slower or slower to
+start (bit for bit the same except where a fused kernel gives way to torch's unfused one).
+``PATHS`` records which path each feature took in this process; ``dlrun --debug`` prints it at the
+end of a run.
 
 What is private here, and why:
 - torch.optim's ``torch._disable_dynamo`` wrappers and ``_use_grad_for_differentiable``: skipping
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 # never load torch (`dlrun train --cfg job`, `-h`).
 
 # The torch releases the private uses below were written for (inclusive lower, exclusive upper
-# bound). CI tests the newest; a torch outside the range takes the public path.
+# bound). CI tests the torch the README pins; a torch outside the range takes the public path.
 TORCH_RANGE = ((2, 3), (2, 15))
 HYDRA_RANGE = ((1, 3), (1, 4))
 
@@ -78,7 +79,6 @@ def report() -> list[str]:
 
 def fused_kernel_devices() -> set[str]:
     """Device types with fused optimizer kernels in the installed torch (CUDA only before 2.4)."""
-
     if not in_tested_range():
         took("fused kernel devices", False, "torch outside the tested range: CUDA only")
         return {"cuda"}
@@ -154,9 +154,8 @@ def eager_step(optimizer: torch.optim.Optimizer):
             (optimizer, "_optimizer_step_post_hooks"),
         )
     ]
-    use_grad = getattr(
-        type(optimizer).step, "__wrapped__", None
-    )  # under the profiler hook torch.optim puts on every step
+    # under the profiler hook torch.optim puts on every step
+    use_grad = getattr(type(optimizer).step, "__wrapped__", None)
     update = getattr(use_grad, "__wrapped__", None)
     wrap = getattr(torch_optimizer, "_use_grad_for_differentiable", None)
     if (

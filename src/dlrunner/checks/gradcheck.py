@@ -174,9 +174,8 @@ def gradient_check(
     threads = torch.get_num_threads()
     small = sum(p.numel() for p in model.parameters()) * len(X) < SMALL_WORK
     if small:
-        torch.set_num_threads(
-            1
-        )  # thousands of tiny forward passes: splitting each across threads costs more than it saves
+        # thousands of tiny forward passes: splitting each across threads costs more than it saves
+        torch.set_num_threads(1)
     try:
         return _gradient_check(model, loss_fn, X, y, l2, epsilon, max_coordinates, seed, max_seconds, batch_norm)
     finally:

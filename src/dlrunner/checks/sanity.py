@@ -210,9 +210,8 @@ def check_overfit(
             measured,
             f"{what}: training diverged; the learning rate{lr_text} is too large (or the inputs are unnormalised).",
         )
-    if (
-        final >= initial
-    ):  # no progress at all, or worse: steps too big to settle, or a network that cannot break symmetry
+    # no progress at all, or worse: steps too big to settle, or a network that cannot break symmetry
+    if final >= initial:
         return CheckResult(
             name,
             False,

@@ -86,9 +86,8 @@ def image_folder(path: str, size: list[int] | None = None, grayscale: bool = Fal
             with Image.open(file) as image:
                 image = image.convert(mode)  # convert() reads the whole file, so a truncated one fails here
                 if target_size is not None:
-                    image = image.resize(
-                        (target_size[1], target_size[0]), Image.Resampling.BILINEAR
-                    )  # PIL takes (W, H)
+                    # PIL takes (W, H)
+                    image = image.resize((target_size[1], target_size[0]), Image.Resampling.BILINEAR)
                 pixels.append(np.asarray(image, dtype=np.uint8))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise ConfigError(

@@ -77,8 +77,7 @@ def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int
 
 def _raw(x: torch.Tensor, mean, std) -> list[float]:
     values = x.cpu()
-    if (
-        mean is not None
-    ):  # per-feature statistics have the example's shape, per-channel ones (C, 1, ...): both broadcast
+    # per-feature statistics have the example's shape, per-channel ones (C, 1, ...): both broadcast
+    if mean is not None:
         values = values * torch.as_tensor(std) + torch.as_tensor(mean)
     return values.flatten()[:1024].tolist()

@@ -142,9 +142,8 @@ class _Conv1dMatmul(torch.autograd.Function):
     def backward(ctx, grad):
         patches, filters = ctx.saved_tensors
         solo, K, N, C, L, out_ch, f, s, p, Lp, L_out = ctx.sizes
-        grad_out = (
-            (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, out_ch)
-        )  # free when channels last
+        # free when channels last
+        grad_out = (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, out_ch)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_patches = torch.bmm(grad_out, filters).view(K, N, L_out, f, C)
@@ -156,9 +155,8 @@ class _Conv1dMatmul(torch.autograd.Function):
             if not ctx.channels_last:
                 grad_x = grad_x.contiguous()
         if ctx.needs_input_grad[1]:
-            if (
-                f * C < out_ch
-            ):  # MKL makes a short, wide product much faster than a tall, thin one: 35 against 90 us for 25 x 5
+            # MKL makes a short, wide product much faster than a tall, thin one: 35 against 90 us for 25 x 5
+            if f * C < out_ch:
                 grad_filters = torch.bmm(patches.transpose(1, 2), grad_out).transpose(1, 2)
             else:
                 grad_filters = torch.bmm(grad_out.transpose(1, 2), patches)

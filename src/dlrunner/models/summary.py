@@ -106,9 +106,8 @@ def multiply_adds(model: nn.Module, input_shape: tuple) -> int:
 
     def count(module, inputs, output):
         nonlocal total
-        total += (
-            output.numel() * module.weight[0].numel()
-        )  # per output value: one filter (or row), in_channels/groups x kernel
+        # per output value: one filter (or row), in_channels/groups x kernel
+        total += output.numel() * module.weight[0].numel()
 
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, *CONVOLUTION))]
     _run_one_example(model, input_shape, dict.fromkeys(layers, count))

@@ -44,9 +44,8 @@ class CoarseToFine:
     grid_points: int = 3
     minimize: bool = True
     trials: list = field(default_factory=list)
-    regions: list = field(
-        default_factory=list
-    )  # one per round: name -> [lo, hi] in the parameter's values, or its choices
+    # one per round: name -> [lo, hi] in the parameter's values, or its choices
+    regions: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.method not in METHODS:

@@ -338,9 +338,8 @@ class StackFit:
                 self.stopped_early[k], self.message[k] = True, patience
                 self.stopped_at[k] = (step, epoch)
             elif len(self.records[k]) % s.checkpoint_every == 0 and step < s.total_steps:
-                self.checkpoint(
-                    self, k, (step, epoch, position), None
-                )  # as the solo loop: every checkpoint_every evaluations
+                # as the solo loop: every checkpoint_every evaluations
+                self.checkpoint(self, k, (step, epoch, position), None)
         self.eval_s_total += time.perf_counter() - started
 
 
@@ -360,9 +359,8 @@ def finish_trial(
     signal_name: str | None = None,
 ) -> dict:
     """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
-    model.load_state_dict(
-        stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None)
-    )  # early stopping keeps the best (SPEC B8)
+    # early stopping keeps the best (SPEC B8)
+    model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))
     summary = summarize(cfg, data, model, result, settings)
     summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
     if result.status == "interrupted" and signal_name:

@@ -109,9 +109,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = trainer.steps or trainer.epochs * steps_per_epoch
     if resume is not None:
-        if (
-            total_steps <= resume["step"] and not auto
-        ):  # auto: trained to the end, killed before its summary; fit adds none
+        # auto: trained to the end, killed before its summary; fit adds none
+        if total_steps <= resume["step"] and not auto:
             raise ConfigError(
                 Problem(
                     "trainer.steps" if trainer.steps else "trainer.epochs",
@@ -166,9 +165,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         status = summary["status"]
         outputs.write_summary(summary)
         analysis = None
-        if (
-            data.task in ("binary", "multiclass") and data.splits["dev"][1].ndim == 1
-        ):  # confusion matrix and misclassified dev examples, for review
+        # confusion matrix and misclassified dev examples, for review
+        if data.task in ("binary", "multiclass") and data.splits["dev"][1].ndim == 1:
             analysis = misclassified(
                 model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
             )
