@@ -32,15 +32,35 @@ def stacked_and_solo(tmp_path: Path, common: tuple, trials: list[tuple]):
     return stacked, solo
 
 
-def assert_same_curve(a: list[dict], b: list[dict]) -> None:
+def assert_same_curve(a: list[dict], b: list[dict], exact: bool = True) -> None:
+    """Every record of metrics.jsonl equal: a stacked trial takes its solo run's steps bit for bit
+    (the same batches, products, losses and optimizer kernels), so its numbers are the solo run's.
+    ``exact=False`` (the CNN): a stack evaluates a split in smaller chunks than a solo run (K trials'
+    activations at once), and the convolutions' products round per chunk size, so the evaluation
+    losses agree to float tolerance; the training, the errors and the weights are still exact."""
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for x, y in zip(a, b):
-        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=2e-3)
-        assert x["dev"]["loss"] == pytest.approx(y["dev"]["loss"], rel=2e-3)
-        assert x["dev"]["error"] == pytest.approx(y["dev"]["error"], abs=0.01)
-        assert x["J_with_penalty"] == pytest.approx(y["J_with_penalty"], rel=2e-3)
-        assert x["lr"] == y["lr"]  # hyperparameters keep their full (double) precision in a stack
-        assert set(x) == set(y) and set(x["dev"]) == set(y["dev"])
+        if exact:
+            assert x == y
+            continue
+        losses = ("J", "J_with_penalty", "train.loss", "dev.loss", "train_dev.loss")
+        flat_x, flat_y = flatten(x), flatten(y)
+        assert {k: v for k, v in flat_x.items() if k not in losses} == {
+            k: v for k, v in flat_y.items() if k not in losses
+        }
+        for key in losses:
+            if key in flat_x:
+                assert flat_x[key] == pytest.approx(flat_y[key], rel=1e-7)
+
+
+def flatten(record: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
@@ -55,10 +75,10 @@ def test_a_stacked_trial_follows_its_solo_run(tmp_path, model):
     ]
     stacked, solo = stacked_and_solo(tmp_path, MODELS[model], trials)
     for k in range(len(trials)):
-        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
+        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"), model == "mlp")
         s, o = stacked[k], solo[k]
         assert s["status"] == o["status"] == "completed"
-        assert s["metrics"]["dev"]["error"] == pytest.approx(o["metrics"]["dev"]["error"], abs=0.01)
+        assert_same_curve([s["metrics"] | {"step": 0}], [o["metrics"] | {"step": 0}], model == "mlp")
         assert s["n_params"] == o["n_params"] and s["config"] == o["config"]
         assert set(s) == set(o) and set(s["diagnosis"]) == set(o["diagnosis"])
         assert s["timing"]["stacked_with"] == len(trials)
@@ -67,12 +87,14 @@ def test_a_stacked_trial_follows_its_solo_run(tmp_path, model):
         assert {p.name for p in (tmp_path / f"stacked{k}" / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
 def test_every_stacked_optimizer_takes_the_solo_steps(tmp_path, optimizer):
-    lr = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 0.001}[optimizer]
+    lr = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 0.001, "adam": 0.01}[optimizer]
     trials = [(f"optimizer.lr={lr}",), (f"optimizer.lr={lr / 3}", "regularization.l2=1.0")]
-    if optimizer != "sgd":
+    if optimizer in ("momentum", "rmsprop"):
         trials.append((f"optimizer.lr={lr / 2}", "optimizer.beta=0.8"))
+    if optimizer == "adam":
+        trials.append((f"optimizer.lr={lr / 2}", "optimizer.beta1=0.8", "optimizer.beta2=0.99"))
     stacked_and_solo(tmp_path, ("model=mlp", f"optimizer={optimizer}"), trials)
     for k in range(len(trials)):
         assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dlrunner.errors import ConfigError
-from dlrunner.train.evaluate import evaluate, masked_multilabel_loss
+from dlrunner.train.evaluate import evaluate, loss_function
 from helpers import compose, dlrun_in_process, train_in_process
 
 QUICK = ("trainer=quick", "trainer.steps=60", "trainer.eval_every=30", "trainer.device=cpu")
@@ -127,7 +127,7 @@ def test_transfer_from_another_architecture_is_bad_input(tmp_path, pretrained):
 def test_missing_labels_add_nothing_to_the_loss():
     scores = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], requires_grad=True)
     y = torch.tensor([[1.0, math.nan, 0.0], [math.nan, 1.0, math.nan]])
-    loss = masked_multilabel_loss(scores, y)
+    loss = loss_function("multilabel")(scores, y)
     logistic = lambda z, t: -(t * math.log(1 / (1 + math.exp(-z))) + (1 - t) * math.log(1 - 1 / (1 + math.exp(-z))))  # noqa: E731
     expected = (logistic(2.0, 1) + logistic(0.5, 0) + logistic(3.0, 1)) / 2  # summed over labelled entries, / m
     assert loss.detach().item() == pytest.approx(expected, rel=1e-6)

@@ -11,7 +11,8 @@ What is private here, and why:
 - torch.optim's ``torch._disable_dynamo`` wrappers and ``_use_grad_for_differentiable``: skipping
   them spares ``import torch._dynamo`` (~1.2 s of start-up) when nothing compiles;
 - ``torch._fused_adam_`` / ``torch._fused_adamw_``: Adam's fused kernel without torch.optim's
-  per-step bookkeeping in Python (32 against 102 us per step for the MNIST-1D CNN);
+  per-step bookkeeping in Python (32 against 102 us per step for the MNIST-1D CNN); and in a stack,
+  on each trial's rows, so that a stacked trial takes its solo run's Adam step bit for bit;
 - ``torch.utils._foreach_utils._get_fused_kernels_supported_devices``: which devices have fused
   optimizer kernels (the CPU since torch 2.4);
 - glibc's ``mallopt``: freed tensors stay in the heap for a stack's next step;
@@ -271,6 +272,27 @@ def fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
 
     took("fused Adam kernel alone", True)
     return step
+
+
+FUSED_ADAM_ON_ROWS = "stacked Adam through the fused kernel"
+
+
+def fused_adam_kernel(device):
+    """torch's fused Adam kernel (``torch._fused_adam_``) when it runs on ``device``, else None.
+
+    A stack calls it on each trial's rows so that the trial takes its solo run's Adam step bit
+    for bit (dlrunner.stack.optim); its caller takes the written-out step when this is None or
+    when the kernel refuses its first call."""
+    import torch
+
+    if not in_tested_range() or not hasattr(torch, "_fused_adam_"):
+        took(FUSED_ADAM_ON_ROWS, False, "torch outside the tested range or without the kernel")
+        return None
+    if device.type not in fused_kernel_devices():
+        took(FUSED_ADAM_ON_ROWS, False, f"no fused kernel on {device.type}")
+        return None
+    took(FUSED_ADAM_ON_ROWS, True)
+    return torch._fused_adam_
 
 
 # ---- Memory: freed tensors stay in the heap (glibc) ---------------------------------------------

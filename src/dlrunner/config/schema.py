@@ -1,9 +1,10 @@
 """Structured-config schemas: the types and keys of every config group.
 
-Values and defaults live in the YAML files of conf/; these dataclasses only say which keys exist
-and what type each one has, so that ``optimizer.lrr=0.1`` (a typo) or ``optimizer.lr=fast`` (a
-wrong type) fails while Hydra composes the config, before anything runs. Each YAML option names
-its schema in its defaults list (``- /schema/optimizer/adam@_here_``).
+These dataclasses say which keys exist and what type each one has, so that ``optimizer.lrr=0.1``
+(a typo) or ``optimizer.lr=fast`` (a wrong type) fails while Hydra composes the config, before
+anything runs. Each YAML option names its schema in its defaults list
+(``- /schema/optimizer/adam@_here_``). The schemas of builder options (models, optimizers,
+schedules) are derived from the builders' signatures, defaults included (``config/derive.py``).
 
 This module imports neither torch nor anything heavy: ``dlrun show`` and composition stay fast.
 """
@@ -74,169 +75,8 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-# ---------------------------------------------------------------- model
-
-
-@dataclass
-class LogRegConfig:
-    _target_: str = "dlrunner.models.build_logreg"
-    init: str = MISSING
-
-
-@dataclass
-class MLPConfig:
-    _target_: str = "dlrunner.models.build_mlp"
-    layers: List[int] = MISSING  # hidden units n[1..L-1]; the output layer comes from the task
-    activation: Any = MISSING  # one name for all hidden layers, or one per layer
-    leaky_slope: float = 0.01
-    init: str = MISSING  # he | xavier | glorot | small_random | zeros | pytorch
-    batch_norm: bool = False
-    keep_prob: Any = 1.0  # dropout keep probability, one value or one per hidden layer
-    input_keep_prob: float = 1.0
-
-
-@dataclass
-class CNNConfig:
-    _target_: str = "dlrunner.models.build_cnn"
-    blocks: List[Any] = (
-        MISSING  # conv / separable / pool / global_pool / batch_norm / activation / dropout / flatten / fc
-    )
-    init: str = "he"
-
-
-@dataclass
-class LeNet5Config:
-    _target_: str = "dlrunner.models.build_lenet5"
-    activation: str = "tanh"
-    pooling: str = "avg"
-
-
-@dataclass
-class AlexNetConfig:
-    _target_: str = "dlrunner.models.build_alexnet"
-    dropout: float = 0.5
-    fc_units: int = 4096
-
-
-@dataclass
-class VGGConfig:
-    _target_: str = "dlrunner.models.build_vgg"
-    depth: int = 16
-    batch_norm: bool = False
-    fc_units: int = 4096
-    dropout: float = 0.5
-    width: float = 1.0
-
-
-@dataclass
-class ResNetConfig:
-    _target_: str = "dlrunner.models.build_resnet"
-    depth: int = 18
-    width: int = 64
-    stem: str = "auto"
-
-
-@dataclass
-class GoogLeNetConfig:
-    _target_: str = "dlrunner.models.build_googlenet"
-    aux_heads: bool = False
-    width: float = 1.0
-    dropout: float = 0.4
-
-
-@dataclass
-class MobileNetConfig:
-    _target_: str = "dlrunner.models.build_mobilenet"
-    width: float = 1.0
-
-
-@dataclass
-class RNNConfig:
-    _target_: str = "dlrunner.models.build_rnn"
-    cell: str = MISSING  # rnn | gru | lstm
-    hidden: int = 64
-    num_layers: int = 1
-    bidirectional: bool = False
-    head: str = "last"  # last | mean | attention | flatten | many_to_many
-    dropout: float = 0.0
-
-
-# ---------------------------------------------------------------- optimizer
-
-
-@dataclass
-class GDConfig:
-    _target_: str = "dlrunner.optim.build_gd"
-    lr: float = MISSING
-    batch_size: Any = "full"
-
-
-@dataclass
-class SGDConfig:
-    _target_: str = "dlrunner.optim.build_sgd"
-    lr: float = MISSING
-    batch_size: Any = MISSING  # a positive integer (powers of two are customary) or "full"
-
-
-@dataclass
-class MomentumConfig(SGDConfig):
-    _target_: str = "dlrunner.optim.build_momentum"
-    beta: float = MISSING
-
-
-@dataclass
-class RMSpropConfig(SGDConfig):
-    _target_: str = "dlrunner.optim.build_rmsprop"
-    beta: float = MISSING
-    eps: float = MISSING
-
-
-@dataclass
-class AdamConfig(SGDConfig):
-    _target_: str = "dlrunner.optim.build_adam"
-    beta1: float = MISSING
-    beta2: float = MISSING
-    eps: float = MISSING
-
-
-# ---------------------------------------------------------------- schedule
-
-
-@dataclass
-class ConstantScheduleConfig:
-    _target_: str = "dlrunner.optim.schedules.constant"
-
-
-@dataclass
-class InverseTimeScheduleConfig:
-    _target_: str = "dlrunner.optim.schedules.inverse_time"
-    decay_rate: float = MISSING
-
-
-@dataclass
-class ExponentialScheduleConfig:
-    _target_: str = "dlrunner.optim.schedules.exponential"
-    base: float = MISSING
-
-
-@dataclass
-class InverseSqrtScheduleConfig:
-    _target_: str = "dlrunner.optim.schedules.inverse_sqrt"
-    k: float = MISSING
-
-
-@dataclass
-class StaircaseScheduleConfig:
-    _target_: str = "dlrunner.optim.schedules.staircase"
-    factor: float = MISSING
-    every_epochs: int = MISSING
-
-
-@dataclass
-class CosineScheduleConfig:
-    _target_: str = "dlrunner.optim.schedules.cosine"
-    warmup_steps: int = MISSING
-    min_factor: float = MISSING
+# The model, optimizer and schedule groups: each option's schema is derived from its builder
+# function's signature (dlrunner.config.derive), so that it is declared once.
 
 
 # ---------------------------------------------------------------- regularization, trainer
@@ -330,30 +170,9 @@ class Config:
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
 
 
-SCHEMAS = {
+SCHEMAS = {  # the groups whose options are not builder calls; builder_schemas() adds the others
     "schema/config": Config,
     "schema/data/data": DataConfig,
-    "schema/model/logreg": LogRegConfig,
-    "schema/model/mlp": MLPConfig,
-    "schema/model/cnn": CNNConfig,
-    "schema/model/lenet5": LeNet5Config,
-    "schema/model/alexnet": AlexNetConfig,
-    "schema/model/vgg": VGGConfig,
-    "schema/model/resnet": ResNetConfig,
-    "schema/model/googlenet": GoogLeNetConfig,
-    "schema/model/mobilenet": MobileNetConfig,
-    "schema/model/rnn": RNNConfig,
-    "schema/optimizer/gd": GDConfig,
-    "schema/optimizer/sgd": SGDConfig,
-    "schema/optimizer/momentum": MomentumConfig,
-    "schema/optimizer/rmsprop": RMSpropConfig,
-    "schema/optimizer/adam": AdamConfig,
-    "schema/schedule/constant": ConstantScheduleConfig,
-    "schema/schedule/inverse_time": InverseTimeScheduleConfig,
-    "schema/schedule/exponential": ExponentialScheduleConfig,
-    "schema/schedule/inverse_sqrt": InverseSqrtScheduleConfig,
-    "schema/schedule/staircase": StaircaseScheduleConfig,
-    "schema/schedule/cosine": CosineScheduleConfig,
     "schema/regularization/regularization": RegularizationConfig,
     "schema/trainer/trainer": TrainerConfig,
     "schema/logger/logger": LoggerConfig,
@@ -364,7 +183,9 @@ def register_schemas() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    from dlrunner.config.derive import builder_schemas
+
     store = ConfigStore.instance()
-    for path, node in SCHEMAS.items():
+    for path, node in {**SCHEMAS, **builder_schemas()}.items():
         group, name = path.rsplit("/", 1)
         store.store(group=group, name=name, node=node)

@@ -9,27 +9,18 @@ of sentences the trainer prints (e.g. how a classic adapted to a small input).
 """
 
 import importlib
+from pathlib import Path
 
-# Where each public builder lives; modules are imported on first use, so that using one family
-# does not import the others.
-_HOMES = {
-    "build_logreg": "mlp",
-    "build_mlp": "mlp",
-    "count_parameters": "mlp",
-    "weight_matrices": "mlp",
-    "build_cnn": "cnn",
-    "build_lenet5": "classic",
-    "build_alexnet": "classic",
-    "build_vgg": "classic",
-    "build_resnet": "classic",
-    "build_googlenet": "classic",
-    "build_mobilenet": "classic",
-    "build_rnn": "rnn",
-}
-__all__ = sorted(_HOMES)
+from dlrunner.declarations import public_functions
+
+# A public function of any module of this package is dlrunner.models.<name>: its module is imported
+# on first use, so that using one family does not import the others.
 
 
 def __getattr__(name: str):
-    if name not in _HOMES:
+    homes = public_functions(Path(__file__).parent)
+    if name == "__all__":
+        return sorted(homes)
+    if name not in homes:
         raise AttributeError(f"module 'dlrunner.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"dlrunner.models.{_HOMES[name]}"), name)
+    return getattr(importlib.import_module(f"dlrunner.models.{homes[name]}"), name)

@@ -4,34 +4,38 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from dlrunner.diagnostics.metrics import f1_score, predictions
 from dlrunner.runtime import EVAL_BATCH
+from dlrunner.train.evaluate import exact_mean, example_losses, l2_penalty
 
 TASKS = ("binary", "multiclass", "regression")  # one label per example; multilabel and per-step labels train alone
 
 
-def per_trial_loss(task: str):
-    """loss(scores (K, B, C), y (K, B)) -> (K,) mean loss of each trial's mini-batch."""
+def per_trial_losses(task: str):
+    """losses(scores (K, B, ...), y (K, B, ...)) -> (K, B, ...): each trial's ``example_losses``,
+    computed over the K*B rows at once (with its backward, ~1.35x faster than per trial at K=16)."""
+    losses = example_losses(task)
 
-    def loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def stacked(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k, b = y.shape[:2]
-        if task == "multiclass":  # over (K*B, C) rows: with its backward, ~1.35x faster than logsumexp(z) - z_y at K=16
-            return F.cross_entropy(scores.reshape(k * b, -1), y.reshape(-1), reduction="none").view(k, b).mean(1)
-        if task == "binary":
-            return F.binary_cross_entropy_with_logits(scores.squeeze(-1), y, reduction="none").mean(1)
-        return F.mse_loss(scores.squeeze(-1), y, reduction="none").mean(1)
+        return losses(scores.flatten(0, 1), y.flatten(0, 1)).view(k, b, *y.shape[2:])
 
-    return loss
+    return stacked
+
+
+def per_trial_loss(task: str):
+    """loss(scores (K, B, C), y (K, B)) -> (K,) mean loss of each trial's mini-batch, as ``loss_function``."""
+    losses = per_trial_losses(task)
+    return lambda scores, y: losses(scores, y).flatten(1).mean(1)
 
 
 @torch.no_grad()
 def evaluate_stack(stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials: list[int]) -> dict[int, dict]:
     """Loss and error (and precision, recall, F1 for binary tasks) of each trial in ``trials`` on one split."""
-    loss_fn = per_trial_loss(task)
+    losses_of = per_trial_losses(task)
     device = stacked.device
-    total = torch.zeros(stacked.k, device=device, dtype=torch.float64)
+    chunk_losses = []
     wrong = torch.zeros(stacked.k, device=device, dtype=torch.float64)
     predicted = []
     # K trials' activations for a chunk of examples are K times a solo run's: smaller chunks keep them
@@ -41,12 +45,12 @@ def evaluate_stack(stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials:
     for start in range(0, len(X), chunk):
         xb, yb = X[start : start + chunk].to(device), y[start : start + chunk].to(device)
         scores = stacked.eval_forward(xb).float()  # (K, n, C)
-        total += loss_fn(scores, yb.expand(stacked.k, *yb.shape)).double() * len(xb)
+        chunk_losses.append(losses_of(scores, yb.expand(stacked.k, *yb.shape)))
         if task != "regression":
             guess = predictions(scores.reshape(-1, scores.shape[-1]), task).view(stacked.k, -1)
             wrong += (guess != yb).sum(1)
             predicted.append(guess)
-    losses = (total / max(1, len(X))).tolist()
+    losses = {k: exact_mean([c[k] for c in chunk_losses]) for k in trials}
     if task == "regression":
         return {k: {"loss": losses[k], "error": losses[k]} for k in trials}
     errors = (wrong / max(1, y.numel())).tolist()
@@ -59,8 +63,8 @@ def evaluate_stack(stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials:
     return results
 
 
-def l2_penalties(stacked, l2: torch.Tensor, batch_size: int) -> list[float]:
-    """(lambda/2m) * sum of squared weights, per trial (SPEC B4); ``l2`` is (K,)."""
-    with torch.no_grad():
-        squares = (stacked.flat.double() ** 2 * stacked.weight_mask.double()).sum(1)
-        return (l2.double() / (2 * batch_size) * squares).tolist()
+def l2_penalties(stacked, l2: list[float], batch_size: int) -> list[float]:
+    """Each trial's (lambda/2m) * sum of squared weights (SPEC B4), as its solo run computes it."""
+    weights = [i for i, shape in enumerate(stacked.shapes) if len(shape) > 1]
+    rows = stacked.flat.detach()
+    return [l2_penalty([rows[k].split(stacked.sizes)[i] for i in weights], l2[k], batch_size) for k in range(stacked.k)]

@@ -1,22 +1,28 @@
 """One optimizer update for K trials at once, each with its own hyperparameters.
 
-The same arithmetic as the solo optimizers (``dlrunner.optim``), written over the (K, P)
-parameter tensor of a ``StackedModel`` with per-trial (K, 1) columns for lr, beta, eps and the
-L2 weight decay; so a trial in a stack takes the steps its solo run takes, up to rounding:
+Each trial takes the steps its solo optimizer (``dlrunner.optim``) takes, bit for bit: the update
+is written over the (K, P) parameter tensor of a ``StackedModel`` with per-trial (K, 1) columns for
+lr, beta, eps and the L2 weight decay, in the operations and the order of torch's own kernels, so
+that every entry rounds as in its solo run:
 
-  sgd / gd   W -= lr dW                                   (torch.optim.SGD)
-  momentum   v = b v + (1-b) dW;  W -= lr v               (the course's form, optim.CourseMomentum)
-  rmsprop    s = b s + (1-b) dW^2;  W -= lr dW / (sqrt(s) + eps)          (torch.optim.RMSprop)
-  adam       m, v as above; W -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps)  (torch.optim.Adam)
+  sgd / gd   W += (-lr) dW                                (torch.optim.SGD, fused)
+  momentum   v = b v + (1-b) dW;  W += (-lr) v            (the course's form, optim.CourseMomentum)
+  rmsprop    s = b s + ((1-b) dW) dW;  W -= (lr dW) / (sqrt(s) + eps)    (torch.optim.RMSprop)
+  adam       torch's fused Adam kernel itself, called on each trial's rows (torch.optim.Adam, fused)
 
-with dW += (lambda/m) W on weight matrices (L2 as weight decay, SPEC B4). A trial that has
-stopped (early stopping, divergence) is frozen: neither its weights nor its state move.
-``solo_state`` turns trial k's state into its solo optimizer's state_dict, for checkpoints.
+with dW += (lambda/m) W on weight matrices (L2 as weight decay, SPEC B4). Adam goes through the
+kernel because its arithmetic (a lerp, a contracted multiply-add, double-precision bias
+corrections) is the kernel's and not expressible in tensor operations; without the kernel (another
+torch) the written-out form below is used, equal up to rounding. A trial that has stopped (early
+stopping, divergence) is frozen: neither its weights nor its state move. ``solo_state`` turns trial
+k's state into its solo optimizer's state_dict, for checkpoints.
 """
 
 from __future__ import annotations
 
 import torch
+
+from dlrunner.internals import FUSED_ADAM_ON_ROWS, fused_adam_kernel, took
 
 KINDS = {  # the optimizer builders a stack can stand in for, and the hyperparameters each reads
     "dlrunner.optim.build_gd": ("sgd", ()),
@@ -33,21 +39,30 @@ DEFAULTS = {
 
 
 class StackedOptimizer:
-    def __init__(self, target: str, flat: torch.Tensor, settings: list[dict], weight_decay: torch.Tensor):
-        """``settings``: each trial's optimizer config; ``weight_decay``: (K, P), lambda/m on weight entries, else 0."""
+    def __init__(
+        self,
+        target: str,
+        flat: torch.Tensor,
+        settings: list[dict],
+        weight_decays: list[float],
+        weight_mask: torch.Tensor,
+        sizes: list[int],
+    ):
+        """``settings``: each trial's optimizer config; ``weight_decays``: each trial's lambda/m, which
+        applies where ``weight_mask`` (P,) is 1 (weight matrices); ``sizes``: the parameters' sizes in
+        the order of a row of ``flat``, so that trial k's tensors are the solo optimizer's."""
         self.kind, names = KINDS[target]
         self.flat = flat
-        self.weight_decay = weight_decay if bool((weight_decay != 0).any()) else None
-        # Each trial's hyperparameters in double precision, as its solo optimizer holds them (Python
-        # floats); the (K, 1) columns the step reads are rounded once from them, 1 - beta included.
-        values = {name: [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings] for name in names}
-        self.hyper64 = {
-            name: torch.tensor(v, dtype=torch.float64, device=flat.device)[:, None] for name, v in values.items()
-        }
-        self.hyper = {name: column.to(flat.dtype) for name, column in self.hyper64.items()}
+        self.weight_decays = [float(d) for d in weight_decays]
+        decay = torch.tensor(self.weight_decays, device=flat.device, dtype=flat.dtype)[:, None]
+        self.weight_decay = decay * weight_mask if any(self.weight_decays) else None  # (K, P)
+        # Each trial's hyperparameters as its solo optimizer holds them (Python floats, double);
+        # the (K, 1) columns the step reads are rounded once from them, 1 - beta included.
+        self.values = {name: [float(s.get(name, DEFAULTS[self.kind][name])) for s in settings] for name in names}
+        self.hyper = {name: self._column(v) for name, v in self.values.items()}
         for name in ("beta", "beta1", "beta2"):
-            if name in values:
-                self.hyper[f"one_minus_{name}"] = (1 - self.hyper64[name]).to(flat.dtype)
+            if name in self.values:
+                self.hyper[f"one_minus_{name}"] = self._column([1 - b for b in self.values[name]])
         self.state = {
             name: torch.zeros_like(flat)
             for name in {
@@ -57,47 +72,113 @@ class StackedOptimizer:
                 "adam": ("exp_avg", "exp_avg_sq"),
             }[self.kind]
         }
-        self.scratch = torch.empty_like(flat) if self.kind == "rmsprop" else None  # reused: see step()
-        # per trial (frozen trials stop counting); double, for Adam's bias corrections
-        self.steps = torch.zeros(flat.shape[0], 1, device=flat.device, dtype=torch.float64)
+        self.scratch = torch.empty_like(flat) if self.kind in ("rmsprop", "adam") else None  # reused: see step()
+        self.steps = [0] * flat.shape[0]  # per trial: frozen trials stop counting
+        self.lr_values, self.minus_lr = None, None
+        self.kernel = fused_adam_kernel(flat.device) if self.kind == "adam" else None
+        if self.kernel is not None:
+            self.sizes = sizes
+            self.is_weight = [
+                bool(part[0]) for part in weight_mask.split(sizes)
+            ]  # L2 applies to the whole tensor or not
+            self.step_counts = [torch.zeros((), dtype=torch.float32) for _ in range(flat.shape[0])]
+
+    def _column(self, values: list[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float64, device=self.flat.device)[:, None].to(self.flat.dtype)
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        """One update with ``lr`` (K, 1); ``active`` (K, 1) bool, None when every trial is training.
-        In-place operations on the (K, P) tensors: each one is a pass over every trial's weights."""
-        W, g = self.flat, self.flat.grad
+    def step(self, lrs: list[float], active: list[bool] | None = None) -> None:
+        """One update with learning rates ``lrs`` (one per trial, full precision); ``active``: which
+        trials train (None: all). In-place operations on the (K, P) tensors: each one is a pass over
+        every trial's weights."""
+        if lrs is not self.lr_values:  # a constant schedule passes the same list every step
+            self.lr_values, self.minus_lr = lrs, self._column([-lr for lr in lrs])
+        for k in range(len(self.steps)):
+            self.steps[k] += 1 if active is None or active[k] else 0
+        if self.kernel is not None and self._kernel_step(active):
+            return
+        W, g, h = self.flat, self.flat.grad, self.hyper
+        mask = None if active is None else torch.tensor(active, device=W.device)[:, None]
+        before = None if mask is None else {name: s.clone() for name, s in self.state.items()}
         if self.weight_decay is not None:
             g = g.addcmul_(self.weight_decay, W)  # dW + (lambda/m) W, in the gradient's own memory
-        before = None if active is None else {name: s.clone() for name, s in self.state.items()}
-        self.steps += 1 if active is None else active
-        h = self.hyper
-        # Every intermediate lives in the gradient's memory (g is not needed after the step): a fresh
+        # Every intermediate lives in the gradient's memory or a reused scratch tensor: a fresh
         # (K, P) tensor per operation costs more than the arithmetic on the CPU, where glibc maps and
         # unmaps each one (measured for K=16 MLP trials: 1.4 ms per Adam step with temporaries, 0.35 without).
+        scale = self.minus_lr  # W += (-lr) * step, one multiply-add as torch's add with alpha
         if self.kind == "sgd":
-            update = g.mul_(lr)
-        elif self.kind == "momentum":
-            update = torch.mul(self.state["velocity"].lerp_(g, h["one_minus_beta"]), lr, out=g)  # b v + (1-b) dW
-        elif self.kind == "rmsprop":
-            # torch.optim.RMSprop's operations in its order, so that each trial rounds as its solo run:
-            # s = b s + ((1-b) dW) dW (addcmul_, one fused multiply-add), W -= (lr dW) / (sqrt(s) + eps).
+            step = g
+        elif self.kind == "momentum":  # foreach mul_, then add_ with alpha 1 - beta: CourseMomentum
+            step = self.state["velocity"].mul_(h["beta"]).addcmul_(g, h["one_minus_beta"])
+        elif self.kind == "rmsprop":  # torch.optim.RMSprop's operations in its order
             s = self.state["square_avg"].mul_(h["beta"])
             s.addcmul_(torch.mul(g, h["one_minus_beta"], out=self.scratch), g)
-            update = g.mul_(lr).div_(torch.sqrt(s, out=self.scratch).add_(h["eps"]))
+            step, scale = g.mul_(self.minus_lr).div_(torch.sqrt(s, out=self.scratch).add_(h["eps"])), None
         else:
-            m = self.state["exp_avg"].lerp_(g, h["one_minus_beta1"])
-            v = self.state["exp_avg_sq"].lerp_(g.mul_(g), h["one_minus_beta2"])
-            h64 = self.hyper64  # bias corrections in double, as torch computes them from Python floats
-            correction1 = (1 - h64["beta1"] ** self.steps).to(W.dtype)
-            correction2 = (1 - h64["beta2"] ** self.steps).sqrt().to(W.dtype)
-            # lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps), with the per-trial factors folded into the denominator
-            update = torch.div(m, torch.sqrt(v, out=g).div_(correction2).add_(h["eps"]).mul_(correction1 / lr), out=g)
-        if active is None:
-            W.sub_(update)
-        else:  # a NaN in a frozen trial's update must not reach its weights: where, not a multiplication
-            W.sub_(torch.where(active, update, torch.zeros((), device=W.device, dtype=W.dtype)))
+            step, scale = self._written_out_adam(g), None
+        if mask is not None:  # a NaN in a frozen trial's update must not reach its weights: where, not a product
+            step = torch.where(mask, step, torch.zeros((), device=W.device, dtype=W.dtype))
+        if scale is None:
+            W.add_(step)
+        else:
+            W.addcmul_(step, scale)
+        if mask is not None:
             for name, s in self.state.items():
-                s.copy_(torch.where(active, s, before[name]))
+                s.copy_(torch.where(mask, s, before[name]))
+
+    def _written_out_adam(self, g: torch.Tensor) -> torch.Tensor:
+        """-(lr/(1-b1^t)) m / (sqrt(v)/sqrt(1-b2^t) + eps), in the kernel's order of operations, with the
+        bias corrections in double as torch computes them; in g's memory."""
+        h, W = self.hyper, self.flat
+        m = self.state["exp_avg"].lerp_(g, h["one_minus_beta1"])
+        v = self.state["exp_avg_sq"].mul_(h["beta2"])
+        v.addcmul_(g, torch.mul(g, h["one_minus_beta2"], out=self.scratch))
+        double = dict(dtype=torch.float64, device=W.device)
+        t = torch.tensor(self.steps, **double)[:, None]
+        beta1, beta2 = (torch.tensor(self.values[name], **double)[:, None] for name in ("beta1", "beta2"))
+        minus_step_size = (torch.tensor(self.lr_values, **double)[:, None] / (beta1**t - 1)).to(W.dtype)
+        denominator = torch.sqrt(v, out=self.scratch).div_((1 - beta2**t).sqrt().to(W.dtype)).add_(h["eps"])
+        return torch.mul(m, minus_step_size, out=g).div_(denominator)
+
+    def _kernel_step(self, active: list[bool] | None) -> bool:
+        """Adam through torch's fused kernel, one call per trial and parameter group (weights with
+        their weight decay, the rest without), on views of the trial's rows: the very update its
+        solo optimizer makes, each tensor chunked by the kernel as in the solo run. False when the
+        kernel refused its first call (another signature): the written-out step takes over."""
+        W, g = self.flat.detach(), self.flat.grad
+        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        moved = False
+        for k in range(W.shape[0]):
+            if active is not None and not active[k]:
+                continue
+            self.step_counts[k] += 1
+            rows = [t[k].split(self.sizes) for t in (W, g, exp_avg, exp_avg_sq)]
+            decay = self.weight_decays[k]
+            for weights in (True, False) if decay else (None,):
+                pick = [i for i, w in enumerate(self.is_weight) if weights is None or w == weights]
+                if not pick:
+                    continue
+                params, grads, m, v = ([row[i] for i in pick] for row in rows)
+                call = dict(
+                    lr=self.lr_values[k],
+                    beta1=self.values["beta1"][k],
+                    beta2=self.values["beta2"][k],
+                    weight_decay=decay if weights else 0.0,
+                    eps=self.values["eps"][k],
+                    amsgrad=False,
+                    maximize=False,
+                )
+                try:
+                    self.kernel(params, grads, m, v, [], [self.step_counts[k]] * len(pick), **call)
+                except (TypeError, RuntimeError) as error:
+                    if moved:  # other tensors have moved already: no clean way to the written-out step
+                        raise
+                    self.step_counts[k] -= 1
+                    self.kernel = None
+                    took(FUSED_ADAM_ON_ROWS, False, f"the kernel refused its arguments: {error}")
+                    return False
+                moved = True
+        return True
 
     def solo_state(self, k: int, names: list[str], sizes: list[int], shapes: list, groups: list[list[int]]) -> dict:
         """Trial k's optimizer state in the form its solo optimizer's ``state_dict()`` has.
@@ -108,7 +189,7 @@ class StackedOptimizer:
             return {}
         per_parameter = {}
         rows = {name: s[k].split(sizes) for name, s in self.state.items()}
-        step = float(self.steps[k, 0])
+        step = float(self.steps[k])
         order = [i for group in groups for i in group]
         for position, i in enumerate(order):
             entry = {name: rows[name][i].view(shapes[i]).clone() for name in self.state}

@@ -22,7 +22,6 @@ from rich.console import Console
 from dlrunner.config.builders import call_builder
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
-from dlrunner.diagnostics import diagnose
 from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.internals import BATCH_NORM as BATCH_NORM_LAYERS
 from dlrunner.internals import keep_freed_memory, spare_dynamo_import
@@ -33,11 +32,12 @@ from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
-from dlrunner.train.loop import FitResult, FitSettings, divergence, final_metrics, get_rng_state, patience_ran_out
+from dlrunner.train.loop import get_rng_state
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.run import summarize
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP, Interrupted
+from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
 
 
 class NotStackable(Exception):
@@ -79,10 +79,14 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
             first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size)
         )
     stacked = StackedModel(models)
-    l2 = torch.tensor([float(cfg.regularization.l2) for cfg in cfgs], device=device)
-    weight_decay = (l2 / batch_size)[:, None] * stacked.weight_mask
+    l2 = [float(cfg.regularization.l2) for cfg in cfgs]
     optimizer = StackedOptimizer(
-        first.optimizer._target_, stacked.flat, [OmegaConf.to_container(c.optimizer) for c in cfgs], weight_decay
+        first.optimizer._target_,
+        stacked.flat,
+        [OmegaConf.to_container(c.optimizer) for c in cfgs],
+        [cfg.regularization.l2 / batch_size for cfg in cfgs],  # lambda/m, as optim.parameter_groups
+        stacked.weight_mask,
+        stacked.sizes,
     )
     steps_per_epoch = math.ceil(n_train / batch_size)
     settings = [
@@ -167,7 +171,7 @@ class StackFit:
         data,
         settings: list[FitSettings],
         files: list[RunFiles],
-        l2: torch.Tensor,
+        l2: list[float],
         checkpoint=None,
     ):
         self.stacked, self.optimizer, self.data, self.settings, self.files, self.l2 = (
@@ -180,15 +184,10 @@ class StackFit:
         )
         self.checkpoint = checkpoint or (lambda fit, k, at, pending: None)  # saves trial k's last.pt
         k = stacked.k
+        self.trackers = [TrialTracker(s) for s in settings]
         self.records = [[] for _ in range(k)]  # each trial's metrics records, replayed to its logger at the end
-        self.status = ["completed"] * k
-        self.message = [""] * k
-        self.stopped_early = [False] * k
         self.stopped_at = [None] * k  # (step, epoch) where a trial was frozen
-        self.best_error = [math.inf] * k
-        self.best_step = [None] * k
         self.best_rows = [None] * k  # each trial's best weights (a row of flat), saved as best.pt at the end
-        self.evals_since_best = [0] * k
         self.orders = [None] * k
         self.eval_s_total = 0.0
 
@@ -206,9 +205,9 @@ class StackFit:
             generator = torch.Generator(device=X.device)
             generator.manual_seed(int(cfg_seed) % 2**63)  # the solo loop seeds its shuffle from the run's seed
             self.shuffles.append(generator)
-        # Each trial's learning rate is computed in double precision as its solo run computes it (base
-        # lr times the schedule's factor, Python floats), rounded once to the tensor the step reads.
-        lrs = [float(s.base_lr) for s in self.settings]
+        # Each trial's learning rate as its solo run computes it (FitSettings.lr_at, Python floats):
+        # the optimizer rounds it as the solo optimizer does.
+        lrs = [s.lr_at(0, 0) for s in self.settings]
         clip = [s.grad_clip_norm for s in self.settings]
         clip_norms = torch.tensor([c or math.inf for c in clip], device=device)[:, None] if any(clip) else None
         constant_lr = all(
@@ -218,7 +217,6 @@ class StackFit:
         step, epoch, position = 0, 0, n_train
         batch_losses = []
         self.started = time.perf_counter()
-        lr = torch.tensor(lrs, device=device)[:, None]
         try:
             while step < total_steps and self.active():
                 if STOP.received is not None:
@@ -236,22 +234,15 @@ class StackFit:
                     xb, yb = X.expand(k_all, *X.shape), Y.expand(k_all, *Y.shape)
                 position += batch_size
                 if not constant_lr:
-                    lrs = [s.base_lr * s.schedule(max(epoch, 1), step, total_steps) for s in self.settings]
-                    lr = torch.tensor(lrs, device=device)[:, None]
+                    lrs = [s.lr_at(epoch, step) for s in self.settings]
 
                 losses = loss_fn(stacked.train_forward(xb), yb)  # (K,): each trial's mini-batch loss
                 stacked.flat.grad = None
                 losses.sum().backward()  # row k of flat.grad is trial k's gradient alone
-                if clip_norms is not None:  # clip_grad_norm_ per trial: scale by max_norm / (norm + 1e-6), at most 1
-                    norms = stacked.flat.grad.norm(dim=1, keepdim=True)
-                    stacked.flat.grad.mul_((clip_norms / (norms + 1e-6)).clamp(max=1.0))
-                active = self.active()
-                mask = (
-                    None
-                    if len(active) == k_all
-                    else torch.tensor([k in active for k in range(k_all)], device=device)[:, None]
-                )
-                self.optimizer.step(lr, mask)
+                if clip_norms is not None:
+                    clip_each_trial(stacked.flat.grad, stacked.sizes, clip_norms)
+                training = [at is None for at in self.stopped_at]
+                self.optimizer.step(lrs, None if all(training) else training)
                 batch_losses.append(losses.detach())
                 step += 1
                 if step % s0.eval_every and step != total_steps:
@@ -261,86 +252,52 @@ class StackFit:
         except KeyboardInterrupt:
             pending = torch.stack(batch_losses).cpu() if batch_losses else None  # (steps, K) since the last evaluation
             for k in self.active():
-                self.status[k], self.message[k] = (
-                    "interrupted",
-                    f"interrupted at step {step}; the sweep resumes it from its checkpoint",
-                )
+                self.trackers[k].interrupt(f"interrupted at step {step}; the sweep resumes it from its checkpoint")
                 self.checkpoint(self, k, (step, epoch, position), None if pending is None else pending[:, k])
         self.train_s = time.perf_counter() - self.started
         self.final = (step, epoch, position)
-        results = []
-        for k in range(k_all):
-            at_step, at_epoch = self.stopped_at[k] or (step, epoch)
-            last = self.records[k][-1] if self.records[k] else None
-            results.append(
-                FitResult(
-                    self.status[k],
-                    self.message[k],
-                    at_step,
-                    at_epoch,
-                    self.train_s,
-                    self.eval_s_total,
-                    self.stopped_early[k],
-                    self.best_step[k],
-                    None if self.best_step[k] is None else self.best_error[k],
-                    final_metrics(self.status[k], self.stopped_early[k], last, at_step),
-                )
-            )
-        return results
+        return [
+            tracker.result(*(at or (step, epoch)), self.train_s, self.eval_s_total)
+            for tracker, at in zip(self.trackers, self.stopped_at)
+        ]
 
     def evaluate(self, step, epoch, position, lrs: list[float], losses: torch.Tensor, batch_size: int) -> None:
-        """One evaluation of every active trial: the record of ``dlrunner.train.loop.evaluation_record``;
-        ``lrs``: each trial's learning rate at this step, in full precision."""
+        """One evaluation of every active trial: its ``metrics_record`` and its tracker's decisions, as
+        in the solo loop; ``lrs``: each trial's learning rate at this step, in full precision."""
         started = time.perf_counter()
         active = self.active()
         data, stacked = self.data, self.stacked
         per_split = {
             name: evaluate_stack(stacked, *data.splits[name], data.task, active)
-            for name in ("train", "dev", "train_dev")
+            for name in EVALUATED_SPLITS
             if name in data.splits
         }
         penalties = l2_penalties(stacked, self.l2, batch_size)
         losses_by_trial = losses.t().tolist()  # (K, steps since the last evaluation)
         for k in active:
-            s = self.settings[k]
-            record = {
-                "step": step,
-                "epoch": epoch,
-                "lr": lrs[k],
-                "train_loss": sum(losses_by_trial[k]) / len(losses_by_trial[k]),
-            }
-            record.update({name: results[k] for name, results in per_split.items()})
-            record["J"] = record["train"]["loss"]
-            record["J_with_penalty"] = record["J"] + penalties[k]
-            gaps = diagnose(
-                train=record["train"]["error"],
-                dev=record["dev"]["error"],
-                human=s.human_error,
-                train_dev=record.get("train_dev", {}).get("error"),
-                significant_gap=s.significant_gap,
-                scale=data.error_scale,
+            splits = {name: results[k] for name, results in per_split.items()}
+            record = metrics_record(
+                step, epoch, lrs[k], losses_by_trial[k], splits, penalties[k], self.settings[k], data.error_scale
             )
-            record["diagnosis"] = {name: gaps[name] for name in ("avoidable_bias", "variance", "data_mismatch")}
-            record["batch_losses"] = losses_by_trial[k]
             self.files[k].append_metrics(record)
             self.records[k].append(record)
-            if diverged := divergence(record):
-                self.status[k], self.message[k] = "diverged", diverged
-                self.stopped_at[k] = (step, epoch)
-                continue
-            error = record["dev"]["error"]
-            if error < self.best_error[k]:
-                self.best_error[k], self.best_step[k], self.evals_since_best[k] = error, step, 0
+            tracker = self.trackers[k]
+            if tracker.observe(record):
                 self.best_rows[k] = stacked.flat[k].detach().clone()
-            else:
-                self.evals_since_best[k] += 1
-            if patience := patience_ran_out(s, self.evals_since_best[k], self.best_step[k]):
-                self.stopped_early[k], self.message[k] = True, patience
+            if tracker.finished:
                 self.stopped_at[k] = (step, epoch)
-            elif len(self.records[k]) % s.checkpoint_every == 0 and step < s.total_steps:
-                # as the solo loop: every checkpoint_every evaluations
-                self.checkpoint(self, k, (step, epoch, position), None)
+            elif tracker.checkpoint_due() and step < tracker.settings.total_steps:
+                self.checkpoint(self, k, (step, epoch, position), None)  # the final one is written at the end
         self.eval_s_total += time.perf_counter() - started
+
+
+def clip_each_trial(grad: torch.Tensor, sizes: list[int], max_norms: torch.Tensor) -> None:
+    """torch.nn.utils.clip_grad_norm_ for each trial (row of ``grad``): the norm of the parameters'
+    norms, each gradient scaled by max_norm / (norm + 1e-6), at most 1 -- in torch's order of
+    operations, so that a clipped trial rounds as its solo run."""
+    norms = torch.stack([torch.linalg.vector_norm(part, 2.0, dim=1) for part in grad.split(sizes, dim=1)], 1)
+    total = torch.linalg.vector_norm(norms, 2.0, dim=1, keepdim=True)
+    grad.mul_((max_norms / (total + 1e-6)).clamp(max=1.0))
 
 
 def finish_trial(
@@ -435,11 +392,8 @@ def last_state(
         "epoch": epoch,
         "position": position,
         "order": fit.orders[k],
-        "best_dev_error": fit.best_error[k],
-        "best_step": fit.best_step[k],
+        **fit.trackers[k].state(),
         "best_weights": None if best is None else stacked.state_dict(k, best),
-        "evals_since_best": fit.evals_since_best[k],
-        "evals_done": len(fit.records[k]),
         "shuffle_state": fit.shuffles[k].get_state(),
         "rng_state": get_rng_state(),
         "batch_losses": pending,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -12,25 +14,43 @@ from dlrunner.train.accelerate import model_device
 AUX_WEIGHT = 0.3  # weight of an Inception network's side heads in the training loss (Szegedy et al.)
 
 
-def loss_function(task: str):
-    """The loss on raw scores z[L]: sigmoid + cross-entropy for binary (SPEC A3), softmax +
-    cross-entropy for several classes (SPEC D11), squared error for regression, and for multilabel
-    (multi-task, SPEC E20) sigmoid cross-entropy summed over the labelled entries only (NaN = no
-    label) and divided by the number of examples. Scores may carry a time axis (many-to-many)."""
+def example_losses(task: str):
+    """The loss of each label on raw scores z[L], unreduced: sigmoid + cross-entropy for binary
+    (SPEC A3), softmax + cross-entropy for several classes (SPEC D11), squared error for regression;
+    for multilabel (multi-task, SPEC E20) one loss per example, the sigmoid cross-entropy summed over
+    its labelled entries (NaN = no label). Scores may carry a time axis (many-to-many): a loss per step.
+
+    Training and evaluation, solo and stacked, reduce these same values (a mean over the mini-batch,
+    an exact sum over a split), so that a stacked trial's losses are its solo run's to the last bit."""
     if task == "binary":
-        return lambda scores, y: F.binary_cross_entropy_with_logits(scores.squeeze(-1), y)
+        return lambda scores, y: F.binary_cross_entropy_with_logits(scores.squeeze(-1), y, reduction="none")
     if task == "multiclass":
-        return lambda scores, y: F.cross_entropy(scores.reshape(-1, scores.shape[-1]), y.reshape(-1))
+        return lambda scores, y: F.cross_entropy(
+            scores.reshape(-1, scores.shape[-1]), y.reshape(-1), reduction="none"
+        ).view(y.shape)
     if task == "multilabel":
-        return masked_multilabel_loss
-    return lambda scores, y: F.mse_loss(scores.squeeze(-1), y)
+        return masked_multilabel_losses
+    return lambda scores, y: F.mse_loss(scores.squeeze(-1), y, reduction="none")
 
 
-def masked_multilabel_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(1/m) sum over examples and labelled entries of the logistic loss; '?' entries (NaN) add nothing."""
+def loss_function(task: str):
+    """The mean loss of a mini-batch: the mean of ``example_losses``."""
+    losses = example_losses(task)
+    return lambda scores, y: losses(scores, y).mean()
+
+
+def masked_multilabel_losses(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example, the sum over its labelled entries of the logistic loss; '?' entries (NaN) add nothing."""
     labelled = ~torch.isnan(y)
     losses = F.binary_cross_entropy_with_logits(scores, torch.nan_to_num(y), reduction="none")
-    return (losses * labelled).sum() / max(1, len(y))
+    return (losses * labelled).sum(1)
+
+
+def exact_mean(chunks: list[torch.Tensor]) -> float:
+    """The mean of every value in ``chunks``, summed exactly (math.fsum): the same number however a
+    split was cut into chunks, or a stack's trials into rows."""
+    values = torch.cat([c.flatten() for c in chunks]) if chunks else torch.zeros(0)
+    return math.fsum(values.double().tolist()) / max(1, values.numel())
 
 
 def training_loss(outputs, y: torch.Tensor, loss_fn) -> torch.Tensor:
@@ -53,16 +73,16 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
     """
     was_training = model.training
     model.eval()
-    loss_fn = loss_function(task)
+    losses = example_losses(task)
     device = model_device(model)
-    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    chunk_losses = []
     wrong = torch.zeros(y.shape[1:] if task == "multilabel" else (), device=device, dtype=torch.float64)
     predicted = []
     for start in range(0, len(X), EVAL_BATCH):
         # .to is a no-op when the split is on the model's device; a training split kept on the host comes over in chunks
         xb, yb = X[start : start + EVAL_BATCH].to(device), y[start : start + EVAL_BATCH].to(device)
         scores = model(xb).float()
-        total_loss += loss_fn(scores, yb).double() * len(xb)
+        chunk_losses.append(losses(scores, yb))
         if task == "multilabel":
             wrong += ((scores > 0).float() != yb).logical_and(~torch.isnan(yb)).sum(0)
         elif task != "regression":
@@ -70,7 +90,7 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
             wrong += (guess != yb).sum()
             predicted.append(guess)
     model.train(was_training)
-    loss = float(total_loss) / max(1, len(X))
+    loss = exact_mean(chunk_losses)
     if task == "regression":
         return {"loss": loss, "error": loss}
     if task == "multilabel":

@@ -8,82 +8,15 @@ the loss is summed on the device and read only at evaluations (reading it is a h
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
-from dlrunner.diagnostics import diagnose
 from dlrunner.internals import eager_step, eager_zero_grad
 from dlrunner.train.accelerate import model_device
 from dlrunner.train.evaluate import evaluate, l2_penalty, loss_function, training_loss
 from dlrunner.train.signals import STOP, Interrupted
-
-
-@dataclass
-class FitSettings:
-    total_steps: int
-    batch_size: int  # examples per mini-batch; the whole training set for batch gradient descent
-    eval_every: int  # steps between evaluations
-    checkpoint_every: int  # evaluations between "last" checkpoints
-    base_lr: float
-    schedule: Callable[[int, int, int], float]  # factor(epoch counted from 1, step, total_steps)
-    l2: float = 0.0
-    weights: list = field(default_factory=list)  # the tensors L2 applies to
-    grad_clip_norm: float | None = None
-    early_stopping: bool = False
-    patience: int = 10
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    human_error: float | None = None
-    significant_gap: float = 0.015
-    augment: Callable | None = None  # augment(batch, generator) -> a changed copy; training batches only
-
-
-@dataclass
-class FitResult:
-    status: str  # completed | diverged | interrupted
-    message: str
-    step: int
-    epoch: int
-    train_s: float
-    eval_s: float
-    stopped_early: bool = False
-    best_step: int | None = None
-    best_dev_error: float | None = None
-    final_metrics: dict | None = (
-        None  # the last evaluation's split metrics, when the model ends with the weights it evaluated
-    )
-
-
-EVALUATED_SPLITS = ("train", "dev", "train_dev")  # the splits every evaluation measures
-
-
-# The stop rules, one definition for a solo run and for each trial of a stack.
-
-
-def divergence(record: dict) -> str | None:
-    """Why training must stop after this evaluation because the loss is no longer a number, or None."""
-    if math.isfinite(record["train_loss"]) and math.isfinite(record["J"]):
-        return None
-    return f"the loss became {record['train_loss']} at step {record['step']}: lower the learning rate"
-
-
-def patience_ran_out(settings: FitSettings, evals_since_best: int, best_step: int) -> str | None:
-    """Why early stopping ends training now (SPEC B8: no better dev error for ``patience`` evaluations), or None."""
-    if not (settings.early_stopping and evals_since_best >= settings.patience):
-        return None
-    return f"dev error did not improve for {settings.patience} evaluations; best at step {best_step}"
-
-
-def final_metrics(status: str, stopped_early: bool, last_record: dict | None, step: int) -> dict | None:
-    """The split metrics of the last evaluation if they describe the final model (a completed run
-    evaluates at its last step; early stopping goes back to the best weights), so that the summary
-    need not evaluate those splits again: ~10 ms per run, per trial of a stack or a sweep."""
-    if status != "completed" or stopped_early or last_record is None or last_record["step"] != step:
-        return None
-    return {name: last_record[name] for name in EVALUATED_SPLITS if name in last_record}
+from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
 
 
 def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume: dict | None = None) -> FitResult:
@@ -102,16 +35,14 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
 
     # Where we are: a fresh start, or the state saved in a checkpoint.
     step, epoch, position, order = 0, 0, n_train, None
-    best_dev_error, best_step, evals_since_best, evals_done = math.inf, None, 0, 0
-    best_weights, last_record = None, None
+    tracker = TrialTracker(settings, resume)
+    best_weights = None
     elapsed_before = 0.0
     shuffle.manual_seed(int(torch.initial_seed()) % 2**63)
     if resume is not None:
         step, epoch, position, order = resume["step"], resume["epoch"], resume["position"], resume["order"]
         if order is not None:
             order = order.to(X.device)
-        best_dev_error, best_step = resume["best_dev_error"], resume["best_step"]
-        evals_since_best, evals_done = resume["evals_since_best"], resume["evals_done"]
         best_weights = resume["best_weights"]
         elapsed_before = resume["train_s"]
         shuffle.set_state(resume["shuffle_state"])
@@ -125,11 +56,8 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             "epoch": epoch,
             "position": position,
             "order": order,
-            "best_dev_error": best_dev_error,
-            "best_step": best_step,
+            **tracker.state(),
             "best_weights": best_weights,
-            "evals_since_best": evals_since_best,
-            "evals_done": evals_done,
             "shuffle_state": shuffle.get_state(),
             "rng_state": get_rng_state(),
             # mid-interval (a stop signal): the interval's losses so far, so its train_loss comes out whole on resume
@@ -138,7 +66,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
         }
 
     def set_lr() -> float:
-        lr = settings.base_lr * settings.schedule(max(epoch, 1), step, settings.total_steps)
+        lr = settings.lr_at(epoch, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -146,7 +74,6 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
     batch_losses = []  # this interval's mini-batch losses, still on the device: read at evaluations only
     if resume is not None and resume.get("batch_losses") is not None:
         batch_losses = list(resume["batch_losses"].to(device))
-    status, message, stopped_early = "completed", "", False
     eval_s = 0.0
     model.train()
     started = time.perf_counter()
@@ -201,72 +128,39 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             eval_started = time.perf_counter()
             losses = torch.stack(batch_losses).float().tolist()
             batch_losses.clear()
-            record = evaluation_record(model, data, settings, step, epoch, lr, sum(losses) / len(losses), batch_size)
-            record["batch_losses"] = losses  # every mini-batch loss since the last evaluation (the report smooths them)
-            evals_done += 1
-            last_record = record
+            record = evaluation_record(model, data, settings, step, epoch, lr, losses, batch_size)
             outputs.append_metrics(record)
             progress.evaluated(record)
-            if diverged := divergence(record):
-                status, message = "diverged", diverged
-                break
-            dev_error = record["dev"]["error"]
-            if dev_error < best_dev_error:
-                best_dev_error, best_step, evals_since_best = dev_error, step, 0
+            if tracker.observe(record):
                 best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                outputs.save_checkpoint("best", {"model": best_weights, "step": step, "dev_error": dev_error})
-            else:
-                evals_since_best += 1
-            if patience := patience_ran_out(settings, evals_since_best, best_step):
-                stopped_early, message = True, patience
-            if stopped_early or evals_done % settings.checkpoint_every == 0 or step >= settings.total_steps:
+                outputs.save_checkpoint(
+                    "best", {"model": best_weights, "step": step, "dev_error": record["dev"]["error"]}
+                )
+            if tracker.status == "diverged":
+                break
+            if tracker.stopped_early or tracker.checkpoint_due() or step >= settings.total_steps:
                 outputs.save_checkpoint("last", training_state())
             eval_s += time.perf_counter() - eval_started
-            if stopped_early:
+            if tracker.stopped_early:
                 break
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted at step {step}; resume with trainer.resume=true"
+        tracker.interrupt(f"interrupted at step {step}; resume with trainer.resume=true")
         outputs.save_checkpoint("last", training_state())
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_s = elapsed_before + time.perf_counter() - started
-    if stopped_early and best_weights is not None:
+    if tracker.stopped_early and best_weights is not None:
         model.load_state_dict(best_weights)  # early stopping keeps the best dev weights (SPEC B8)
-    return FitResult(
-        status,
-        message,
-        step,
-        epoch,
-        train_s,
-        eval_s,
-        stopped_early,
-        best_step,
-        None if best_step is None else best_dev_error,
-        final_metrics(status, stopped_early, last_record, step),
-    )
+    return tracker.result(step, epoch, train_s, eval_s)
 
 
-def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, train_loss, batch_size) -> dict:
-    """One line of metrics.jsonl: every split's loss and error, J with and without the L2 term,
-    and the bias/variance gaps at this point of training."""
-    record = {"step": step, "epoch": epoch, "lr": lr, "train_loss": train_loss}
-    for name in EVALUATED_SPLITS:
-        if name in data.splits:
-            record[name] = evaluate(model, *data.splits[name], data.task)
-    record["J"] = record["train"]["loss"]
+def evaluation_record(model, data, settings: FitSettings, step, epoch, lr, losses: list[float], batch_size) -> dict:
+    """The metrics record of this evaluation of ``model`` (``trial.metrics_record``)."""
+    splits = {name: evaluate(model, *data.splits[name], data.task) for name in EVALUATED_SPLITS if name in data.splits}
     # With mini-batches the course's m in lambda/2m is the batch size (SPEC B4).
-    record["J_with_penalty"] = record["J"] + l2_penalty(settings.weights, settings.l2, batch_size)
-    gaps = diagnose(
-        train=record["train"]["error"],
-        dev=record["dev"]["error"],
-        human=settings.human_error,
-        train_dev=record.get("train_dev", {}).get("error"),
-        significant_gap=settings.significant_gap,
-        scale=data.error_scale,
-    )
-    record["diagnosis"] = {k: gaps[k] for k in ("avoidable_bias", "variance", "data_mismatch")}
-    return record
+    penalty = l2_penalty(settings.weights, settings.l2, batch_size)
+    return metrics_record(step, epoch, lr, losses, splits, penalty, settings, data.error_scale)
 
 
 def _mixed_precision(precision: str, device: torch.device):

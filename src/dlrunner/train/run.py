@@ -31,11 +31,12 @@ from dlrunner.search.constraints import check_constraints
 from dlrunner.train.accelerate import place_data, to_channels_last, wants_channels_last
 from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
-from dlrunner.train.loop import FitSettings, fit
+from dlrunner.train.loop import fit
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.progress import make_progress
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP
+from dlrunner.train.trial import FitSettings
 
 
 def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict:
