@@ -11,14 +11,17 @@ that every entry rounds as in its solo run:
   adam       torch's fused Adam kernel itself, called on each trial's rows (torch.optim.Adam, fused)
 
 with dW += (lambda/m) W on weight matrices (L2 as weight decay, SPEC B4). Adam goes through the
-kernel because its arithmetic (a lerp, a contracted multiply-add, double-precision bias
-corrections) is the kernel's and not expressible in tensor operations; without the kernel (another
-torch) the written-out form below is used, equal up to rounding. A trial that has stopped (early
+kernel because the kernel rounds the last entries of each tensor (size mod its vector width) in a
+scalar loop of its own, which tensor operations cannot follow; without the kernel (another torch)
+the written-out form below runs, equal to it elsewhere bit for bit and there up to rounding.
+A trial that has stopped (early
 stopping, divergence) is frozen: neither its weights nor its state move. ``solo_state`` turns trial
 k's state into its solo optimizer's state_dict, for checkpoints.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -127,17 +130,21 @@ class StackedOptimizer:
                 s.copy_(torch.where(mask, s, before[name]))
 
     def _written_out_adam(self, g: torch.Tensor) -> torch.Tensor:
-        """-(lr/(1-b1^t)) m / (sqrt(v)/sqrt(1-b2^t) + eps), in the kernel's order of operations, with the
-        bias corrections in double as torch computes them; in g's memory."""
-        h, W = self.hyper, self.flat
+        """-(lr/(1-b1^t)) m / (sqrt(v)/sqrt(1-b2^t) + eps) in g's memory, in the vector loop's operations
+        of torch's fused kernel: equal to it bit for bit except in the last (size mod vector width)
+        entries of each tensor, which the kernel's scalar loop rounds its own way."""
+        h = self.hyper
         m = self.state["exp_avg"].lerp_(g, h["one_minus_beta1"])
         v = self.state["exp_avg_sq"].mul_(h["beta2"])
         v.addcmul_(g, torch.mul(g, h["one_minus_beta2"], out=self.scratch))
-        double = dict(dtype=torch.float64, device=W.device)
-        t = torch.tensor(self.steps, **double)[:, None]
-        beta1, beta2 = (torch.tensor(self.values[name], **double)[:, None] for name in ("beta1", "beta2"))
-        minus_step_size = (torch.tensor(self.lr_values, **double)[:, None] / (beta1**t - 1)).to(W.dtype)
-        denominator = torch.sqrt(v, out=self.scratch).div_((1 - beta2**t).sqrt().to(W.dtype)).add_(h["eps"])
+        # The bias corrections as the kernel computes them: C's pow, in double, per trial.
+        b1, b2 = self.values["beta1"], self.values["beta2"]
+        minus_step_size = self._column(
+            [-lr / (1 - b1[k] ** t) for k, (lr, t) in enumerate(zip(self.lr_values, self.steps))]
+        )
+        correction2 = self._column([math.sqrt(1 - b2[k] ** t) for k, t in enumerate(self.steps)])
+        # sqrt in double: the kernel's vector sqrt is correctly rounded, torch.sqrt on float32 is not always
+        denominator = self.scratch.copy_(v.double().sqrt_()).div_(correction2).add_(h["eps"])
         return torch.mul(m, minus_step_size, out=g).div_(denominator)
 
     def _kernel_step(self, active: list[bool] | None) -> bool:
