@@ -14,9 +14,9 @@ with dW += (lambda/m) W on weight matrices (L2 as weight decay, SPEC B4). Adam g
 kernel because the kernel rounds the last entries of each tensor (size mod its vector width) in a
 scalar loop of its own, which tensor operations cannot follow; without the kernel (another torch)
 the written-out form below runs, equal to it elsewhere bit for bit and there up to rounding.
-A trial that has stopped (early
-stopping, divergence) is frozen: neither its weights nor its state move. ``solo_state`` turns trial
-k's state into its solo optimizer's state_dict, for checkpoints.
+
+A trial that has stopped (early stopping, divergence) is frozen: neither its weights nor its state
+move. ``solo_state`` turns trial k's state into its solo optimizer's state_dict, for checkpoints.
 """
 
 from __future__ import annotations
