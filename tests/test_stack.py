@@ -514,3 +514,12 @@ def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_
         assert summary["resumed_from"]["step"] == steps[0] and summary["timing"]["steps"] == 1500
         metric_steps = [m["step"] for m in read_metrics(sweep_dir / str(n))]
         assert metric_steps == list(range(100, 1600, 100))  # the whole curve, each evaluation once
+
+
+def test_a_stack_shows_one_progress_line_per_evaluation_for_its_best_trial(tmp_path, capsys):
+    cfgs = [compose(*SHORT, "model=mlp", f"optimizer.lr={lr}") for lr in (0.001, 0.01)]
+    summaries = train_stacked(cfgs, [tmp_path / f"t{k}" for k in range(2)], QUIET, progress="plain")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["20/60", "40/60", "60/60"]
+    best = min(s["metrics"]["dev"]["error"] for s in summaries)
+    assert f"dev err {best:.4f}" in lines[-1]

@@ -141,7 +141,7 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
     numbers = [configs[i].hydra.job.num for i in group]
     print(f"Training trials {_ranges(numbers)} as one stack of {len(group)}", flush=True)
     try:
-        summaries = train_stacked(cfgs, run_dirs, Console(quiet=True))
+        summaries = train_stacked(cfgs, run_dirs, Console(quiet=True), progress="auto")
     except NotStackable as why:
         print(f"note: trials {_ranges(numbers)} train one at a time: {why}", flush=True)
         for i in group:

@@ -34,6 +34,7 @@ from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import get_rng_state
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
+from dlrunner.train.progress import NoProgress, make_progress
 from dlrunner.train.run import summarize
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP, Interrupted
@@ -44,8 +45,11 @@ class NotStackable(Exception):
     """This group must train one trial at a time; the message says why."""
 
 
-def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console | None = None) -> list[dict]:
-    """Train the trials ``cfgs`` (one stack) into ``run_dirs``; return their summaries.
+def train_stacked(
+    cfgs: list[DictConfig], run_dirs: list[Path], console: Console | None = None, progress: str = "none"
+) -> list[dict]:
+    """Train the trials ``cfgs`` (one stack) into ``run_dirs``; return their summaries. ``progress``:
+    one bar (or plain lines) for the whole stack, showing its best trial (``trainer.progress`` modes).
     Raises NotStackable, before any file is written, when they cannot share a stack."""
     console = console or Console(quiet=True)
     for cfg in cfgs:
@@ -138,7 +142,8 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[Path], console: Console
     try:
         fit = StackFit(stacked, optimizer, data, settings, files, l2, checkpoint)
         try:
-            results = fit.run()
+            with make_progress(progress, settings[0].total_steps, 0, Console()) as fit.progress:
+                results = fit.run()
         except (
             Exception
         ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
@@ -190,6 +195,7 @@ class StackFit:
         self.best_rows = [None] * k  # each trial's best weights (a row of flat), saved as best.pt at the end
         self.orders = [None] * k
         self.eval_s_total = 0.0
+        self.progress = NoProgress()
 
     def active(self) -> list[int]:
         return [k for k in range(self.stacked.k) if self.stopped_at[k] is None]
@@ -245,6 +251,7 @@ class StackFit:
                 self.optimizer.step(lrs, None if all(training) else training)
                 batch_losses.append(losses.detach())
                 step += 1
+                self.progress.advance(step, epoch)
                 if step % s0.eval_every and step != total_steps:
                     continue
                 self.evaluate(step, epoch, position, lrs, torch.stack(batch_losses).float(), batch_size)
@@ -288,6 +295,8 @@ class StackFit:
                 self.stopped_at[k] = (step, epoch)
             elif tracker.checkpoint_due() and step < tracker.settings.total_steps:
                 self.checkpoint(self, k, (step, epoch, position), None)  # the final one is written at the end
+        # the stack's progress shows its best trial at this evaluation
+        self.progress.evaluated(min((self.records[k][-1] for k in active), key=lambda r: r["dev"]["error"]))
         self.eval_s_total += time.perf_counter() - started
 
 
