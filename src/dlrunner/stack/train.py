@@ -19,7 +19,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlrunner.config.builders import call_builder
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
 from dlrunner.diagnostics.error_analysis import misclassified
@@ -36,7 +35,7 @@ from dlrunner.train.loop import get_rng_state
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.progress import NoProgress, make_progress
 from dlrunner.train.run import summarize
-from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
+from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
 from dlrunner.train.signals import STOP, Interrupted
 from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
 
@@ -92,24 +91,7 @@ def train_stacked(
         stacked.weight_mask,
         stacked.sizes,
     )
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    settings = [
-        FitSettings(
-            total_steps=first.trainer.steps or first.trainer.epochs * steps_per_epoch,
-            batch_size=batch_size,
-            eval_every=first.trainer.eval_every or steps_per_epoch,
-            checkpoint_every=first.trainer.checkpoint_every,
-            base_lr=cfg.optimizer.lr,
-            schedule=call_builder(cfg.schedule, "schedule"),
-            l2=cfg.regularization.l2,
-            grad_clip_norm=cfg.regularization.grad_clip_norm,
-            early_stopping=cfg.regularization.early_stopping,
-            patience=cfg.regularization.patience,
-            human_error=cfg.data.human_error,
-            significant_gap=cfg.diagnosis.significant_gap,
-        )
-        for cfg in cfgs
-    ]
+    settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
 
     files = []
     for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up

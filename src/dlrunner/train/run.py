@@ -7,14 +7,12 @@ looks like a result.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlrunner.config.builders import call_builder
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
 from dlrunner.data.augment import build_augmenter
@@ -34,7 +32,7 @@ from dlrunner.train.evaluate import evaluate
 from dlrunner.train.loop import fit
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
 from dlrunner.train.progress import make_progress
-from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
+from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
 from dlrunner.train.signals import STOP
 from dlrunner.train.trial import FitSettings
 
@@ -93,7 +91,6 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     batch_size = batch_size_for(cfg, n_train)
     if device.type == "cpu":
         torch.set_num_threads(trainer.threads or cpu_threads_for(model, data.input_shape, batch_size))
-    l2 = cfg.regularization.l2
     if trainer.compile:
         restore_dynamo_wrappers()  # left by an earlier run in this process
     else:
@@ -106,9 +103,10 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         optimizer.load_state_dict(resume["optimizer"])
         for group, settings in zip(optimizer.param_groups, fresh):
             group.update(settings)
-    schedule = call_builder(cfg.schedule, "schedule")
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = trainer.steps or trainer.epochs * steps_per_epoch
+    settings = fit_settings(
+        cfg, n_train, batch_size, weights=weight_matrices(model), precision=precision, augment=augment
+    )
+    total_steps = settings.total_steps
     if resume is not None:
         # auto: trained to the end, killed before its summary; fit adds none
         if total_steps <= resume["step"] and not auto:
@@ -124,24 +122,6 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         )
     if trainer.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model, so checkpoints stay portable
-
-    settings = FitSettings(
-        total_steps=total_steps,
-        batch_size=batch_size,
-        eval_every=trainer.eval_every or steps_per_epoch,
-        checkpoint_every=trainer.checkpoint_every,
-        base_lr=cfg.optimizer.lr,
-        schedule=schedule,
-        l2=l2,
-        weights=weight_matrices(model),
-        grad_clip_norm=cfg.regularization.grad_clip_norm,
-        early_stopping=cfg.regularization.early_stopping,
-        patience=cfg.regularization.patience,
-        precision=precision,
-        human_error=cfg.data.human_error,
-        significant_gap=cfg.diagnosis.significant_gap,
-        augment=augment,
-    )
 
     # From here on the run folder fills up.
     outputs = RunFiles(run_dir)

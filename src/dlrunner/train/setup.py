@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from dlrunner.config.builders import call_builder
 from dlrunner.optim import parameter_groups
 from dlrunner.train.transfer import freeze_layers, load_pretrained
+from dlrunner.train.trial import FitSettings
 
 
 def build_model(
@@ -43,6 +44,29 @@ def build_optimizer(
     l2 = cfg.regularization.l2 if l2 is None else l2
     groups = parameter_groups(model, l2, batch_size)
     return call_builder(cfg.optimizer, "optimizer", skip=("batch_size",), param_groups=groups)
+
+
+def fit_settings(cfg: DictConfig, n_train: int, batch_size: int, **more) -> FitSettings:
+    """How a run of ``cfg`` trains: its length, evaluation and checkpoint intervals, learning rate and
+    schedule, regularization and diagnosis settings; ``more``: what only a solo run sets (the L2
+    weights, the precision, the augmenter)."""
+    trainer, regularization = cfg.trainer, cfg.regularization
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    return FitSettings(
+        total_steps=trainer.steps or trainer.epochs * steps_per_epoch,
+        batch_size=batch_size,
+        eval_every=trainer.eval_every or steps_per_epoch,
+        checkpoint_every=trainer.checkpoint_every,
+        base_lr=cfg.optimizer.lr,
+        schedule=call_builder(cfg.schedule, "schedule"),
+        l2=regularization.l2,
+        grad_clip_norm=regularization.grad_clip_norm,
+        early_stopping=regularization.early_stopping,
+        patience=regularization.patience,
+        human_error=cfg.data.human_error,
+        significant_gap=cfg.diagnosis.significant_gap,
+        **more,
+    )
 
 
 def prepare_process() -> None:
