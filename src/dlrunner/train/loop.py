@@ -225,7 +225,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             if stopped_early:
                 break
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted at step {step}; resume with trainer.resume=true"
+        status, message = "interrupted", f"interrupted at step {step}"  # train() adds how to resume this run
         outputs.save_checkpoint("last", training_state())
 
     if device.type == "cuda":

@@ -1,0 +1,131 @@
+"""What a new user tripped over (issue 23): each test reproduces one item as the user met it.
+
+Signals and pipes are real: `dlrun` subprocesses stopped with SIGINT, read through a pipe that is
+closed after one line (those tests are in the slow tier). The rest run the real CLI in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+
+import pytest
+
+from helpers import (
+    dlrun_executable,
+    dlrun_in_process,
+    last_step,
+    output,
+    read_summary,
+    run_dlrun,
+    start_dlrun,
+    wait_for,
+)
+
+QUICK = ("data=moons", "trainer=quick", "trainer.eval_every=20", "trainer.progress=plain")
+
+
+# ------------------------------------------------------------------ 1. the interrupt hint
+
+
+@pytest.mark.slow
+def test_the_interrupt_hint_is_a_command_that_resumes_this_run_and_not_another(tmp_path):
+    # A finished run of another experiment (same data and model, another learning rate) under outputs/
+    finished = run_dlrun("train", *QUICK, "trainer.steps=40", "optimizer.lr=0.05", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    [other] = list((tmp_path / "outputs").glob("*/*"))
+    other_summary = read_summary(other)
+
+    process = start_dlrun(
+        "train", *QUICK, "trainer.steps=200000", "trainer.checkpoint_every=1", "hydra.run.dir=runs/int1", cwd=tmp_path
+    )
+    wait_for(lambda: last_step(tmp_path / "runs/int1") >= 60, "three evaluations", process)
+    process.send_signal(signal.SIGINT)
+    out, err = output(process)
+    assert process.returncode == 130, err[-2000:]
+    summary = read_summary(tmp_path / "runs/int1")
+    assert summary["status"] == "interrupted" and summary["message"].startswith("SIGINT: interrupted at step")
+    [hint] = [line for line in out.splitlines() if "resume with:" in line]
+    command = shlex.split(hint.split("resume with:", 1)[1])
+    assert (
+        command[:2] == ["dlrun", "train"] and "hydra.run.dir=runs/int1" in command and "trainer.resume=true" in command
+    )
+
+    # Doing exactly what it says resumes this run, in its folder (trainer.steps lowered to finish soon)
+    stopped = summary["timing"]["steps"]
+    command = [c if not c.startswith("trainer.steps=") else f"trainer.steps={stopped + 40}" for c in command]
+    resumed = subprocess.run(
+        dlrun_executable() + command[1:], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = read_summary(tmp_path / "runs/int1")
+    assert summary["status"] == "completed" and summary["resumed_from"]["step"] == stopped
+    assert read_summary(other) == other_summary  # the unrelated run is untouched
+
+    # In a fresh folder, trainer.resume=true never picks the finished run of other settings: it says so
+    alone = run_dlrun("train", *QUICK, "trainer.steps=80", "trainer.resume=true", cwd=tmp_path)
+    assert alone.returncode == 2 and "no interrupted run" in alone.stderr and "Traceback" not in alone.stderr
+    assert read_summary(other) == other_summary
+
+
+def test_trainer_resume_true_prefers_an_interrupted_run_and_says_which_and_why(tmp_path):
+    done = dlrun_in_process("train", *QUICK, "trainer.steps=40", "hydra.run.dir=outputs/a/done", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    cut = dlrun_in_process("train", *QUICK, "trainer.steps=40", "hydra.run.dir=outputs/b/cut", cwd=tmp_path)
+    assert cut.returncode == 0, cut.stderr
+    summary_path = tmp_path / "outputs/b/cut/summary.json"  # as an interrupted run leaves it
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "status": "interrupted"}))
+    (tmp_path / "outputs/a/done/checkpoints/last.pt").touch()  # the finished run is the most recent
+
+    again = dlrun_in_process("train", *QUICK, "trainer.steps=60", "trainer.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    resumed = [line for line in again.stdout.splitlines() if line.startswith("Resuming from")]
+    assert resumed and "outputs/b/cut" in resumed[0] and "the most recent interrupted run" in resumed[0]
+
+
+def test_a_finished_run_with_the_same_config_can_be_trained_further_with_resume_true(tmp_path):
+    done = dlrun_in_process("train", *QUICK, "trainer.steps=40", "hydra.run.dir=outputs/a/done", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    again = dlrun_in_process("train", *QUICK, "trainer.steps=60", "trainer.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "with this config but for its length" in again.stdout
+
+
+# ------------------------------------------------------------------ 4. a closed pipe
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path):
+    process = subprocess.Popen(
+        [*dlrun_executable(), "train", *QUICK, "trainer.steps=400", "hydra.run.dir=run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = process.stdout.readline()  # `| head -1`: one line, then the pipe is closed
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert first.startswith("Run folder: run")
+    assert process.returncode == 0, err[-2000:]
+    assert "BrokenPipe" not in err and "Traceback" not in err
+    assert read_summary(tmp_path / "run")["status"] == "completed"
+
+
+# ------------------------------------------------------------------ 5 and 11. output to a file
+
+
+def test_output_to_a_file_is_not_wrapped_and_is_kept_in_the_run_folder(tmp_path):
+    result = dlrun_in_process(
+        "train", *QUICK, "trainer.steps=40", "hydra.run.dir=run", cwd=tmp_path, env={"COLUMNS": ""}
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Run folder: run"  # said when the run starts, not only at the end
+    advice = [line for line in lines if "High avoidable bias" in line or "High variance" in line]
+    assert advice and advice[0].rstrip().endswith(".")  # the advice is one line, not cut at 80 columns
+    log = (tmp_path / "run" / "console.log").read_text()
+    assert "Verdict:" in log and "step 40/40" in log and "\x1b[" not in log
