@@ -129,3 +129,20 @@ def test_output_to_a_file_is_not_wrapped_and_is_kept_in_the_run_folder(tmp_path)
     assert advice and advice[0].rstrip().endswith(".")  # the advice is one line, not cut at 80 columns
     log = (tmp_path / "run" / "console.log").read_text()
     assert "Verdict:" in log and "step 40/40" in log and "\x1b[" not in log
+
+
+# ------------------------------------------------------------------ 2. a learning rate far too large
+
+
+def test_check_names_a_learning_rate_far_too_large(tmp_path):
+    result = dlrun_in_process("check", "optimizer.lr=10", cwd=tmp_path)
+    assert result.returncode != 0 or "failed" in result.stdout
+    [saved] = tmp_path.glob("outputs/*/*-check/check.json")
+    checks = {c["name"]: c for c in json.loads(saved.read_text())["checks"]}
+    gd = checks["batch GD decreases J"]
+    assert gd["passed"] is False and "the learning rate 10 is too large" in gd["message"]
+    overfit = checks["overfit a small batch"]
+    assert overfit["passed"] is False and "the learning rate 10 is too large" in overfit["message"]
+    assert "too small" not in overfit["message"]
+    shuffled = checks["real vs shuffled labels"]
+    assert "data-pipeline" not in shuffled["message"] and "learning rate 10 is too large" in shuffled["message"]

@@ -71,12 +71,13 @@ def sweep(ctx: typer.Context) -> None:
 def show(ctx: typer.Context) -> None:
     """Print the resolved config that `dlrun train` would run with these overrides."""
     from omegaconf import OmegaConf
-    from rich.console import Console
     from rich.syntax import Syntax
+
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
+    make_console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
 
     from dlrunner.config.validate import validate
 
@@ -102,11 +103,11 @@ def summary(
     --input-shape 3,224,224 --outputs 1000` shows the published ResNet-50. The # column numbers
     the layers that hold parameters: transfer.freeze=N freezes the first N of them.
     """
-    from rich.console import Console
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    guarded(lambda: print_model_summary(cfg, input_shape, outputs, Console()))
+    guarded(lambda: print_model_summary(cfg, input_shape, outputs, make_console()))
 
 
 @app.command()

@@ -32,8 +32,7 @@ def learning_curve(
     """
     import time
 
-    from rich.console import Console
-
+    from dlrunner.console import make_console
     from dlrunner.diagnostics import learning_curve as curves
     from dlrunner.train.outputs import write_json_atomic
 
@@ -46,7 +45,7 @@ def learning_curve(
     run_hydra(["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args])
     points = guarded(lambda: curves.collect(sweep_dir))
     reading = curves.interpret(points)
-    console = Console()
+    console = make_console()
     curves.print_learning_curve(points, reading, console)
     write_json_atomic({"points": points, "reading": reading}, sweep_dir / "learning_curve.json")
     console.print(f"Plot: {curves.plot(points, sweep_dir / 'learning_curve.png')}", highlight=False)
@@ -87,13 +86,12 @@ def gradcheck(
     per parameter tensor, so a failure points at a layer. Below 1e-5 passes, from 1e-3 fails.
     Takes the same overrides as `dlrun train`; exit code 1 when the check fails.
     """
-    from rich.console import Console
-
     from dlrunner.checks.gradcheck import run_gradcheck
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    console = Console()
+    console = make_console()
     result = guarded(
         lambda: run_gradcheck(
             cfg,
@@ -121,13 +119,12 @@ def check(
     shuffled ones; batch gradient descent decreases J at every step. Each says what a failure
     usually means. Takes the same overrides as `dlrun train`; exit code 1 when a check fails.
     """
-    from rich.console import Console
-
     from dlrunner.checks.sanity import print_checks, run_checks
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    console = Console()
+    console = make_console()
     results = guarded(lambda: run_checks(cfg, console, steps=steps, batch=batch))
     print_checks(results, console)
     result = {"checks": [dataclasses.asdict(r) for r in results], "passed": all(r.passed is not False for r in results)}
@@ -157,12 +154,11 @@ def analyze(
     share of the errors, the dev error if it were fixed completely (its ceiling), and whether fixing
     incorrect labels is worth it first.
     """
-    from rich.console import Console
-
+    from dlrunner.console import make_console
     from dlrunner.diagnostics import analyze as error_analysis
     from dlrunner.train.outputs import write_json_atomic
 
-    console = Console()
+    console = make_console()
     analysis = guarded(lambda: error_analysis.error_analysis(run, limit), what="cannot analyse")
     if tally_sheet is not None:
         result = guarded(lambda: error_analysis.tally(tally_sheet, analysis["dev_error"]), what="cannot tally")
@@ -207,13 +203,12 @@ def compare(
     Example: dlrun compare multirun/2026-11-22/10-00-00 --metric metrics.dev.accuracy
     --satisfy 'satisficing.latency_ms <= 100'
     """
-    from rich.console import Console
-
+    from dlrunner.console import make_console
     from dlrunner.diagnostics.compare import compare as compare_runs
     from dlrunner.diagnostics.compare import print_comparison
 
     result = guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
-    print_comparison(result, Console())
+    print_comparison(result, make_console())
     if json_out is not None:
         from dlrunner.train.outputs import write_json_atomic
 
