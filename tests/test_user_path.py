@@ -146,3 +146,38 @@ def test_check_names_a_learning_rate_far_too_large(tmp_path):
     assert "too small" not in overfit["message"]
     shuffled = checks["real vs shuffled labels"]
     assert "data-pipeline" not in shuffled["message"] and "learning rate 10 is too large" in shuffled["message"]
+
+
+# ------------------------------------------------------------------ 3. Ctrl-C on a joblib sweep
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to_group", [False, True], ids=["sweep-process", "process-group"])
+def test_a_stopped_joblib_sweep_says_how_to_resume_and_every_running_trial_keeps_its_work(tmp_path, to_group):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is an extra")
+    import os
+
+    logs = tmp_path / "sweep.out"
+    sweep = [
+        *("sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=100000", "trainer.eval_every=50"),
+        *("trainer.checkpoint_every=1", "hydra.sweeper.budget=4", "hydra.sweeper.rounds=1"),
+        *("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=s"),
+    ]
+    with open(logs, "w") as out:
+        process = subprocess.Popen(
+            [*dlrun_executable(), *sweep], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    trials = [tmp_path / "s" / "0", tmp_path / "s" / "1"]
+    wait_for(lambda: all(last_step(t) >= 100 for t in trials), "both trials training", process)
+    if to_group:  # a scheduler or `timeout`: every process of the group gets it
+        os.killpg(process.pid, signal.SIGINT)
+    else:  # `kill -INT`: only the sweep process
+        process.send_signal(signal.SIGINT)
+    process.wait(timeout=300)
+    text = logs.read_text()
+    assert process.returncode == 130, text[-3000:]
+    assert "Rerun the same command (same hydra.sweep.dir=s) to resume the sweep" in text
+    for trial in trials:
+        summary = read_summary(trial)
+        assert summary["status"] == "interrupted" and "rerun the same command" in summary["message"]
+        assert (trial / "checkpoints" / "last.pt").is_file()

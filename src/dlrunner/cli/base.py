@@ -183,7 +183,8 @@ def train_task(cfg) -> float:
             flush=True,
         )
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
-    if summary["status"] == "interrupted":
+    in_worker = "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
+    if summary["status"] == "interrupted" and not in_worker:  # a joblib worker returns: the sweep stops the pool
         from dlrunner.train.signals import exit_code
 
         raise SystemExit(exit_code(summary.get("signal")))  # 130 for Ctrl-C, 143 for SIGTERM
