@@ -127,9 +127,7 @@ class SweepRunner:
             with self._stop_for_workers() as stop:
                 returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
             if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
-                from dlrunner.train.signals import exit_code
-
-                raise SystemExit(exit_code(stop.name))
+                raise SystemExit(stop.exit_code)
             for trial, job in zip(run, returns):
                 record = self._record(trial, job, fixed)
                 append_ledger(self.ledger_path, record)
@@ -143,7 +141,7 @@ class SweepRunner:
 
         if "joblib" not in str(self.sweeper.config.hydra.launcher.get("_target_", "")):
             return contextlib.nullcontext()
-        from dlrunner.train.signals import ForwardedStop
+        from dlrunner.workers import ForwardedStop
 
         return ForwardedStop()
 

@@ -18,11 +18,9 @@ checkpoint and the summary are written (``restore``): the requeued job resumes e
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A signal of the same kind this soon after the first is the same request arriving twice (a
@@ -102,70 +100,3 @@ STOP = StopSignals()
 def exit_code(signal_name: str | None) -> int:
     """The shell's convention for a process stopped by a signal: 128 + its number."""
     return 128 + signal.Signals[signal_name or "SIGINT"].value
-
-
-class ForwardedStop:
-    """While a pool of worker processes (a joblib sweep) trains trials: the sweep process passes a
-    stop signal on to its workers, whose trials then stop at a safe point and write their
-    interrupted summary and checkpoint, and lets the pool finish instead of killing it
-    (``received`` says what came). A Ctrl-C on a terminal already reached every process of the
-    foreground group, so it is not sent twice (a second signal stops a trial at once). Asked
-    twice, the sweep process stops at once (KeyboardInterrupt)."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self) -> ForwardedStop:
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        return False
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signum
-        if signum == signal.SIGINT and _foreground_group():
-            return  # the terminal sent it to every worker too
-        for pid in _descendants(os.getpid()):
-            try:
-                os.kill(pid, signum)
-            except OSError:
-                pass  # ended meanwhile
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.received or signal.SIGINT).name
-
-
-def _foreground_group() -> bool:
-    """Whether this process's group is its terminal's foreground group (where Ctrl-C goes)."""
-    try:
-        with open("/dev/tty") as tty:
-            return os.tcgetpgrp(tty.fileno()) == os.getpgrp()
-    except OSError:
-        return False
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (Linux /proc; elsewhere none: the signal then reaches the
-    workers only through the terminal)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
