@@ -181,3 +181,41 @@ def test_a_stopped_joblib_sweep_says_how_to_resume_and_every_running_trial_keeps
         summary = read_summary(trial)
         assert summary["status"] == "interrupted" and "rerun the same command" in summary["message"]
         assert (trial / "checkpoints" / "last.pt").is_file()
+
+
+# ------------------------------------------------------------------ 7. class names of a CSV
+
+
+def test_csv_class_names_are_kept_and_shown(tmp_path):
+    import random
+
+    import torch
+
+    rng = random.Random(0)
+    rows = ["length,width,species"]
+    for i in range(150):
+        species = ("setosa", "versicolor", "virginica")[i % 3]
+        centre = {"setosa": 1.0, "versicolor": 3.0, "virginica": 5.0}[species]
+        rows.append(f"{centre + rng.gauss(0, 0.9):.3f},{centre + rng.gauss(0, 0.9):.3f},{species}")
+    (tmp_path / "iris.csv").write_text("\n".join(rows) + "\n")
+    names = ["setosa", "versicolor", "virginica"]
+    result = dlrun_in_process(
+        "train",
+        "data=csv",
+        "data.source.path=iris.csv",
+        "data.source.label_column=species",
+        "trainer=quick",
+        "trainer.steps=40",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    assert read_summary(run)["class_names"] == names
+    assert json.loads((run / "analysis.json").read_text())["class_names"] == names
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["class_names"] == names
+    shown = dlrun_in_process("analyze", "run", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    matrix = shown.stdout.split("Confusion matrix", 1)[1].split("\n\n", 1)[0]
+    assert all(name in matrix for name in names)

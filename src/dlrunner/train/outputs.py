@@ -37,14 +37,14 @@ def failure(err: BaseException) -> dict:
 
 def checkpoint_attachments(data, config: dict) -> dict:
     """What every checkpoint of a run carries beside its training state, solo or stacked: the input
-    normalisation and the config. Tensors, not numpy arrays: checkpoints are read with
-    torch.load(weights_only=True)."""
+    normalisation, the config and the class names (None when the labels were numbers). Tensors, not
+    numpy arrays: checkpoints are read with torch.load(weights_only=True)."""
     import torch
 
     normalization = {
         name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))
     }
-    return {"normalization": normalization, "config": config}
+    return {"normalization": normalization, "config": config, "class_names": data.class_names}
 
 
 def _jsonable(value):

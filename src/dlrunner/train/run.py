@@ -183,7 +183,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
                 model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
             )
             write_json_atomic(
-                {k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}, run_dir / "analysis.json"
+                {
+                    **{k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")},
+                    "class_names": data.class_names,
+                },
+                run_dir / "analysis.json",
             )
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
@@ -322,6 +326,7 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         "message": message,
         "task": data.task,
         "n_classes": data.n_classes,
+        "class_names": data.class_names,
         "sizes": {name: len(xy[0]) for name, xy in data.splits.items()},
         "metrics": metrics,
         "diagnosis": diagnosis,
