@@ -32,8 +32,8 @@ QUICK = ("data=moons", "trainer=quick", "trainer.eval_every=20", "trainer.progre
 
 @pytest.mark.slow
 def test_the_interrupt_hint_is_a_command_that_resumes_this_run_and_not_another(tmp_path):
-    # A finished run of another experiment (same data and model, another learning rate) under outputs/
-    finished = run_dlrun("train", *QUICK, "trainer.steps=40", "optimizer.lr=0.05", cwd=tmp_path)
+    # A finished run of another experiment (same data and model, another seed) under outputs/
+    finished = run_dlrun("train", *QUICK, "trainer.steps=40", "trainer.seed=7", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
     [other] = list((tmp_path / "outputs").glob("*/*"))
     other_summary = read_summary(other)
@@ -91,7 +91,7 @@ def test_a_finished_run_with_the_same_config_can_be_trained_further_with_resume_
     assert done.returncode == 0, done.stderr
     again = dlrun_in_process("train", *QUICK, "trainer.steps=60", "trainer.resume=true", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "with this config but for its length" in again.stdout
+    assert "with this config but for its length and learning rate" in again.stdout
 
 
 # ------------------------------------------------------------------ 4. a closed pipe
@@ -219,3 +219,28 @@ def test_csv_class_names_are_kept_and_shown(tmp_path):
     assert shown.returncode == 0, shown.stderr
     matrix = shown.stdout.split("Confusion matrix", 1)[1].split("\n\n", 1)[0]
     assert all(name in matrix for name in names)
+
+
+# ------------------------------------------------------------------ 9. a typed group option wins
+
+
+def test_a_group_option_typed_beside_an_experiment_wins_and_is_said(tmp_path):
+    result = dlrun_in_process("show", "experiment=mnist1d_cnn", "trainer=quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    shown = yaml.safe_load(result.stdout)
+    assert shown["trainer"]["steps"] == 300 and shown["model"]["blocks"]  # quick's steps, the experiment's CNN
+    assert "trainer=quick typed: trainer.steps=300 wins over experiment=mnist1d_cnn's 6000" in result.stderr
+    explicit = dlrun_in_process("show", "experiment=mnist1d_cnn", "trainer=quick", "trainer.steps=77", cwd=tmp_path)
+    assert yaml.safe_load(explicit.stdout)["trainer"]["steps"] == 77 and "trainer.steps=300" not in explicit.stderr
+
+
+# ------------------------------------------------------------------ 17. epochs mean epochs
+
+
+def test_giving_epochs_alone_trains_that_many_epochs(tmp_path):
+    result = dlrun_in_process("train", *QUICK, "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    timing = read_summary(tmp_path / "run")["timing"]
+    assert timing["epochs"] == 2

@@ -267,4 +267,9 @@ def take_config_dir(args: list[str]) -> list[str]:
             use_config_dir(arg.split("=", 1)[1])
         else:
             rest.append(arg)
+    from dlrunner.config.precedence import what_the_user_typed  # epochs mean epochs; typed options win
+
+    rest, notes = what_the_user_typed(rest)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     return rest

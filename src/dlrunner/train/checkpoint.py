@@ -87,7 +87,8 @@ def choose_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: d
     folder's last checkpoint (when hydra.run.dir points at an earlier run), else the most recent
     *interrupted* run under the outputs root with the same data and model (read from its
     .hydra/config.yaml); a finished run only when its config is this one but for the length of
-    training (trained further on purpose), never a finished run of another experiment.
+    training and the learning rate (babysat: trained further on purpose), never a finished run of
+    another experiment (another seed, regularisation, ...).
     auto: this run folder's last checkpoint if the run there did not finish (no summary.json, or
     one saying interrupted), else none: what a requeued or rerun sweep trial needs (the caller
     also checks that the checkpoint's config is this run's).
@@ -108,7 +109,8 @@ def choose_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: d
             return interrupted[-1], f"the most recent interrupted run under {output_root} with the same data and model"
         longer = [c for c in candidates if _same_experiment(c.parent.parent, config, _LENGTH_ONLY)]
         if longer:
-            return longer[-1], f"a finished run under {output_root} with this config but for its length"
+            why = f"a finished run under {output_root} with this config but for its length and learning rate"
+            return longer[-1], why
         finished = f" (finished runs of other settings: {', '.join(str(c.parent.parent) for c in candidates[-3:])})"
         raise ConfigError(
             Problem(
@@ -123,8 +125,9 @@ def choose_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: d
     return (path / "checkpoints" / "last.pt" if path.is_dir() else path), "the checkpoint trainer.resume names"
 
 
-# Keys a run may change and still be the same experiment trained further.
-_LENGTH_ONLY = {"trainer": ("steps", "epochs", "resume", "progress")}
+# Keys a run may change and still be the same experiment trained further (babysitting: longer,
+# with a nudged learning rate).
+_LENGTH_ONLY = {"trainer": ("steps", "epochs", "resume", "progress"), "optimizer": ("lr",)}
 
 
 def _unfinished(run_dir: Path) -> bool:
