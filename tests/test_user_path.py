@@ -244,3 +244,23 @@ def test_giving_epochs_alone_trains_that_many_epochs(tmp_path):
     assert result.returncode == 0, result.stderr
     timing = read_summary(tmp_path / "run")["timing"]
     assert timing["epochs"] == 2
+
+
+# ------------------------------------------------------------------ 5. compare shows whole values
+
+
+@pytest.mark.parametrize("columns", ["160", "60"])
+def test_compare_shows_config_values_and_verdicts_whole(tmp_path, columns):
+    long_layers = "[64,64,64,64,64,64,64,64]"
+    for layers, folder in ((long_layers, "a"), ("[8]", "b")):
+        done = dlrun_in_process(
+            "train", *QUICK, "trainer.steps=20", f"model.layers={layers}", f"hydra.run.dir={folder}", cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+    verdicts = {read_summary(tmp_path / f)["diagnosis"]["verdict"] for f in "ab"}
+    result = dlrun_in_process("compare", "a", "b", cwd=tmp_path, env={"COLUMNS": columns})
+    assert result.returncode == 0, result.stderr
+    assert "[64, 64, 64, 64, 64, 64, 64, 64]" in result.stdout  # not cut to 24 characters
+    lines = result.stdout.splitlines()
+    assert all(any(verdict in line for line in lines) for verdict in verdicts)  # each verdict on one line
+    assert max(len(line.rstrip()) for line in lines) <= int(columns) or columns == "160"

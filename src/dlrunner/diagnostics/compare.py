@@ -143,26 +143,23 @@ def compare(
 
 
 def print_comparison(result: dict, console) -> None:
+    """The runs as a table, one row a run; a table wider than the console is shown as one block
+    a run instead (values are never cut: the differing config keys are what compare is for)."""
+    from rich.markup import escape
+    from rich.measure import Measurement
     from rich.table import Table
 
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("")
-    table.add_column("run")
-    for key in result["differing"]:
-        table.add_column(key)
-    table.add_column(result["objective"], justify="right")
+    headers = ["", "run", *result["differing"], result["objective"]]
     if result["objective"] != "metrics.dev.error":
-        table.add_column("dev error", justify="right")
-    for column in ("params", "latency ms", "train s"):
-        table.add_column(column, justify="right")
-    if result["constraints"]:
-        table.add_column("meets")
-    table.add_column("verdict")
+        headers.append("dev error")
+    headers += ["params", "latency ms", "train s"] + (["meets"] if result["constraints"] else []) + ["verdict"]
+    right = set(headers[2 + len(result["differing"]) : -1]) - {"meets"}
     common = _common_parent([row["run"] for row in result["runs"]])
+    rows = []
     for row in result["runs"]:
         measured = row["satisficing"] or {}
         cells = ["★" if row["best"] else "", row["run"][len(common) :] or row["run"]]
-        cells += [_short(row["config"][key]) for key in result["differing"]]
+        cells += [_shown(row["config"][key]) for key in result["differing"]]
         cells.append(_number(row["objective"]))
         if result["objective"] != "metrics.dev.error":
             cells.append(_number(row["dev_error"]))
@@ -174,8 +171,20 @@ def print_comparison(result: dict, console) -> None:
         if result["constraints"]:
             cells.append("[green]yes[/green]" if row["meets_constraints"] else "[red]no[/red]")
         cells.append(row["verdict"] or "")
+        rows.append(cells)
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header, justify="right" if header in right else "left", no_wrap=True)
+    for cells in rows:
         table.add_row(*cells)
-    console.print(table)
+    natural = Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+    if natural <= console.width:
+        console.print(table)
+    else:  # one block a run, every value whole
+        for cells in rows:
+            console.print(f"{cells[0] or '-'} {escape(cells[1])}", highlight=False)
+            for header, cell in zip(headers[2:], cells[2:]):
+                console.print(f"    {escape(header)}: {cell}", highlight=False)
     direction = "highest" if result["maximize"] else "lowest"
     rule = f" among the runs meeting {', '.join(result['constraints'])}" if result["constraints"] else ""
     if result["best"]:
@@ -202,6 +211,7 @@ def _number(value) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _short(value) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+def _shown(value) -> str:
+    from rich.markup import escape
+
+    return escape(json.dumps(value) if isinstance(value, (list, dict)) else str(value))
