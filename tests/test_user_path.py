@@ -10,6 +10,7 @@ import json
 import shlex
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -264,3 +265,43 @@ def test_compare_shows_config_values_and_verdicts_whole(tmp_path, columns):
     lines = result.stdout.splitlines()
     assert all(any(verdict in line for line in lines) for verdict in verdicts)  # each verdict on one line
     assert max(len(line.rstrip()) for line in lines) <= int(columns) or columns == "160"
+
+
+# ------------------------------------------------------------------ 6 and 15. --config-path, show SECTION
+
+
+def _primary_config(folder: Path) -> None:
+    """A primary config of the user's own, as a sweep's best.yaml is: the schema plus every value."""
+    from omegaconf import OmegaConf
+
+    from dlrunner.cli import compose
+
+    folder.mkdir(parents=True)
+    values = OmegaConf.to_yaml(compose(["data=moons", "trainer=quick", "trainer.steps=7"]))
+    (folder / "best.yaml").write_text("defaults:\n- /schema/config@_here_\n- _self_\n" + values)
+
+
+def test_a_relative_config_path_works_for_train_and_show(tmp_path):
+    _primary_config(tmp_path / "sweeps" / "lr1")
+    trained = dlrun_in_process(
+        "train", "--config-path", "sweeps/lr1", "--config-name", "best", "hydra.run.dir=run", cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert read_summary(tmp_path / "run")["timing"]["steps"] == 7
+    shown = dlrun_in_process("show", "--config-path=sweeps/lr1", "--config-name", "best", "trainer", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    import yaml
+
+    assert yaml.safe_load(shown.stdout) == {"trainer": read_summary(tmp_path / "run")["config"]["trainer"]}
+
+
+def test_show_prints_one_section(tmp_path):
+    import yaml
+
+    result = dlrun_in_process("show", "trainer", "trainer=quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        list(yaml.safe_load(result.stdout)) == ["trainer"] and yaml.safe_load(result.stdout)["trainer"]["steps"] == 300
+    )
+    wrong = dlrun_in_process("show", "trainr", cwd=tmp_path)
+    assert wrong.returncode == 2 and "no such section" in wrong.stderr and "trainer" in wrong.stderr

@@ -58,16 +58,26 @@ def global_options(
 
 
 def compose(overrides: list[str]):
-    """Compose the config through Hydra's compose API (no run folder, no multirun)."""
+    """Compose the config through Hydra's compose API (no run folder, no multirun); a
+    --config-path / --config-name among the overrides chooses the primary config, as for dlrun train."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     from dlrunner.config.paths import builtin_config_dir
     from dlrunner.config.schema import register_schemas
 
+    primary = {"--config-path": str(builtin_config_dir()), "--config-name": "config"}
+    rest, it = [], iter(overrides)
+    for arg in it:
+        name, _, value = arg.partition("=")
+        name = {"-cp": "--config-path", "-cn": "--config-name"}.get(name, name)
+        if name in primary:
+            primary[name] = value if value else next(it, "")
+        else:
+            rest.append(arg)
     register_schemas()
-    with initialize_config_dir(str(builtin_config_dir()), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+    with initialize_config_dir(str(Path(primary["--config-path"]).resolve()), version_base="1.3"):
+        return hydra_compose(primary["--config-name"], overrides=rest)
 
 
 def run_hydra(args: list[str]) -> None:
@@ -265,6 +275,11 @@ def take_config_dir(args: list[str]) -> list[str]:
             use_config_dir(next(it, ""))
         elif arg.startswith(("--config-dir=", "-cd=")):
             use_config_dir(arg.split("=", 1)[1])
+        elif arg in ("--config-path", "-cp"):  # Hydra reads a relative one as a Python package: make it a folder
+            rest += [arg, str(Path(next(it, "")).resolve())]
+        elif arg.startswith(("--config-path=", "-cp=")):
+            option, value = arg.split("=", 1)
+            rest.append(f"{option}={Path(value).resolve()}")
         else:
             rest.append(arg)
     from dlrunner.config.precedence import what_the_user_typed  # epochs mean epochs; typed options win

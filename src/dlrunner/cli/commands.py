@@ -69,19 +69,42 @@ def sweep(ctx: typer.Context) -> None:
 
 @app.command(context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
-    """Print the resolved config that `dlrun train` would run with these overrides."""
+    """Print the resolved config that `dlrun train` would run with these overrides.
+
+    A word without `=` prints that section only: `dlrun show trainer`, `dlrun show optimizer
+    optimizer=adam`, `dlrun show trainer.steps`. --config-path DIR --config-name NAME show another
+    primary config (a sweep's best.yaml), as dlrun train takes them.
+    """
     from omegaconf import OmegaConf
     from rich.syntax import Syntax
 
     from dlrunner.console import make_console
 
-    overrides = take_config_dir(list(ctx.args))
+    args = take_config_dir(list(ctx.args))
+    sections = [a for a in args if "=" not in a and not a.startswith("-") and not _is_option_value(args, a)]
+    overrides = [a for a in args if a not in sections]
     cfg = guarded(lambda: compose(overrides))
-    make_console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
+    shown = {}
+    for section in sections:
+        value = OmegaConf.select(cfg, section, default=_ABSENT)
+        if value is _ABSENT:
+            fail(f"show {section}: no such section; sections: {', '.join(cfg.keys())}", code=2)
+        shown[section] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    text = OmegaConf.to_yaml(cfg, resolve=True) if not sections else OmegaConf.to_yaml(OmegaConf.create(shown))
+    make_console().print(Syntax(text, "yaml", background_color="default"))
 
     from dlrunner.config.validate import validate
 
     guarded(lambda: validate(cfg))  # the same checks as dlrun train: a bad value exits 2 here too
+
+
+_ABSENT = object()
+
+
+def _is_option_value(args: list[str], arg: str) -> bool:
+    """Whether ``arg`` is the value of the option before it (--config-name best)."""
+    at = args.index(arg)
+    return at > 0 and args[at - 1] in ("--config-path", "-cp", "--config-name", "-cn")
 
 
 @app.command(context_settings=PASS_THROUGH)
