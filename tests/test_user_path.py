@@ -305,3 +305,27 @@ def test_show_prints_one_section(tmp_path):
     )
     wrong = dlrun_in_process("show", "trainr", cwd=tmp_path)
     assert wrong.returncode == 2 and "no such section" in wrong.stderr and "trainer" in wrong.stderr
+
+
+# ------------------------------------------------------------------ 12. resumed in a new folder
+
+
+def test_a_run_resumed_in_a_new_folder_is_marked_continued_there(tmp_path):
+    first = dlrun_in_process("train", *QUICK, "trainer.steps=40", "hydra.run.dir=outputs/a/first", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    old = tmp_path / "outputs/a/first"
+    # The summary a stopped run leaves (test_faults stops real processes; here only its status matters)
+    (old / "summary.json").write_text(json.dumps({**read_summary(old), "status": "interrupted"}))
+    again = dlrun_in_process(
+        "train", *QUICK, "trainer.steps=60", "trainer.resume=true", "hydra.run.dir=outputs/b/second", cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    new = tmp_path / "outputs/b/second"
+    marked = read_summary(old)
+    assert marked["status"] == "continued" and Path(marked["continued_in"]).resolve() == new.resolve()
+    assert marked["metrics"] and (old / "checkpoints" / "last.pt").is_file()  # nothing of it is lost
+    compared = dlrun_in_process("compare", "outputs", cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    assert "continued in" in compared.stdout and "★ best: outputs/b/second" in compared.stdout.replace(
+        str(tmp_path) + "/", ""
+    )

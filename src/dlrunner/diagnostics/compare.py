@@ -71,7 +71,8 @@ def compare(
             summaries.append(json.loads((run / "summary.json").read_text()))
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(Problem("RUN", str(run), f"summary.json cannot be read ({err})")) from None
-    finished = [(run, s) for run, s in zip(runs, summaries) if "metrics" in s]
+    # A run resumed in another folder is compared there (its summary says where: status continued).
+    finished = [(run, s) for run, s in zip(runs, summaries) if "metrics" in s and s.get("status") != "continued"]
     if not finished:
         raise ConfigError(
             Problem("RUN", [str(p) for p in paths], "none of these runs finished (their summaries hold no metrics)")
@@ -131,6 +132,7 @@ def compare(
             }
         )
     unfinished = [str(run) for run, s in zip(runs, summaries) if "metrics" not in s]
+    continued = {str(run): s.get("continued_in") for run, s in zip(runs, summaries) if s.get("status") == "continued"}
     return {
         "objective": objective,
         "maximize": maximize,
@@ -139,6 +141,7 @@ def compare(
         "runs": rows,
         "best": best["run"] if best else None,
         "unfinished": unfinished,
+        "continued": continued,
     }
 
 
@@ -193,6 +196,8 @@ def print_comparison(result: dict, console) -> None:
         console.print(f"[red]No run meets {', '.join(result['constraints'])}[/red]", highlight=False)
     for run in result["unfinished"]:
         console.print(f"[yellow]not finished (no metrics): {run}[/yellow]", highlight=False)
+    for run, where in result.get("continued", {}).items():
+        console.print(f"[dim]interrupted, continued in {where}: {run}[/dim]", highlight=False)
 
 
 def _common_parent(paths: list[str]) -> str:

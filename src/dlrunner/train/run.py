@@ -33,7 +33,7 @@ from dlrunner.train.checkpoint import choose_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.hints import resume_hint, shown_path
 from dlrunner.train.loop import FitSettings, fit
-from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, mark_continued, write_json_atomic
 from dlrunner.train.progress import make_progress
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP
@@ -156,6 +156,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     outputs.attachments = checkpoint_attachments(data, current)
     outputs.start(history=_history_before(resume_path, resume, run_dir))
     outputs.write_provenance(trainer.seed, str(device))
+    if resume_path is not None and resume_path.parent.name == "checkpoints":
+        mark_continued(resume_path.parent.parent, run_dir)  # the old folder says where its run went on
     if stream is not None:
         stream.copy_to(run_dir / "console.log")
     console.print(f"Run folder: {shown_path(run_dir)}", highlight=False)
