@@ -329,3 +329,16 @@ def test_a_run_resumed_in_a_new_folder_is_marked_continued_there(tmp_path):
     assert "continued in" in compared.stdout and "★ best: outputs/b/second" in compared.stdout.replace(
         str(tmp_path) + "/", ""
     )
+
+
+# ------------------------------------------------------------------ 11. W&B offline said
+
+
+def test_an_offline_wandb_run_says_so_and_how_to_upload_it(tmp_path):
+    pytest.importorskip("wandb", reason="wandb is a test extra: pip install -e '.[test]'")
+    result = run_dlrun("train", *QUICK, "trainer.steps=20", "logger=wandb", "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [said] = [line for line in result.stdout.splitlines() if line.startswith("W&B: offline run")]
+    folder = said.split("wandb sync ", 1)[1]
+    assert Path(folder).is_dir() and Path(folder).name.startswith("offline-run-")
+    assert said in (tmp_path / "r" / "console.log").read_text()
