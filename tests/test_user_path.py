@@ -342,3 +342,25 @@ def test_an_offline_wandb_run_says_so_and_how_to_upload_it(tmp_path):
     folder = said.split("wandb sync ", 1)[1]
     assert Path(folder).is_dir() and Path(folder).name.startswith("offline-run-")
     assert said in (tmp_path / "r" / "console.log").read_text()
+
+
+# ------------------------------------------------------------------ 18. hints that fit the user
+
+
+def test_a_setting_typed_without_its_section_gets_the_section(tmp_path):
+    result = dlrun_in_process("train", "lr=0.1", cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean optimizer.lr?" in result.stderr
+
+
+def test_the_missing_extra_hint_fits_how_dlrunner_was_installed(tmp_path):
+    from importlib import metadata
+
+    origin = json.loads(metadata.distribution("dlrunner").read_text("direct_url.json") or "{}")
+    editable = origin.get("dir_info", {}).get("editable", False)
+    result = dlrun_in_process("train", "-m", "hydra/launcher=joblibb", cwd=tmp_path)
+    assert result.returncode == 2
+    if editable:  # a clone installed with pip install -e: reinstall from that folder, not from PyPI
+        folder = origin["url"].removeprefix("file://")
+        assert f"pip install -e '{folder}[joblib]'" in result.stderr and "'dlrunner[joblib]'" not in result.stderr
+    else:
+        assert "pip install 'dlrunner[joblib]'" in result.stderr

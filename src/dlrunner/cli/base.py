@@ -240,7 +240,10 @@ def guarded(action, what: str = "invalid config"):
     except ImportError as err:
         if state["debug"]:
             raise
-        fail(f"{err}\n(a launcher is an optional extra: pip install 'dlrunner[joblib]' or 'dlrunner[slurm]')", code=2)
+        from dlrunner.config.messages import install_command
+
+        extras = f"{install_command('joblib')} or {install_command('slurm')}"
+        fail(f"{err}\n(a launcher is an optional extra: {extras})", code=2)
     except Exception as err:
         if state["debug"]:
             raise

@@ -24,8 +24,10 @@ class WandbLogger(NoLogger):
         try:
             import wandb
         except ImportError as err:
+            from dlrunner.config.messages import install_command
+
             self._warn(
-                f"logger=wandb but wandb cannot be imported ({err}); pip install 'dlrunner[wandb]'. "
+                f"logger=wandb but wandb cannot be imported ({err}); {install_command('wandb')}. "
                 "Training goes on; the run folder has everything."
             )
             return
