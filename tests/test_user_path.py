@@ -364,3 +364,28 @@ def test_the_missing_extra_hint_fits_how_dlrunner_was_installed(tmp_path):
         assert f"pip install -e '{folder}[joblib]'" in result.stderr and "'dlrunner[joblib]'" not in result.stderr
     else:
         assert "pip install 'dlrunner[joblib]'" in result.stderr
+
+
+# ------------------------------------------------------------------ 19. names users know
+
+
+def test_summary_calls_a_conv1d_a_conv1d(tmp_path):
+    result = dlrun_in_process("summary", "experiment=mnist1d_cnn", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Conv1d" in result.stdout and "Matmul" not in result.stdout
+
+
+def test_gradcheck_names_the_layer_of_each_tensor(tmp_path):
+    result = dlrun_in_process("gradcheck", "data=moons", "--steps", "2", "--batch", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [saved] = tmp_path.glob("outputs/*/*-gradcheck/gradcheck.json")
+    rows = {row["name"]: row for row in json.loads(saved.read_text())["tensors"]}
+    assert rows["1.weight"]["layer"] == "layer 0 (Linear)" and rows["5.bias"]["layer"] == "layer 2 (Linear)"
+    assert "layer 0 (Linear)" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["report", "analyze", "compare", "summary", "gradcheck", "check"])
+def test_help_shows_no_template_placeholders(tmp_path, command):
+    result = dlrun_in_process(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "{" not in result.stdout and "<int range>" not in result.stdout, result.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dlrunner.cli.base import PASS_THROUGH, app, compose, fail, guarded, run_hydra, take_config_dir
+from dlrunner.cli.usage import PlainUsage
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -116,7 +117,7 @@ def summary(
         help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's.",
     ),
     outputs: int | None = typer.Option(
-        None, "--outputs", min=1, help="Number of outputs (classes); default: the configured data's."
+        None, "--outputs", metavar="N", min=1, help="Number of outputs (classes); default: the configured data's."
     ),
 ) -> None:
     """Print the model's layers: output shape and parameters per layer, and the totals.
@@ -133,9 +134,11 @@ def summary(
     guarded(lambda: print_model_summary(cfg, input_shape, outputs, make_console()))
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def report(
-    path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl)."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl)."
+    ),
 ) -> None:
     """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from dlrunner.cli.base import PASS_THROUGH, app, compose, guarded, run_hydra, take_config_dir
+from dlrunner.cli.usage import PlainUsage
 
 
 @app.command("learning-curve", context_settings=PASS_THROUGH)
@@ -68,16 +69,26 @@ def gradcheck(
     steps: int = typer.Option(
         0,
         "--steps",
+        metavar="N",
         min=0,
         help="Train this many steps first (the course: check at initialisation and after some training).",
     ),
-    batch: int = typer.Option(8, "--batch", min=1, help="Training examples in the batch J is computed on."),
-    epsilon: float = typer.Option(1e-7, "--epsilon", help="The two-sided difference's epsilon."),
+    batch: int = typer.Option(
+        8, "--batch", metavar="N", min=1, help="Training examples in the batch J is computed on."
+    ),
+    epsilon: float = typer.Option(1e-7, "--epsilon", metavar="EPS", help="The two-sided difference's epsilon."),
     max_coordinates: int = typer.Option(
-        2000, "--max-coordinates", min=1, help="Check at most this many parameters (spread over every tensor)."
+        2000,
+        "--max-coordinates",
+        metavar="N",
+        min=1,
+        help="Check at most this many parameters (spread over every tensor).",
     ),
     max_seconds: float = typer.Option(
-        30.0, "--max-seconds", help="Check fewer coordinates on big models to finish in about this time."
+        30.0,
+        "--max-seconds",
+        metavar="SECONDS",
+        help="Check fewer coordinates on big models to finish in about this time.",
     ),
 ) -> None:
     """Gradient checking as the course does it (SPEC B12-B14): in float64, dtheta_approx[i] =
@@ -111,8 +122,10 @@ def gradcheck(
 @app.command(context_settings=PASS_THROUGH)
 def check(
     ctx: typer.Context,
-    steps: int = typer.Option(200, "--steps", min=10, help="Training steps of the overfit and shuffled-label checks."),
-    batch: int = typer.Option(16, "--batch", min=1, help="Examples in the batch to overfit."),
+    steps: int = typer.Option(
+        200, "--steps", metavar="N", min=10, help="Training steps of the overfit and shuffled-label checks."
+    ),
+    batch: int = typer.Option(16, "--batch", metavar="N", min=1, help="Examples in the batch to overfit."),
 ) -> None:
     """Sanity checks before a long run: the loss at initialisation is near ln C; one small batch
     can be overfitted to ~0 loss; the loss falls much faster with the real labels than with
@@ -133,14 +146,18 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def analyze(
-    run: Path = typer.Argument(..., help="A finished run folder of a classification run."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A finished run folder of a classification run."),
     tally_sheet: Path | None = typer.Option(
         None, "--tally", help="A sheet you marked: count each category's share and its ceiling."
     ),
     limit: int = typer.Option(
-        100, "--limit", min=1, help="How many misclassified dev examples go in the sheet (most confident first)."
+        100,
+        "--limit",
+        metavar="N",
+        min=1,
+        help="How many misclassified dev examples go in the sheet (most confident first).",
     ),
     categories: str | None = typer.Option(
         None, "--categories", help="Comma-separated category columns for the sheet, e.g. dog,great_cat,blurry."
@@ -179,9 +196,11 @@ def analyze(
     console.print(f"Mark the category columns, then: dlrun analyze {run} --tally {sheet}", highlight=False)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run folders, or folders holding runs (a sweep, a multirun)."),
+    runs: list[Path] = typer.Argument(
+        ..., metavar="RUN...", help="Run folders, or folders holding runs (a sweep, a multirun)."
+    ),
     metric: str | None = typer.Option(
         None,
         "--metric",
