@@ -187,10 +187,8 @@ def test_a_stopped_joblib_sweep_says_how_to_resume_and_every_running_trial_keeps
 # ------------------------------------------------------------------ 7. class names of a CSV
 
 
-def test_csv_class_names_are_kept_and_shown(tmp_path):
+def _iris_like(path: Path) -> None:
     import random
-
-    import torch
 
     rng = random.Random(0)
     rows = ["length,width,species"]
@@ -198,18 +196,19 @@ def test_csv_class_names_are_kept_and_shown(tmp_path):
         species = ("setosa", "versicolor", "virginica")[i % 3]
         centre = {"setosa": 1.0, "versicolor": 3.0, "virginica": 5.0}[species]
         rows.append(f"{centre + rng.gauss(0, 0.9):.3f},{centre + rng.gauss(0, 0.9):.3f},{species}")
-    (tmp_path / "iris.csv").write_text("\n".join(rows) + "\n")
-    names = ["setosa", "versicolor", "virginica"]
-    result = dlrun_in_process(
-        "train",
-        "data=csv",
-        "data.source.path=iris.csv",
-        "data.source.label_column=species",
-        "trainer=quick",
-        "trainer.steps=40",
-        "hydra.run.dir=run",
-        cwd=tmp_path,
-    )
+    path.write_text("\n".join(rows) + "\n")
+
+
+NAMES = ["setosa", "versicolor", "virginica"]
+CSV = ("data=csv", "data.source.path=iris.csv", "data.source.label_column=species", "trainer=quick")
+
+
+def test_csv_class_names_are_kept_and_shown(tmp_path):
+    import torch
+
+    _iris_like(tmp_path / "iris.csv")
+    names = NAMES
+    result = dlrun_in_process("train", *CSV, "trainer.steps=40", "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     assert read_summary(run)["class_names"] == names
@@ -220,6 +219,24 @@ def test_csv_class_names_are_kept_and_shown(tmp_path):
     assert shown.returncode == 0, shown.stderr
     matrix = shown.stdout.split("Confusion matrix", 1)[1].split("\n\n", 1)[0]
     assert all(name in matrix for name in names)
+
+
+def test_stacked_trials_keep_the_class_names_too(tmp_path):
+    _iris_like(tmp_path / "iris.csv")
+    result = dlrun_in_process(
+        "train",
+        "-m",
+        *CSV,
+        "trainer.steps=20",
+        "optimizer.lr=0.01,0.1",
+        "hydra/launcher=stacked",
+        "hydra.sweep.dir=m",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for trial in ("0", "1"):
+        assert read_summary(tmp_path / "m" / trial)["class_names"] == NAMES
+        assert json.loads((tmp_path / "m" / trial / "analysis.json").read_text())["class_names"] == NAMES
 
 
 # ------------------------------------------------------------------ 9. a typed group option wins

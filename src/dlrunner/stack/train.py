@@ -34,7 +34,7 @@ from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import FitResult, FitSettings, divergence, final_metrics, get_rng_state, patience_ran_out
-from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
 from dlrunner.train.run import summarize
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP, Interrupted
@@ -372,9 +372,7 @@ def finish_trial(
         analysis = misclassified(
             model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
         )
-        write_json_atomic(
-            {key: v for key, v in analysis.items() if key not in ("y_true", "y_pred")}, run_dir / "analysis.json"
-        )
+        write_analysis(analysis, data.class_names, run_dir)
     if fit.best_rows[k] is not None:
         best = stacked.state_dict(k, fit.best_rows[k])
         out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})

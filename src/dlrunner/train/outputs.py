@@ -35,6 +35,13 @@ def failure(err: BaseException) -> dict:
     return {"status": "failed", "message": message}
 
 
+def write_analysis(analysis: dict, class_names: list | None, run_dir: Path) -> None:
+    """analysis.json: the dev set's confusion matrix and misclassified examples (not the raw label
+    lists), with the class names when the data had names."""
+    kept = {k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}
+    write_json_atomic({**kept, "class_names": class_names}, run_dir / "analysis.json")
+
+
 def mark_continued(old_run: Path, new_run: Path) -> None:
     """An interrupted run resumed in another folder (trainer.resume=true from a new run folder):
     its summary says where it went on (status ``continued``, ``continued_in``), so that it is not

@@ -33,7 +33,7 @@ from dlrunner.train.checkpoint import choose_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.hints import resume_hint, shown_path
 from dlrunner.train.loop import FitSettings, fit
-from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, mark_continued, write_json_atomic
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, mark_continued, write_analysis
 from dlrunner.train.progress import make_progress
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 from dlrunner.train.signals import STOP
@@ -184,13 +184,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
             analysis = misclassified(
                 model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
             )
-            write_json_atomic(
-                {
-                    **{k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")},
-                    "class_names": data.class_names,
-                },
-                run_dir / "analysis.json",
-            )
+            write_analysis(analysis, data.class_names, run_dir)
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
             if cfg.logger.log_checkpoint and (outputs.checkpoint_dir / "best.pt").is_file():
