@@ -406,3 +406,11 @@ def test_help_shows_no_template_placeholders(tmp_path, command):
     result = dlrun_in_process(command, "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "{" not in result.stdout and "<int range>" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("columns", ["200", "70"])
+def test_check_cuts_no_number_name_at_any_width(tmp_path, columns):
+    result = dlrun_in_process("check", "data=moons", "--steps", "40", cwd=tmp_path, env={"COLUMNS": columns})
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout and "steps_to_half_shuffled = " in result.stdout
+    assert "4 of 4 checks passed" in result.stdout

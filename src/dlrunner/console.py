@@ -101,3 +101,24 @@ class ConsoleStream:
     @property
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", "utf-8")
+
+
+def table_fits(console, table, prose_width: int = 0) -> bool:
+    """Whether ``table`` shows whole on ``console``: every row on one line each, or, with
+    ``prose_width``, its last column (sentences that may wrap inside their cell) still at least that
+    wide while the other columns keep their lines whole. A table that does not fit is shown
+    another way (one block a row) rather than truncated."""
+    from rich.measure import Measurement
+
+    wide = console.options.update(max_width=100_000)
+    if not prose_width:
+        return Measurement.get(console, wide, table).maximum <= console.width
+    fixed = [
+        max(
+            [Measurement.get(console, wide, column.header).maximum]
+            + [Measurement.get(console, wide, cell).maximum for cell in column.cells]
+        )
+        for column in table.columns[:-1]
+    ]
+    borders = 3 * len(table.columns) + 1
+    return sum(fixed) + prose_width + borders <= console.width

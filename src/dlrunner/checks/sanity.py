@@ -577,17 +577,27 @@ def print_checks(results: list[CheckResult], console) -> None:
     """A table: check, PASS/FAIL/skipped, the main numbers, the message; then a one-line verdict."""
     from rich.table import Table
 
+    from dlrunner.console import table_fits
+
     table = Table(title="Sanity checks", show_lines=True)
     table.add_column("check", style="bold")
     table.add_column("result")
-    table.add_column("numbers")
-    table.add_column("message", overflow="fold")
+    table.add_column("numbers", no_wrap=True)  # `name = value` lines: never cut
+    table.add_column("message")
+    shown = []
     for result in results:
         status = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]skipped[/yellow]"}[
             result.passed
         ]
-        table.add_row(result.name, status, _numbers(result.measured), result.message)
-    console.print(table)
+        shown.append((result.name, status, _numbers(result.measured), result.message))
+        table.add_row(*shown[-1])
+    if table_fits(console, table, prose_width=40):
+        console.print(table)
+    else:  # too narrow for the table: one block a check, nothing cut
+        for name, status, numbers, message in shown:
+            console.print(f"[bold]{name}[/bold]: {status}")
+            console.print("    " + numbers.replace("\n", "\n    "), highlight=False)
+            console.print(f"    {message}", highlight=False)
     failed = [r.name for r in results if r.passed is False]
     passed = sum(r.passed is True for r in results)
     skipped = sum(r.passed is None for r in results)

@@ -149,8 +149,9 @@ def print_comparison(result: dict, console) -> None:
     """The runs as a table, one row a run; a table wider than the console is shown as one block
     a run instead (values are never cut: the differing config keys are what compare is for)."""
     from rich.markup import escape
-    from rich.measure import Measurement
     from rich.table import Table
+
+    from dlrunner.console import table_fits
 
     headers = ["", "run", *result["differing"], result["objective"]]
     if result["objective"] != "metrics.dev.error":
@@ -180,8 +181,7 @@ def print_comparison(result: dict, console) -> None:
         table.add_column(header, justify="right" if header in right else "left", no_wrap=True)
     for cells in rows:
         table.add_row(*cells)
-    natural = Measurement.get(console, console.options.update(max_width=100_000), table).maximum
-    if natural <= console.width:
+    if table_fits(console, table):
         console.print(table)
     else:  # one block a run, every value whole
         for cells in rows:
