@@ -7,6 +7,7 @@ closed after one line (those tests are in the slow tier). The rest run the real 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -156,8 +157,6 @@ def test_check_names_a_learning_rate_far_too_large(tmp_path):
 @pytest.mark.parametrize("to_group", [False, True], ids=["sweep-process", "process-group"])
 def test_a_stopped_joblib_sweep_says_how_to_resume_and_every_running_trial_keeps_its_work(tmp_path, to_group):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is an extra")
-    import os
-
     logs = tmp_path / "sweep.out"
     sweep = [
         *("sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=100000", "trainer.eval_every=50"),
