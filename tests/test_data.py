@@ -124,8 +124,9 @@ def test_mnist1d_rejects_arguments_the_generator_does_not_have(tmp_path, monkeyp
 def test_csv_with_named_labels(tmp_path):
     path = tmp_path / "flowers.csv"
     path.write_text("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n")
-    X, y = sources.csv(str(path), label_column="species")
+    X, y, weights, names = sources.csv(str(path), label_column="species")
     assert X.tolist() == [[1, 2], [3, 4], [5, 6]] and y.tolist() == [0, 1, 0]
+    assert weights is None and names == ["setosa", "virginica"]  # class i's name, kept with the run
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from dlrunner.internals import BATCH_NORM
+from dlrunner.models.summary import parameter_owner
 
 PASS_BELOW = 1e-5  # ratio below this: "pass" (the course's 1e-7 "great", with room for float64 noise in deep nets)
 FAIL_FROM = 1e-3  # ratio from this on: "fail" (the course: "probably a bug")
@@ -281,7 +282,8 @@ def _gradient_check(
                 approx[j] = (plus - minus) / (2 * epsilon)
             checked_exact = exact[index]
             ratio = _ratio(approx, checked_exact)
-            row = {"name": name, "shape": list(p.shape), "checked": k, "ratio": ratio, "verdict": verdict(ratio)}
+            row = {"name": name, "layer": parameter_owner(net, name), "shape": list(p.shape), "checked": k}
+            row.update(ratio=ratio, verdict=verdict(ratio))
             if row["verdict"] != "pass" and k and float((approx - checked_exact).abs().max()) < rounding:
                 row["verdict"] = "pass"
                 row["note"] = "within rounding"
@@ -353,6 +355,7 @@ def print_gradcheck(result: GradcheckResult, console) -> None:
 
     table = Table(title=f"Gradient check (epsilon = {result.epsilon:g})")
     table.add_column("tensor")
+    table.add_column("layer")  # numbered as in dlrun summary's # column
     table.add_column("shape")
     table.add_column("checked", justify="right")
     table.add_column("ratio", justify="right")
@@ -363,6 +366,7 @@ def print_gradcheck(result: GradcheckResult, console) -> None:
         shape = "×".join(str(s) for s in row["shape"]) or "scalar"
         table.add_row(
             escape(row["name"]),
+            escape(row.get("layer", "")),
             shape,
             str(row["checked"]),
             f"{row['ratio']:.2e}",

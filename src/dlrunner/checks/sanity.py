@@ -7,7 +7,10 @@
 3. Real vs shuffled labels: trained the same way, the loss falls clearly faster with the real labels
    than with randomly permuted ones (seed 003, L701: "with random labels the loss falls slowly").
 4. Batch gradient descent decreases J at every step, at the configured learning rate (gd, sgd,
-   momentum) or at a halving of an adaptive optimizer's lr, which is no gradient-descent step size.
+   momentum) or at a halving of an adaptive optimizer's lr, which is no gradient-descent step size
+   (the adaptive optimizer itself, at its configured lr, must first not leave J above its start).
+A failing check 2 tries the learning rate 10x and 100x smaller and 10x larger: one that fits names
+the configured rate too large or too small, and check 3 then names that cause too.
 
 Each check starts from a fresh model built with the run's seed (``trainer.seed``), runs on the CPU
 on the first training examples (at most ``MAX_EXAMPLES``), and turns dropout and L2 off (a check of
@@ -203,6 +206,17 @@ def check_overfit(
     if math.isfinite(final) and initial > 0 and final <= fraction * initial:
         return CheckResult(name, True, measured, f"{what}: the model can fit data, as it should.")
     lr_text = f" (lr = {lr:g})" if lr is not None else ""
+    verdict = _probe_learning_rates(make_model, make_optimizer, X, y, task, steps, fraction, lr, grad_clip_norm)
+    if verdict is not None:
+        direction, better, loss = verdict
+        measured.update(lr_verdict=f"too {direction}", lr_that_fits=better)
+        return CheckResult(
+            name,
+            False,
+            measured,
+            f"{what}: the learning rate {lr:g} is too {direction}; at {better:g} the same steps take the "
+            f"loss to {loss:.3g} (below {fraction:.0%} of the start).",
+        )
     if not math.isfinite(final):
         return CheckResult(
             name,
@@ -230,6 +244,32 @@ def check_overfit(
     )
 
 
+# When a batch does not fit, these multiples of the learning rate are tried (smaller ones first):
+# one that fits names the configured rate too large or too small, measured rather than guessed.
+LR_PROBES = (0.1, 0.01, 10.0)
+
+
+def _probe_learning_rates(make_model, make_optimizer, X, y, task, steps, fraction, lr, grad_clip_norm):
+    """("large" | "small", a learning rate at which the batch fits, its final loss), or None.
+
+    ``make_optimizer(model, lr)`` must accept the learning rate to try (run_checks' does); a
+    factory without it, or no configured ``lr``, probes nothing."""
+    import inspect
+
+    if lr is None or len(inspect.signature(make_optimizer).parameters) < 2:
+        return None
+    for factor in LR_PROBES:
+        model = make_model()
+        with torch.no_grad():
+            initial = float(_loss(model, X, y, task))
+        _train(model, make_optimizer(model, lr * factor), [(X, y)] * steps, task, grad_clip_norm)
+        with torch.no_grad():
+            final = float(_loss(model, X, y, task))
+        if math.isfinite(final) and initial > 0 and final <= fraction * initial:
+            return ("large" if factor < 1 else "small"), lr * factor, final
+    return None
+
+
 def check_shuffled_labels(
     make_model,
     make_optimizer,
@@ -242,6 +282,7 @@ def check_shuffled_labels(
     grad_clip_norm: float | None = None,
     speedup: float = SHUFFLE_SPEEDUP,
     min_gain: float = SHUFFLE_MIN_GAIN,
+    known_cause: str | None = None,
 ) -> CheckResult:
     """Train a fresh model ``steps`` steps on (X, y) and another, identical one on (X, y permuted),
     with the same mini-batches, and compare how fast their training loss falls.
@@ -251,6 +292,8 @@ def check_shuffled_labels(
     steps. The real run must end at least ``min_gain`` below chance, and the shuffled run must need
     at least ``speedup`` times as many steps as the real one to get half as far. (The end values
     alone do not tell: a network memorises a thousand shuffled labels too, only later.)
+    ``known_cause``: what another check has already measured to be wrong (a learning rate too
+    large), named instead of the usual suspects when this check fails.
     """
     name = NAMES[2]
     chance = chance_loss(y, task)
@@ -305,17 +348,19 @@ def check_shuffled_labels(
             f"{what}: training diverged (the loss ended far above its start, or not finite); "
             "usually a learning rate too large.",
         )
-    causes = (
+    causes = known_cause or (
         "the model is not learning from the inputs; usually a data-pipeline bug (features and labels misaligned, "
         "inputs disconnected from the labels) or inputs that carry no information about them"
     )
+    if diverged and known_cause:
+        return CheckResult(name, False, measured, f"{what}: training diverged; {known_cause}.")
     if real < min_gain:
         return CheckResult(
             name,
             False,
             measured,
-            f"{what}, less than {min_gain:.0%} with the real labels: {causes}; "
-            "or a learning rate too small or too few steps for this model.",
+            f"{what}, less than {min_gain:.0%} with the real labels: {causes}"
+            + ("." if known_cause else "; or a learning rate too small or too few steps for this model."),
         )
     slower = "never got there" if t_shuffled is None else f"took {t_shuffled} steps ({ratio:.1f}x)"
     what += f"; half of the real labels' gain took {t_real} steps, the shuffled labels {slower}"
@@ -354,6 +399,7 @@ def check_batch_gd(
     steps: int = GD_STEPS,
     noise: float = GD_NOISE,
     halvings: int = 0,
+    make_optimizer=None,
 ) -> CheckResult:
     """``steps`` steps of full-batch gradient descent (W -= lr dW, no momentum) from a fresh model
     on (X, y): J must not rise at any step (up to ``noise`` relative to the previous J).
@@ -361,12 +407,29 @@ def check_batch_gd(
     ``halvings``: how many times to halve ``lr`` and start again while J rises. 0 when ``lr`` is a
     gradient-descent step size the user chose (gd, sgd, momentum): then a rise means that lr is
     too large. An adaptive optimizer's lr (Adam, RMSprop) is not one, so there the check looks
-    for a step size at which J does fall monotonically; none means a wrong gradient.
+    for a step size at which J does fall monotonically; none means a wrong gradient. Given
+    ``make_optimizer(model)`` (the configured adaptive optimizer), that optimizer runs the same
+    full-batch steps first: J ending above its start there means its learning rate is too large.
     """
     from dlrunner.train.evaluate import loss_function, training_loss
 
     name = NAMES[3]
     configured = lr
+    if make_optimizer is not None:  # the configured (adaptive) optimizer itself must not raise J
+        model = make_model()
+        J = _train(model, make_optimizer(model), [(X, y)] * steps, task)
+        with torch.no_grad():
+            J.append(float(training_loss(model(X), y, loss_function(task))))
+        if not (math.isfinite(J[-1]) and J[-1] <= J[0]):
+            measured = {"examples": len(X), "steps": steps, "lr": lr, "J_first": J[0], "J_last": J[-1], "J": J}
+            return CheckResult(
+                name,
+                False,
+                measured,
+                f"{steps} full-batch steps of the configured optimizer on {len(X)} examples at lr = {lr:g}: J went "
+                f"from {J[0]:.4g} to {J[-1]:.4g}, higher than it started: the learning rate {lr:g} is too large "
+                "(lower it tenfold, or search it: dlrun sweep sweep=lr).",
+            )
     for halved in range(halvings + 1):
         lr = configured / 2**halved
         model = make_model()
@@ -419,6 +482,8 @@ def check_batch_gd(
 def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[CheckResult]:
     """Validate ``cfg``, build its data on the CPU and run the four checks; ``steps`` training steps
     for checks 2 and 3, a fixed batch of ``batch`` training examples for check 2."""
+    from omegaconf import OmegaConf
+
     from dlrunner.config.validate import validate
     from dlrunner.data import build_data
     from dlrunner.models import count_parameters
@@ -445,7 +510,11 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
         return model.train()
 
     def make_optimizer(size: int):
-        return lambda model: build_optimizer(cfg, model, size, l2=0.0)
+        def configured(model, rate: float = lr):  # the configured optimizer; another rate for the probes
+            chosen = cfg if rate == lr else OmegaConf.merge(cfg, {"optimizer": {"lr": rate}})
+            return build_optimizer(chosen, model, size, l2=0.0)
+
+        return configured
 
     prepare_process()  # as dlrun train does
     threads = torch.get_num_threads()
@@ -470,6 +539,11 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
                 make_model, make_optimizer(small), X[:small], y[:small], data.task, steps, lr=lr, grad_clip_norm=clip
             )
         )
+        overfit = results[-1].measured
+        known = None
+        if overfit.get("lr_verdict") == "too large":
+            fits = overfit["lr_that_fits"]
+            known = f"the learning rate {lr:g} is too large (see 'overfit a small batch': {fits:g} fits)"
         on_threads(batch_size)
         results.append(
             check_shuffled_labels(
@@ -482,11 +556,15 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
                 steps,
                 seed,
                 grad_clip_norm=clip,
+                known_cause=known,
             )
         )
         on_threads(len(X_pass))
         halvings = 0 if cfg.optimizer.get("_target_") in GD_STEP_SIZES else GD_HALVINGS
-        results.append(check_batch_gd(make_model, X_pass, y_pass, data.task, lr, halvings=halvings))
+        adaptive = make_optimizer(len(X_pass)) if halvings else None
+        results.append(
+            check_batch_gd(make_model, X_pass, y_pass, data.task, lr, halvings=halvings, make_optimizer=adaptive)
+        )
     finally:
         torch.set_num_threads(threads)
     if console is not None:
@@ -499,17 +577,27 @@ def print_checks(results: list[CheckResult], console) -> None:
     """A table: check, PASS/FAIL/skipped, the main numbers, the message; then a one-line verdict."""
     from rich.table import Table
 
+    from dlrunner.console import table_fits
+
     table = Table(title="Sanity checks", show_lines=True)
     table.add_column("check", style="bold")
     table.add_column("result")
-    table.add_column("numbers")
-    table.add_column("message", overflow="fold")
+    table.add_column("numbers", no_wrap=True)  # `name = value` lines: never cut
+    table.add_column("message")
+    shown = []
     for result in results:
         status = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]skipped[/yellow]"}[
             result.passed
         ]
-        table.add_row(result.name, status, _numbers(result.measured), result.message)
-    console.print(table)
+        shown.append((result.name, status, _numbers(result.measured), result.message))
+        table.add_row(*shown[-1])
+    if table_fits(console, table, prose_width=40):
+        console.print(table)
+    else:  # too narrow for the table: one block a check, nothing cut
+        for name, status, numbers, message in shown:
+            console.print(f"[bold]{name}[/bold]: {status}")
+            console.print("    " + numbers.replace("\n", "\n    "), highlight=False)
+            console.print(f"    {message}", highlight=False)
     failed = [r.name for r in results if r.passed is False]
     passed = sum(r.passed is True for r in results)
     skipped = sum(r.passed is None for r in results)

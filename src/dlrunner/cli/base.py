@@ -58,16 +58,26 @@ def global_options(
 
 
 def compose(overrides: list[str]):
-    """Compose the config through Hydra's compose API (no run folder, no multirun)."""
+    """Compose the config through Hydra's compose API (no run folder, no multirun); a
+    --config-path / --config-name among the overrides chooses the primary config, as for dlrun train."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     from dlrunner.config.paths import builtin_config_dir
     from dlrunner.config.schema import register_schemas
 
+    primary = {"--config-path": str(builtin_config_dir()), "--config-name": "config"}
+    rest, it = [], iter(overrides)
+    for arg in it:
+        name, _, value = arg.partition("=")
+        name = {"-cp": "--config-path", "-cn": "--config-name"}.get(name, name)
+        if name in primary:
+            primary[name] = value if value else next(it, "")
+        else:
+            rest.append(arg)
     register_schemas()
-    with initialize_config_dir(str(builtin_config_dir()), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+    with initialize_config_dir(str(Path(primary["--config-path"]).resolve()), version_base="1.3"):
+        return hydra_compose(primary["--config-name"], overrides=rest)
 
 
 def run_hydra(args: list[str]) -> None:
@@ -183,7 +193,8 @@ def train_task(cfg) -> float:
             flush=True,
         )
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
-    if summary["status"] == "interrupted":
+    in_worker = "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
+    if summary["status"] == "interrupted" and not in_worker:  # a joblib worker returns: the sweep stops the pool
         from dlrunner.train.signals import exit_code
 
         raise SystemExit(exit_code(summary.get("signal")))  # 130 for Ctrl-C, 143 for SIGTERM
@@ -229,7 +240,10 @@ def guarded(action, what: str = "invalid config"):
     except ImportError as err:
         if state["debug"]:
             raise
-        fail(f"{err}\n(a launcher is an optional extra: pip install 'dlrunner[joblib]' or 'dlrunner[slurm]')", code=2)
+        from dlrunner.config.messages import install_command
+
+        extras = f"{install_command('joblib')} or {install_command('slurm')}"
+        fail(f"{err}\n(a launcher is an optional extra: {extras})", code=2)
     except Exception as err:
         if state["debug"]:
             raise
@@ -264,6 +278,16 @@ def take_config_dir(args: list[str]) -> list[str]:
             use_config_dir(next(it, ""))
         elif arg.startswith(("--config-dir=", "-cd=")):
             use_config_dir(arg.split("=", 1)[1])
+        elif arg in ("--config-path", "-cp"):  # Hydra reads a relative one as a Python package: make it a folder
+            rest += [arg, str(Path(next(it, "")).resolve())]
+        elif arg.startswith(("--config-path=", "-cp=")):
+            option, value = arg.split("=", 1)
+            rest.append(f"{option}={Path(value).resolve()}")
         else:
             rest.append(arg)
+    from dlrunner.config.precedence import what_the_user_typed  # epochs mean epochs; typed options win
+
+    rest, notes = what_the_user_typed(rest)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     return rest

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dlrunner.cli.base import PASS_THROUGH, app, compose, fail, guarded, run_hydra, take_config_dir
+from dlrunner.cli.usage import PlainUsage
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -69,18 +70,42 @@ def sweep(ctx: typer.Context) -> None:
 
 @app.command(context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
-    """Print the resolved config that `dlrun train` would run with these overrides."""
+    """Print the resolved config that `dlrun train` would run with these overrides.
+
+    A word without `=` prints that section only: `dlrun show trainer`, `dlrun show optimizer
+    optimizer=adam`, `dlrun show trainer.steps`. --config-path DIR --config-name NAME show another
+    primary config (a sweep's best.yaml), as dlrun train takes them.
+    """
     from omegaconf import OmegaConf
-    from rich.console import Console
     from rich.syntax import Syntax
 
-    overrides = take_config_dir(list(ctx.args))
+    from dlrunner.console import make_console
+
+    args = take_config_dir(list(ctx.args))
+    sections = [a for a in args if "=" not in a and not a.startswith("-") and not _is_option_value(args, a)]
+    overrides = [a for a in args if a not in sections]
     cfg = guarded(lambda: compose(overrides))
-    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", background_color="default"))
+    shown = {}
+    for section in sections:
+        value = OmegaConf.select(cfg, section, default=_ABSENT)
+        if value is _ABSENT:
+            fail(f"show {section}: no such section; sections: {', '.join(cfg.keys())}", code=2)
+        shown[section] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    text = OmegaConf.to_yaml(cfg, resolve=True) if not sections else OmegaConf.to_yaml(OmegaConf.create(shown))
+    make_console().print(Syntax(text, "yaml", background_color="default"))
 
     from dlrunner.config.validate import validate
 
     guarded(lambda: validate(cfg))  # the same checks as dlrun train: a bad value exits 2 here too
+
+
+_ABSENT = object()
+
+
+def _is_option_value(args: list[str], arg: str) -> bool:
+    """Whether ``arg`` is the value of the option before it (--config-name best)."""
+    at = args.index(arg)
+    return at > 0 and args[at - 1] in ("--config-path", "-cp", "--config-name", "-cn")
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -92,7 +117,7 @@ def summary(
         help="One example's shape, channels first, e.g. 3,224,224; default: the configured data's.",
     ),
     outputs: int | None = typer.Option(
-        None, "--outputs", min=1, help="Number of outputs (classes); default: the configured data's."
+        None, "--outputs", metavar="N", min=1, help="Number of outputs (classes); default: the configured data's."
     ),
 ) -> None:
     """Print the model's layers: output shape and parameters per layer, and the totals.
@@ -102,16 +127,18 @@ def summary(
     --input-shape 3,224,224 --outputs 1000` shows the published ResNet-50. The # column numbers
     the layers that hold parameters: transfer.freeze=N freezes the first N of them.
     """
-    from rich.console import Console
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    guarded(lambda: print_model_summary(cfg, input_shape, outputs, Console()))
+    guarded(lambda: print_model_summary(cfg, input_shape, outputs, make_console()))
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def report(
-    path: Path = typer.Argument(..., help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl)."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="A run folder (with metrics.jsonl) or a sweep folder (with trials.jsonl)."
+    ),
 ) -> None:
     """Write PATH/report.html (self-contained, works offline) and PNGs of its figures in PATH/report/.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from dlrunner.cli.base import PASS_THROUGH, app, compose, guarded, run_hydra, take_config_dir
+from dlrunner.cli.usage import PlainUsage
 
 
 @app.command("learning-curve", context_settings=PASS_THROUGH)
@@ -32,8 +33,7 @@ def learning_curve(
     """
     import time
 
-    from rich.console import Console
-
+    from dlrunner.console import make_console
     from dlrunner.diagnostics import learning_curve as curves
     from dlrunner.train.outputs import write_json_atomic
 
@@ -46,7 +46,7 @@ def learning_curve(
     run_hydra(["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args])
     points = guarded(lambda: curves.collect(sweep_dir))
     reading = curves.interpret(points)
-    console = Console()
+    console = make_console()
     curves.print_learning_curve(points, reading, console)
     write_json_atomic({"points": points, "reading": reading}, sweep_dir / "learning_curve.json")
     console.print(f"Plot: {curves.plot(points, sweep_dir / 'learning_curve.png')}", highlight=False)
@@ -69,16 +69,26 @@ def gradcheck(
     steps: int = typer.Option(
         0,
         "--steps",
+        metavar="N",
         min=0,
         help="Train this many steps first (the course: check at initialisation and after some training).",
     ),
-    batch: int = typer.Option(8, "--batch", min=1, help="Training examples in the batch J is computed on."),
-    epsilon: float = typer.Option(1e-7, "--epsilon", help="The two-sided difference's epsilon."),
+    batch: int = typer.Option(
+        8, "--batch", metavar="N", min=1, help="Training examples in the batch J is computed on."
+    ),
+    epsilon: float = typer.Option(1e-7, "--epsilon", metavar="EPS", help="The two-sided difference's epsilon."),
     max_coordinates: int = typer.Option(
-        2000, "--max-coordinates", min=1, help="Check at most this many parameters (spread over every tensor)."
+        2000,
+        "--max-coordinates",
+        metavar="N",
+        min=1,
+        help="Check at most this many parameters (spread over every tensor).",
     ),
     max_seconds: float = typer.Option(
-        30.0, "--max-seconds", help="Check fewer coordinates on big models to finish in about this time."
+        30.0,
+        "--max-seconds",
+        metavar="SECONDS",
+        help="Check fewer coordinates on big models to finish in about this time.",
     ),
 ) -> None:
     """Gradient checking as the course does it (SPEC B12-B14): in float64, dtheta_approx[i] =
@@ -87,13 +97,12 @@ def gradcheck(
     per parameter tensor, so a failure points at a layer. Below 1e-5 passes, from 1e-3 fails.
     Takes the same overrides as `dlrun train`; exit code 1 when the check fails.
     """
-    from rich.console import Console
-
     from dlrunner.checks.gradcheck import run_gradcheck
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    console = Console()
+    console = make_console()
     result = guarded(
         lambda: run_gradcheck(
             cfg,
@@ -113,21 +122,22 @@ def gradcheck(
 @app.command(context_settings=PASS_THROUGH)
 def check(
     ctx: typer.Context,
-    steps: int = typer.Option(200, "--steps", min=10, help="Training steps of the overfit and shuffled-label checks."),
-    batch: int = typer.Option(16, "--batch", min=1, help="Examples in the batch to overfit."),
+    steps: int = typer.Option(
+        200, "--steps", metavar="N", min=10, help="Training steps of the overfit and shuffled-label checks."
+    ),
+    batch: int = typer.Option(16, "--batch", metavar="N", min=1, help="Examples in the batch to overfit."),
 ) -> None:
     """Sanity checks before a long run: the loss at initialisation is near ln C; one small batch
     can be overfitted to ~0 loss; the loss falls much faster with the real labels than with
     shuffled ones; batch gradient descent decreases J at every step. Each says what a failure
     usually means. Takes the same overrides as `dlrun train`; exit code 1 when a check fails.
     """
-    from rich.console import Console
-
     from dlrunner.checks.sanity import print_checks, run_checks
+    from dlrunner.console import make_console
 
     overrides = take_config_dir(list(ctx.args))
     cfg = guarded(lambda: compose(overrides))
-    console = Console()
+    console = make_console()
     results = guarded(lambda: run_checks(cfg, console, steps=steps, batch=batch))
     print_checks(results, console)
     result = {"checks": [dataclasses.asdict(r) for r in results], "passed": all(r.passed is not False for r in results)}
@@ -136,14 +146,18 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def analyze(
-    run: Path = typer.Argument(..., help="A finished run folder of a classification run."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A finished run folder of a classification run."),
     tally_sheet: Path | None = typer.Option(
         None, "--tally", help="A sheet you marked: count each category's share and its ceiling."
     ),
     limit: int = typer.Option(
-        100, "--limit", min=1, help="How many misclassified dev examples go in the sheet (most confident first)."
+        100,
+        "--limit",
+        metavar="N",
+        min=1,
+        help="How many misclassified dev examples go in the sheet (most confident first).",
     ),
     categories: str | None = typer.Option(
         None, "--categories", help="Comma-separated category columns for the sheet, e.g. dog,great_cat,blurry."
@@ -157,12 +171,11 @@ def analyze(
     share of the errors, the dev error if it were fixed completely (its ceiling), and whether fixing
     incorrect labels is worth it first.
     """
-    from rich.console import Console
-
+    from dlrunner.console import make_console
     from dlrunner.diagnostics import analyze as error_analysis
     from dlrunner.train.outputs import write_json_atomic
 
-    console = Console()
+    console = make_console()
     analysis = guarded(lambda: error_analysis.error_analysis(run, limit), what="cannot analyse")
     if tally_sheet is not None:
         result = guarded(lambda: error_analysis.tally(tally_sheet, analysis["dev_error"]), what="cannot tally")
@@ -183,9 +196,11 @@ def analyze(
     console.print(f"Mark the category columns, then: dlrun analyze {run} --tally {sheet}", highlight=False)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run folders, or folders holding runs (a sweep, a multirun)."),
+    runs: list[Path] = typer.Argument(
+        ..., metavar="RUN...", help="Run folders, or folders holding runs (a sweep, a multirun)."
+    ),
     metric: str | None = typer.Option(
         None,
         "--metric",
@@ -207,13 +222,12 @@ def compare(
     Example: dlrun compare multirun/2026-11-22/10-00-00 --metric metrics.dev.accuracy
     --satisfy 'satisficing.latency_ms <= 100'
     """
-    from rich.console import Console
-
+    from dlrunner.console import make_console
     from dlrunner.diagnostics.compare import compare as compare_runs
     from dlrunner.diagnostics.compare import print_comparison
 
     result = guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
-    print_comparison(result, Console())
+    print_comparison(result, make_console())
     if json_out is not None:
         from dlrunner.train.outputs import write_json_atomic
 

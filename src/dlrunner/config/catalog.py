@@ -62,9 +62,10 @@ def options() -> dict[str, list[Option]]:
 
 
 def print_catalog(group: str | None = None) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from dlrunner.console import make_console
 
     catalog = options()
     if group is not None and group not in catalog:
@@ -79,7 +80,7 @@ def print_catalog(group: str | None = None) -> None:
         for option in group_options:
             label = option.name + (" *" if option.is_default else "") + (" (yours)" if option.is_users else "")
             table.add_row(name, label, escape(option.description))  # descriptions hold brackets: a[l+2]
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(
         "* = default.  Select with GROUP=OPTION, e.g. dlrun train model=logreg.  "

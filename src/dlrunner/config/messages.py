@@ -12,6 +12,36 @@ def _did_you_mean(name: str, choices) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def install_command(*extras: str) -> str:
+    """The pip command that adds dlrunner's optional ``extras`` to this installation: an editable
+    install (a clone, pip install -e) is reinstalled from its folder, not from PyPI."""
+    import json
+    from importlib import metadata
+
+    wanted = ",".join(extras)
+    try:
+        origin = json.loads(metadata.distribution("dlrunner").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
+        origin = {}
+    if origin.get("dir_info", {}).get("editable") and origin.get("url", "").startswith("file://"):
+        return f"pip install -e '{origin['url'][len('file://') :]}[{wanted}]'"
+    return f"pip install 'dlrunner[{wanted}]'"
+
+
+def _section_of(name: str) -> str:
+    """'; did you mean optimizer.lr?' for a setting typed without its section (lr=0.1)."""
+    from dlrunner.config.schema import all_schemas
+
+    found = sorted(
+        {
+            f"{path.split('/')[1]}.{name}"
+            for path, schema in all_schemas().items()
+            if path.count("/") == 2 and name in {f.name for f in dataclasses.fields(schema)}
+        }
+    )
+    return f"; did you mean {' or '.join(found)}?" if found else ""
+
+
 def explain(err: BaseException) -> str:
     """A short explanation of a Hydra/OmegaConf error, or Hydra's own text where we know no better."""
     cause = err.__cause__ or err
@@ -26,8 +56,8 @@ def explain(err: BaseException) -> str:
         text = f"{group}={name}: no such option{_did_you_mean(name, options)}\nOptions of {group}: {', '.join(options)}"
         if group.startswith("hydra/launcher"):
             text += (
-                "\nLaunchers are optional extras: pip install 'dlrunner[joblib]' (hydra/launcher=joblib) "
-                "or 'dlrunner[slurm]' (submitit_local, submitit_slurm)"
+                f"\nLaunchers are optional extras: {install_command('joblib')} (hydra/launcher=joblib) "
+                f"or {install_command('slurm')} (submitit_local, submitit_slurm)"
             )
         return text
     if "does not support deletion" in str(cause) and full_key:
@@ -46,7 +76,11 @@ def explain(err: BaseException) -> str:
         where = f"{full_key.rsplit('.', 1)[0]} ({object_type.__name__})" if "." in full_key else "the top level"
         hint = _did_you_mean(name, valid)
         if "." not in full_key:
-            hint = hint or " (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)"
+            hint = (
+                hint
+                or _section_of(name)
+                or (" (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)")
+            )
         return f"{full_key}: no such setting in {where}{hint}\nValid keys: {', '.join(valid)}"
     wrong_type = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", str(cause)) or re.search(
         r"Value '(.*)' is not a valid (bool)", str(cause)

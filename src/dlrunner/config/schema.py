@@ -179,13 +179,18 @@ SCHEMAS = {  # the groups whose options are not builder calls; builder_schemas()
 }
 
 
+def all_schemas() -> dict[str, type]:
+    """Every schema by its config path: the ones above and those derived from the builders."""
+    from dlrunner.config.derive import builder_schemas
+
+    return {**SCHEMAS, **builder_schemas()}
+
+
 def register_schemas() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
-    from dlrunner.config.derive import builder_schemas
-
     store = ConfigStore.instance()
-    for path, node in {**SCHEMAS, **builder_schemas()}.items():
+    for path, node in all_schemas().items():
         group, name = path.rsplit("/", 1)
         store.store(group=group, name=name, node=node)

@@ -25,15 +25,17 @@ class Dataset:
     notes: list = field(default_factory=list)
     error_scale: float = 1.0  # the unit of a significant error gap: 1 for error rates, Var(y_train) for MSE
     weights: dict | None = None  # split -> a weight per example (CPU tensor), when the source gives them (SPEC E7)
+    class_names: list | None = None  # the name of class i, when the source's labels were names (a CSV's species)
 
     @property
     def n_outputs(self) -> int:
         return self.n_classes if self.task in ("multiclass", "multilabel") else 1
 
 
-def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list | None]:
     """Call a source builder named by a config node and check what it returns: (X, y), or
-    (X, y, w) with a weight per example for the weighted error (SPEC E7)."""
+    (X, y, w) with a weight per example for the weighted error (SPEC E7), or (X, y, w, names)
+    with the name of each class index (w may be None); returned as (X, y, w, names)."""
     from dlrunner.config.builders import call_builder
 
     try:
@@ -60,7 +62,8 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     weights = np.asarray(rest[0], dtype=np.float64) if rest and rest[0] is not None else None
     if weights is not None and (weights.shape != (len(X),) or not np.isfinite(weights).all() or (weights < 0).any()):
         raise ConfigError(Problem(*where, f"example weights must be {len(X)} finite numbers >= 0, one per example"))
-    return X, y, weights
+    names = [str(n) for n in rest[1]] if len(rest) > 1 and rest[1] is not None else None
+    return X, y, weights, names
 
 
 def infer_task(y: np.ndarray, task: str, n_classes: int | None) -> tuple[str, int | None, np.ndarray]:
@@ -155,10 +158,18 @@ def build_data(cfg, device="cpu") -> Dataset:
 
     if cfg.task not in TASKS:
         raise ConfigError(Problem("data.task", cfg.task, f"one of {list(TASKS)}"))
-    X, y, w = load_source(cfg.source, "data.source")
+    X, y, w, class_names = load_source(cfg.source, "data.source")
     X = reshape_examples(X, cfg.get("shape"))
     target = load_source(cfg.target, "data.target") if cfg.get("target") is not None else None
     if target is not None:
+        if target[3] != class_names:  # class i must be the same class in both
+            raise ConfigError(
+                Problem(
+                    "data.target",
+                    cfg.target.get("_target_"),
+                    f"its classes {target[3]} are not the source's {class_names}",
+                )
+            )
         target = (reshape_examples(target[0], cfg.get("shape")), target[1], target[2])
     if target is not None and target[0].shape[1:] != X.shape[1:]:
         raise ConfigError(
@@ -244,4 +255,6 @@ def build_data(cfg, device="cpu") -> Dataset:
             for name in arrays
             if name in parts
         }
-    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes, error_scale, weights)
+    if class_names is not None and task not in ("binary", "multiclass"):
+        class_names = None
+    return Dataset(splits, task, n_classes, tuple(X.shape[1:]), mean, std, notes, error_scale, weights, class_names)

@@ -172,10 +172,11 @@ def spiral(n_samples: int = 1000, noise: float = 0.1, seed: int = 0, classes: in
 # ------------------------------------------------------------------ user data
 
 
-def csv(path: str, label_column: str = "label") -> Arrays:
+def csv(path: str, label_column: str = "label") -> tuple:
     """A CSV file with a header row: numeric feature columns and one label column.
 
-    Labels may be numbers or names; names become class indices in sorted order.
+    Labels may be numbers or names; names become class indices in sorted order, and the names are
+    returned too (kept in the summary, analysis.json and checkpoints).
     """
     file = _existing_file(path, "data.source.path")
     try:
@@ -215,11 +216,10 @@ def csv(path: str, label_column: str = "label") -> Arrays:
             ) from None
     X = np.asarray(features, dtype=np.float32)
     if all(_is_float(v) for v in labels):
-        y = np.asarray([float(v) for v in labels])
-    else:
-        names = sorted(set(labels))
-        y = np.asarray([names.index(v) for v in labels], dtype=np.int64)
-    return X, y
+        return X, np.asarray([float(v) for v in labels])
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    return X, np.asarray([index[v] for v in labels], dtype=np.int64), None, names  # the names travel with the run
 
 
 def npz(path: str) -> Arrays:

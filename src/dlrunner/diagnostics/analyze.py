@@ -97,6 +97,7 @@ def error_analysis(run_dir: Path, limit: int = 100) -> dict:
         "n_dev": n_dev,
         "n_misclassified": n_wrong,
         "summary_dev_error": summary.get("metrics", {}).get("dev", {}).get("error"),
+        "class_names": raw.get("class_names") or summary.get("class_names"),  # None: the labels were numbers
         "confusion_matrix": matrix,
         "per_class": per_class,
         "confused_pairs": [
@@ -489,14 +490,19 @@ def print_error_analysis(analysis: dict, console) -> None:
         highlight=False,
     )
     matrix = analysis["confusion_matrix"]
+    names = analysis.get("class_names")
+
+    def label(c: int) -> str:  # the class's name where the data had names (a CSV's species), else its index
+        return escape(str(names[c])) if names and c < len(names) else str(c)
+
     if len(matrix) <= 12:
         table = Table(title="Confusion matrix (dev; rows: true class, columns: predicted)", title_justify="left")
         table.add_column("true \\ predicted")
         for c in range(len(matrix)):
-            table.add_column(str(c), justify="right")
+            table.add_column(label(c), justify="right")
         for t, row in enumerate(matrix):
             table.add_row(
-                str(t),
+                label(t),
                 *(f"[dim]{v}[/dim]" if t == p or not v else f"[bold red]{v}[/bold red]" for p, v in enumerate(row)),
             )
         console.print(table)
@@ -506,7 +512,7 @@ def print_error_analysis(analysis: dict, console) -> None:
             table.add_column(name, justify="right")
         for pair in analysis["confused_pairs"]:
             table.add_row(
-                str(pair["true"]), str(pair["predicted"]), str(pair["count"]), f"{pair['share_of_errors']:.0%}"
+                label(pair["true"]), label(pair["predicted"]), str(pair["count"]), f"{pair['share_of_errors']:.0%}"
             )
         console.print(table)
     table = Table(title="Error per class (dev)", title_justify="left")
@@ -514,7 +520,7 @@ def print_error_analysis(analysis: dict, console) -> None:
         table.add_column(name, justify="right")
     for row in analysis["per_class"]:
         table.add_row(
-            str(row["class"]),
+            label(row["class"]),
             str(row["n"]),
             str(row["errors"]),
             "-" if row["error"] is None else f"{row['error']:.2%}",

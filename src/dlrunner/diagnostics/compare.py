@@ -71,7 +71,8 @@ def compare(
             summaries.append(json.loads((run / "summary.json").read_text()))
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(Problem("RUN", str(run), f"summary.json cannot be read ({err})")) from None
-    finished = [(run, s) for run, s in zip(runs, summaries) if "metrics" in s]
+    # A run resumed in another folder is compared there (its summary says where: status continued).
+    finished = [(run, s) for run, s in zip(runs, summaries) if "metrics" in s and s.get("status") != "continued"]
     if not finished:
         raise ConfigError(
             Problem("RUN", [str(p) for p in paths], "none of these runs finished (their summaries hold no metrics)")
@@ -131,6 +132,7 @@ def compare(
             }
         )
     unfinished = [str(run) for run, s in zip(runs, summaries) if "metrics" not in s]
+    continued = {str(run): s.get("continued_in") for run, s in zip(runs, summaries) if s.get("status") == "continued"}
     return {
         "objective": objective,
         "maximize": maximize,
@@ -139,30 +141,29 @@ def compare(
         "runs": rows,
         "best": best["run"] if best else None,
         "unfinished": unfinished,
+        "continued": continued,
     }
 
 
 def print_comparison(result: dict, console) -> None:
+    """The runs as a table, one row a run; a table wider than the console is shown as one block
+    a run instead (values are never cut: the differing config keys are what compare is for)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("")
-    table.add_column("run")
-    for key in result["differing"]:
-        table.add_column(key)
-    table.add_column(result["objective"], justify="right")
+    from dlrunner.console import table_fits
+
+    headers = ["", "run", *result["differing"], result["objective"]]
     if result["objective"] != "metrics.dev.error":
-        table.add_column("dev error", justify="right")
-    for column in ("params", "latency ms", "train s"):
-        table.add_column(column, justify="right")
-    if result["constraints"]:
-        table.add_column("meets")
-    table.add_column("verdict")
+        headers.append("dev error")
+    headers += ["params", "latency ms", "train s"] + (["meets"] if result["constraints"] else []) + ["verdict"]
+    right = set(headers[2 + len(result["differing"]) : -1]) - {"meets"}
     common = _common_parent([row["run"] for row in result["runs"]])
+    rows = []
     for row in result["runs"]:
         measured = row["satisficing"] or {}
         cells = ["★" if row["best"] else "", row["run"][len(common) :] or row["run"]]
-        cells += [_short(row["config"][key]) for key in result["differing"]]
+        cells += [_shown(row["config"][key]) for key in result["differing"]]
         cells.append(_number(row["objective"]))
         if result["objective"] != "metrics.dev.error":
             cells.append(_number(row["dev_error"]))
@@ -174,8 +175,19 @@ def print_comparison(result: dict, console) -> None:
         if result["constraints"]:
             cells.append("[green]yes[/green]" if row["meets_constraints"] else "[red]no[/red]")
         cells.append(row["verdict"] or "")
+        rows.append(cells)
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header, justify="right" if header in right else "left", no_wrap=True)
+    for cells in rows:
         table.add_row(*cells)
-    console.print(table)
+    if table_fits(console, table):
+        console.print(table)
+    else:  # one block a run, every value whole
+        for cells in rows:
+            console.print(f"{cells[0] or '-'} {escape(cells[1])}", highlight=False)
+            for header, cell in zip(headers[2:], cells[2:]):
+                console.print(f"    {escape(header)}: {cell}", highlight=False)
     direction = "highest" if result["maximize"] else "lowest"
     rule = f" among the runs meeting {', '.join(result['constraints'])}" if result["constraints"] else ""
     if result["best"]:
@@ -184,6 +196,8 @@ def print_comparison(result: dict, console) -> None:
         console.print(f"[red]No run meets {', '.join(result['constraints'])}[/red]", highlight=False)
     for run in result["unfinished"]:
         console.print(f"[yellow]not finished (no metrics): {run}[/yellow]", highlight=False)
+    for run, where in result.get("continued", {}).items():
+        console.print(f"[dim]interrupted, continued in {where}: {run}[/dim]", highlight=False)
 
 
 def _common_parent(paths: list[str]) -> str:
@@ -202,6 +216,7 @@ def _number(value) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _short(value) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+def _shown(value) -> str:
+    from rich.markup import escape
+
+    return escape(json.dumps(value) if isinstance(value, (list, dict)) else str(value))

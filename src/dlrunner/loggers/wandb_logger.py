@@ -24,8 +24,10 @@ class WandbLogger(NoLogger):
         try:
             import wandb
         except ImportError as err:
+            from dlrunner.config.messages import install_command
+
             self._warn(
-                f"logger=wandb but wandb cannot be imported ({err}); pip install 'dlrunner[wandb]'. "
+                f"logger=wandb but wandb cannot be imported ({err}); {install_command('wandb')}. "
                 "Training goes on; the run folder has everything."
             )
             return
@@ -47,6 +49,11 @@ class WandbLogger(NoLogger):
                 settings=wandb.Settings(init_timeout=60, silent=True),
             )
             self.wandb = wandb
+            if self.run.settings.mode == "offline":  # nothing was uploaded: say so, and how
+                folder = Path(self.run.dir).parent
+                self.console.print(
+                    f"W&B: offline run (nothing uploaded); upload it with: wandb sync {folder}", highlight=False
+                )
         except Exception as err:  # wandb raises many kinds; none may stop the training
             self._warn(f"W&B could not start a run ({type(err).__name__}: {err}); training goes on without it.")
 

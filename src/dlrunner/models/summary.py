@@ -28,6 +28,22 @@ def parameter_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def layer_type(module: nn.Module) -> str:
+    """The layer's type as users know it: dlrunner's faster drop-in versions of torch layers
+    (MatmulConv1d) go by the torch name they stand in for (``shown_as``)."""
+    return getattr(type(module), "shown_as", type(module).__name__)
+
+
+def parameter_owner(model: nn.Module, parameter: str) -> str:
+    """Which layer a parameter tensor (``1.weight``) belongs to, numbered as in `dlrun summary`'s #
+    column: ``layer 0 (Conv1d)``."""
+    module_name = parameter.rpartition(".")[0]
+    for index, (name, module) in enumerate(parameter_layers(model)):
+        if name == module_name:
+            return f"layer {index} ({layer_type(module)})"
+    return ""
+
+
 def layer_table(model: nn.Module, input_shape: tuple) -> list[LayerRow]:
     """One row per leaf module (and per module holding parameters), from a forward pass on one
     example in eval mode; output shapes leave out the batch axis."""
@@ -52,7 +68,7 @@ def layer_table(model: nn.Module, input_shape: tuple) -> list[LayerRow]:
             LayerRow(
                 indices.get(name),
                 name,
-                type(module).__name__,
+                layer_type(module),
                 shapes.get(name),
                 sum(p.numel() for p in own),
                 sum(p.numel() for p in own if p.requires_grad),

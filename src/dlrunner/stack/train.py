@@ -32,7 +32,7 @@ from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import get_rng_state
-from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
 from dlrunner.train.progress import NoProgress, make_progress
 from dlrunner.train.run import summarize
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
@@ -320,9 +320,7 @@ def finish_trial(
         analysis = misclassified(
             model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
         )
-        write_json_atomic(
-            {key: v for key, v in analysis.items() if key not in ("y_true", "y_pred")}, run_dir / "analysis.json"
-        )
+        write_analysis(analysis, data.class_names, run_dir)
     if fit.best_rows[k] is not None:
         best = stacked.state_dict(k, fit.best_rows[k])
         out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})

@@ -87,13 +87,14 @@ class SweepRunner:
 
         try:
             self._search(search, done, fixed)
-        except SystemExit as stop:
-            if stop.code in (130, 143):  # Ctrl-C or SIGTERM
+        except (SystemExit, KeyboardInterrupt) as stop:  # KeyboardInterrupt: asked twice while workers trained
+            code = getattr(stop, "code", 130)
+            if code in (130, 143):  # Ctrl-C or SIGTERM
                 print(
                     f"Interrupted. Rerun the same command (same hydra.sweep.dir={self.sweep_dir}) to resume the sweep.",
                     flush=True,
                 )
-            raise
+            raise SystemExit(code) from None
         self._write_regions(search)
         from dlrunner.sweep.report import finish
 
@@ -123,11 +124,26 @@ class SweepRunner:
         self._validate(batch)
         # Trials are numbered across the whole sweep, so their folders keep their names on resume.
         for start, run in _contiguous(chunk):
-            returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
+            with self._stop_for_workers() as stop:
+                returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
+            if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
+                raise SystemExit(stop.exit_code)
             for trial, job in zip(run, returns):
                 record = self._record(trial, job, fixed)
                 append_ledger(self.ledger_path, record)
                 search.tell(trial.number, record["objective"], record["status"], record["eligible"])
+
+    def _stop_for_workers(self):
+        """With joblib's worker processes, a stop signal is passed on to the workers and the pool is
+        left to finish, so that every running trial writes its interrupted summary and checkpoint
+        (joblib would kill them). Other launchers run trials in this process or their own way."""
+        import contextlib
+
+        if "joblib" not in str(self.sweeper.config.hydra.launcher.get("_target_", "")):
+            return contextlib.nullcontext()
+        from dlrunner.workers import ForwardedStop
+
+        return ForwardedStop()
 
     def _validate(self, batch: list[list[str]]) -> None:
         """Hydra's check that each trial's overrides compose, done once per form of override list.

@@ -76,38 +76,58 @@ def load_checkpoint(path: Path, key: str = "trainer.resume", training_state: boo
 
 
 def find_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: dict) -> Path | None:
-    """Which checkpoint ``trainer.resume`` means.
+    """Which checkpoint ``trainer.resume`` means (``choose_resume_checkpoint`` without the reason)."""
+    return choose_resume_checkpoint(resume, run_dir, output_root, config)[0]
+
+
+def choose_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: dict) -> tuple[Path | None, str]:
+    """Which checkpoint ``trainer.resume`` means, and why that one (said when the run resumes).
 
     false: none. A path: that .pt file, or that run folder's last checkpoint. true: this run
     folder's last checkpoint (when hydra.run.dir points at an earlier run), else the most recent
-    run under the outputs root with the same data and model (read from its .hydra/config.yaml).
+    *interrupted* run under the outputs root with the same data and model (read from its
+    .hydra/config.yaml); a finished run only when its config is this one but for the length of
+    training and the learning rate (babysat: trained further on purpose), never a finished run of
+    another experiment (another seed, regularisation, ...).
     auto: this run folder's last checkpoint if the run there did not finish (no summary.json, or
     one saying interrupted), else none: what a requeued or rerun sweep trial needs (the caller
     also checks that the checkpoint's config is this run's).
     """
     if resume is False or resume is None or str(resume).lower() == "false":
-        return None
+        return None, ""
     if str(resume).lower() == "auto":
         own = run_dir / "checkpoints" / "last.pt"
-        return own if own.is_file() and _unfinished(run_dir) else None
+        return (own, "this run folder's unfinished run") if own.is_file() and _unfinished(run_dir) else (None, "")
     if resume is True or str(resume).lower() == "true":
         own = run_dir / "checkpoints" / "last.pt"
         if own.is_file():
-            return own
+            return own, "this run folder's last checkpoint"
         candidates = sorted(output_root.glob("**/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
         candidates = [c for c in candidates if run_dir not in c.parents and _same_experiment(c.parent.parent, config)]
-        if not candidates:
-            raise ConfigError(
-                Problem(
-                    "trainer.resume",
-                    True,
-                    f"no run with the same data and model and a checkpoint under {output_root}; "
-                    "give a run folder or a .pt file",
-                )
+        interrupted = [c for c in candidates if _unfinished(c.parent.parent)]
+        if interrupted:
+            return interrupted[-1], f"the most recent interrupted run under {output_root} with the same data and model"
+        longer = [c for c in candidates if _same_experiment(c.parent.parent, config, _LENGTH_ONLY)]
+        if longer:
+            why = f"a finished run under {output_root} with this config but for its length and learning rate"
+            return longer[-1], why
+        finished = f" (finished runs of other settings: {', '.join(str(c.parent.parent) for c in candidates[-3:])})"
+        raise ConfigError(
+            Problem(
+                "trainer.resume",
+                True,
+                f"no interrupted run with the same data and model under {output_root}"
+                f"{finished if candidates else ''}; give the run folder to continue: "
+                "trainer.resume=true hydra.run.dir=RUN_FOLDER, or trainer.resume=RUN_FOLDER",
             )
-        return candidates[-1]
+        )
     path = Path(str(resume)).expanduser()
-    return path / "checkpoints" / "last.pt" if path.is_dir() else path
+    return (path / "checkpoints" / "last.pt" if path.is_dir() else path), "the checkpoint trainer.resume names"
+
+
+# Keys a run may change and still be the same experiment trained further (babysitting: longer,
+# with a nudged learning rate).
+_LENGTH_ONLY = {"trainer": ("steps", "epochs", "resume", "progress"), "optimizer": ("lr",)}
 
 
 def _unfinished(run_dir: Path) -> bool:
@@ -120,7 +140,9 @@ def _unfinished(run_dir: Path) -> bool:
     return status == "interrupted"
 
 
-def _same_experiment(run_dir: Path, config: dict) -> bool:
+def _same_experiment(run_dir: Path, config: dict, except_keys: dict | None = None) -> bool:
+    """Whether the run in ``run_dir`` has this data and model (``except_keys`` given: this whole
+    config apart from those keys of each section)."""
     from omegaconf import OmegaConf
 
     saved = run_dir / ".hydra" / "config.yaml"
@@ -130,4 +152,15 @@ def _same_experiment(run_dir: Path, config: dict) -> bool:
         previous = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
     except Exception:  # an unreadable config is simply not a candidate
         return False
-    return all(previous.get(key) == config.get(key) for key in ("data", "model"))
+    if except_keys is None:
+        return all(previous.get(key) == config.get(key) for key in ("data", "model"))
+
+    def without(cfg: dict) -> dict:
+        return {
+            section: {k: v for k, v in value.items() if k not in except_keys[section]}
+            if section in except_keys and isinstance(value, dict)
+            else value
+            for section, value in cfg.items()
+        }
+
+    return without(previous) == without(config)

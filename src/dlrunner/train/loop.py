@@ -144,7 +144,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
             if tracker.stopped_early:
                 break
     except KeyboardInterrupt:
-        tracker.interrupt(f"interrupted at step {step}; resume with trainer.resume=true")
+        tracker.interrupt(f"interrupted at step {step}")  # train() adds how to resume this run
         outputs.save_checkpoint("last", training_state())
 
     if device.type == "cuda":

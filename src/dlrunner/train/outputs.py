@@ -35,16 +35,41 @@ def failure(err: BaseException) -> dict:
     return {"status": "failed", "message": message}
 
 
+def write_analysis(analysis: dict, class_names: list | None, run_dir: Path) -> None:
+    """analysis.json: the dev set's confusion matrix and misclassified examples (not the raw label
+    lists), with the class names when the data had names."""
+    kept = {k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}
+    write_json_atomic({**kept, "class_names": class_names}, run_dir / "analysis.json")
+
+
+def mark_continued(old_run: Path, new_run: Path) -> None:
+    """An interrupted run resumed in another folder (trainer.resume=true from a new run folder):
+    its summary says where it went on (status ``continued``, ``continued_in``), so that it is not
+    left "interrupted" forever, resumed twice, or compared as a result of its own. Its metrics,
+    checkpoints and the rest of its summary stay as they were."""
+    path = old_run / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # killed before it wrote one: nothing claims it is interrupted
+    if summary.get("status") != "interrupted" or old_run.resolve() == new_run.resolve():
+        return
+    summary.update(
+        status="continued", continued_in=str(new_run), message=f"{summary.get('message', '')}; continued in {new_run}"
+    )
+    write_json_atomic(summary, path)
+
+
 def checkpoint_attachments(data, config: dict) -> dict:
     """What every checkpoint of a run carries beside its training state, solo or stacked: the input
-    normalisation and the config. Tensors, not numpy arrays: checkpoints are read with
-    torch.load(weights_only=True)."""
+    normalisation, the config and the class names (None when the labels were numbers). Tensors, not
+    numpy arrays: checkpoints are read with torch.load(weights_only=True)."""
     import torch
 
     normalization = {
         name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))
     }
-    return {"normalization": normalization, "config": config}
+    return {"normalization": normalization, "config": config, "class_names": data.class_names}
 
 
 def _jsonable(value):

@@ -10,7 +10,10 @@ from rich.console import Console
 
 def make_progress(mode: str, total_steps: int, start_step: int = 0, console: Console | None = None):
     """``auto``: a live bar when stdout is a terminal, plain lines otherwise; ``bar``, ``plain``, ``none``."""
-    console = console or Console()
+    if console is None:
+        from dlrunner.console import make_console
+
+        console = make_console()
     if mode == "auto":
         mode = "bar" if console.is_terminal else "plain"
     if mode == "bar":

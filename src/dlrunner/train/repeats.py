@@ -88,6 +88,7 @@ def aggregate(summaries: list[dict], seeds: list[int], cfg) -> dict:
         "message": "",
         "task": first["task"],
         "n_classes": first["n_classes"],
+        "class_names": first.get("class_names"),
         "sizes": first["sizes"],
         "metrics": metrics,
         "diagnosis": diagnosis,

@@ -8,10 +8,10 @@ looks like a result.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
@@ -27,19 +27,28 @@ from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.search.constraints import check_constraints
 from dlrunner.train.accelerate import place_data, to_channels_last, wants_channels_last
-from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
+from dlrunner.train.checkpoint import choose_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
+from dlrunner.train.hints import resume_hint, shown_path
 from dlrunner.train.loop import fit
-from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_json_atomic
+from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, mark_continued, write_analysis
 from dlrunner.train.progress import make_progress
 from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
 from dlrunner.train.signals import STOP
 from dlrunner.train.trial import FitSettings
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict:
     """Train the experiment ``cfg`` describes, writing its results into ``run_dir``; return the summary."""
-    console = console or Console()
+    stream = None
+    if console is None:  # dlrun's own output: a closed reader never fails the run, a copy in console.log
+        from dlrunner.console import ConsoleStream, make_console
+
+        stream = ConsoleStream()
+        console = make_console(file=stream)
     validate(cfg)
     if cfg.trainer.repeats > 1 or cfg.trainer.get("seeds"):
         from dlrunner.train.repeats import train_repeats
@@ -48,7 +57,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     trainer = cfg.trainer
     current = OmegaConf.to_container(cfg, resolve=True)
     auto = str(trainer.resume).lower() == "auto"
-    resume_path = find_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs", current)
+    resume_path, why = choose_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs", current)
     resume = load_checkpoint(resume_path) if resume_path else None
     if auto and resume is not None and not same_run(resume.get("config") or {}, current):
         resume_path = resume = None  # this folder held another experiment: start afresh, as without auto
@@ -118,7 +127,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
                 )
             )
         console.print(
-            f"Resuming from {resume_path} at step {resume['step']} (epoch {resume['epoch']})", highlight=False
+            f"Resuming from {resume_path} at step {resume['step']} (epoch {resume['epoch']}): {why}", highlight=False
         )
     if trainer.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model, so checkpoints stay portable
@@ -128,6 +137,11 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     outputs.attachments = checkpoint_attachments(data, current)
     outputs.start(history=_history_before(resume_path, resume, run_dir))
     outputs.write_provenance(trainer.seed, str(device))
+    if resume_path is not None and resume_path.parent.name == "checkpoints":
+        mark_continued(resume_path.parent.parent, run_dir)  # the old folder says where its run went on
+    if stream is not None:
+        stream.copy_to(run_dir / "console.log")
+    console.print(f"Run folder: {shown_path(run_dir)}", highlight=False)
     for note in notes:
         console.print(f"[yellow]note: {note}[/yellow]")
     logger = build_logger(cfg, run_dir, console)
@@ -142,7 +156,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         summary = summarize(cfg, data, model, result, settings, resumed_from)
         if result.status == "interrupted":
             summary["signal"] = stop.name
-            summary["message"] = f"{stop.name}: {summary['message']}"
+            summary["message"] = f"{stop.name}: {summary['message']}; {resume_hint(run_dir)}"
         status = summary["status"]
         outputs.write_summary(summary)
         analysis = None
@@ -151,9 +165,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
             analysis = misclassified(
                 model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
             )
-            write_json_atomic(
-                {k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}, run_dir / "analysis.json"
-            )
+            write_analysis(analysis, data.class_names, run_dir)
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
             if cfg.logger.log_checkpoint and (outputs.checkpoint_dir / "best.pt").is_file():
@@ -167,7 +179,9 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         logger.close(status)  # always: the next trial in this process logs into its own run
         stop.restore()  # last: on SLURM it may hand SIGUSR2 on to submitit, which requeues the job and exits
     render_report(summary, console)
-    console.print(f"Run folder: {run_dir}")
+    console.print(f"Run folder: {run_dir}", highlight=False)
+    if stream is not None:
+        stream.stop_copy()
     return summary
 
 
@@ -289,6 +303,7 @@ def summarize(cfg, data, model, result, settings: FitSettings, resumed_from: dic
         "message": message,
         "task": data.task,
         "n_classes": data.n_classes,
+        "class_names": data.class_names,
         "sizes": {name: len(xy[0]) for name, xy in data.splits.items()},
         "metrics": metrics,
         "diagnosis": diagnosis,

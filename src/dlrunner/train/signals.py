@@ -20,8 +20,13 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A signal of the same kind this soon after the first is the same request arriving twice (a
+# scheduler or `timeout` signals the whole process group, and a joblib sweep passes it on to its
+# workers too), not a user asking a second time.
+SAME_REQUEST_S = 1.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -41,6 +46,7 @@ class StopSignals:
     def __init__(self):
         self.received: int | None = None
         self.finishing = False
+        self._at = 0.0
         self._previous = {}
 
     def install(self) -> StopSignals:
@@ -76,7 +82,9 @@ class StopSignals:
         if self.finishing:
             return  # training is over: the result gets written either way
         if self.received is None:
-            self.received = signum  # the loop stops at its next step
+            self.received, self._at = signum, time.monotonic()  # the loop stops at its next step
+        elif signum == self.received and time.monotonic() - self._at < SAME_REQUEST_S:
+            return  # one request delivered twice: to the process group, and passed on by a sweep
         else:
             raise Interrupted(self.received)  # asked twice: stop now
 

@@ -1,0 +1,80 @@
+"""A process whose workers are other processes (a joblib sweep) passing a stop signal on to them.
+
+The workers' trials stop at a safe point on their own (``train.signals``); this makes sure that a
+signal sent to the sweep process alone (``kill -INT``, a scheduler) reaches them, and that the
+sweep waits for their summaries instead of killing the pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+
+
+class ForwardedStop:
+    """While a pool of worker processes (a joblib sweep) trains trials: the sweep process passes a
+    stop signal on to its workers, whose trials then stop at a safe point and write their
+    interrupted summary and checkpoint, and lets the pool finish instead of killing it
+    (``received`` says what came). A Ctrl-C on a terminal already reached every process of the
+    foreground group, so it is not sent twice (a second signal stops a trial at once). Asked
+    twice, the sweep process stops at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> ForwardedStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        if signum == signal.SIGINT and _foreground_group():
+            return  # the terminal sent it to every worker too
+        for pid in _descendants(os.getpid()):
+            with contextlib.suppress(OSError):  # ended meanwhile
+                os.kill(pid, signum)
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal's number (130 for Ctrl-C)."""
+        return 128 + (self.received or signal.SIGINT)
+
+
+def _foreground_group() -> bool:
+    """Whether this process's group is its terminal's foreground group (where Ctrl-C goes)."""
+    try:
+        with open("/dev/tty") as tty:
+            return os.tcgetpgrp(tty.fileno()) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux /proc; elsewhere none: the signal then reaches the
+    workers only through the terminal)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
