@@ -5,9 +5,11 @@ Problem: MNIST-1D, the MLP, the sweep `mlp_basic` (lr and lambda log-uniform, be
 scale of 1 - beta, batch size a power of two, width a choice), each trial a short training run.
 Strategies, each over several seeds with the same trial budget, all through the real commands:
 
-  grid            dlrun sweep hydra.sweeper.method=grid (3 points per numeric axis, a seeded subset)
-  random          dlrun sweep hydra.sweeper.method=random (log scales)
-  coarse_to_fine  dlrun sweep (3 rounds, top 3)
+  grid                dlrun sweep hydra.sweeper.method=grid (3 points per numeric axis, a seeded subset)
+  random              dlrun sweep hydra.sweeper.method=random (log scales)
+  coarse_to_fine_old  dlrun sweep with the sweep's settings (3 rounds, top 3)
+  coarse_to_fine      dlrun sweep with the search's own defaults for the budget (rounds from
+                      dlrunner.search.narrowing.default_rounds; growing rounds, exploration, no duplicates)
   optuna_tpe      dlrun train -m hydra/sweeper=optuna (hydra-optuna-sweeper, if installed;
                   optuna has no 1 - beta log scale, so beta1 is uniform there)
 
@@ -16,6 +18,8 @@ Reported: for each run, the number of trials until the best dev error so far is 
 the median and the spread over seeds. Runs already finished in --out are read, not rerun.
 
     python scripts/bench_search.py --seeds 3 --budget 30 --steps 1000 --out outputs/bench-search
+    python scripts/bench_search.py --seeds 3 --budget 20 --steps 500 \\
+        --strategies random,coarse_to_fine_old,coarse_to_fine      # the short run (~10 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ import statistics
 import subprocess
 from pathlib import Path
 
+from dlrunner.search.narrowing import default_rounds
+
 COMMON = ["data=mnist1d", "model=mlp", "trainer.device=cpu", "trainer.progress=none"]
 OURS = {
     "grid": ["hydra.sweeper.method=grid", "hydra.sweeper.grid_points=3"],
     "random": ["hydra.sweeper.method=random"],
-    "coarse_to_fine": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.rounds=3", "hydra.sweeper.top_k=3"],
+    "coarse_to_fine_old": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.rounds=3", "hydra.sweeper.top_k=3"],
+    # The sweeper passes rounds and top_k explicitly, so the search's defaults are spelt out here.
+    "coarse_to_fine": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.top_k=3"],
 }
 OPTUNA_SPACE = [
     "optimizer=adam",
@@ -51,6 +59,7 @@ def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
     if name in OURS:
         ledger = sweep_dir / "trials.jsonl"
         if not ledger.exists() or len(ledger.read_text().splitlines()) < args.budget:
+            rounds = [f"hydra.sweeper.rounds={default_rounds(args.budget)}"] if name == "coarse_to_fine" else []
             command = [
                 args.dlrun,
                 "sweep",
@@ -58,6 +67,7 @@ def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
                 *COMMON,
                 *steps,
                 *OURS[name],
+                *rounds,
                 f"hydra.sweeper.budget={args.budget}",
                 f"hydra.sweeper.seed={seed}",
                 f"hydra.sweep.dir={sweep_dir}",
@@ -108,7 +118,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=30)
     parser.add_argument("--steps", type=int, default=1000, help="training steps per trial")
     parser.add_argument("--tolerance", type=float, default=0.01)
-    parser.add_argument("--strategies", default="grid,random,coarse_to_fine,optuna_tpe")
+    parser.add_argument("--strategies", default="grid,random,coarse_to_fine_old,coarse_to_fine,optuna_tpe")
     parser.add_argument(
         "--dlrun", default="dlrun", help="the dlrun executable (e.g. one in a venv with hydra-optuna-sweeper)"
     )
@@ -141,7 +151,7 @@ def main() -> None:
         shown = ", ".join(str(r) if r is not None else f">{args.budget}" for r in reached)
         print(f"| {name} | {shown} | {median:g} | {', '.join(f'{b:.3f}' for b in bests)} |")
         results[name] = {"trials_to_target": reached, "median": median, "best_per_seed": bests}
-    checkpoints = sorted({n for n in (10, 20, args.budget) if n <= args.budget})
+    checkpoints = sorted({n for n in (5, 10, 20, 30, args.budget) if n <= args.budget})
     print("\nBest dev error found after n trials (median over seeds):\n")
     print("| strategy | " + " | ".join(f"n = {n}" for n in checkpoints) + " |")
     print("| --- | " + " | ".join("---" for _ in checkpoints) + " |")

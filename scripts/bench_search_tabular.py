@@ -9,7 +9,7 @@ the noise a real sweep sees); the regret of a search is that of the configuratio
 Continuous proposals are snapped to the table's nearest point in their search coordinate.
 
 Strategies: random (log scales), coarse to fine with the previous defaults (3 equal rounds, top 3,
-no exploration, no smoothing), coarse to fine with the new defaults, Optuna TPE (defaults).
+no exploration), coarse to fine with the new defaults, Optuna TPE (defaults).
 With --pruning: the same searches with successive halving (dlrunner.search.pruning, rungs at
 epochs 1, 3, 9, 27) and Optuna TPE with its Hyperband pruner; reported as regret and the share of
 training epochs spent.
@@ -40,7 +40,7 @@ SPACE = {
     "width": Pow2(16, 128),
     "depth": IntUniform(1, 2),
 }
-OLD = dict(rounds=3, top_k=3, explore=0.0, growth=1.0, smooth=0)
+OLD = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0)
 
 
 class Table:
@@ -80,6 +80,7 @@ def run_ours(table: Table, budget: int, seed: int, settings: dict, pruner: dict 
                     break
             epochs += step or table.epochs[-1]
             search.tell(trial.number, value, status=status, step=step)
+            trial.spent = epochs
             history.append(trial)
     return history, epochs
 
@@ -95,8 +96,19 @@ def regrets(table: Table, history: list, maximize: bool = True) -> dict:
 
 
 class _Done:
-    def __init__(self, params, value, status):
-        self.params, self.value, self.status = params, value, status
+    def __init__(self, params, value, status, spent):
+        self.params, self.value, self.status, self.spent = params, value, status, spent
+
+
+def epochs_to_target(table: Table, history: list, target: float) -> float:
+    """Training epochs spent until the configuration a search would pick has regret <= target (inf: never)."""
+    best = None
+    for trial in history:
+        if trial.status == "completed" and (best is None or trial.value > best.value):
+            best = trial
+        if best is not None and table.regret(best.params) <= target:
+            return trial.spent
+    return math.inf
 
 
 def run_tpe(table: Table, budget: int, seed: int, hyperband: bool = False):
@@ -129,14 +141,31 @@ def run_tpe(table: Table, budget: int, seed: int, hyperband: bool = False):
             trial.report(value, epoch)
             if trial.should_prune():
                 epochs += epoch
-                history.append(_Done(params, value, "pruned"))
+                history.append(_Done(params, value, "pruned", epochs))
                 raise optuna.TrialPruned()
         epochs += table.epochs[-1]
-        history.append(_Done(params, value, "completed"))
+        history.append(_Done(params, value, "completed", epochs))
         return value
 
     study.optimize(objective, n_trials=budget)
     return history, epochs
+
+
+def run_strategy(strategy: str, table: Table, seed: int, pruner: dict) -> tuple[dict, list]:
+    """Regret per budget, and the 200-trial run's history (for the training it spent)."""
+    if strategy in ("random", "optuna_tpe", "optuna_tpe+hyperband"):
+        # Anytime strategies: one run of 200 trials gives every budget.
+        if strategy == "random":
+            history, _ = run_ours(table, max(BUDGETS), seed, dict(method="random"))
+        else:
+            history, _ = run_tpe(table, max(BUDGETS), seed, hyperband="hyperband" in strategy)
+        return regrets(table, history), history
+    settings = OLD if strategy == "coarse_to_fine_old" else {}
+    out = {}
+    for budget in BUDGETS:
+        history, _ = run_ours(table, budget, seed, settings, pruner if strategy.endswith("halving") else None)
+        out[budget] = regrets(table, history)[budget]
+    return out, history
 
 
 def main() -> None:
@@ -145,6 +174,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--strategies", default="random,coarse_to_fine_old,coarse_to_fine,optuna_tpe")
     parser.add_argument("--pruning", action="store_true", help="also the pruned searches")
+    parser.add_argument("--target", type=float, default=1.0, help="regret (%%) for the training-to-target column")
     args = parser.parse_args()
     tables = {p.stem.removeprefix("table-"): Table(p) for p in sorted(args.tables.glob("table-*.npz"))}
     if not tables:
@@ -154,39 +184,39 @@ def main() -> None:
     if args.pruning:
         strategies += ["coarse_to_fine+halving", "optuna_tpe+hyperband"]
     results = {s: {b: [] for b in BUDGETS} for s in strategies}
-    spent = {s: [] for s in strategies}
+    spent, reach = {s: [] for s in strategies}, {s: [] for s in strategies}
     started = time.perf_counter()
     for name, table in tables.items():
         for seed in range(args.seeds):
             for strategy in strategies:
-                if strategy in ("random", "optuna_tpe", "optuna_tpe+hyperband"):
-                    # Anytime strategies: one run of 200 trials gives every budget.
-                    if strategy == "random":
-                        history, epochs = run_ours(table, max(BUDGETS), seed, dict(method="random"))
-                    else:
-                        history, epochs = run_tpe(table, max(BUDGETS), seed, hyperband="hyperband" in strategy)
-                    for budget, value in regrets(table, history).items():
-                        results[strategy][budget].append(value)
-                    spent[strategy].append(epochs / (max(BUDGETS) * table.epochs[-1]))
-                    continue
-                settings = OLD if strategy == "coarse_to_fine_old" else {}
-                for budget in BUDGETS:
-                    history, epochs = run_ours(
-                        table, budget, seed, settings, pruner if strategy.endswith("halving") else None
-                    )
-                    results[strategy][budget].append(regrets(table, history)[budget])
-                    if budget == max(BUDGETS):
-                        spent[strategy].append(epochs / (budget * table.epochs[-1]))
+                regret, history = run_strategy(strategy, table, seed, pruner)
+                for budget, value in regret.items():
+                    results[strategy][budget].append(value)
+                full = table.epochs[-1]  # epochs of one trial trained to the end
+                spent[strategy].append(history[-1].spent / (len(history) * full))
+                reach[strategy].append(epochs_to_target(table, history, args.target) / full)
         print(f"{name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
     print(
         f"\nMean regret of the configuration picked, in % of the best seed-averaged valid accuracy "
         f"({len(tables)} data sets x {args.seeds} seeds: {', '.join(tables)}):\n"
     )
-    print("| strategy | " + " | ".join(f"{b} trials" for b in BUDGETS) + " | epochs spent (share, 200 trials) |")
-    print("| --- | " + " | ".join("---" for _ in BUDGETS) + " | --- |")
+    print("| strategy | " + " | ".join(f"{b} trials" for b in BUDGETS) + " |")
+    print("| --- | " + " | ".join("---" for _ in BUDGETS) + " |")
     for strategy in strategies:
         cells = [f"{statistics.mean(results[strategy][b]):.3f}" for b in BUDGETS]
-        print(f"| {strategy} | " + " | ".join(cells) + f" | {statistics.mean(spent[strategy]):.2f} |")
+        print(f"| {strategy} | " + " | ".join(cells) + " |")
+    print(
+        f"\nTraining spent (200-trial runs), in full trainings of {table.epochs[-1]} epochs: the share of "
+        f"200 spent, and the median spent until the pick's regret was <= {args.target}% (runs that got there):\n"
+    )
+    print("| strategy | share of the epochs of 200 full trainings | full trainings to the target | reached |")
+    print("| --- | --- | --- | --- |")
+    for strategy in strategies:
+        got = [r for r in reach[strategy] if math.isfinite(r)]
+        median = f"{statistics.median(got):.1f}" if got else "-"
+        print(
+            f"| {strategy} | {statistics.mean(spent[strategy]):.2f} | {median} | {len(got)} of {len(reach[strategy])} |"
+        )
     print("\nPer data set (mean regret %, 25 / 50 / 100 / 200 trials):\n")
     per = args.seeds
     for index, name in enumerate(tables):

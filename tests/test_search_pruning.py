@@ -104,3 +104,58 @@ def test_a_resumed_sweep_decides_the_same_as_one_that_never_stopped():
     assert {t: s for t, s in straight.items() if t >= 12} == later
     assert resumed.pruned == whole.pruned and resumed.to_dict() == whole.to_dict()
     assert not math.isnan(sum(resumed.scores[10].values()))
+
+
+def test_a_report_at_the_last_step_never_prunes():
+    halving = SuccessiveHalving(max_steps=9, min_steps=1, reduction_factor=3, min_peers=1)
+    assert halving.report(0, 1, 0.1) == "continue"
+    assert halving.report(1, 9, 0.9) == "continue" and 1 not in halving.pruned
+
+
+def test_processes_sharing_a_file_decide_as_one_pruner_and_a_resume_replays_it(tmp_path):
+    from multiprocessing import get_context
+
+    from dlrunner.search.pruning import SharedHalving
+
+    _, curve = curves(seed=2)
+    steps = [10, 30, 90]
+    values = {(t, s): curve(t, s) for t in range(18) for s in steps}
+    path = tmp_path / "rungs.jsonl"
+    settings = dict(max_steps=90, min_steps=10, reduction_factor=3)
+    # Two processes report interleaved trials; the file's order is the history every decision used.
+    with get_context("spawn").Pool(2) as pool:
+        pool.starmap(
+            _report_all,
+            [
+                (str(path), settings, list(range(0, 18, 2)), values),
+                (str(path), settings, list(range(1, 18, 2)), values),
+            ],
+        )
+    shared = SharedHalving(path, **settings)
+    replayed = shared.replay(path.read_text().splitlines())
+    alone = SuccessiveHalving(**settings)
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        alone.report(record["trial"], record["step"], record["value"])
+    assert replayed.to_dict() == alone.to_dict() and replayed.pruned
+    # A resumed trial that reports a rung again gets the decision it got before.
+    trial, rung = next(iter(replayed.pruned.items()))
+    assert shared.report(trial, rung, values[(trial, rung)]) == "prune"
+    survivor = next(t for t in range(18) if t not in replayed.pruned)
+    assert shared.report(survivor, 30, values[(survivor, 30)]) == "continue"
+    with open(path, "a") as handle:
+        handle.write('{"trial": 5, "st')  # killed mid-write: the replay skips it
+    assert (
+        shared.replay(path.read_text().splitlines()).to_dict()
+        == SharedHalving(path, **settings).replay(path.read_text().splitlines()[:-1]).to_dict()
+    )
+
+
+def _report_all(path, settings, trials, values):
+    from dlrunner.search.pruning import SharedHalving
+
+    shared = SharedHalving(path, **settings)
+    for trial in trials:
+        for step in (10, 30, 90):
+            if shared.report(trial, step, values[(trial, step)]) == "prune":
+                break

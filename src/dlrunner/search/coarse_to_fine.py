@@ -10,15 +10,17 @@ values the best trials used. What makes it hold up from 12 to 500 trials:
   a number that grows with the budget (``narrowing.default_rounds``);
 - **exploration**: ``explore`` of every later round is drawn from the whole space, so a zoom that
   missed the best region can still find it, and such a find widens the next region again;
-- **noise-robust ranking**: the trials that define the region are ranked by their dev error
-  averaged with their ``smooth`` nearest neighbours' (a lone lucky result weighs less), plus the
-  best single result, so the zoom never drops it;
+- **a zoom that one noisy result cannot steer**: the region is drawn around the best ``top_share``
+  of all results so far (at least ``top_k``), so it grows with the evidence instead of resting on
+  3 points, and always around the best single result. ``smooth=N`` also ranks each trial by its
+  result averaged with its N nearest neighbours'; measured on the tabular benchmark it zoomed
+  worse than the plain ranking, so it is off by default;
 - **no duplicates**: a proposal equal to a trial already tried is drawn again; a discrete region
   smaller than its round is proposed once, point by point, and the rest of the round explores.
 
 ``rounds=1`` is plain random search; ``method="grid"`` is a grid over the same space
 (``grid_points`` per numeric parameter, evenly spaced in its search coordinate). The previous
-algorithm is ``rounds=3, top_k=3, explore=0, growth=1, smooth=0`` (duplicates aside).
+algorithm is ``rounds=3, top_k=3, top_share=0, explore=0, growth=1`` (duplicates aside).
 
 Deterministic: a trial's parameters depend only on the seed, the results told so far and its
 number, so a resumed sweep proposes the same trials.
@@ -62,15 +64,16 @@ class CoarseToFine:
     space: dict  # name -> Param or Choice
     budget: int = 20
     rounds: int | None = None  # None: narrowing.default_rounds(budget)
-    top_k: int | None = None  # None: narrowing.default_top_k(results so far)
+    top_k: int = 3  # at least this many best trials define the next region ...
+    top_share: float = 0.1  # ... or this share of the results so far, when that is more
     margin: float = 0.25
     seed: int = 0
     method: str = "coarse_to_fine"
     grid_points: int = 3
     direction: str | None = None  # "minimize" | "maximize": required to rank (best(), rounds after the first)
-    explore: float = 0.25  # share of each later round drawn from the whole space
+    explore: float = 0.3  # share of each later round drawn from the whole space
     growth: float = 1.5  # each round this many times the previous one
-    smooth: int = 2  # neighbours averaged into a trial's rank when choosing the next region
+    smooth: int = 0  # neighbours averaged into a trial's rank for the zoom (0: its own result; see narrowing)
     minimize: bool | None = None  # the former spelling of direction; kept so older callers work
     trials: list = field(default_factory=list)
     # one per round: name -> [lo, hi] in the parameter's values, or its choices
@@ -85,7 +88,9 @@ class CoarseToFine:
             raise ValueError("the search space is empty: give at least one parameter")
         _whole(self.budget, "budget", 1)
         _whole(self.rounds, "rounds", 1, allow_none=True)
-        _whole(self.top_k, "top_k", 1, allow_none=True)
+        _whole(self.top_k, "top_k", 1)
+        if not (isinstance(self.top_share, (int, float)) and 0 <= self.top_share <= 1):
+            raise ValueError(f"top_share={self.top_share!r}: a share in [0, 1]")
         _whole(self.grid_points, "grid_points", 1)
         _whole(self.smooth, "smooth", 0)
         if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin) and self.margin >= 0):
@@ -229,7 +234,7 @@ class CoarseToFine:
             return []  # nothing to zoom in on: sample the same region again
         losses = [self._loss(t) for t in eligible]
         smoothed = narrowing.smoothed_losses(self.space, eligible, losses, self.smooth)
-        k = self.top_k or narrowing.default_top_k(len(eligible))
+        k = max(self.top_k, math.ceil(self.top_share * len(eligible)))
         ranked = [t for _, _, t in sorted(zip(smoothed, range(len(eligible)), eligible))][:k]
         best = min(eligible, key=self._loss)
         return ranked if best in ranked else [*ranked, best]

@@ -24,12 +24,6 @@ def default_rounds(budget: int) -> int:
     return max(1, min(8, round(math.log2(max(budget, 2) / 4))))
 
 
-def default_top_k(eligible: int) -> int:
-    """Trials that define the next region: 3 early on, about a tenth of the results later, so a
-    long search does not zoom onto a handful of (possibly lucky) points."""
-    return max(3, math.ceil(0.1 * eligible))
-
-
 def round_sizes(budget: int, rounds: int, growth: float) -> list[int]:
     """Split the budget into rounds, each ``growth`` times the one before (1.0: equal rounds).
 

@@ -70,6 +70,8 @@ class SuccessiveHalving:
         a value that is None or not finite counts as the worst possible."""
         if trial in self.pruned:
             return PRUNE
+        if step >= self.max_steps:
+            return CONTINUE  # the trial has finished: stopping it now would save nothing
         for rung in self.rungs:
             if rung > step:
                 break
@@ -132,3 +134,49 @@ class SuccessiveHalving:
         # Ties go to the trial that got there first (a stable order, the same on every replay).
         better = sum(1 for other, loss in at_rung.items() if loss < mine and other != str(trial))
         return math.isfinite(mine) and better < keep
+
+
+class SharedHalving:
+    """Successive halving for trials in several processes (joblib workers, SLURM jobs, a stack).
+
+    Every rung report is appended to a JSON-lines file under an exclusive lock; a decision
+    replays the file into a fresh ``SuccessiveHalving`` first, so all processes decide on the same
+    history, in the order the reports reached the file, and a resumed sweep (same file) decides
+    the same again: a report already in the file returns the decision it got then.
+    """
+
+    def __init__(self, path, **settings):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.settings = settings
+        SuccessiveHalving(**settings)  # refuse bad settings now, not at the first report
+
+    def report(self, trial, step: int, value: float | None) -> str:
+        import fcntl
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                handle.seek(0)
+                halving = self.replay(handle.read().splitlines())
+                decision = halving.report(trial, step, value)
+                handle.write(json.dumps({"trial": trial, "step": step, "value": value}) + "\n")
+                handle.flush()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return decision
+
+    def replay(self, lines: list[str]) -> SuccessiveHalving:
+        import json
+
+        halving = SuccessiveHalving(**self.settings)
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a killed process: that report is made again
+            halving.report(record["trial"], record["step"], record["value"])
+        return halving
