@@ -18,14 +18,19 @@ Reported: for each run, the number of trials until the best dev error so far is 
 the median and the spread over seeds. Runs already finished in --out are read, not rerun.
 
     python scripts/bench_search.py --seeds 3 --budget 30 --steps 1000 --out outputs/bench-search
-    python scripts/bench_search.py --seeds 3 --budget 20 --steps 500 \\
-        --strategies random,coarse_to_fine_old,coarse_to_fine      # the short run (~10 min on 2 cores)
+    python scripts/bench_search.py --in-process --seeds 3 --budget 25 --steps 500 \\
+        --strategies random,coarse_to_fine_old,coarse_to_fine,optuna_tpe --out outputs/bench-search-ip
+
+The --in-process run (~10 min on 2 cores) trains the same trials without a sweep process per run;
+there coarse_to_fine_old is the previous algorithm itself (3 equal rounds around the top 3, no
+exploration), and Optuna's TPE runs through its ask/tell API.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -50,6 +55,76 @@ OPTUNA_SPACE = [
     "optimizer.batch_size=choice(32,64,128,256,512)",
     "model.layers=choice([32,32],[64,64],[128,128],[256,256])",
 ]
+
+
+# --in-process: the same space and trainings, each trial composed and trained in this process
+# (dlrunner.train.run.train), so that any search settings can be compared, the previous
+# algorithm's included, and Optuna's TPE without hydra-optuna-sweeper.
+LAYERS = ["[32,32]", "[64,64]", "[128,128]", "[256,256]"]
+PREVIOUS = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0)  # the algorithm before issue 24
+
+
+def mlp_basic_space() -> dict:
+    from dlrunner.search import Choice, LogUniform, OneMinusLogUniform, Pow2
+
+    return {
+        "optimizer.lr": LogUniform(1e-4, 1e-1),
+        "optimizer.beta1": OneMinusLogUniform(0.8, 0.999),
+        "regularization.l2": LogUniform(1e-3, 10),
+        "optimizer.batch_size": Pow2(32, 512),
+        "model.layers": Choice(LAYERS),
+    }
+
+
+def train_in_process(params: dict, args, run_dir: Path) -> float | None:
+    from rich.console import Console
+
+    from dlrunner.cli.base import compose
+    from dlrunner.train.run import train
+
+    overrides = [*COMMON, f"trainer.steps={args.steps}", f"trainer.eval_every={args.steps}"]
+    overrides += ["optimizer=adam", "regularization=l2", *(f"{k}={v}" for k, v in params.items())]
+    summary = train(compose(overrides), run_dir, Console(quiet=True))
+    return summary["metrics"]["dev"]["error"] if summary.get("status") == "completed" else None
+
+
+def run_in_process(name: str, seed: int, args, out: Path) -> list[float | None]:
+    sweep_dir = out / name / f"seed{seed}"
+    cached = sweep_dir / "values.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    values = []
+    if name == "optuna_tpe":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        for number in range(args.budget):
+            trial = study.ask()
+            params = {
+                "optimizer.lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+                # beta1 = 1 - 10^r, r uniform: the same 1 - beta log scale as dlrunner's
+                "optimizer.beta1": 1 - 10 ** trial.suggest_float("r", -3, -math.log10(5)),
+                "regularization.l2": trial.suggest_float("l2", 1e-3, 10, log=True),
+                "optimizer.batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512]),
+                "model.layers": trial.suggest_categorical("layers", LAYERS),
+            }
+            value = train_in_process(params, args, sweep_dir / str(number))
+            study.tell(trial, value if value is not None else 1.0)
+            values.append(value)
+    else:
+        from dlrunner.search import CoarseToFine
+
+        settings = {"random": dict(method="random"), "coarse_to_fine_old": PREVIOUS, "coarse_to_fine": {}}[name]
+        search = CoarseToFine(mlp_basic_space(), budget=args.budget, seed=seed, direction="minimize", **settings)
+        while not search.done:
+            for trial in search.ask():
+                value = train_in_process(trial.params, args, sweep_dir / str(trial.number))
+                search.tell(trial.number, value, status="completed" if value is not None else "failed")
+                values.append(value)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(values))
+    return values
 
 
 def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
@@ -123,12 +198,18 @@ def main() -> None:
         "--dlrun", default="dlrun", help="the dlrun executable (e.g. one in a venv with hydra-optuna-sweeper)"
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-search"))
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train each trial in this process (random, coarse_to_fine_old = the previous algorithm, "
+        "coarse_to_fine, optuna_tpe without hydra-optuna-sweeper)",
+    )
     args = parser.parse_args()
 
     curves = {}
     for name in args.strategies.split(","):
         for seed in range(args.seeds):
-            values = run_strategy(name, seed, args, args.out)
+            values = (run_in_process if args.in_process else run_strategy)(name, seed, args, args.out)
             if values:
                 curves[(name, seed)] = values
                 print(

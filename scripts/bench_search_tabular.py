@@ -10,12 +10,13 @@ Continuous proposals are snapped to the table's nearest point in their search co
 
 Strategies: random (log scales), coarse to fine with the previous defaults (3 equal rounds, top 3,
 no exploration), coarse to fine with the new defaults, Optuna TPE (defaults).
-With --pruning: the same searches with successive halving (dlrunner.search.pruning, rungs at
-epochs 1, 3, 9, 27) and Optuna TPE with its Hyperband pruner; reported as regret and the share of
-training epochs spent.
+With --pruning: coarse to fine with successive halving (dlrunner.search.pruning: min_steps 3 of
+27 epochs, reduction factor 3, so rungs at epochs 3 and 9) and Optuna TPE with its Hyperband
+pruner (min_resource 3, reduction factor 3); reported as regret, the share of training epochs
+spent, and the training spent until the pick's regret reached --target.
 
-    python scripts/bench_search_tables.py                  # once: the tables (~8 min)
-    python scripts/bench_search_tabular.py --seeds 20 --pruning
+    python scripts/bench_search_tables.py                  # once: the tables (~10 min on 1 core)
+    python scripts/bench_search_tabular.py --seeds 10 --pruning    # ~10 min, Optuna's TPE most of it
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def run_tpe(table: Table, budget: int, seed: int, hyperband: bool = False):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (
-        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=table.epochs[-1], reduction_factor=3)
+        optuna.pruners.HyperbandPruner(min_resource=3, max_resource=table.epochs[-1], reduction_factor=3)
         if hyperband
         else optuna.pruners.NopPruner()
     )
@@ -180,7 +181,7 @@ def main() -> None:
     if not tables:
         raise SystemExit(f"no tables in {args.tables}: run scripts/bench_search_tables.py first")
     strategies = args.strategies.split(",")
-    pruner = dict(min_steps=1, max_steps=27, reduction_factor=3)
+    pruner = dict(min_steps=3, max_steps=27, reduction_factor=3)  # rungs at epochs 3 and 9
     if args.pruning:
         strategies += ["coarse_to_fine+halving", "optuna_tpe+hyperband"]
     results = {s: {b: [] for b in BUDGETS} for s in strategies}
