@@ -5,9 +5,11 @@ Problem: MNIST-1D, the MLP, the sweep `mlp_basic` (lr and lambda log-uniform, be
 scale of 1 - beta, batch size a power of two, width a choice), each trial a short training run.
 Strategies, each over several seeds with the same trial budget, all through the real commands:
 
-  grid            dlrun sweep hydra.sweeper.method=grid (3 points per numeric axis, a seeded subset)
-  random          dlrun sweep hydra.sweeper.method=random (log scales)
-  coarse_to_fine  dlrun sweep (3 rounds, top 3)
+  grid                dlrun sweep hydra.sweeper.method=grid (3 points per numeric axis, a seeded subset)
+  random              dlrun sweep hydra.sweeper.method=random (log scales)
+  coarse_to_fine_old  dlrun sweep with the sweep's settings (3 rounds, top 3)
+  coarse_to_fine      dlrun sweep with the search's own defaults for the budget (rounds from
+                      dlrunner.search.narrowing.default_rounds; growing rounds, exploration, no duplicates)
   optuna_tpe      dlrun train -m hydra/sweeper=optuna (hydra-optuna-sweeper, if installed;
                   optuna has no 1 - beta log scale, so beta1 is uniform there)
 
@@ -16,22 +18,33 @@ Reported: for each run, the number of trials until the best dev error so far is 
 the median and the spread over seeds. Runs already finished in --out are read, not rerun.
 
     python scripts/bench_search.py --seeds 3 --budget 30 --steps 1000 --out outputs/bench-search
+    python scripts/bench_search.py --in-process --seeds 3 --budget 25 --steps 500 \\
+        --strategies random,coarse_to_fine_old,coarse_to_fine,optuna_tpe --out outputs/bench-search-ip
+
+The --in-process run (~10 min on 2 cores) trains the same trials without a sweep process per run;
+there coarse_to_fine_old is the previous algorithm itself (3 equal rounds around the top 3, no
+exploration), and Optuna's TPE runs through its ask/tell API.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
 from pathlib import Path
 
+from dlrunner.search.narrowing import default_rounds
+
 COMMON = ["data=mnist1d", "model=mlp", "trainer.device=cpu", "trainer.progress=none"]
 OURS = {
     "grid": ["hydra.sweeper.method=grid", "hydra.sweeper.grid_points=3"],
     "random": ["hydra.sweeper.method=random"],
-    "coarse_to_fine": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.rounds=3", "hydra.sweeper.top_k=3"],
+    "coarse_to_fine_old": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.rounds=3", "hydra.sweeper.top_k=3"],
+    # The sweeper passes rounds and top_k explicitly, so the search's defaults are spelt out here.
+    "coarse_to_fine": ["hydra.sweeper.method=coarse_to_fine", "hydra.sweeper.top_k=3"],
 }
 OPTUNA_SPACE = [
     "optimizer=adam",
@@ -44,6 +57,76 @@ OPTUNA_SPACE = [
 ]
 
 
+# --in-process: the same space and trainings, each trial composed and trained in this process
+# (dlrunner.train.run.train), so that any search settings can be compared, the previous
+# algorithm's included, and Optuna's TPE without hydra-optuna-sweeper.
+LAYERS = ["[32,32]", "[64,64]", "[128,128]", "[256,256]"]
+PREVIOUS = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0)  # the algorithm before issue 24
+
+
+def mlp_basic_space() -> dict:
+    from dlrunner.search import Choice, LogUniform, OneMinusLogUniform, Pow2
+
+    return {
+        "optimizer.lr": LogUniform(1e-4, 1e-1),
+        "optimizer.beta1": OneMinusLogUniform(0.8, 0.999),
+        "regularization.l2": LogUniform(1e-3, 10),
+        "optimizer.batch_size": Pow2(32, 512),
+        "model.layers": Choice(LAYERS),
+    }
+
+
+def train_in_process(params: dict, args, run_dir: Path) -> float | None:
+    from rich.console import Console
+
+    from dlrunner.cli.base import compose
+    from dlrunner.train.run import train
+
+    overrides = [*COMMON, f"trainer.steps={args.steps}", f"trainer.eval_every={args.steps}"]
+    overrides += ["optimizer=adam", "regularization=l2", *(f"{k}={v}" for k, v in params.items())]
+    summary = train(compose(overrides), run_dir, Console(quiet=True))
+    return summary["metrics"]["dev"]["error"] if summary.get("status") == "completed" else None
+
+
+def run_in_process(name: str, seed: int, args, out: Path) -> list[float | None]:
+    sweep_dir = out / name / f"seed{seed}"
+    cached = sweep_dir / "values.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    values = []
+    if name == "optuna_tpe":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        for number in range(args.budget):
+            trial = study.ask()
+            params = {
+                "optimizer.lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+                # beta1 = 1 - 10^r, r uniform: the same 1 - beta log scale as dlrunner's
+                "optimizer.beta1": 1 - 10 ** trial.suggest_float("r", -3, -math.log10(5)),
+                "regularization.l2": trial.suggest_float("l2", 1e-3, 10, log=True),
+                "optimizer.batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512]),
+                "model.layers": trial.suggest_categorical("layers", LAYERS),
+            }
+            value = train_in_process(params, args, sweep_dir / str(number))
+            study.tell(trial, value if value is not None else 1.0)
+            values.append(value)
+    else:
+        from dlrunner.search import CoarseToFine
+
+        settings = {"random": dict(method="random"), "coarse_to_fine_old": PREVIOUS, "coarse_to_fine": {}}[name]
+        search = CoarseToFine(mlp_basic_space(), budget=args.budget, seed=seed, direction="minimize", **settings)
+        while not search.done:
+            for trial in search.ask():
+                value = train_in_process(trial.params, args, sweep_dir / str(trial.number))
+                search.tell(trial.number, value, status="completed" if value is not None else "failed")
+                values.append(value)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(values))
+    return values
+
+
 def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
     """Dev error of each trial, in trial order (None for a trial without a result)."""
     sweep_dir = out / name / f"seed{seed}"
@@ -51,6 +134,7 @@ def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
     if name in OURS:
         ledger = sweep_dir / "trials.jsonl"
         if not ledger.exists() or len(ledger.read_text().splitlines()) < args.budget:
+            rounds = [f"hydra.sweeper.rounds={default_rounds(args.budget)}"] if name == "coarse_to_fine" else []
             command = [
                 args.dlrun,
                 "sweep",
@@ -58,6 +142,7 @@ def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
                 *COMMON,
                 *steps,
                 *OURS[name],
+                *rounds,
                 f"hydra.sweeper.budget={args.budget}",
                 f"hydra.sweeper.seed={seed}",
                 f"hydra.sweep.dir={sweep_dir}",
@@ -108,17 +193,23 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=30)
     parser.add_argument("--steps", type=int, default=1000, help="training steps per trial")
     parser.add_argument("--tolerance", type=float, default=0.01)
-    parser.add_argument("--strategies", default="grid,random,coarse_to_fine,optuna_tpe")
+    parser.add_argument("--strategies", default="grid,random,coarse_to_fine_old,coarse_to_fine,optuna_tpe")
     parser.add_argument(
         "--dlrun", default="dlrun", help="the dlrun executable (e.g. one in a venv with hydra-optuna-sweeper)"
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-search"))
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train each trial in this process (random, coarse_to_fine_old = the previous algorithm, "
+        "coarse_to_fine, optuna_tpe without hydra-optuna-sweeper)",
+    )
     args = parser.parse_args()
 
     curves = {}
     for name in args.strategies.split(","):
         for seed in range(args.seeds):
-            values = run_strategy(name, seed, args, args.out)
+            values = (run_in_process if args.in_process else run_strategy)(name, seed, args, args.out)
             if values:
                 curves[(name, seed)] = values
                 print(
@@ -141,7 +232,7 @@ def main() -> None:
         shown = ", ".join(str(r) if r is not None else f">{args.budget}" for r in reached)
         print(f"| {name} | {shown} | {median:g} | {', '.join(f'{b:.3f}' for b in bests)} |")
         results[name] = {"trials_to_target": reached, "median": median, "best_per_seed": bests}
-    checkpoints = sorted({n for n in (10, 20, args.budget) if n <= args.budget})
+    checkpoints = sorted({n for n in (5, 10, 20, 30, args.budget) if n <= args.budget})
     print("\nBest dev error found after n trials (median over seeds):\n")
     print("| strategy | " + " | ".join(f"n = {n}" for n in checkpoints) + " |")
     print("| --- | " + " | ".join("---" for _ in checkpoints) + " |")

@@ -99,7 +99,7 @@ def main() -> None:
     for name, settings in STRATEGIES.items():
         curves = []
         for seed in range(args.seeds):
-            search = CoarseToFine(dict(SPACE), budget=args.budget, seed=seed, **settings)
+            search = CoarseToFine(dict(SPACE), budget=args.budget, seed=seed, direction="minimize", **settings)
             while not search.done:
                 for trial in search.ask():
                     search.tell(trial.number, surrogate(trial.params))

@@ -79,6 +79,8 @@ def objective(params):
 
 
 def run(search, measure=None):
+    if search.direction is None:
+        search.direction = "minimize"
     while not search.done:
         for trial in search.ask():
             search.tell(trial.number, (measure or objective)(trial.params))
@@ -93,8 +95,8 @@ def test_same_seed_same_trials_and_different_seed_different_trials():
 
 
 def test_rounds_split_the_budget_and_record_their_region():
-    search = run(CoarseToFine(space(), budget=10, rounds=3, seed=0))
-    assert len(search.trials) == 10 and [sum(t.round == r for t in search.trials) for r in (1, 2, 3)] == [4, 3, 3]
+    search = run(CoarseToFine(space(), budget=10, rounds=3, growth=1.0, seed=0))
+    assert len(search.trials) == 10 and [sum(t.round == r for t in search.trials) for r in (1, 2, 3)] == [3, 4, 3]
     assert len(search.regions) == 3
     assert search.regions[0]["lr"] == pytest.approx([1e-5, 1.0])
 
@@ -113,8 +115,9 @@ def test_narrowing_shrinks_around_the_best_in_each_parameters_own_scale_and_stay
     last = search.regions[-1]
     assert last["lr"][0] <= best.params["lr"] <= last["lr"][1]
     assert "relu" in last["act"] and len(last["act"]) <= 3
-    # Later rounds sample only inside their region.
-    for trial in search.trials:
+    # Later rounds sample inside their region, except their exploration share.
+    assert all(sum(t.source == "explore" for t in search.trials if t.round == r) >= 1 for r in (2, 3, 4))
+    for trial in (t for t in search.trials if t.source == "region"):
         region = search.regions[trial.round - 1]
         assert region["lr"][0] * (1 - 1e-9) <= trial.params["lr"] <= region["lr"][1] * (1 + 1e-9)
 
@@ -123,12 +126,13 @@ def test_coarse_to_fine_finds_better_points_than_its_first_round():
     search = run(CoarseToFine(space(), budget=40, rounds=4, seed=3))
     first_round = min(t.value for t in search.trials if t.round == 1)
     assert search.best()[0].value <= first_round
-    last_round = sorted(t.value for t in search.trials if t.round == 4)
-    assert last_round[len(last_round) // 2] < sorted(t.value for t in search.trials if t.round == 1)[5]
+    last_round = sorted(t.value for t in search.trials if t.round == 4 and t.source == "region")
+    first = sorted(t.value for t in search.trials if t.round == 1)
+    assert last_round[len(last_round) // 2] < first[len(first) // 2]
 
 
 def test_failed_and_ineligible_trials_are_never_best_and_do_not_steer():
-    search = CoarseToFine(space(), budget=8, rounds=2, seed=0)
+    search = CoarseToFine(space(), budget=8, rounds=2, seed=0, direction="minimize")
     trials = search.ask()
     for trial in trials:
         search.tell(
@@ -178,3 +182,141 @@ def test_ledger_tolerates_a_truncated_last_line(tmp_path):
     assert [r["number"] for r in read_ledger(path)] == [0, 1, 2]
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["number"] == 2 and len(lines) == 4  # nothing rewritten
+
+
+# ---------------------------------------------------------------------- issue 24: no duplicates, exploration, API
+
+
+def test_a_discrete_space_never_gets_the_same_configuration_twice():
+    discrete = {"batch_size": Pow2(32, 512), "layers": IntUniform(1, 4), "act": Choice(["relu", "tanh"])}
+    search = run(
+        CoarseToFine(discrete, budget=30, rounds=5, top_k=3, seed=0),
+        measure=lambda p: math.log2(p["batch_size"]) + p["layers"] + (p["act"] == "tanh"),
+    )
+    keys = [tuple(sorted(t.params.items())) for t in search.trials]
+    assert len(keys) == 30 and len(set(keys)) == 30  # was 8 distinct configurations in 30 trials
+    # The zoomed rounds still hold the best configuration, and report what explored.
+    assert search.best()[0].params == {"batch_size": 32, "layers": 1, "act": "relu"}
+    assert all(plan["explore"] >= 1 for plan in search.plans[1:])
+
+
+def test_a_space_smaller_than_the_budget_is_tried_once_per_point_and_the_search_stops():
+    tiny = {"batch_size": Pow2(32, 64), "act": Choice(["relu", "tanh"])}
+    search = run(CoarseToFine(tiny, budget=10, rounds=3, seed=1), measure=lambda p: p["batch_size"])
+    assert search.done and len(search.trials) == 4
+    assert {(t.params["batch_size"], t.params["act"]) for t in search.trials} == {
+        (32, "relu"),
+        (32, "tanh"),
+        (64, "relu"),
+        (64, "tanh"),
+    }
+
+
+def test_rounds_grow_and_the_default_schedule_follows_the_budget():
+    from dlrunner.search.narrowing import default_rounds, round_sizes
+
+    assert [default_rounds(b) for b in (12, 25, 50, 100, 200, 500)] == [2, 3, 4, 5, 6, 7]
+    for budget in (12, 25, 50, 100, 200, 500):
+        sizes = round_sizes(budget, default_rounds(budget), 1.5)
+        assert sum(sizes) == budget and sizes == sorted(sizes) and sizes[0] >= 5
+    assert round_sizes(7, 3, 1.0) == [2, 3, 2] and round_sizes(2, 5, 1.5) == [1, 1]
+    search = run(CoarseToFine(space(), budget=100, seed=0))
+    sizes = [plan["trials"] for plan in search.plans]
+    assert sum(sizes) == 100 and len(sizes) == 5 and sizes[0] < sizes[-1]
+    # Exploration trials in later rounds come from the whole space, not the region.
+    explored = [t for t in search.trials if t.source == "explore"]
+    assert explored and all(t.round > 1 for t in explored)
+    last = search.regions[-1]["lr"]
+    assert any(not last[0] <= t.params["lr"] <= last[1] for t in explored if t.round == 5)
+
+
+def test_ranking_for_the_zoom_trusts_a_good_neighbourhood_over_a_lone_lucky_result():
+    from dlrunner.search.coarse_to_fine import Trial
+    from dlrunner.search.narrowing import smoothed_losses
+
+    one_d = {"lr": LogUniform(1e-4, 1.0)}
+    lrs = [1e-4, 1.2e-4, 1e-2, 1.1e-2, 0.9e-2, 1e-1]
+    losses = [0.10, 0.90, 0.20, 0.21, 0.22, 0.95]  # 1e-4 is a lucky draw beside a bad point
+    trials = [Trial(i, 1, {"lr": lr}) for i, lr in enumerate(lrs)]
+    raw_rank = sorted(range(6), key=lambda i: losses[i])
+    smooth = smoothed_losses(one_d, trials, losses, neighbours=2)
+    assert raw_rank[0] == 0 and min(range(6), key=lambda i: smooth[i]) in (2, 3, 4)
+    assert smoothed_losses(one_d, trials, losses, neighbours=0) == losses
+
+
+def test_maximize_narrows_onto_high_values_and_the_direction_is_required_to_rank():
+    def accuracy(p):
+        return 1 - objective(p) / 20
+
+    search = run(CoarseToFine(space(), budget=40, rounds=4, seed=3, direction="maximize"), measure=accuracy)
+    assert search.best()[0].value == max(t.value for t in search.trials)
+    last = search.regions[-1]["lr"]
+    assert last[0] <= 1e-2 <= last[1]
+    unsure = CoarseToFine(space(), budget=6, rounds=2, seed=0)
+    for trial in unsure.ask():
+        unsure.tell(trial.number, 0.5)
+    with pytest.raises(ValueError, match="direction"):
+        unsure.ask()
+    with pytest.raises(ValueError, match="direction"):
+        unsure.best()
+    # The former spelling still works, and a contradiction is refused.
+    assert CoarseToFine(space(), minimize=False).direction == "maximize"
+    assert CoarseToFine(space(), minimize=True).direction == "minimize"
+    with pytest.raises(ValueError, match="contradicts"):
+        CoarseToFine(space(), minimize=True, direction="maximize")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(margin=-1),
+        dict(margin=float("nan")),
+        dict(budget=1.5),
+        dict(budget=0),
+        dict(budget=True),
+        dict(rounds=0),
+        dict(top_k=2.5),
+        dict(direction="max"),
+        dict(explore=1.0),
+        dict(growth=0.5),
+    ],
+)
+def test_bad_settings_are_refused_when_the_search_is_made(settings):
+    with pytest.raises(ValueError):
+        CoarseToFine(space(), **settings)
+
+
+def test_tell_refuses_trial_numbers_that_were_never_asked():
+    search = CoarseToFine(space(), budget=6, rounds=2, seed=0, direction="minimize")
+    trials = search.ask()
+    for bad in (-1, len(trials), 99):
+        with pytest.raises(IndexError, match="no such trial"):
+            search.tell(bad, 0.5)
+    with pytest.raises(TypeError):
+        search.tell(True, 0.5)
+    with pytest.raises(ValueError, match="status"):
+        search.tell(0, 0.5, status="pending")
+    assert all(t.status == "pending" for t in trials)  # nothing was recorded on another trial
+
+
+def test_pruned_trials_are_never_best_nor_define_the_region():
+    search = CoarseToFine(space(), budget=12, rounds=2, seed=0, direction="minimize")
+    trials = search.ask()
+    for trial in trials:
+        search.tell(trial.number, objective(trial.params))
+    lowest = min(trials, key=lambda t: t.value)
+    search.tell(lowest.number, -100.0, status="pruned", step=3)
+    assert search.best()[0].number != lowest.number and search.trials[lowest.number].step == 3
+    search.ask()
+    assert lowest.number not in search.plans[1]["from"]
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import dlrunner.search
+    import dlrunner.search.pruning
+
+    for module in (dlrunner.search, dlrunner.search.pruning):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
