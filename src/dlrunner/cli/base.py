@@ -130,7 +130,9 @@ def known_hydra_mode(args: list[str]):
         yield
 
 
-def train_task(cfg) -> float:
+def train_task(cfg) -> dict:
+    """The task of every dlrun job. It returns the run's summary (summary.json's content): a sweeper
+    reads its objective there, as any Hydra sweeper reads a task's return value."""
     from hydra.core.hydra_config import HydraConfig
 
     from dlrunner.errors import ConfigError
@@ -187,7 +189,7 @@ def train_task(cfg) -> float:
         from dlrunner.train.signals import exit_code
 
         raise SystemExit(exit_code(summary.get("signal")))  # 130 for Ctrl-C, 143 for SIGTERM
-    return summary["metrics"]["dev"]["error"]
+    return summary
 
 
 def remove_if_no_results(run_dir: Path) -> None:
