@@ -103,7 +103,7 @@ LAYERS = [
     {"dlrunner", "dlrunner.errors", "dlrunner.search", "dlrunner.internals"},
     {"dlrunner.models"},
     {"dlrunner.runtime", "dlrunner.config"},
-    {"dlrunner.data", "dlrunner.optim", "dlrunner.diagnostics"},
+    {"dlrunner.data", "dlrunner.optim", "dlrunner.diagnostics", "hydra_plugins.dlrunner_searchpath"},
     {"dlrunner.loggers"},
     {"dlrunner.train", "dlrunner.report", "dlrunner.sweep"},
     {"dlrunner.checks", "dlrunner.stack"},

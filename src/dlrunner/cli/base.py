@@ -78,6 +78,9 @@ def run_hydra(args: list[str]) -> None:
     from dlrunner.config.schema import register_schemas
 
     register_schemas()
+    from hydra_plugins.dlrunner_searchpath import IN_DLRUN_COMMAND
+
+    IN_DLRUN_COMMAND["active"] = True  # --config-dir applies to dlrun's configs, whatever --config-path says
     # Let Hydra's exceptions reach us instead of being printed and turned into exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = ["dlrun train", *args]

@@ -22,10 +22,12 @@ def finish(search, sweep_dir: Path, settings: dict, dlrun: bool, console: Consol
         console.width = max(console.width, 160)  # logs and pipes: keep the table's rows whole
     records = {r["number"]: r for r in read_ledger(sweep_dir / "trials.jsonl")}
     minimize = settings["direction"] == "minimize"
-    table = Table(
-        title=f"Sweep: best trials per round ({settings['objective']}, {settings['direction']})", title_justify="left"
-    )
-    for column in ("round", "trial", "objective", *search.space, "verdict", "status"):
+    # A task that returns a number is judged by it; hydra.sweeper.objective names a path in a mapping.
+    numbers = any(r.get("objective_from") == "return value" for r in records.values())
+    objective = "the returned value" if numbers else settings["objective"]
+    verdicts = any(r.get("verdict") for r in records.values())  # dlrun's diagnosis; other apps have none
+    table = Table(title=f"Sweep: best trials per round ({objective}, {settings['direction']})", title_justify="left")
+    for column in ("round", "trial", "objective", *search.space, *(["verdict"] if verdicts else []), "status"):
         table.add_column(column, overflow="fold")
     for round_number in range(1, len(search.regions) + 1):
         in_round = [t for t in search.trials if t.round == round_number and t.eligible]
@@ -36,7 +38,7 @@ def finish(search, sweep_dir: Path, settings: dict, dlrun: bool, console: Consol
                 str(trial.number),
                 _short(trial.value),
                 *(_short(trial.params[k]) for k in search.space),
-                str(record.get("verdict", "")),
+                *([str(record.get("verdict") or "")] if verdicts else []),
                 trial.status,
             )
     console.print(table)
@@ -59,7 +61,7 @@ def finish(search, sweep_dir: Path, settings: dict, dlrun: bool, console: Consol
     write_optimization_results(sweep_dir, record["params"], trial.value)
     best_config = write_best(Path(record["run_dir"]), record["overrides"], sweep_dir)
     console.print(
-        f"Best: trial {trial.number} (round {trial.round}), {settings['objective']} = {_short(trial.value)}",
+        f"Best: trial {trial.number} (round {trial.round}), {objective} = {_short(trial.value)}",
         highlight=False,
     )
     console.print(f"  run folder: {record['run_dir']}", highlight=False)

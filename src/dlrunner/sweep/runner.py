@@ -48,7 +48,9 @@ class SweepRunner:
         self.ledger_path = self.sweep_dir / "trials.jsonl"
         self.dlrun = is_dlrun_config(sweeper.config)
         self._validated = set()  # override lists that Hydra has composed once already, by _form()
-        self.returns: dict[int, list] = {}  # round -> the job returns launched in it
+        # The job returns: one list per launch when hydra.sweeper.max_batch_size is set (as Hydra's
+        # basic sweeper returns its batches), else one list per round.
+        self.returns: dict[int, list] = {}
 
     def run(self, arguments: list[str]):
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -114,8 +116,7 @@ class SweepRunner:
         from dlrunner.sweep.report import finish
 
         finish(search, self.sweep_dir, self.settings, self.dlrun)
-        # As Hydra's sweepers: the job returns, one list per round (trials resumed from the ledger
-        # were not launched and have none).
+        # As Hydra's sweepers: the job returns (trials resumed from the ledger were not launched and have none).
         return [self.returns[r] for r in sorted(self.returns)]
 
     def _single_job(self, overrides: list[str]) -> list:
@@ -147,10 +148,11 @@ class SweepRunner:
         batch = [self._launched_overrides(trial) for trial in chunk]
         self._validate([self._trial_overrides(trial) for trial in chunk])
         # Trials are numbered across the whole sweep, so their folders keep their names on resume.
+        group = len(self.returns) if self.settings.get("max_batch_size") else chunk[0].round
         for start, run in _contiguous(chunk):
             returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
             for trial, job in zip(run, returns):
-                self.returns.setdefault(trial.round, []).append(job)
+                self.returns.setdefault(group, []).append(job)
                 record = self._record(trial, job)
                 append_ledger(self.ledger_path, record)
                 search.tell(trial.number, record["objective"], record["status"], record["eligible"])
@@ -201,6 +203,7 @@ class SweepRunner:
             "run_dir": str(run_dir),
             "verdict": lookup(result, "diagnosis.verdict") if isinstance(result, Mapping) else None,
             "message": message,
+            "objective_from": "mapping" if isinstance(result, Mapping) else "return value",
             "overrides": self._trial_overrides(trial),
             "launcher_overrides": self.launcher_overrides,
         }
