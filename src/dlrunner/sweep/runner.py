@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.loggers.wandb_logger import SWEEP_ENV
 from dlrunner.search import CoarseToFine
 from dlrunner.search.constraints import check_constraints, lookup, parse_constraint
 from dlrunner.search.ledger import append_ledger, read_ledger
@@ -32,8 +33,6 @@ from dlrunner.sweep.space import fill, parse_space
 FINAL = {"completed", "diverged", "failed"}  # an interrupted trial is run again when the sweep resumes
 # Sweeper settings that do not change which trials a sweep runs (resuming may change them).
 NOT_IDENTITY = {"export_wandb", "max_batch_size", "max_failure_rate"}
-# The environment variables through which a trial learns its place in the sweep (loggers read them).
-TRIAL_ENV, ROUND_ENV, SWEEP_ENV = "DLRUN_SWEEP_TRIAL", "DLRUN_SWEEP_ROUND", "DLRUN_SWEEP_NAME"
 
 
 class SweepFailed(RuntimeError):
@@ -252,14 +251,23 @@ class SweepRunner:
         """The trial as the user would write it: their overrides with the sampled values in place."""
         return fill(self.template, trial.params)
 
+    def _sweep_name(self) -> str:
+        """The sweep's folder as given, e.g. 2026-12-06_10-30-00-123456 for Hydra's default
+        multirun/DATE/TIME, or lr-search: what tells a sweep's trials from another's in a tracker."""
+        given = Path(str(self.sweeper.config.hydra.sweep.dir))
+        parts = list(given.parts[-2:] if given.is_absolute() else given.parts)
+        if len(parts) > 1 and parts[0] == "multirun":
+            parts = parts[1:]
+        return "_".join(parts)
+
     def _launched_overrides(self, trial) -> list[str]:
         """What the launcher gets: the trial, the launcher's share of threads (dlrun only) and the
         trial's place in the sweep as environment variables (Hydra's config, not the app's)."""
-        name = f"{self.sweep_dir.parent.name}_{self.sweep_dir.name}".strip("_")
+        name_env, trial_env, round_env = SWEEP_ENV
         tracking = [
-            f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}",
-            f"++hydra.job.env_set.{ROUND_ENV}={trial.round}",
-            f"++hydra.job.env_set.{SWEEP_ENV}='{name}'",
+            f"++hydra.job.env_set.{name_env}='{self._sweep_name()}'",
+            f"++hydra.job.env_set.{trial_env}={trial.number}",
+            f"++hydra.job.env_set.{round_env}={trial.round}",
         ]
         return self._trial_overrides(trial) + self.launcher_overrides + tracking
 
