@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 
@@ -24,12 +25,62 @@ from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 # set before torch is imported, which the commands below do lazily. A user's own value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
+class DlrunGroup(TyperGroup):
+    """dlrun's command group: the commands that take overrides answer shell completion from the
+    config tree and end their help with dlrun's config groups and the Hydra flags that work."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from dlrunner.cli.shell import COMMANDS_WITH_OVERRIDES
+
+        for name, command in self.commands.items():
+            # The commands are declared in commands.py and diagnostics.py with Typer's own class;
+            # giving them ours here keeps those declarations plain.
+            if name in COMMANDS_WITH_OVERRIDES and type(command) is TyperCommand:
+                command.__class__ = OverridesCommand
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        # -h is --help (it used to reach Hydra's app help, which listed the internal schema/*
+        # groups; Hydra's own help stays at --hydra-help). Not a click option named -h: click would
+        # then read -cd=/path/with/h/in/it as a cluster of short options and find -h in it.
+        return super().parse_args(ctx, ["--help" if arg == "-h" else arg for arg in args])
+
+
+class OverridesCommand(TyperCommand):
+    def format_epilog(self, ctx, formatter) -> None:
+        from dlrunner.cli.shell import config_help
+
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(config_help())  # read only when help is asked for
+
+    def shell_complete(self, ctx, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        from dlrunner.cli.shell import complete_override
+
+        if not incomplete and _bash_word() == "=":
+            incomplete = "="  # click turns bash's "=" word into "": `model=<TAB>` and `model <TAB>` would look alike
+        found = super().shell_complete(ctx, incomplete) if incomplete.startswith("-") else []
+        return found + [CompletionItem(word) for word in complete_override(list(ctx.args), incomplete)]
+
+
+def _bash_word() -> str | None:
+    """The word bash is completing, from the variables Typer's bash script passes."""
+    words, index = os.environ.get("COMP_WORDS"), os.environ.get("COMP_CWORD", "")
+    if words is None or not index.isdigit():
+        return None
+    split = words.replace("\n", " ").split(" ")  # Typer's bash script joins them with its IFS, a newline
+    return split[int(index)] if int(index) < len(split) else ""
+
+
 app = typer.Typer(
+    cls=DlrunGroup,
     help="Configuration-driven deep learning experiments with the course's bias/variance diagnosis.\n\n"
     "Configs are Hydra config groups (dlrun ls); change anything with overrides such as "
     "model=mlp optimizer.lr=3e-3 'model.layers=[64,32]'.",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -48,10 +99,21 @@ def global_options(
         "or override built-in ones of the same name. Also read from $DLRUN_CONFIG_DIR.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=lambda shown: show_version(shown), help="Print dlrunner's version."
+    ),
 ) -> None:
     if config_dir is not None:
         use_config_dir(str(config_dir))
     state["debug"] = debug
+
+
+def show_version(shown: bool) -> None:
+    if shown:
+        from dlrunner import __version__
+
+        typer.echo(f"dlrunner {__version__}")
+        raise typer.Exit()
 
 
 # ------------------------------------------------------------------ helpers
@@ -83,6 +145,9 @@ def run_hydra(args: list[str]) -> None:
     IN_DLRUN_COMMAND["active"] = True  # --config-dir applies to dlrun's configs, whatever --config-path says
     # Let Hydra's exceptions reach us instead of being printed and turned into exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    from dlrunner.cli.shell import hydra_order
+
+    args = hydra_order(args)  # Hydra's flags anywhere on the line, as its parser needs them first
     sys.argv = ["dlrun train", *args]
     entry = hydra.main(config_path=str(builtin_config_dir()), config_name="config", version_base="1.3")(train_task)
     with known_hydra_mode(args):

@@ -1,0 +1,156 @@
+"""What the shell sees of ``dlrun``: completion of overrides, the help's config groups and Hydra
+flags, and Hydra's flags accepted anywhere on the line.
+
+Everything here reads the config folders the way ``dlrun ls`` does (``config.catalog``): files and
+YAML only, no Hydra composition and no torch, so that a completion query and ``--help`` answer at
+once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Hydra's flags that take a value, and --info's optional one (hydra/_internal/utils.py's parser).
+HYDRA_FLAGS_WITH_VALUE = {
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-p",
+    "--package",
+    "-c",
+    "--cfg",
+    "-sc",
+    "--shell-completion",
+    "--experimental-rerun",
+}
+INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+HYDRA_FLAGS = [
+    "-m",
+    "--multirun",
+    "--cfg",
+    "--resolve",
+    "--package",
+    "--info",
+    "--config-path",
+    "--config-name",
+    "--hydra-help",
+]
+COMMANDS_WITH_OVERRIDES = ("train", "sweep", "show", "summary", "gradcheck", "check", "learning-curve")
+
+
+def hydra_order(args: list[str]) -> list[str]:
+    """Hydra's flags (with their values) first, then the overrides, each in the order given.
+
+    Hydra's argument parser takes its overrides as one run of positional words, so a flag between
+    two overrides (`dlrun sweep sweep=lr -cn config data=moons`) was "unrecognized arguments"."""
+    flags, overrides = [], []
+    it = iter(range(len(args)))
+    for i in it:
+        arg = args[i]
+        if not arg.startswith("-") or arg.startswith(("~", "+")):
+            overrides.append(arg)
+            continue
+        flags.append(arg)
+        takes_value = arg in HYDRA_FLAGS_WITH_VALUE or (
+            arg in ("-i", "--info") and i + 1 < len(args) and args[i + 1] in INFO_CHOICES
+        )
+        if takes_value and i + 1 < len(args):
+            flags.append(args[next(it)])
+    return flags + overrides
+
+
+def config_help() -> str:
+    """The epilog of the commands that take overrides: dlrun's groups and the Hydra flags that work."""
+    from dlrunner.config.catalog import options
+
+    lines = ["\b", "Config groups (GROUP=OPTION; * = the default; dlrun ls GROUP describes them):"]
+    for group, found in options().items():
+        lines.append(f"  {group}: " + ", ".join(o.name + ("*" if o.is_default else "") for o in found))
+    lines += [
+        "",
+        "\b",
+        "Hydra's flags (anywhere on the line):",
+        "  -m, --multirun        one run per combination of a,b,c values",
+        "  --cfg job|hydra|all   print the config instead of running (--resolve: with values resolved)",
+        "  -p, --package KEY     with --cfg: only this part of the config",
+        "  --info [config|defaults|defaults-tree|plugins|searchpath]",
+        "  -cp DIR -cn NAME      another primary config, e.g. a sweep's best.yaml",
+        "  --hydra-help          Hydra's own help; hydra.* overrides set Hydra (hydra.run.dir=DIR)",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ completion
+
+
+def complete_override(words: list[str], incomplete: str) -> list[str]:
+    """Completions of one override, from the config tree: `model=<TAB>` the group's options,
+    `optimizer.<TAB>` the chosen option's keys, a bare word the groups and top-level keys.
+
+    bash splits `model=ml` into `model`, `=`, `ml` (= is one of its word breaks) and replaces only
+    the part after `=`: then the options alone are answered. zsh and fish keep the word whole."""
+    from dlrunner.config.catalog import options
+
+    groups = options()
+    if incomplete.startswith("-"):
+        return [flag for flag in HYDRA_FLAGS if flag.startswith(incomplete)]
+    if incomplete == "=" and words:  # bash, cursor right after `model=`
+        return _option_names(groups, words[-1], "")
+    if len(words) >= 2 and words[-1] == "=":  # bash, `model=ml`
+        return _option_names(groups, words[-2], incomplete)
+    if "=" in incomplete:  # zsh, fish
+        key, _, partial = incomplete.partition("=")
+        return [f"{key}={name}" for name in _option_names(groups, key, partial)]
+    if "." in incomplete:
+        return _keys(groups, words, incomplete)
+    top = [f"{group}=" for group in groups] + [f"{key}." for key in _top_level_nodes()]
+    return [word for word in top if word.startswith(incomplete.lstrip("+~"))]
+
+
+def _option_names(groups: dict, key: str, partial: str) -> list[str]:
+    group = key.lstrip("+~").split("@")[0]
+    return [o.name for o in groups.get(group, []) if o.name.startswith(partial)]
+
+
+def _keys(groups: dict, words: list[str], incomplete: str) -> list[str]:
+    """`optimizer.l` -> optimizer.lr=, ...: the keys of the option chosen on the line (or the default)."""
+    prefix = incomplete.lstrip("+~")
+    head, _, partial = prefix.rpartition(".")
+    root, *inner = head.split(".")
+    if root in groups:
+        chosen = next((w.split("=", 1)[1] for w in reversed(words) if w.lstrip("+~").startswith(f"{root}=")), None)
+        found = [o for o in groups[root] if o.name == chosen] or [o for o in groups[root] if o.is_default]
+        node = _load(found[0].path) if found else {}
+    else:
+        node = _top_level_nodes().get(root, {})
+    for part in inner:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return []
+    return [
+        f"{head}.{key}" + ("." if isinstance(value, dict) else "=")
+        for key, value in node.items()
+        if key != "defaults" and str(key).startswith(partial)
+    ]
+
+
+def _top_level_nodes() -> dict:
+    """The primary config's own nodes that are not groups (diagnosis, metric, ...)."""
+    from dlrunner.config.paths import config_dirs
+
+    for folder in config_dirs():
+        if (folder / "config.yaml").is_file():
+            config = _load(folder / "config.yaml")
+            return {k: v for k, v in config.items() if k not in ("defaults", "hydra") and isinstance(v, dict)}
+    return {}
+
+
+def _load(path: Path) -> dict:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
