@@ -224,9 +224,12 @@ def train_task(cfg) -> dict:
     try:
         summary = train_run(cfg, run_dir, console)
     except ConfigError as err:
+        if in_sweep:
+            keep_error(run_dir, err, hydra_cfg.job.num)
+            raise  # a failed trial, recorded in the ledger; the sweep goes on
         remove_if_no_results(run_dir)
-        if state["debug"] or in_sweep:
-            raise  # in a sweep: a failed trial, recorded in the ledger; the sweep goes on
+        if state["debug"]:
+            raise
         # Exit from inside the job (SystemExit passes through Hydra's job runner): bad input
         # stops a multirun too, and the message names the job's overrides.
         overrides = " ".join(hydra_cfg.overrides.task)
@@ -239,6 +242,8 @@ def train_task(cfg) -> dict:
 
         if run_dir.is_dir():
             RunFiles(run_dir).write_summary(failure(err))
+        if hydra_cfg.mode.name == "MULTIRUN":
+            keep_error(run_dir, err, hydra_cfg.job.num)
         raise
     if state["debug"]:  # which of the speed layer's private paths this run took (dlrunner.internals)
         from dlrunner.internals import report
@@ -258,6 +263,26 @@ def train_task(cfg) -> dict:
 
         raise SystemExit(exit_code(summary.get("signal")))  # 130 for Ctrl-C, 143 for SIGTERM
     return summary
+
+
+def keep_error(run_dir: Path, err: BaseException, number) -> None:
+    """A failed multirun job or sweep trial: its error in the job's stderr (submitit's .err log on
+    SLURM), one line that names error.log in its folder, which is kept and holds the traceback.
+    Hydra's job runner only keeps the exception in memory, so a failed trial on a cluster left its
+    error nowhere a user looks."""
+    import traceback
+
+    text = "".join(traceback.format_exception(err))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.log").write_text(text)
+    except OSError:
+        pass
+    print(
+        f"job {number} failed: {type(err).__name__}: {err} (traceback: {run_dir / 'error.log'})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def remove_if_no_results(run_dir: Path) -> None:

@@ -418,7 +418,10 @@ def _outcome(job, run_dir: Path) -> tuple[object, str, str]:
             _ = job.return_value  # re-raises the job's exception: the public way to get it
         except BaseException as error:  # any exception a task raised is a failed trial
             summary = _read_summary(run_dir)
-            return summary, "failed", summary.get("message") or f"{type(error).__name__}: {error}"
+            message = summary.get("message") or f"{type(error).__name__}: {error}"
+            if (run_dir / "error.log").is_file():  # dlrun keeps the traceback in the trial's folder
+                message += f" (traceback: {run_dir / 'error.log'})"
+            return summary, "failed", message
     value = job.return_value if job is not None else None
     if isinstance(value, DictConfig):
         value = OmegaConf.to_container(value, resolve=True)
