@@ -276,9 +276,9 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     other = dlrun_in_process("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
     assert other.returncode == 2 and "other settings" in other.stderr and "trainer.steps=90" in other.stderr
     assert "sweep_round" not in other.stderr and "logger." not in other.stderr  # in the user's terms only
-    # A coarse-to-fine budget decides the rounds: changing it is named as the setting it is.
-    budget = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
-    assert budget.returncode == 2 and "hydra.sweeper.budget was 6, now 8" in budget.stderr
+    # A coarse-to-fine sweep's rounds come from its budget: a smaller one is named as the setting it is.
+    budget = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=4", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert budget.returncode == 2 and "hydra.sweeper.budget was 6, now 4" in budget.stderr
     assert (tmp_path / "s" / "trials.jsonl").read_text() == before
 
 
@@ -290,6 +290,23 @@ def test_a_random_sweeps_budget_can_be_raised_to_add_trials(tmp_path):
     assert more.returncode == 0, more.stderr
     records = ledger(tmp_path / "s")
     assert records[:2] == first and [r["number"] for r in records] == [0, 1, 2]
+
+
+def test_a_coarse_to_fine_sweeps_budget_can_be_raised_to_add_a_round(tmp_path):
+    # As Optuna lets a study go on (issue 23, item 13): the finished trials stay, the added ones
+    # search the region of the last round, and resuming the larger sweep runs nothing twice.
+    assert dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
+    first = ledger(tmp_path / "s")
+    last_region = json.loads((tmp_path / "s" / "regions.json").read_text())[-1]["region"]["optimizer.lr"]
+    more = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "added trials search the region of the last round" in more.stdout
+    records = ledger(tmp_path / "s")
+    assert records[:6] == first and [(r["number"], r["round"]) for r in records[6:]] == [(6, 4), (7, 4)]
+    assert all(last_region[0] <= r["params"]["optimizer.lr"] <= last_region[1] for r in records[6:])
+    assert len(json.loads((tmp_path / "s" / "regions.json").read_text())) == 4
+    again = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert again.returncode == 0 and "8 trials already done" in again.stdout and len(ledger(tmp_path / "s")) == 8
 
 
 def test_nothing_to_search_runs_the_one_job(tmp_path):

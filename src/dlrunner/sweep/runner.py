@@ -74,20 +74,22 @@ class SweepRunner:
             return None
         self.template = template
         self.launcher_overrides = self._thread_limit(template)
-        search = CoarseToFine(
-            space,
-            budget=s["budget"],
-            rounds=s["rounds"],
-            top_k=s["top_k"],
-            margin=s["margin"],
-            seed=s["seed"],
-            method=s["method"],
-            grid_points=s["grid_points"],
-            minimize=s["direction"] == "minimize",
-        )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
         self.changed = self._changed_settings(bool(done))
+        search = self._new_search(space, s["budget"])
+        started_with = self._started_budget() if done else None
+        if s["method"] == "coarse_to_fine" and started_with and s["budget"] > started_with:
+            # A raised budget: the search the sweep started with, then the added trials after it.
+            from dlrunner.sweep.continued import Continued
+
+            search = Continued(self._new_search(space, started_with), s["budget"] - started_with)
+            self.changed = [c for c in self.changed if not c.startswith("hydra.sweeper.budget ")]
+            print(
+                f"The budget went from {started_with} to {s['budget']}: the {s['budget'] - started_with} "
+                "added trials search the region of the last round",
+                flush=True,
+            )
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
         (self.sweep_dir / "space.json").write_text(
             json.dumps(
@@ -207,6 +209,24 @@ class SweepRunner:
             "launcher_overrides": self.launcher_overrides,
         }
 
+    def _new_search(self, space: dict, budget: int) -> CoarseToFine:
+        s = self.settings
+        return CoarseToFine(
+            space,
+            budget=budget,
+            rounds=s["rounds"],
+            top_k=s["top_k"],
+            margin=s["margin"],
+            seed=s["seed"],
+            method=s["method"],
+            grid_points=s["grid_points"],
+            minimize=s["direction"] == "minimize",
+        )
+
+    def _started_budget(self) -> int | None:
+        path = self.sweep_dir / "sweep.json"
+        return json.loads(path.read_text()).get("budget") if path.is_file() else None
+
     def _changed_settings(self, resuming: bool) -> list[str]:
         """sweep.json keeps the settings a sweep started with, so that resuming with other ones can
         say what changed in the user's terms."""
@@ -242,7 +262,7 @@ class SweepRunner:
                 str(self.sweep_dir),
                 "holds a sweep run with other settings ("
                 + "; ".join(changes or [f"trial {trial.number}'s parameters differ"])
-                + "); rerun the same command to resume it (a random or grid sweep's budget may be raised), "
+                + "); rerun the same command to resume it (a larger hydra.sweeper.budget adds trials), "
                 "or choose a new hydra.sweep.dir",
             )
         )
