@@ -45,6 +45,11 @@ def test_bash_completes_commands_groups_options_and_keys(tmp_path):
     assert "optimizer.beta1=" not in answers[4]  # the keys of the option chosen on the line (sgd), not adam's
 
 
+def test_hydras_completion_flag_points_to_dlruns_own(tmp_path):
+    result = dlrun_in_process("train", "-sc", "install=bash", cwd=tmp_path)
+    assert result.returncode == 2 and "dlrun --install-completion" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 def test_completion_scripts_for_zsh_and_fish(tmp_path, shell):
     result = run_dlrun("--show-completion", shell, cwd=tmp_path)

@@ -215,6 +215,7 @@ def test_constraints_decide_eligibility(tmp_path):
         (["optimizer.beta1=tag(one_minus_log, interval(0.9, 1.0))"], "[0, 1)"),
         (["optimizer.lr=tag(loggg, interval(0.1, 1))"], "unknown tag"),
         (["sweep=lr", "hydra.sweeper.budget=0"], "hydra.sweeper.budget"),
+        (["data=moons", "--export-wandb", "wb.yaml"], "no parameter to export"),
         (["sweep=lr", "hydra.sweeper.constraints=['n_params <<= 3']"], "constraint"),
         (["sweep=lr", "hydra/launcher=nonexistent"], "hydra/launcher"),
     ],

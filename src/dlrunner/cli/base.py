@@ -147,6 +147,14 @@ def run_hydra(args: list[str]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     from dlrunner.cli.shell import hydra_order
 
+    if any(arg in ("-sc", "--shell-completion") or arg.startswith("--shell-completion=") for arg in args):
+        # Hydra's completion script would register `dlrun` and a separate `train`, then ask
+        # `dlrun -sc query=bash`, which is not a dlrun command line: dlrun completes through Typer.
+        fail(
+            "-sc/--shell-completion is Hydra's completion, which cannot complete dlrun's commands; use "
+            "dlrun --install-completion (bash, zsh, fish) or dlrun --show-completion SHELL",
+            code=2,
+        )
     args = hydra_order(args)  # Hydra's flags anywhere on the line, as its parser needs them first
     sys.argv = ["dlrun train", *args]
     entry = hydra.main(config_path=str(builtin_config_dir()), config_name="config", version_base="1.3")(train_task)

@@ -58,6 +58,10 @@ class SweepRunner:
         parser = OverridesParser.create(config_loader=self.sweeper.hydra_context.config_loader)
         space, template = parse_space(dict(s["params"] or {}), arguments, parser)
         self._check_settings()
+        if not space and s.get("export_wandb"):
+            raise ConfigError(
+                Problem("hydra.sweeper.params", {}, "no parameter to export: pick a sweep (dlrun ls sweep) or give one")
+            )
         if not space:
             return self._single_job(fill(template, {}))
         # Compose one sample trial now, so that a bad key fails before anything is written.
