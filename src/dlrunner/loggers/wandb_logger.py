@@ -19,10 +19,17 @@ from dlrunner.loggers import NoLogger, flatten
 SWEEP_ENV = ("DLRUN_SWEEP_NAME", "DLRUN_SWEEP_TRIAL", "DLRUN_SWEEP_ROUND")
 
 
-def sweep_place(settings) -> dict | None:
-    """{"name", "trial", "round"} of a sweep trial, or None outside a sweep. The logger's own
+def sweep_place(settings, run_dir: Path) -> dict | None:
+    """{"name", "trial", "round"} of a sweep trial, or None outside a sweep. Read from the trial's
+    own saved Hydra config (.hydra/hydra.yaml: stacked trials train in one process, where the
+    environment holds one trial's values), else from the environment; the logger's own
     sweep_trial/sweep_round keys (set by hand) are still read."""
-    name, trial, round_ = (os.environ.get(key) for key in SWEEP_ENV)
+    found = {key: os.environ.get(key) for key in SWEEP_ENV}
+    saved = run_dir / ".hydra" / "hydra.yaml"
+    if saved.is_file():
+        env_set = OmegaConf.select(OmegaConf.load(saved), "hydra.job.env_set") or {}
+        found.update({key: str(env_set[key]) for key in SWEEP_ENV if key in env_set})
+    name, trial, round_ = (found[key] for key in SWEEP_ENV)
     if trial is None and settings.get("sweep_trial") is not None:
         trial, round_ = settings.sweep_trial, settings.sweep_round
     if trial is None:
@@ -45,7 +52,7 @@ class WandbLogger(NoLogger):
             )
             return
         config = OmegaConf.to_container(cfg, resolve=True)
-        place = sweep_place(settings)
+        place = sweep_place(settings, run_dir)
         name, group = settings.name or run_dir.name, settings.group
         if place:
             config["sweep"] = place
