@@ -172,7 +172,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     # Its traceback where a cluster user looks: the job's stderr (submitit's .err log) and the trial's folder.
     error_log = tmp_path / "s" / str(records["my_schedules.explode"]["number"]) / "error.log"
     assert "Traceback" in error_log.read_text() and "RuntimeError: boom" in error_log.read_text()
-    assert str(error_log) in records["my_schedules.explode"]["message"]
+    assert records["my_schedules.explode"]["error_log"] == str(error_log)
     assert f"failed: RuntimeError: boom (traceback: {error_log})" in result.stderr
     assert records["dlrunner.optim.schedules.constant"]["status"] == "completed"
     assert "Best: trial" in result.stdout

@@ -208,6 +208,8 @@ class SweepRunner:
             "run_dir": str(run_dir),
             "verdict": lookup(result, "diagnosis.verdict") if isinstance(result, Mapping) else None,
             "message": message,
+            # dlrun keeps a failed trial's traceback in its folder (its stderr is the job's .err log on SLURM)
+            "error_log": str(run_dir / "error.log") if (run_dir / "error.log").is_file() else None,
             "objective_from": "mapping" if isinstance(result, Mapping) else "return value",
             "overrides": self._trial_overrides(trial),
             "launcher_overrides": self.launcher_overrides,
@@ -442,10 +444,7 @@ def _outcome(job, run_dir: Path) -> tuple[object, str, str]:
             _ = job.return_value  # re-raises the job's exception: the public way to get it
         except BaseException as error:  # any exception a task raised is a failed trial
             summary = _read_summary(run_dir)
-            message = summary.get("message") or f"{type(error).__name__}: {error}"
-            if (run_dir / "error.log").is_file():  # dlrun keeps the traceback in the trial's folder
-                message += f" (traceback: {run_dir / 'error.log'})"
-            return summary, "failed", message
+            return summary, "failed", summary.get("message") or f"{type(error).__name__}: {error}"
     value = job.return_value if job is not None else None
     if isinstance(value, DictConfig):
         value = OmegaConf.to_container(value, resolve=True)
