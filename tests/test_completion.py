@@ -108,3 +108,29 @@ def test_hydra_flags_anywhere_on_a_sweeps_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "s" / "trials.jsonl").read_text())["status"] == "completed"
+
+
+def test_completion_and_help_load_neither_torch_nor_hydras_compose(tmp_path):
+    import os
+    import sys
+
+    probe = (
+        "import atexit, sys\n"
+        "loaded = lambda: sorted(m for m in ('torch', 'hydra.compose') if m in sys.modules)\n"
+        "atexit.register(lambda: print(loaded(), file=sys.stderr))\n"
+        "from dlrunner.cli import main\n"
+        "main()\n"
+    )
+    queries = [
+        ({"COMP_WORDS": "dlrun train optimizer.", "COMP_CWORD": "2", "_DLRUN_COMPLETE": "complete_bash"}, []),
+        ({}, ["train", "-h"]),
+    ]
+    for env, args in queries:
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
