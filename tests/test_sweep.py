@@ -283,6 +283,23 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert (tmp_path / "s" / "trials.jsonl").read_text() == before
 
 
+def test_a_sweep_folder_written_by_dlrunner_0_2_still_resumes(tmp_path):
+    # Its ledger's overrides held the logger's place in the sweep, after the fixed ones.
+    assert dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
+    lines = []
+    for r in ledger(tmp_path / "s"):
+        searched = [o for o in r["overrides"] if o.startswith("optimizer.lr=")]
+        tracking = [f"logger.sweep_trial={r['number']}", f"logger.sweep_round={r['round']}", "logger.group='s'"]
+        old = {k: v for k, v in r.items() if k not in ("launcher_overrides", "objective_from", "error_log")}
+        lines.append(
+            json.dumps({**old, "overrides": [o for o in r["overrides"] if o not in searched] + tracking + searched})
+        )
+    (tmp_path / "s" / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    again = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "6 trials already done" in again.stdout and len(ledger(tmp_path / "s")) == 6
+
+
 def test_a_random_sweeps_budget_can_be_raised_to_add_trials(tmp_path):
     args = (*SMALL, "hydra.sweeper.method=random", "hydra.sweep.dir=s")
     assert dlrun_in_process("sweep", *args, "hydra.sweeper.budget=2", cwd=tmp_path).returncode == 0

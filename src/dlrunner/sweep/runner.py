@@ -255,9 +255,9 @@ class SweepRunner:
         if record is None:
             return
         now = self._trial_overrides(trial)
-        if record.get("overrides") == now and record.get("params") == _jsonable(trial.params):
+        before = _without_legacy(record.get("overrides", []), now)
+        if sorted(before) == sorted(now) and record.get("params") == _jsonable(trial.params):
             return
-        before = record.get("overrides", [])
         changes = [*self.changed]
         if set(before) - set(now) or set(now) - set(before):
             removed, added = [o for o in before if o not in now], [o for o in now if o not in before]
@@ -456,6 +456,13 @@ def _outcome(job, run_dir: Path) -> tuple[object, str, str]:
         status = value.get("status") if isinstance(value.get("status"), str) else "completed"
         return value, status, str(value.get("message") or "")
     return value, "completed", ""
+
+
+def _without_legacy(overrides: list[str], now: list[str]) -> list[str]:
+    """A ledger line written before trials kept only the user's overrides (dlrunner 0.2) also held
+    the logger's place in the sweep and the launcher's thread limit, mixed in: not the trial's."""
+    added = ("logger.sweep_trial=", "logger.sweep_round=", "logger.group=", "trainer.threads=")
+    return [o for o in overrides if o in now or not o.startswith(added)]
 
 
 def _is_number(value) -> bool:
