@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
+from dlrunner.cli.shell import DlrunGroup
 from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 
 # torch's OpenMP threads spin while they wait for work. When anything else keeps the cores busy
@@ -24,55 +24,6 @@ from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 # 105 steps/s with spinning vs 1083 with passive waiting, MNIST-1D MLP on 2 busy cores. It must be
 # set before torch is imported, which the commands below do lazily. A user's own value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-class DlrunGroup(TyperGroup):
-    """dlrun's command group: the commands that take overrides answer shell completion from the
-    config tree and end their help with dlrun's config groups and the Hydra flags that work."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        from dlrunner.cli.shell import COMMANDS_WITH_OVERRIDES
-
-        for name, command in self.commands.items():
-            # The commands are declared in commands.py and diagnostics.py with Typer's own class;
-            # giving them ours here keeps those declarations plain.
-            if name in COMMANDS_WITH_OVERRIDES and type(command) is TyperCommand:
-                command.__class__ = OverridesCommand
-
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        # -h is --help (it used to reach Hydra's app help, which listed the internal schema/*
-        # groups; Hydra's own help stays at --hydra-help). Not a click option named -h: click would
-        # then read -cd=/path/with/h/in/it as a cluster of short options and find -h in it.
-        return super().parse_args(ctx, ["--help" if arg == "-h" else arg for arg in args])
-
-
-class OverridesCommand(TyperCommand):
-    def format_epilog(self, ctx, formatter) -> None:
-        from dlrunner.cli.shell import config_help
-
-        super().format_epilog(ctx, formatter)
-        formatter.write_paragraph()
-        formatter.write_text(config_help())  # read only when help is asked for
-
-    def shell_complete(self, ctx, incomplete: str):
-        from click.shell_completion import CompletionItem
-
-        from dlrunner.cli.shell import complete_override
-
-        if not incomplete and _bash_word() == "=":
-            incomplete = "="  # click turns bash's "=" word into "": `model=<TAB>` and `model <TAB>` would look alike
-        found = super().shell_complete(ctx, incomplete) if incomplete.startswith("-") else []
-        return found + [CompletionItem(word) for word in complete_override(list(ctx.args), incomplete)]
-
-
-def _bash_word() -> str | None:
-    """The word bash is completing, from the variables Typer's bash script passes."""
-    words, index = os.environ.get("COMP_WORDS"), os.environ.get("COMP_CWORD", "")
-    if words is None or not index.isdigit():
-        return None
-    split = words.replace("\n", " ").split(" ")  # Typer's bash script joins them with its IFS, a newline
-    return split[int(index)] if int(index) < len(split) else ""
 
 
 app = typer.Typer(

@@ -1,5 +1,5 @@
-"""What the shell sees of ``dlrun``: completion of overrides, the help's config groups and Hydra
-flags, and Hydra's flags accepted anywhere on the line.
+"""What the shell sees of ``dlrun``: the command classes that complete overrides and end the help
+with the config groups and Hydra's flags, and Hydra's flags accepted anywhere on the line.
 
 Everything here reads the config folders the way ``dlrun ls`` does (``config.catalog``): files and
 YAML only, no Hydra composition and no torch, so that a completion query and ``--help`` answer at
@@ -8,7 +8,10 @@ once.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from typer.core import TyperCommand, TyperGroup
 
 # Hydra's flags that take a value, and --info's optional one (hydra/_internal/utils.py's parser).
 HYDRA_FLAGS_WITH_VALUE = {
@@ -79,6 +82,52 @@ def config_help() -> str:
         "  --hydra-help          Hydra's own help; hydra.* overrides set Hydra (hydra.run.dir=DIR)",
     ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the command classes
+
+
+class DlrunGroup(TyperGroup):
+    """dlrun's command group: the commands that take overrides answer shell completion from the
+    config tree and end their help with dlrun's config groups and the Hydra flags that work."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, command in self.commands.items():
+            # The commands are declared in commands.py and diagnostics.py with Typer's own class;
+            # giving them ours here keeps those declarations plain.
+            if name in COMMANDS_WITH_OVERRIDES and type(command) is TyperCommand:
+                command.__class__ = OverridesCommand
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        # -h is --help (it used to reach Hydra's app help, which listed the internal schema/*
+        # groups; Hydra's own help stays at --hydra-help). Not a click option named -h: click would
+        # then read -cd=/path/with/h/in/it as a cluster of short options and find -h in it.
+        return super().parse_args(ctx, ["--help" if arg == "-h" else arg for arg in args])
+
+
+class OverridesCommand(TyperCommand):
+    def format_epilog(self, ctx, formatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(config_help())  # read only when help is asked for
+
+    def shell_complete(self, ctx, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        if not incomplete and _bash_word() == "=":
+            incomplete = "="  # click turns bash's "=" word into "": `model=<TAB>` and `model <TAB>` would look alike
+        found = super().shell_complete(ctx, incomplete) if incomplete.startswith("-") else []
+        return found + [CompletionItem(word) for word in complete_override(list(ctx.args), incomplete)]
+
+
+def _bash_word() -> str | None:
+    """The word bash is completing, from the variables Typer's bash script passes."""
+    words, index = os.environ.get("COMP_WORDS"), os.environ.get("COMP_CWORD", "")
+    if words is None or not index.isdigit():
+        return None
+    split = words.replace("\n", " ").split(" ")  # Typer's bash script joins them with its IFS, a newline
+    return split[int(index)] if int(index) < len(split) else ""
 
 
 # ------------------------------------------------------------------ completion

@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.loggers.wandb_logger import SWEEP_ENV
@@ -28,6 +28,7 @@ from dlrunner.search import CoarseToFine
 from dlrunner.search.constraints import check_constraints, lookup, parse_constraint
 from dlrunner.search.ledger import append_ledger, read_ledger
 from dlrunner.sweep.best import is_dlrun_config
+from dlrunner.sweep.outcome import is_number, outcome, read_summary
 from dlrunner.sweep.space import fill, parse_space
 
 FINAL = {"completed", "diverged", "failed"}  # an interrupted trial is run again when the sweep resumes
@@ -180,7 +181,7 @@ class SweepRunner:
     def _record(self, trial, job) -> dict:
         """One ledger line, from what the trial returned (or its summary.json, or its exception)."""
         run_dir = self._run_dir(trial.number, job)
-        result, status, message = _outcome(job, run_dir)
+        result, status, message = outcome(job, run_dir)
         if isinstance(result, Mapping):
             objective = lookup(result, self.settings["objective"]) if status == "completed" else None
             meets, constraint_values = check_constraints(result, self.settings["constraints"])
@@ -189,14 +190,14 @@ class SweepRunner:
         else:
             objective = result if status == "completed" else None
             meets, constraint_values = check_constraints({}, self.settings["constraints"])
-            if status == "completed" and not _is_number(result):
+            if status == "completed" and not is_number(result):
                 message = (
                     f"the task returned {type(result).__name__}, not a number or a mapping with "
                     f"hydra.sweeper.objective={self.settings['objective']}"
                 )
             elif status == "completed" and self.settings["constraints"]:
                 self._check_paths({}, objective, constraint_values)
-        finite = _is_number(objective) and math.isfinite(objective)
+        finite = is_number(objective) and math.isfinite(objective)
         return {
             "number": trial.number,
             "round": trial.round,
@@ -300,7 +301,7 @@ class SweepRunner:
     def _finished_in_folder(self, trial) -> dict | None:
         """A dlrun trial that finished (its summary.json is final) but was never written to the ledger."""
         run_dir = self.sweep_dir / str(trial.number)
-        if _read_summary(run_dir).get("status") not in FINAL:
+        if read_summary(run_dir).get("status") not in FINAL:
             return None
         record = self._record(trial, None)
         saved_path = run_dir / ".hydra" / "overrides.yaml"
@@ -427,46 +428,11 @@ class SweepRunner:
         os.replace(tmp, path)
 
 
-def _read_summary(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _outcome(job, run_dir: Path) -> tuple[object, str, str]:
-    """(result, status, message) of a finished job: its return value (a mapping as a dict), else
-    its folder's summary.json (a stacked dlrun trial, or one recovered from its folder)."""
-    from hydra.core.utils import JobStatus
-
-    if job is not None and job.status == JobStatus.FAILED:
-        try:
-            _ = job.return_value  # re-raises the job's exception: the public way to get it
-        except BaseException as error:  # any exception a task raised is a failed trial
-            summary = _read_summary(run_dir)
-            return summary, "failed", summary.get("message") or f"{type(error).__name__}: {error}"
-    value = job.return_value if job is not None else None
-    if isinstance(value, DictConfig):
-        value = OmegaConf.to_container(value, resolve=True)
-    if not isinstance(value, Mapping):  # a stacked dlrun trial returns only its dev error
-        summary = _read_summary(run_dir)
-        if summary:
-            value = summary
-    if isinstance(value, Mapping):
-        status = value.get("status") if isinstance(value.get("status"), str) else "completed"
-        return value, status, str(value.get("message") or "")
-    return value, "completed", ""
-
-
 def _without_legacy(overrides: list[str], now: list[str]) -> list[str]:
     """A ledger line written before trials kept only the user's overrides (dlrunner 0.2) also held
     the logger's place in the sweep and the launcher's thread limit, mixed in: not the trial's."""
     added = ("logger.sweep_trial=", "logger.sweep_round=", "logger.group=", "trainer.threads=")
     return [o for o in overrides if o in now or not o.startswith(added)]
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _jsonable(params: dict) -> dict:
