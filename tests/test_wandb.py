@@ -15,8 +15,15 @@ QUICK = ("trainer=quick", "data=moons", "logger=wandb")
 
 
 def test_a_run_is_logged_offline_into_its_folder(tmp_path):
+    home = tmp_path / "home"  # W&B's staging folder would be under it
     result = run_dlrun(
-        "train", *QUICK, "logger.tags=[first,moons]", "logger.notes=hello", "hydra.run.dir=r", cwd=tmp_path
+        "train",
+        *QUICK,
+        "logger.tags=[first,moons]",
+        "logger.notes=hello",
+        "hydra.run.dir=r",
+        cwd=tmp_path,
+        env={"HOME": str(home)},
     )
     assert result.returncode == 0, result.stderr
     logged = read_run(tmp_path / "r")
@@ -47,6 +54,9 @@ def test_a_run_is_logged_offline_into_its_folder(tmp_path):
     # Where the offline run is, and the command that uploads it.
     offline = next((tmp_path / "r" / "wandb").glob("offline-run-*"))
     assert f"upload it with: wandb sync {offline}" in result.stdout
+    # The table files W&B stages for the sync are in the run folder, none under the home folder.
+    assert list((tmp_path / "r" / "wandb" / "data" / "artifacts" / "staging").iterdir())
+    assert not (home / ".local" / "share" / "wandb").exists()
 
 
 def test_without_wandb_the_run_goes_on_with_a_warning(tmp_path):

@@ -61,6 +61,7 @@ class WandbLogger(NoLogger):
             if place["name"]:
                 name = settings.name or f"{place['name']}-trial-{place['trial']}"
                 group = group or place["name"]
+        self.data_dir = run_dir / "wandb" / "data"
         try:
             self.run = wandb.init(
                 project=settings.project,
@@ -85,11 +86,21 @@ class WandbLogger(NoLogger):
     def _guard(self, action, what: str) -> None:
         if self.run is None:
             return
+        # W&B stages the files of tables and artifacts under ~/.local/share/wandb until `wandb sync`
+        # reads them: stage them in this run's folder instead, with everything else of the run (a
+        # user's own WANDB_DATA_DIR wins). Set around each call: stacked trials log from one process.
+        # The offline run names them by absolute path: the folder syncs from that path.
+        own = "WANDB_DATA_DIR" not in os.environ
+        if own:
+            os.environ["WANDB_DATA_DIR"] = str(self.data_dir)
         try:
             action()
         except Exception as err:
             self._warn(f"W&B failed to {what} ({type(err).__name__}: {err}); it is off for the rest of this run.")
             self.close("failed")
+        finally:
+            if own:
+                os.environ.pop("WANDB_DATA_DIR", None)
 
     def log_metrics(self, record: dict) -> None:
         self._guard(
