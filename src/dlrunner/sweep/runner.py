@@ -82,30 +82,9 @@ class SweepRunner:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
         self.changed = self._changed_settings(bool(done))
-        search = self._new_search(space, s["budget"])
-        started_with = self._started_budget() if done else None
-        if s["method"] == "coarse_to_fine" and started_with and s["budget"] > started_with:
-            # A raised budget: the search the sweep started with, then the added trials after it.
-            from dlrunner.sweep.continued import Continued
-
-            search = Continued(self._new_search(space, started_with), s["budget"] - started_with)
-            self.changed = [c for c in self.changed if not c.startswith("hydra.sweeper.budget ")]
-            print(
-                f"The budget went from {started_with} to {s['budget']}: the {s['budget'] - started_with} "
-                "added trials search the region of the last round",
-                flush=True,
-            )
+        search = self._search_for(space, resuming=bool(done))
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
-        (self.sweep_dir / "space.json").write_text(
-            json.dumps(
-                {
-                    name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
-                    for name, p in space.items()
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        self._write_space(space)
         if done:
             print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)
 
@@ -215,6 +194,36 @@ class SweepRunner:
             "overrides": self._trial_overrides(trial),
             "launcher_overrides": self.launcher_overrides,
         }
+
+    def _search_for(self, space: dict, resuming: bool):
+        """The search: a coarse-to-fine sweep resumed with a larger budget keeps the search it
+        started with (its budget in sweep.json) and adds the new trials after it (sweep/continued.py)."""
+        budget = self.settings["budget"]
+        started_with = self._started_budget() if resuming else None
+        if self.settings["method"] != "coarse_to_fine" or not started_with or budget <= started_with:
+            return self._new_search(space, budget)
+        from dlrunner.sweep.continued import Continued
+
+        self.changed = [c for c in self.changed if not c.startswith("hydra.sweeper.budget ")]
+        print(
+            f"The budget went from {started_with} to {budget}: the {budget - started_with} "
+            "added trials search the region of the last round",
+            flush=True,
+        )
+        return Continued(self._new_search(space, started_with), budget - started_with)
+
+    def _write_space(self, space: dict) -> None:
+        """space.json: each parameter's distribution, for the sweep report."""
+        (self.sweep_dir / "space.json").write_text(
+            json.dumps(
+                {
+                    name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
+                    for name, p in space.items()
+                },
+                indent=2,
+                default=str,
+            )
+        )
 
     def _new_search(self, space: dict, budget: int) -> CoarseToFine:
         s = self.settings
