@@ -22,6 +22,20 @@ from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, Inte
 SWEEPER = ["hydra/sweeper=dlrunner", "hydra.sweeper.method=grid"]
 
 
+@pytest.fixture(autouse=True)
+def hydras_default_version_base():
+    """The suites expect Hydra's defaults for an app that gives no version base (1.1: jobs change
+    into their folder, where the suites look for their logs), as in a fresh process. A dlrun command
+    run earlier in this process leaves 1.3 in Hydra's VersionBase singleton, which outlives it."""
+    from hydra.version import VersionBase
+    from packaging.version import Version
+
+    saved = VersionBase.instance().getbase()
+    VersionBase.instance().setbase(Version("1.1"))
+    yield
+    VersionBase.instance().version_base = saved  # may be "unspecified", which setbase() refuses
+
+
 @pytest.mark.parametrize("launcher_name, overrides", [("basic", SWEEPER)])
 class TestDlrunnerSweeperWithHydrasLauncherSuite(LauncherTestSuite):
     pass
