@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from helpers import dlrun_in_process, read_summary, run_dlrun
+from helpers import REPO, dlrun_in_process, read_summary, run_dlrun
 
 SMALL = (
     "sweep=lr",
@@ -86,6 +86,24 @@ def test_sweep_with_the_basic_launcher(tmp_path):
     )
     assert shown.returncode == 0, shown.stderr
     assert "steps: 7" in shown.stdout and f"lr: {best['params']['optimizer.lr']}" in shown.stdout
+    # --config-dir still reaches dlrun's configs when --config-path names the sweep folder.
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    builtin = (REPO / "conf" / "model" / "mlp.yaml").read_text()
+    (tmp_path / "mine" / "model" / "mlp.yaml").write_text(builtin.replace("layers: [100, 100]", "layers: [3]"))
+    mine = dlrun_in_process(
+        "--config-dir",
+        "mine",
+        "train",
+        "--config-path",
+        str(tmp_path / "s"),
+        "--config-name",
+        "best",
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+    )
+    assert mine.returncode == 0, mine.stderr
+    assert yaml.safe_load(mine.stdout)["model"]["layers"] == [3]
     again = dlrun_in_process(
         "train", "--config-path", str(tmp_path / "s"), "--config-name", "best", "hydra.run.dir=again", cwd=tmp_path
     )

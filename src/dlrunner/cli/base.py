@@ -25,7 +25,6 @@ from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 # set before torch is imported, which the commands below do lazily. A user's own value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-
 app = typer.Typer(
     cls=DlrunGroup,
     help="Configuration-driven deep learning experiments with the course's bias/variance diagnosis.\n\n"
@@ -91,9 +90,6 @@ def run_hydra(args: list[str]) -> None:
     from dlrunner.config.schema import register_schemas
 
     register_schemas()
-    from hydra_plugins.dlrunner_searchpath import IN_DLRUN_COMMAND
-
-    IN_DLRUN_COMMAND["active"] = True  # --config-dir applies to dlrun's configs, whatever --config-path says
     # Let Hydra's exceptions reach us instead of being printed and turned into exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     from dlrunner.cli.shell import hydra_order
@@ -109,8 +105,15 @@ def run_hydra(args: list[str]) -> None:
     args = hydra_order(args)  # Hydra's flags anywhere on the line, as its parser needs them first
     sys.argv = ["dlrun train", *args]
     entry = hydra.main(config_path=str(builtin_config_dir()), config_name="config", version_base="1.3")(train_task)
-    with known_hydra_mode(args):
-        guarded(entry)
+    from hydra_plugins.dlrunner_searchpath import IN_DLRUN_COMMAND
+
+    # --config-dir applies to dlrun's configs, whatever --config-path says, for this command only
+    IN_DLRUN_COMMAND["active"] = True
+    try:
+        with known_hydra_mode(args):
+            guarded(entry)
+    finally:
+        IN_DLRUN_COMMAND["active"] = False
 
 
 # Hydra options that cannot bring in a config that sets hydra.mode (see known_hydra_mode).
