@@ -113,7 +113,7 @@ def test_nothing_to_search_is_the_one_job(tmp_path):
 def test_the_stacked_launcher_runs_a_plain_apps_jobs_in_sequence(tmp_path):
     app = make_app(tmp_path)
     out, _ = run_app(app, "-m", "hydra/launcher=stacked", "x=0.1,0.2", f"hydra.sweep.dir={tmp_path / 's'}")
-    assert out.count("note: hydra/launcher=stacked stacks only dlrun's experiments") == 1
+    assert out.count("note: hydra/launcher=stacked stacks only dlrun's own experiments") == 1
     assert "x=0.1 db=mysql" in out and "x=0.2 db=mysql" in out
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-DLRUN_JOB_NAME = "train"  # conf/config.yaml sets hydra.job.name: every dlrun job has it
+DLRUN_TASK = "dlrunner.cli.base.train_task"  # named, not imported: the CLI is a layer above
 
 
-def is_dlrun_config(cfg: DictConfig) -> bool:
-    """Whether a composed config is dlrun's own (its schema's top-level groups are all there)."""
-    return all(key in cfg for key in ("data", "model", "optimizer", "trainer"))
+def is_dlrun_task(task_function) -> bool:
+    """Whether Hydra runs dlrun's own task (dlrun train / sweep), rather than another app's:
+    only then may a trial's training be stacked, its threads limited, `dlrun train` named."""
+    name = f"{getattr(task_function, '__module__', '')}.{getattr(task_function, '__qualname__', '')}"
+    return name == DLRUN_TASK
 
 
 def write_optimization_results(sweep_dir: Path, params: dict, value) -> Path:

@@ -27,7 +27,7 @@ from dlrunner.loggers.wandb_logger import SWEEP_ENV
 from dlrunner.search import CoarseToFine
 from dlrunner.search.constraints import check_constraints, lookup, parse_constraint
 from dlrunner.search.ledger import append_ledger, read_ledger
-from dlrunner.sweep.best import is_dlrun_config
+from dlrunner.sweep.best import is_dlrun_task
 from dlrunner.sweep.outcome import is_number, outcome, read_summary
 from dlrunner.sweep.space import fill, parse_space
 
@@ -46,7 +46,7 @@ class SweepRunner:
         self.settings = settings
         self.sweep_dir = Path(sweeper.config.hydra.sweep.dir)
         self.ledger_path = self.sweep_dir / "trials.jsonl"
-        self.dlrun = is_dlrun_config(sweeper.config)
+        self.dlrun = is_dlrun_task(sweeper.task_function)
         self._validated = set()  # override lists that Hydra has composed once already, by _form()
         # The job returns: one list per launch when hydra.sweeper.max_batch_size is set (as Hydra's
         # basic sweeper returns its batches), else one list per round.

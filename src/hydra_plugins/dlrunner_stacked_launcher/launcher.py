@@ -1,6 +1,6 @@
 """The thin Hydra Launcher class; the work happens in dlrunner.stack.launch (imported lazily).
 
-Only dlrun's own experiments can be stacked. The jobs of any other config (a Hydra app that knows
+Only dlrun's own experiments can be stacked. The jobs of any other task (a Hydra app that knows
 nothing of dlrun) run one after another exactly as Hydra's basic launcher runs them, with one note
 saying why, so that ``hydra/launcher=stacked`` is safe to select in any app.
 """
@@ -32,13 +32,15 @@ class StackedLauncher(Launcher):
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from dlrunner.sweep.best import is_dlrun_config
+        from dlrunner.sweep.best import is_dlrun_task
 
-        if not is_dlrun_config(self.config):
+        # Stacking trains the trials with dlrun's own code instead of calling the task function:
+        # right only when the task is dlrun's.
+        if not is_dlrun_task(self.task_function):
             if not self._noted:
                 print(
-                    "note: hydra/launcher=stacked stacks only dlrun's experiments (a config with data, model, "
-                    "optimizer and trainer); these jobs run one after another, as with the basic launcher",
+                    "note: hydra/launcher=stacked stacks only dlrun's own experiments (dlrun train / sweep); "
+                    "these jobs run one after another, as with the basic launcher",
                     flush=True,
                 )
                 self._noted = True
