@@ -338,7 +338,6 @@ CASES = [
         valid="powers of two",
         command="sweep",
     ),
-    case("sweep-nothing", key="hydra.sweeper.params", value="{}", valid="no parameter to search", command="sweep"),
     case(
         "sweep-budget",
         "sweep=lr",

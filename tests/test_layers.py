@@ -111,7 +111,7 @@ LAYERS = [
     },
     {"dlrunner.models"},
     {"dlrunner.runtime", "dlrunner.config"},
-    {"dlrunner.data", "dlrunner.optim", "dlrunner.diagnostics"},
+    {"dlrunner.data", "dlrunner.optim", "dlrunner.diagnostics", "hydra_plugins.dlrunner_searchpath"},
     {"dlrunner.loggers"},
     {"dlrunner.train", "dlrunner.report", "dlrunner.sweep"},
     {"dlrunner.checks", "dlrunner.stack"},

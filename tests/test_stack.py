@@ -453,6 +453,8 @@ def test_stacked_trials_each_log_their_own_wandb_run(tmp_path):
         assert logged["summary"]["status"] == "completed"
         assert logged["config"]["optimizer"]["lr"] == record["params"]["optimizer.lr"]
         assert math.isclose(logged["summary"]["metrics/dev/error"], record["objective"])
+        # each stacked trial named as its own (they train in one process)
+        assert logged["run"].display_name == f"w-trial-{record['number']}" and logged["run"].run_group == "w"
 
 
 def test_a_bad_stack_size_is_refused_before_the_sweep_starts(tmp_path):

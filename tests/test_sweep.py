@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from helpers import dlrun_in_process, read_summary, run_dlrun
+from helpers import REPO, dlrun_in_process, read_summary, run_dlrun
 
 SMALL = (
     "sweep=lr",
@@ -55,6 +55,55 @@ def test_sweep_with_the_basic_launcher(tmp_path):
     assert "Best: trial" in result.stdout and "--config-name best" in result.stdout
     # best.yaml trains the winner again, as is, with the same result.
     best = min((r for r in records if r["eligible"]), key=lambda r: r["objective"])
+    import yaml
+
+    results = yaml.safe_load((tmp_path / "s" / "optimization_results.yaml").read_text())
+    assert results == {"name": "dlrunner", "best_params": best["params"], "best_value": best["objective"]}
+    # The user's overrides on top of the defaults, groups kept as groups, no launcher or logger internals.
+    best_yaml = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
+    assert best_yaml["defaults"] == [
+        "config",
+        {"override /sweep": "lr"},
+        {"override /data": "moons"},
+        {"override /trainer": "quick"},
+        "_self_",
+    ]
+    assert best_yaml["optimizer"] == {"lr": best["params"]["optimizer.lr"]}
+    assert best_yaml["trainer"] == {"steps": 60, "eval_every": 30}
+    assert "logger" not in best_yaml and "threads" not in best_yaml["trainer"]
+    # A group can still be chosen on top of it.
+    shown = dlrun_in_process(
+        "train",
+        "--config-path",
+        str(tmp_path / "s"),
+        "--config-name",
+        "best",
+        "trainer=default",
+        "trainer.steps=7",
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "steps: 7" in shown.stdout and f"lr: {best['params']['optimizer.lr']}" in shown.stdout
+    # --config-dir still reaches dlrun's configs when --config-path names the sweep folder.
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    builtin = (REPO / "conf" / "model" / "mlp.yaml").read_text()
+    (tmp_path / "mine" / "model" / "mlp.yaml").write_text(builtin.replace("layers: [100, 100]", "layers: [3]"))
+    mine = dlrun_in_process(
+        "--config-dir",
+        "mine",
+        "train",
+        "--config-path",
+        str(tmp_path / "s"),
+        "--config-name",
+        "best",
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+    )
+    assert mine.returncode == 0, mine.stderr
+    assert yaml.safe_load(mine.stdout)["model"]["layers"] == [3]
     again = dlrun_in_process(
         "train", "--config-path", str(tmp_path / "s"), "--config-name", "best", "hydra.run.dir=again", cwd=tmp_path
     )
@@ -74,7 +123,12 @@ def test_sweep_with_joblib_workers_matches_the_sequential_sweep(tmp_path):
         (r["number"], r["params"]["optimizer.lr"]) for r in par
     )
     # Each of the 2 workers gets 1 of the 2 cores.
-    assert all("trainer.threads=1" in r["overrides"] for r in par)
+    assert all(r["launcher_overrides"] == ["trainer.threads=1"] for r in par)
+    assert not any("trainer.threads=1" in r["overrides"] for r in par)  # a launcher setting, not the trial's
+    # ... so the sweep folder of one launcher resumes with another (issue 23, item 13).
+    again = run_dlrun("sweep", *SMALL, "hydra.sweep.dir=par", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "6 trials already done" in again.stdout and len(ledger(tmp_path / "par")) == 6
     assert {r["number"]: r["objective"] for r in seq} == {r["number"]: r["objective"] for r in par}
 
 
@@ -133,6 +187,11 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
         records["my_schedules.explode"]["status"] == "failed" and "boom" in records["my_schedules.explode"]["message"]
     )
     assert not records["my_schedules.explode"]["eligible"]
+    # Its traceback where a cluster user looks: the job's stderr (submitit's .err log) and the trial's folder.
+    error_log = tmp_path / "s" / str(records["my_schedules.explode"]["number"]) / "error.log"
+    assert "Traceback" in error_log.read_text() and "RuntimeError: boom" in error_log.read_text()
+    assert records["my_schedules.explode"]["error_log"] == str(error_log)
+    assert f"failed: RuntimeError: boom (traceback: {error_log})" in result.stderr
     assert records["dlrunner.optim.schedules.constant"]["status"] == "completed"
     assert "Best: trial" in result.stdout
 
@@ -173,8 +232,8 @@ def test_constraints_decide_eligibility(tmp_path):
         (["optimizer.lr=interval(1, 0.1)"], "lower bound must be below"),
         (["optimizer.beta1=tag(one_minus_log, interval(0.9, 1.0))"], "[0, 1)"),
         (["optimizer.lr=tag(loggg, interval(0.1, 1))"], "unknown tag"),
-        (["data=moons"], "no parameter to search"),
         (["sweep=lr", "hydra.sweeper.budget=0"], "hydra.sweeper.budget"),
+        (["data=moons", "--export-wandb", "wb.yaml"], "no parameter to export"),
         (["sweep=lr", "hydra.sweeper.constraints=['n_params <<= 3']"], "constraint"),
         (["sweep=lr", "hydra/launcher=nonexistent"], "hydra/launcher"),
     ],
@@ -235,7 +294,65 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     before = (tmp_path / "s" / "trials.jsonl").read_text()
     other = dlrun_in_process("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
     assert other.returncode == 2 and "other settings" in other.stderr and "trainer.steps=90" in other.stderr
+    assert "sweep_round" not in other.stderr and "logger." not in other.stderr  # in the user's terms only
+    # A coarse-to-fine sweep's rounds come from its budget: a smaller one is named as the setting it is.
+    budget = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=4", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert budget.returncode == 2 and "hydra.sweeper.budget was 6, now 4" in budget.stderr
     assert (tmp_path / "s" / "trials.jsonl").read_text() == before
+
+
+def test_a_sweep_folder_written_by_dlrunner_0_2_still_resumes(tmp_path):
+    # Its ledger's overrides held the logger's place in the sweep, after the fixed ones.
+    assert dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
+    lines = []
+    for r in ledger(tmp_path / "s"):
+        searched = [o for o in r["overrides"] if o.startswith("optimizer.lr=")]
+        tracking = [f"logger.sweep_trial={r['number']}", f"logger.sweep_round={r['round']}", "logger.group='s'"]
+        old = {k: v for k, v in r.items() if k not in ("launcher_overrides", "objective_from", "error_log")}
+        lines.append(
+            json.dumps({**old, "overrides": [o for o in r["overrides"] if o not in searched] + tracking + searched})
+        )
+    (tmp_path / "s" / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    again = dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "6 trials already done" in again.stdout and len(ledger(tmp_path / "s")) == 6
+
+
+def test_a_random_sweeps_budget_can_be_raised_to_add_trials(tmp_path):
+    args = (*SMALL, "hydra.sweeper.method=random", "hydra.sweep.dir=s")
+    assert dlrun_in_process("sweep", *args, "hydra.sweeper.budget=2", cwd=tmp_path).returncode == 0
+    first = ledger(tmp_path / "s")
+    more = dlrun_in_process("sweep", *args, "hydra.sweeper.budget=3", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    records = ledger(tmp_path / "s")
+    assert records[:2] == first and [r["number"] for r in records] == [0, 1, 2]
+
+
+def test_a_coarse_to_fine_sweeps_budget_can_be_raised_to_add_a_round(tmp_path):
+    # As Optuna lets a study go on (issue 23, item 13): the finished trials stay, the added ones
+    # search the region of the last round, and resuming the larger sweep runs nothing twice.
+    assert dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
+    first = ledger(tmp_path / "s")
+    last_region = json.loads((tmp_path / "s" / "regions.json").read_text())[-1]["region"]["optimizer.lr"]
+    more = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "added trials search the region of the last round" in more.stdout
+    records = ledger(tmp_path / "s")
+    assert records[:6] == first and [(r["number"], r["round"]) for r in records[6:]] == [(6, 4), (7, 4)]
+    assert all(last_region[0] <= r["params"]["optimizer.lr"] <= last_region[1] for r in records[6:])
+    assert len(json.loads((tmp_path / "s" / "regions.json").read_text())) == 4
+    again = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert again.returncode == 0 and "8 trials already done" in again.stdout and len(ledger(tmp_path / "s")) == 8
+
+
+def test_nothing_to_search_runs_the_one_job(tmp_path):
+    # As Hydra's basic sweeper does (issue 22): not an error.
+    result = dlrun_in_process(
+        "sweep", "data=moons", "trainer=quick", "trainer.steps=30", "hydra.sweep.dir=s", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "nothing to search" in result.stdout
+    assert read_summary(tmp_path / "s" / "0")["status"] == "completed"
 
 
 def test_misspelt_objective_stops_at_the_first_trial_with_the_valid_paths(tmp_path):

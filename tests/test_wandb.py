@@ -15,8 +15,15 @@ QUICK = ("trainer=quick", "data=moons", "logger=wandb")
 
 
 def test_a_run_is_logged_offline_into_its_folder(tmp_path):
+    home = tmp_path / "home"  # W&B's staging folder would be under it
     result = run_dlrun(
-        "train", *QUICK, "logger.tags=[first,moons]", "logger.notes=hello", "hydra.run.dir=r", cwd=tmp_path
+        "train",
+        *QUICK,
+        "logger.tags=[first,moons]",
+        "logger.notes=hello",
+        "hydra.run.dir=r",
+        cwd=tmp_path,
+        env={"HOME": str(home)},
     )
     assert result.returncode == 0, result.stderr
     logged = read_run(tmp_path / "r")
@@ -44,6 +51,12 @@ def test_a_run_is_logged_offline_into_its_folder(tmp_path):
     assert last["dev/misclassified/_type"] == "table-file" and last["dev/misclassified/nrows"] > 0
     assert last["dev/misclassified/ncols"] == 5
     assert last["dev/confusion_matrix_table/_type"] == "table-file" and last["dev/confusion_matrix_table/nrows"] > 0
+    # Where the offline run is, and the command that uploads it.
+    offline = next((tmp_path / "r" / "wandb").glob("offline-run-*"))
+    assert f"upload it with: wandb sync {offline}" in result.stdout
+    # The table files W&B stages for the sync are in the run folder, none under the home folder.
+    assert list((tmp_path / "r" / "wandb" / "data" / "artifacts" / "staging").iterdir())
+    assert not (home / ".local" / "share" / "wandb").exists()
 
 
 def test_without_wandb_the_run_goes_on_with_a_warning(tmp_path):
@@ -81,8 +94,11 @@ def test_each_sweep_trial_is_its_own_run_grouped_under_the_sweep(tmp_path):
     ledger = [json.loads(line) for line in (tmp_path / "lr-search" / "trials.jsonl").read_text().splitlines()]
     for record in ledger:
         logged = read_run(tmp_path / "lr-search" / str(record["number"]))
+        # Told apart across sweeps: named after the sweep and the trial, grouped by the sweep.
         assert logged["run"].run_group == "lr-search" and logged["run"].job_type == "train"
-        assert logged["config"]["sweep"] == {"trial": record["number"], "round": record["round"]}
+        assert logged["run"].display_name == f"lr-search-trial-{record['number']}"
+        assert logged["config"]["sweep"] == {"name": "lr-search", "trial": record["number"], "round": record["round"]}
+        assert "logger." not in " ".join(record["overrides"])  # nothing added to the trial's config
         assert logged["config"]["optimizer"]["lr"] == record["params"]["optimizer.lr"]
         assert logged["summary"]["status"] == "completed"
 

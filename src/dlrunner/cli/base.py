@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from dlrunner.cli.shell import DlrunGroup
 from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 
 # torch's OpenMP threads spin while they wait for work. When anything else keeps the cores busy
@@ -25,11 +26,11 @@ from dlrunner.config.paths import USER_CONFIG_DIR_ENV, user_config_dir
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
+    cls=DlrunGroup,
     help="Configuration-driven deep learning experiments with the course's bias/variance diagnosis.\n\n"
     "Configs are Hydra config groups (dlrun ls); change anything with overrides such as "
     "model=mlp optimizer.lr=3e-3 'model.layers=[64,32]'.",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -48,10 +49,21 @@ def global_options(
         "or override built-in ones of the same name. Also read from $DLRUN_CONFIG_DIR.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=lambda shown: show_version(shown), help="Print dlrunner's version."
+    ),
 ) -> None:
     if config_dir is not None:
         use_config_dir(str(config_dir))
     state["debug"] = debug
+
+
+def show_version(shown: bool) -> None:
+    if shown:
+        from dlrunner import __version__
+
+        typer.echo(f"dlrunner {__version__}")
+        raise typer.Exit()
 
 
 # ------------------------------------------------------------------ helpers
@@ -90,10 +102,28 @@ def run_hydra(args: list[str]) -> None:
     register_schemas()
     # Let Hydra's exceptions reach us instead of being printed and turned into exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    from dlrunner.cli.shell import hydra_order
+
+    if any(arg in ("-sc", "--shell-completion") or arg.startswith("--shell-completion=") for arg in args):
+        # Hydra's completion script would register `dlrun` and a separate `train`, then ask
+        # `dlrun -sc query=bash`, which is not a dlrun command line: dlrun completes through Typer.
+        fail(
+            "-sc/--shell-completion is Hydra's completion, which cannot complete dlrun's commands; use "
+            "dlrun --install-completion (bash, zsh, fish) or dlrun --show-completion SHELL",
+            code=2,
+        )
+    args = hydra_order(args)  # Hydra's flags anywhere on the line, as its parser needs them first
     sys.argv = ["dlrun train", *args]
     entry = hydra.main(config_path=str(builtin_config_dir()), config_name="config", version_base="1.3")(train_task)
-    with known_hydra_mode(args):
-        guarded(entry)
+    from hydra_plugins.dlrunner_searchpath import IN_DLRUN_COMMAND
+
+    # --config-dir applies to dlrun's configs, whatever --config-path says, for this command only
+    IN_DLRUN_COMMAND["active"] = True
+    try:
+        with known_hydra_mode(args):
+            guarded(entry)
+    finally:
+        IN_DLRUN_COMMAND["active"] = False
 
 
 # Hydra options that cannot bring in a config that sets hydra.mode (see known_hydra_mode).
@@ -140,7 +170,9 @@ def known_hydra_mode(args: list[str]):
         yield
 
 
-def train_task(cfg) -> float:
+def train_task(cfg) -> dict:
+    """The task of every dlrun job. It returns the run's summary (summary.json's content): a sweeper
+    reads its objective there, as any Hydra sweeper reads a task's return value."""
     from hydra.core.hydra_config import HydraConfig
 
     from dlrunner.errors import ConfigError
@@ -164,9 +196,12 @@ def train_task(cfg) -> float:
     try:
         summary = train_run(cfg, run_dir, console)
     except ConfigError as err:
+        if in_sweep:
+            keep_error(run_dir, err, hydra_cfg.job.num)
+            raise  # a failed trial, recorded in the ledger; the sweep goes on
         remove_if_no_results(run_dir)
-        if state["debug"] or in_sweep:
-            raise  # in a sweep: a failed trial, recorded in the ledger; the sweep goes on
+        if state["debug"]:
+            raise
         # Exit from inside the job (SystemExit passes through Hydra's job runner): bad input
         # stops a multirun too, and the message names the job's overrides.
         overrides = " ".join(hydra_cfg.overrides.task)
@@ -179,6 +214,8 @@ def train_task(cfg) -> float:
 
         if run_dir.is_dir():
             RunFiles(run_dir).write_summary(failure(err))
+        if hydra_cfg.mode.name == "MULTIRUN":
+            keep_error(run_dir, err, hydra_cfg.job.num)
         raise
     if state["debug"]:  # which of the speed layer's private paths this run took (dlrunner.internals)
         from dlrunner.internals import report
@@ -198,7 +235,27 @@ def train_task(cfg) -> float:
         from dlrunner.train.signals import exit_code
 
         raise SystemExit(exit_code(summary.get("signal")))  # 130 for Ctrl-C, 143 for SIGTERM
-    return summary["metrics"]["dev"]["error"]
+    return summary
+
+
+def keep_error(run_dir: Path, err: BaseException, number) -> None:
+    """A failed multirun job or sweep trial: its error in the job's stderr (submitit's .err log on
+    SLURM), one line that names error.log in its folder, which is kept and holds the traceback.
+    Hydra's job runner only keeps the exception in memory, so a failed trial on a cluster left its
+    error nowhere a user looks."""
+    import traceback
+
+    text = "".join(traceback.format_exception(err))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.log").write_text(text)
+    except OSError:
+        pass
+    print(
+        f"job {number} failed: {type(err).__name__}: {err} (traceback: {run_dir / 'error.log'})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def remove_if_no_results(run_dir: Path) -> None:

@@ -14,6 +14,28 @@ from omegaconf import OmegaConf
 
 from dlrunner.loggers import NoLogger, flatten
 
+# A sweep trial's place, set by dlrun's sweeper through the job's hydra.job.env_set (a trial's config
+# is left as the user wrote it): the sweep's name, the trial's number, its round.
+SWEEP_ENV = ("DLRUN_SWEEP_NAME", "DLRUN_SWEEP_TRIAL", "DLRUN_SWEEP_ROUND")
+
+
+def sweep_place(settings, run_dir: Path) -> dict | None:
+    """{"name", "trial", "round"} of a sweep trial, or None outside a sweep. Read from the trial's
+    own saved Hydra config (.hydra/hydra.yaml: stacked trials train in one process, where the
+    environment holds one trial's values), else from the environment; the logger's own
+    sweep_trial/sweep_round keys (set by hand) are still read."""
+    found = {key: os.environ.get(key) for key in SWEEP_ENV}
+    saved = run_dir / ".hydra" / "hydra.yaml"
+    if saved.is_file():
+        env_set = OmegaConf.select(OmegaConf.load(saved), "hydra.job.env_set") or {}
+        found.update({key: str(env_set[key]) for key in SWEEP_ENV if key in env_set})
+    name, trial, round_ = (found[key] for key in SWEEP_ENV)
+    if trial is None and settings.get("sweep_trial") is not None:
+        trial, round_ = settings.sweep_trial, settings.sweep_round
+    if trial is None:
+        return None
+    return {"name": name, "trial": int(trial), "round": int(round_) if round_ is not None else None}
+
 
 class WandbLogger(NoLogger):
     def __init__(self, cfg, run_dir: Path, console):
@@ -32,14 +54,22 @@ class WandbLogger(NoLogger):
             )
             return
         config = OmegaConf.to_container(cfg, resolve=True)
-        if settings.sweep_trial is not None:
-            config["sweep"] = {"trial": settings.sweep_trial, "round": settings.sweep_round}
+        place = sweep_place(settings, run_dir)
+        name, group = settings.name or run_dir.name, settings.group
+        if place:
+            config["sweep"] = place
+            # Told apart across sweeps: "<sweep>-trial-<n>" in a group named after the sweep, whose
+            # name is its folder (a date and time by default), not a bare "0", "1", ...
+            if place["name"]:
+                name = settings.name or f"{place['name']}-trial-{place['trial']}"
+                group = group or place["name"]
+        self.data_dir = run_dir / "wandb" / "data"
         try:
             self.run = wandb.init(
                 project=settings.project,
                 entity=settings.entity,
-                name=settings.name or run_dir.name,
-                group=settings.group,
+                name=name,
+                group=group,
                 job_type=settings.job_type,
                 tags=list(settings.tags),
                 notes=settings.notes,
@@ -63,11 +93,21 @@ class WandbLogger(NoLogger):
     def _guard(self, action, what: str) -> None:
         if self.run is None:
             return
+        # W&B stages the files of tables and artifacts under ~/.local/share/wandb until `wandb sync`
+        # reads them: stage them in this run's folder instead, with everything else of the run (a
+        # user's own WANDB_DATA_DIR wins). Set around each call: stacked trials log from one process.
+        # The offline run names them by absolute path: the folder syncs from that path.
+        own = "WANDB_DATA_DIR" not in os.environ
+        if own:
+            os.environ["WANDB_DATA_DIR"] = str(self.data_dir)
         try:
             action()
         except Exception as err:
             self._warn(f"W&B failed to {what} ({type(err).__name__}: {err}); it is off for the rest of this run.")
             self.close("failed")
+        finally:
+            if own:
+                os.environ.pop("WANDB_DATA_DIR", None)
 
     def log_metrics(self, record: dict) -> None:
         self._guard(
@@ -113,10 +153,18 @@ class WandbLogger(NoLogger):
     def close(self, status: str) -> None:
         run, self.run = self.run, None
         if run is not None:
+            offline = Path(run.dir).parent if getattr(run.settings, "mode", "") == "offline" else None
             try:
                 run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
             except Exception as err:
                 self._warn(f"W&B failed to finish the run ({type(err).__name__}: {err})")
+                return
+            if offline is not None:
+                self.console.print(
+                    f"W&B offline run: {offline}\n  upload it with: wandb sync {offline}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
 
 def log_to_existing_run(run_dir: Path, key: str, result) -> None:

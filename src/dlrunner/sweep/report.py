@@ -1,31 +1,33 @@
-"""The end of a sweep: the best trials per round as a table, and best.yaml to train the winner again."""
+"""The end of a sweep: the best trials per round as a table, and what the winner leaves (sweep/best.py)."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from dlrunner.search.ledger import read_ledger
+from dlrunner.sweep.best import rerun_command, write_best, write_optimization_results
 
 
 def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def finish(search, sweep_dir: Path, settings: dict, console: Console | None = None) -> dict:
+def finish(search, sweep_dir: Path, settings: dict, dlrun: bool, console: Console | None = None) -> dict | None:
+    """Print the best trials per round; write optimization_results.yaml and best.yaml; the best record."""
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)  # logs and pipes: keep the table's rows whole
     records = {r["number"]: r for r in read_ledger(sweep_dir / "trials.jsonl")}
     minimize = settings["direction"] == "minimize"
-    table = Table(
-        title=f"Sweep: best trials per round ({settings['objective']}, {settings['direction']})", title_justify="left"
-    )
-    for column in ("round", "trial", "objective", *search.space, "verdict", "status"):
+    # A task that returns a number is judged by it; hydra.sweeper.objective names a path in a mapping.
+    numbers = any(r.get("objective_from") == "return value" for r in records.values())
+    objective = "the returned value" if numbers else settings["objective"]
+    verdicts = any(r.get("verdict") for r in records.values())  # dlrun's diagnosis; other apps have none
+    table = Table(title=f"Sweep: best trials per round ({objective}, {settings['direction']})", title_justify="left")
+    for column in ("round", "trial", "objective", *search.space, *(["verdict"] if verdicts else []), "status"):
         table.add_column(column, overflow="fold")
     for round_number in range(1, len(search.regions) + 1):
         in_round = [t for t in search.trials if t.round == round_number and t.eligible]
@@ -36,7 +38,7 @@ def finish(search, sweep_dir: Path, settings: dict, console: Console | None = No
                 str(trial.number),
                 _short(trial.value),
                 *(_short(trial.params[k]) for k in search.space),
-                str(record.get("verdict", "")),
+                *([str(record.get("verdict") or "")] if verdicts else []),
                 trial.status,
             )
     console.print(table)
@@ -51,37 +53,18 @@ def finish(search, sweep_dir: Path, settings: dict, console: Console | None = No
     )
     best = search.best()
     if not best:
-        reason = "within the constraints" if settings["constraints"] else "with a finite objective"
+        reason = "within the constraints" if settings["constraints"] else "with a number as its objective"
         console.print(f"[yellow]No eligible trial: none completed {reason}.[/yellow]")
-        return {"best": None}
+        return None
     trial = best[0]
     record = records[trial.number]
-    best_config = _write_best(Path(record["run_dir"]), sweep_dir)
+    write_optimization_results(sweep_dir, record["params"], trial.value)
+    best_config = write_best(Path(record["run_dir"]), record["overrides"], sweep_dir)
     console.print(
-        f"Best: trial {trial.number} (round {trial.round}), {settings['objective']} = {_short(trial.value)}",
+        f"Best: trial {trial.number} (round {trial.round}), {objective} = {_short(trial.value)}",
         highlight=False,
     )
     console.print(f"  run folder: {record['run_dir']}", highlight=False)
     if best_config:
-        command = f"dlrun train --config-path {shlex.quote(str(sweep_dir.resolve()))} --config-name best"
-        console.print(f"  train it again: {command}", highlight=False, soft_wrap=True)
-    return {"best": record}
-
-
-def _write_best(run_dir: Path, sweep_dir: Path) -> Path | None:
-    """best.yaml: the best trial's resolved config, a primary config `dlrun train` can run as is."""
-    saved = run_dir / ".hydra" / "config.yaml"
-    if not saved.is_file():
-        return None
-    config = OmegaConf.load(saved)
-    config.trainer.resume = False
-    best = OmegaConf.merge(
-        {
-            "defaults": ["/schema/config@_here_", "_self_"],
-            "hydra": {"run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}"}},
-        },
-        config,
-    )
-    path = sweep_dir / "best.yaml"
-    OmegaConf.save(best, path)
-    return path
+        console.print(f"  train it again: {rerun_command(sweep_dir, dlrun)}", highlight=False, soft_wrap=True)
+    return record

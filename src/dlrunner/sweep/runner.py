@@ -1,5 +1,11 @@
 """The sweep loop: ask the search for a round, launch the trials through Hydra's launcher, read
-each trial's summary.json, append the ledger, tell the search; then report the best.
+each trial's outcome, append the ledger, tell the search; then report the best.
+
+Any Hydra app can be swept. A trial's objective is what its task function returns: a number, or a
+mapping read at ``hydra.sweeper.objective`` (dlrun's task returns its summary, so that path is a
+``summary.json`` path); a trial with neither whose folder holds a ``summary.json`` (a stacked
+dlrun trial) is read from that file. Nothing is added to a trial's config: its number and round
+reach dlrun's logger as environment variables set through ``hydra.job.env_set``.
 
 Resuming is re-running the same command with the same hydra.sweep.dir: trial parameters are
 deterministic, so every trial already in trials.jsonl (or finished in its folder) is told to the
@@ -11,17 +17,23 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.loggers.wandb_logger import SWEEP_ENV
 from dlrunner.search import CoarseToFine
 from dlrunner.search.constraints import check_constraints, lookup, parse_constraint
 from dlrunner.search.ledger import append_ledger, read_ledger
-from dlrunner.sweep.space import as_override, parse_space
+from dlrunner.sweep.best import is_dlrun_task
+from dlrunner.sweep.outcome import is_number, outcome, read_summary
+from dlrunner.sweep.space import fill, parse_space
 
 FINAL = {"completed", "diverged", "failed"}  # an interrupted trial is run again when the sweep resumes
+# Sweeper settings that do not change which trials a sweep runs (resuming may change them).
+NOT_IDENTITY = {"export_wandb", "max_batch_size", "max_failure_rate"}
 
 
 class SweepFailed(RuntimeError):
@@ -34,59 +46,50 @@ class SweepRunner:
         self.settings = settings
         self.sweep_dir = Path(sweeper.config.hydra.sweep.dir)
         self.ledger_path = self.sweep_dir / "trials.jsonl"
+        self.dlrun = is_dlrun_task(sweeper.task_function)
         self._validated = set()  # override lists that Hydra has composed once already, by _form()
+        # The job returns: one list per launch when hydra.sweeper.max_batch_size is set (as Hydra's
+        # basic sweeper returns its batches), else one list per round.
+        self.returns: dict[int, list] = {}
 
     def run(self, arguments: list[str]):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         s = self.settings
         parser = OverridesParser.create(config_loader=self.sweeper.hydra_context.config_loader)
-        space, fixed = parse_space(dict(s["params"] or {}), arguments, parser)
+        space, template = parse_space(dict(s["params"] or {}), arguments, parser)
         self._check_settings()
+        if not space and s.get("export_wandb"):
+            raise ConfigError(
+                Problem("hydra.sweeper.params", {}, "no parameter to export: pick a sweep (dlrun ls sweep) or give one")
+            )
+        if not space:
+            return self._single_job(fill(template, {}))
         # Compose one sample trial now, so that a bad key fails before anything is written.
         sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
-        self.sweeper.validate_batch_is_legal([fixed + [as_override(k, v) for k, v in sample.params.items()]])
+        self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
         if s.get("export_wandb"):
-            from dlrunner.sweep.wandb_export import export
+            from dlrunner.sweep.wandb_export import caveats, export
 
             path = Path(s["export_wandb"]).resolve()
-            from dlrunner.sweep.wandb_export import caveats
-
-            export(space, fixed, s, path)
+            export(space, [o for _, o in template if o is not None], s, path)
             print(f"Wrote the W&B sweep configuration to {path}; run it with: wandb sweep {path}", flush=True)
             for note in caveats(s):
                 print(f"note: {note}", flush=True)
             return None
-        fixed += self._thread_limit(fixed)
-        search = CoarseToFine(
-            space,
-            budget=s["budget"],
-            rounds=s["rounds"],
-            top_k=s["top_k"],
-            margin=s["margin"],
-            seed=s["seed"],
-            method=s["method"],
-            grid_points=s["grid_points"],
-            minimize=s["direction"] == "minimize",
-        )
+        self.template = template
+        self.launcher_overrides = self._thread_limit(template)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
-        (self.sweep_dir / "space.json").write_text(
-            json.dumps(
-                {
-                    name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
-                    for name, p in space.items()
-                },
-                indent=2,
-                default=str,
-            )
-        )
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
+        self.changed = self._changed_settings(bool(done))
+        search = self._search_for(space, resuming=bool(done))
+        OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
+        self._write_space(space)
         if done:
             print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)
 
         try:
-            self._search(search, done, fixed)
+            self._search(search, done)
         except (SystemExit, KeyboardInterrupt) as stop:  # KeyboardInterrupt: asked twice while workers trained
             code = getattr(stop, "code", 130)
             if code in (130, 143):  # Ctrl-C or SIGTERM
@@ -98,15 +101,23 @@ class SweepRunner:
         self._write_regions(search)
         from dlrunner.sweep.report import finish
 
-        return finish(search, self.sweep_dir, self.settings)
+        finish(search, self.sweep_dir, self.settings, self.dlrun)
+        # As Hydra's sweepers: the job returns (trials resumed from the ledger were not launched and have none).
+        return [self.returns[r] for r in sorted(self.returns)]
 
-    def _search(self, search, done: dict, fixed: list[str]) -> None:
+    def _single_job(self, overrides: list[str]) -> list:
+        """Nothing to search: the one job, as Hydra's basic sweeper runs it."""
+        print("note: nothing to search (no distribution in hydra.sweeper.params or the overrides): one job", flush=True)
+        self.sweeper.validate_batch_is_legal([overrides])
+        return [list(self.sweeper.launcher.launch([overrides], initial_job_idx=0))]
+
+    def _search(self, search, done: dict) -> None:
         while not search.done:
             trials = search.ask()
             to_run = []
             for trial in trials:
-                self._check_same_sweep(done.get(trial.number), trial, fixed)
-                record = done.get(trial.number) or self._finished_in_folder(trial, fixed)
+                self._check_same_sweep(done.get(trial.number), trial)
+                record = done.get(trial.number) or self._finished_in_folder(trial)
                 if record is not None and record.get("params") == _jsonable(trial.params):
                     if trial.number not in done:
                         append_ledger(self.ledger_path, record)  # finished but never written: the sweep was killed
@@ -114,22 +125,24 @@ class SweepRunner:
                 else:
                     to_run.append(trial)
             for chunk in _chunks(to_run, self._batch_size()):
-                self._launch(chunk, fixed, search)
+                self._launch(chunk, search)
             self._check_failures(search)
 
     # ------------------------------------------------------------------ launching
 
-    def _launch(self, chunk, fixed, search) -> None:
-        batch = [self._trial_overrides(trial, fixed) for trial in chunk]
-        self._validate(batch)
+    def _launch(self, chunk, search) -> None:
+        batch = [self._launched_overrides(trial) for trial in chunk]
+        self._validate([self._trial_overrides(trial) for trial in chunk])
         # Trials are numbered across the whole sweep, so their folders keep their names on resume.
+        group = len(self.returns) if self.settings.get("max_batch_size") else chunk[0].round
         for start, run in _contiguous(chunk):
             with self._stop_for_workers() as stop:
                 returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
             if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
                 raise SystemExit(stop.exit_code)
             for trial, job in zip(run, returns):
-                record = self._record(trial, job, fixed)
+                self.returns.setdefault(group, []).append(job)
+                record = self._record(trial, job)
                 append_ledger(self.ledger_path, record)
                 search.tell(trial.number, record["objective"], record["status"], record["eligible"])
 
@@ -160,77 +173,166 @@ class SweepRunner:
             self.sweeper.validate_batch_is_legal([new[form]])
             self._validated.add(form)
 
-    def _record(self, trial, job, fixed) -> dict:
-        """One ledger line, from the trial's summary.json (or from its exception if it wrote none)."""
+    def _record(self, trial, job) -> dict:
+        """One ledger line, from what the trial returned (or its summary.json, or its exception)."""
         run_dir = self._run_dir(trial.number, job)
-        summary = _read_summary(run_dir)
-        status = summary.get("status", "failed")
-        message = summary.get("message", "")
-        if not summary:
-            error = getattr(job, "_return_value", None)
-            message = (
-                f"{type(error).__name__}: {error}"
-                if isinstance(error, BaseException)
-                else "the trial wrote no summary.json"
-            )
-        objective = lookup(summary, self.settings["objective"]) if status == "completed" else None
-        meets, constraint_values = check_constraints(summary, self.settings["constraints"])
-        if status == "completed":
-            self._check_paths(summary, objective, constraint_values)
-        finite = isinstance(objective, (int, float)) and math.isfinite(objective)
+        result, status, message = outcome(job, run_dir)
+        if isinstance(result, Mapping):
+            objective = lookup(result, self.settings["objective"]) if status == "completed" else None
+            meets, constraint_values = check_constraints(result, self.settings["constraints"])
+            if status == "completed":
+                self._check_paths(result, objective, constraint_values)
+        else:
+            objective = result if status == "completed" else None
+            meets, constraint_values = check_constraints({}, self.settings["constraints"])
+            if status == "completed" and not is_number(result):
+                message = (
+                    f"the task returned {type(result).__name__}, not a number or a mapping with "
+                    f"hydra.sweeper.objective={self.settings['objective']}"
+                )
+            elif status == "completed" and self.settings["constraints"]:
+                self._check_paths({}, objective, constraint_values)
+        finite = is_number(objective) and math.isfinite(objective)
         return {
             "number": trial.number,
             "round": trial.round,
             "params": _jsonable(trial.params),
             "status": status,
-            "objective": objective if finite else None,
+            "objective": float(objective) if finite else None,
             "constraints": constraint_values,
             "eligible": bool(status == "completed" and finite and meets),
             "run_dir": str(run_dir),
-            "verdict": lookup(summary, "diagnosis.verdict"),
+            "verdict": lookup(result, "diagnosis.verdict") if isinstance(result, Mapping) else None,
             "message": message,
-            "overrides": self._trial_overrides(trial, fixed),
+            # dlrun keeps a failed trial's traceback in its folder (its stderr is the job's .err log on SLURM)
+            "error_log": str(run_dir / "error.log") if (run_dir / "error.log").is_file() else None,
+            "objective_from": "mapping" if isinstance(result, Mapping) else "return value",
+            "overrides": self._trial_overrides(trial),
+            "launcher_overrides": self.launcher_overrides,
         }
 
-    def _check_same_sweep(self, record: dict | None, trial, fixed) -> None:
-        """Resuming means the same command: a ledger written with other settings would mix two sweeps."""
-        if record is None or record.get("overrides") == self._trial_overrides(trial, fixed):
+    def _search_for(self, space: dict, resuming: bool):
+        """The search: a coarse-to-fine sweep resumed with a larger budget keeps the search it
+        started with (its budget in sweep.json) and adds the new trials after it (sweep/continued.py)."""
+        budget = self.settings["budget"]
+        started_with = self._started_budget() if resuming else None
+        if self.settings["method"] != "coarse_to_fine" or not started_with or budget <= started_with:
+            return self._new_search(space, budget)
+        from dlrunner.sweep.continued import Continued
+
+        self.changed = [c for c in self.changed if not c.startswith("hydra.sweeper.budget ")]
+        print(
+            f"The budget went from {started_with} to {budget}: the {budget - started_with} "
+            "added trials search the region of the last round",
+            flush=True,
+        )
+        return Continued(self._new_search(space, started_with), budget - started_with)
+
+    def _write_space(self, space: dict) -> None:
+        """space.json: each parameter's distribution, for the sweep report."""
+        (self.sweep_dir / "space.json").write_text(
+            json.dumps(
+                {
+                    name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
+                    for name, p in space.items()
+                },
+                indent=2,
+                default=str,
+            )
+        )
+
+    def _new_search(self, space: dict, budget: int) -> CoarseToFine:
+        s = self.settings
+        return CoarseToFine(
+            space,
+            budget=budget,
+            rounds=s["rounds"],
+            top_k=s["top_k"],
+            margin=s["margin"],
+            seed=s["seed"],
+            method=s["method"],
+            grid_points=s["grid_points"],
+            minimize=s["direction"] == "minimize",
+        )
+
+    def _started_budget(self) -> int | None:
+        path = self.sweep_dir / "sweep.json"
+        return json.loads(path.read_text()).get("budget") if path.is_file() else None
+
+    def _changed_settings(self, resuming: bool) -> list[str]:
+        """sweep.json keeps the settings a sweep started with, so that resuming with other ones can
+        say what changed in the user's terms."""
+        path = self.sweep_dir / "sweep.json"
+        now = {k: v for k, v in self.settings.items() if k not in NOT_IDENTITY}
+        now = json.loads(json.dumps(OmegaConf.to_container(OmegaConf.create(now)), default=str))
+        before = json.loads(path.read_text()) if path.is_file() else None
+        if not resuming or before is None:
+            path.write_text(json.dumps(now, indent=2))
+            return []
+        return [
+            f"hydra.sweeper.{key} was {before.get(key)!r}, now {now.get(key)!r}"
+            for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key)
+        ]
+
+    def _check_same_sweep(self, record: dict | None, trial) -> None:
+        """Resuming means the same search: a ledger written with other settings would mix two sweeps.
+        A launcher's own settings (another launcher, its thread limit) are not part of a trial."""
+        if record is None:
             return
-        before, now = set(record.get("overrides", [])), set(self._trial_overrides(trial, fixed))
+        now = self._trial_overrides(trial)
+        before = _without_legacy(record.get("overrides", []), now)
+        if sorted(before) == sorted(now) and record.get("params") == _jsonable(trial.params):
+            return
+        changes = [*self.changed]
+        if set(before) - set(now) or set(now) - set(before):
+            removed, added = [o for o in before if o not in now], [o for o in now if o not in before]
+            changes.append(f"trial {trial.number} had {removed or 'nothing more'}, now {added or 'nothing more'}")
         raise ConfigError(
             Problem(
                 "hydra.sweep.dir",
                 str(self.sweep_dir),
-                f"holds a sweep run with other settings (trial {trial.number} was {sorted(before - now)}, "
-                f"now {sorted(now - before)}); rerun the same command to resume it, or choose a new hydra.sweep.dir",
+                "holds a sweep run with other settings ("
+                + "; ".join(changes or [f"trial {trial.number}'s parameters differ"])
+                + "); rerun the same command to resume it (a larger hydra.sweeper.budget adds trials), "
+                "or choose a new hydra.sweep.dir",
             )
         )
 
-    def _trial_overrides(self, trial, fixed) -> list[str]:
-        """The trial's sampled values, plus its place in the sweep for experiment trackers
-        (W&B groups the trials under the sweep folder's name, with round and trial in the config)."""
-        tracking = [f"logger.sweep_trial={trial.number}", f"logger.sweep_round={trial.round}"]
-        if not any(o.startswith("logger.group=") for o in fixed):
-            tracking.append(f"logger.group='{self.sweep_dir.name}'")
-        return fixed + tracking + [as_override(k, v) for k, v in trial.params.items()]
+    def _trial_overrides(self, trial) -> list[str]:
+        """The trial as the user would write it: their overrides with the sampled values in place."""
+        return fill(self.template, trial.params)
 
-    def _finished_in_folder(self, trial, fixed) -> dict | None:
-        """A trial that finished (its summary.json is final) but was never written to the ledger."""
+    def _sweep_name(self) -> str:
+        """The sweep's folder as given, e.g. 2026-12-06_10-30-00-123456 for Hydra's default
+        multirun/DATE/TIME, or lr-search: what tells a sweep's trials from another's in a tracker."""
+        given = Path(str(self.sweeper.config.hydra.sweep.dir))
+        parts = list(given.parts[-2:] if given.is_absolute() else given.parts)
+        if len(parts) > 1 and parts[0] == "multirun":
+            parts = parts[1:]
+        return "_".join(parts)
+
+    def _launched_overrides(self, trial) -> list[str]:
+        """What the launcher gets: the trial, the launcher's share of threads (dlrun only) and the
+        trial's place in the sweep as environment variables (Hydra's config, not the app's)."""
+        name_env, trial_env, round_env = SWEEP_ENV
+        tracking = [
+            f"++hydra.job.env_set.{name_env}='{self._sweep_name()}'",
+            f"++hydra.job.env_set.{trial_env}={trial.number}",
+            f"++hydra.job.env_set.{round_env}={trial.round}",
+        ]
+        return self._trial_overrides(trial) + self.launcher_overrides + tracking
+
+    def _finished_in_folder(self, trial) -> dict | None:
+        """A dlrun trial that finished (its summary.json is final) but was never written to the ledger."""
         run_dir = self.sweep_dir / str(trial.number)
-        summary = _read_summary(run_dir)
-        if summary.get("status") not in FINAL:
+        if read_summary(run_dir).get("status") not in FINAL:
             return None
-
-        class _Job:  # the record only needs the folder
-            hydra_cfg = None
-
-        record = self._record(trial, _Job(), fixed)
-        saved = (
-            OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
-            if (run_dir / ".hydra" / "overrides.yaml").is_file()
-            else []
-        )
-        return record if list(saved) == record["overrides"] else None
+        record = self._record(trial, None)
+        saved_path = run_dir / ".hydra" / "overrides.yaml"
+        saved = list(OmegaConf.load(saved_path)) if saved_path.is_file() else []
+        # the user's overrides come first; what a launcher added (maybe another one) follows
+        return record if saved[: len(record["overrides"])] == record["overrides"] else None
 
     def _check_paths(self, summary: dict, objective, constraint_values: dict) -> None:
         """A misspelt objective or constraint path would make every trial ineligible: stop at the first one."""
@@ -247,7 +349,7 @@ class SweepRunner:
                 Problem(
                     "hydra.sweeper.objective",
                     self.settings["objective"],
-                    f"not a number in summary.json; numbers there: {known}",
+                    f"not a number in what the trial returned (dlrun: its summary.json); numbers there: {known}",
                 )
             )
         for text, value in constraint_values.items():
@@ -256,14 +358,15 @@ class SweepRunner:
                     Problem(
                         "hydra.sweeper.constraints",
                         text,
-                        f"its path is not a number in summary.json; numbers there: {known}",
+                        f"its path is not a number in what the trial returned (dlrun: its summary.json); "
+                        f"numbers there: {known}",
                     )
                 )
         if problems:
             raise ConfigError(problems)
 
     def _run_dir(self, number: int, job) -> Path:
-        hydra_cfg = getattr(job, "hydra_cfg", None)
+        hydra_cfg = getattr(job, "hydra_cfg", None)  # None for a trial recovered from its folder
         if hydra_cfg is not None:
             return Path(hydra_cfg.hydra.runtime.output_dir)
         return self.sweep_dir / str(number)
@@ -322,10 +425,11 @@ class SweepRunner:
             return 10**9  # a cluster runs a whole round at once; a stack trains it at once
         return self._parallelism()
 
-    def _thread_limit(self, fixed: list[str]) -> list[str]:
-        """Parallel workers on one machine share its cores: give each worker its share of threads."""
+    def _thread_limit(self, template) -> list[str]:
+        """Parallel dlrun workers on one machine share its cores: give each worker its share of threads.
+        A launcher setting, not part of the trial (a sweep may be resumed with another launcher)."""
         workers = self._parallelism()
-        if workers <= 1 or any(o.startswith("trainer.threads=") for o in fixed):
+        if not self.dlrun or workers <= 1 or any(key.lstrip("+") == "trainer.threads" for key, _ in template):
             return []
         return [f"trainer.threads={max(1, (os.cpu_count() or 1) // workers)}"]
 
@@ -349,11 +453,11 @@ class SweepRunner:
         os.replace(tmp, path)
 
 
-def _read_summary(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
+def _without_legacy(overrides: list[str], now: list[str]) -> list[str]:
+    """A ledger line written before trials kept only the user's overrides (dlrunner 0.2) also held
+    the logger's place in the sweep and the launcher's thread limit, mixed in: not the trial's."""
+    added = ("logger.sweep_trial=", "logger.sweep_round=", "logger.group=", "trainer.threads=")
+    return [o for o in overrides if o in now or not o.startswith(added)]
 
 
 def _jsonable(params: dict) -> dict:

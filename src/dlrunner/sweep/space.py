@@ -16,16 +16,24 @@ from dlrunner.search import Choice, IntUniform, LogUniform, OneMinusLogUniform, 
 TAGS = {"log", "one_minus_log", "pow2"}
 
 
-def parse_space(params: dict[str, str], arguments: list[str], parser) -> tuple[dict, list[str]]:
-    """Split ``hydra.sweeper.params`` plus the command line into a search space and fixed overrides."""
+def parse_space(params: dict[str, str], arguments: list[str], parser) -> tuple[dict, list[tuple[str, str | None]]]:
+    """Split ``hydra.sweeper.params`` plus the command line into a search space and a template.
+
+    The template keeps every override in the order given (Hydra applies overrides in order, and its
+    basic sweeper keeps it): ``(key, override)`` for a fixed override, written as the user wrote it,
+    and ``(key, None)`` where a trial's sampled value goes. A command-line override of a key in
+    ``hydra.sweeper.params`` replaces it in place. An empty space is allowed: the sweep is then the
+    one job, as with Hydra's basic sweeper."""
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep, Transformer
 
     texts = [f"{key}={value}" for key, value in params.items()] + list(arguments)
-    space, fixed, problems = {}, [], []
+    space, template, problems = {}, {}, []
     for override in parser.parse_overrides(texts):
         key = override.get_key_element()
+        template.pop(key, None)  # a later override of the same key replaces the earlier one
         if not override.is_sweep_override():
-            fixed.append(f"{key}={override.get_value_element_as_str()}")
+            space.pop(key, None)
+            template[key] = override.input_line
             continue
         value = override.value()
         try:
@@ -35,20 +43,18 @@ def parse_space(params: dict[str, str], arguments: list[str], parser) -> tuple[d
                 space[key] = _interval(value)
             else:
                 problems.append(Problem(key, override.input_line, "not a distribution dlrunner can sample"))
+                continue
+            template[key] = None
         except ValueError as err:
             problems.append(Problem(key, override.input_line.split("=", 1)[-1], str(err)))
     if problems:
         raise ConfigError(problems)
-    if not space:
-        raise ConfigError(
-            Problem(
-                "hydra.sweeper.params",
-                params,
-                "no parameter to search: pick a sweep (dlrun ls sweep) "
-                "or give one, e.g. 'optimizer.lr=tag(log, interval(1e-4, 1))'",
-            )
-        )
-    return space, fixed
+    return space, list(template.items())
+
+
+def fill(template: list[tuple[str, str | None]], params: dict) -> list[str]:
+    """One trial's override list: the template with the trial's values in their places."""
+    return [override if override is not None else as_override(key, params[key]) for key, override in template]
 
 
 def _interval(value):

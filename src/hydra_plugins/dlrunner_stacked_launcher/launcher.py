@@ -1,7 +1,13 @@
-"""The thin Hydra Launcher class; the work happens in dlrunner.stack.launch (imported lazily)."""
+"""The thin Hydra Launcher class; the work happens in dlrunner.stack.launch (imported lazily).
+
+Only dlrun's own experiments can be stacked. The jobs of any other task (a Hydra app that knows
+nothing of dlrun) run one after another exactly as Hydra's basic launcher runs them, with one note
+saying why, so that ``hydra/launcher=stacked`` is safe to select in any app.
+"""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher
@@ -20,11 +26,53 @@ class StackedLauncher(Launcher):
     def __init__(self, max_stack: int = 64) -> None:
         self.max_stack = max_stack
         self.hydra_context = self.task_function = self.config = None
+        self._noted = False
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+        from dlrunner.sweep.best import is_dlrun_task
+
+        # Stacking trains the trials with dlrun's own code instead of calling the task function:
+        # right only when the task is dlrun's.
+        if not is_dlrun_task(self.task_function):
+            if not self._noted:
+                print(
+                    "note: hydra/launcher=stacked stacks only dlrun's own experiments (dlrun train / sweep); "
+                    "these jobs run one after another, as with the basic launcher",
+                    flush=True,
+                )
+                self._noted = True
+            return self._run_in_sequence(job_overrides, initial_job_idx)
         from dlrunner.stack.launch import launch
 
         return launch(self, job_overrides, initial_job_idx)
+
+    def _run_in_sequence(self, job_overrides, initial_job_idx: int) -> list:
+        """Hydra's basic launcher, through Hydra's public job API."""
+        import logging
+
+        from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
+        from omegaconf import open_dict
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log = logging.getLogger(__name__)
+        returns = []
+        for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{number} : {' '.join(filter_overrides(overrides))}")
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = number
+            returns.append(
+                run_job(
+                    hydra_context=self.hydra_context,
+                    task_function=self.task_function,
+                    config=config,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+            )
+        return returns

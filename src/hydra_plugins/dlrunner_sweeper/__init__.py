@@ -1,1 +1,2 @@
-"""dlrunner's Hydra sweeper: log-scale random search, coarse to fine. Select with hydra/sweeper=dlrunner."""
+"""dlrunner's Hydra sweeper: log-scale random search, coarse to fine, for any Hydra app (docs/hydra.md).
+Select with hydra/sweeper=dlrunner."""

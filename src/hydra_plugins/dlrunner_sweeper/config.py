@@ -21,11 +21,14 @@ class DlrunnerSweeperConf:
     top_k: int = 3  # best eligible trials that define the next round's region
     margin: float = 0.25  # widen the region by this share of the top trials' spread
     grid_points: int = 3  # per numeric parameter, for method=grid
-    objective: str = "metrics.dev.error"  # a key path in summary.json
+    # the trial's objective: what its task returns, if a number; else this dotted path in the mapping
+    # it returns (dlrun's task returns its summary.json)
+    objective: str = "metrics.dev.error"
     direction: str = "minimize"  # minimize | maximize
-    constraints: List[str] = field(default_factory=list)  # satisficing, e.g. "n_params <= 50000"
+    constraints: List[str] = field(default_factory=list)  # satisficing, paths in that mapping: "n_params <= 50000"
     max_failure_rate: float = 0.5  # stop the sweep when a larger share of trials failed
-    max_batch_size: Optional[int] = None  # trials per launch; None = the launcher's parallelism
+    # trials per launch (then sweep() returns one list per launch); None = the launcher's parallelism
+    max_batch_size: Optional[int] = None
     seed: int = 0
     export_wandb: Optional[str] = None  # write the space as a W&B sweep YAML to this file and stop
 

@@ -10,12 +10,12 @@ from hydra_plugins.dlrunner_sweeper.config import DlrunnerSweeperConf  # noqa: F
 class DlrunnerSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
-        self.hydra_context = self.config = self.launcher = None
+        self.hydra_context = self.config = self.launcher = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         from hydra.core.plugins import Plugins
 
-        self.hydra_context, self.config = hydra_context, config
+        self.hydra_context, self.config, self.task_function = hydra_context, config, task_function
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
