@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import app, guarded
+from dlrunner.cli.base import app, guarded, state
 
 RUN_HELP = "A run folder (outputs/DATE/TIME, or one trial folder of a sweep or multirun)."
 CHECKPOINT_HELP = "best: the weights with the lowest dev error; last: the weights at the end."
@@ -96,3 +96,35 @@ def evaluate(
             "what it says makes its error an optimistic estimate[/yellow]"
         )
     console.print(f"Recorded in {Path(run) / 'evaluations.json'}", highlight=False)
+
+
+def finish_multirun(args: list[str]) -> None:
+    """After `dlrun train -m ...`: its runs side by side (what was varied, dev error, verdict, the
+    best), as a sweep ends with its table, and the command for the report. Jobs record their
+    folder in this process; launchers that run jobs elsewhere (joblib) leave it to
+    hydra.sweep.dir, when given."""
+    if not any(arg in ("-m", "--multirun") for arg in args) or any(
+        a.startswith(("--cfg", "-c", "--help")) for a in args
+    ):
+        return
+    folder = state.pop("multirun_dir", None)
+    if folder is None:
+        given = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")]
+        folder = given[-1] if given else None
+    if folder is None or not Path(folder).is_dir():
+        return
+    from rich.console import Console
+
+    from dlrunner.diagnostics.compare import compare, print_comparison
+    from dlrunner.errors import ConfigError
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # logs and pipes: keep the table's rows whole
+    try:
+        result = compare([Path(folder)])
+    except ConfigError:  # no run finished (all interrupted or failed): each said so already
+        return
+    console.print(f"\n[bold]Multirun: {len(result['runs'])} runs in {folder}[/bold]", highlight=False)
+    print_comparison(result, console)
+    console.print(f"Report: dlrun report {folder}", highlight=False, soft_wrap=True)
