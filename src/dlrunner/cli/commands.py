@@ -29,7 +29,7 @@ def train(ctx: typer.Context) -> None:
     A multirun goes to multirun/DATE/TIME/ (one numbered folder per run) and ends with a table
     of its runs side by side, as `dlrun compare` prints it.
     """
-    from dlrunner.cli.after import finish_multirun
+    from dlrunner.cli.trained import finish_multirun
 
     args = take_config_dir(list(ctx.args))
     run_hydra(args)

@@ -102,7 +102,8 @@ def group_report(folder: Path) -> Path:
         page.table(["split", "mean error", "sd", "min", "max"], rows)
 
     page.heading("The runs")
-    header = ["run", *varied, "status", *(f"{s.replace('_', '-')} error" for s in SPLITS), "verdict"]
+    splits = [s for s in SPLITS if any(s in (summary.get("metrics") or {}) for summary in summaries.values())]
+    header = ["run", *varied, "status", *(f"{s.replace('_', '-')} error" for s in splits), "verdict"]
     rows = []
     for run, summary in summaries.items():
         flat = flatten(summary.get("config") or {})
@@ -112,7 +113,7 @@ def group_report(folder: Path) -> Path:
                 ("link", run.name, f"{run.name}/report.html"),
                 *(json.dumps(flat.get(k)) if not isinstance(flat.get(k), str) else flat.get(k) for k in varied),
                 summary.get("status", "unknown"),
-                *(as_error(metrics[s]["error"], regression) if s in metrics else "" for s in SPLITS),
+                *(as_error(metrics[s]["error"], regression) if s in metrics else "" for s in splits),
                 (summary.get("diagnosis") or {}).get("verdict", ""),
             ]
         )

@@ -1,4 +1,4 @@
-"""The commands for after training: ``dlrun predict`` (new inputs through a finished run's model)
+"""The commands for a trained run: ``dlrun predict`` (new inputs through a finished run's model)
 and ``dlrun evaluate`` (a split, the test set by default, without training)."""
 
 from __future__ import annotations
