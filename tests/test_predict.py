@@ -137,6 +137,13 @@ def test_evaluate_reports_the_test_set_once_and_records_it(csv_run, tmp_path):
     assert len(json.loads((run / "evaluations.json").read_text())) == 2
 
 
+def test_a_folder_of_runs_names_one_of_its_runs(tmp_path):
+    result = dlrun_in_process("train", *TINY, "data=moons", "trainer.repeats=2", "hydra.run.dir=rep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    refused = dlrun_in_process("evaluate", "rep", cwd=tmp_path)
+    assert refused.returncode == 2 and "seed-0" in refused.stderr
+
+
 def test_evaluate_a_split_the_run_does_not_have_is_bad_input(tiny_run_folder, tmp_path):
     result = dlrun_in_process("evaluate", str(tiny_run_folder), "--split", "test", cwd=tmp_path)
     assert result.returncode == 2

@@ -98,7 +98,10 @@ def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
     if not path.is_file():
         have = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
         valid = f"it has {have}: use --checkpoint {have[0]}" if have else "a run folder with checkpoints/best.pt"
-        if (run_dir / "trials.jsonl").is_file() or not (run_dir / "metrics.jsonl").is_file():
+        members = sorted(p.name for p in run_dir.iterdir() if (p / "checkpoints").is_dir())
+        if members:  # a sweep, a multirun or a trainer.repeats run: its runs are one level down
+            valid = f"a folder of runs; give one of them, e.g. {run_dir / members[0]}"
+        elif not (run_dir / "metrics.jsonl").is_file():
             valid = "a run folder (outputs/DATE/TIME, or one numbered trial folder of a sweep)"
         raise ConfigError(Problem("RUN", str(run_dir), f"no checkpoints/{which}.pt there; {valid}"))
     return path
