@@ -166,3 +166,12 @@ def test_binary_predictions_have_one_probability_column(tiny_run_folder, tmp_pat
     assert result.returncode == 0, result.stderr
     header = list(read_rows(tmp_path / "predictions.csv")[0])
     assert header == ["index", "predicted", "p_1"]
+
+
+def test_importing_dlrunner_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dlrunner; assert callable(dlrunner.load_run); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

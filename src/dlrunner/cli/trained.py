@@ -98,14 +98,15 @@ def evaluate(
     console.print(f"Recorded in {Path(run) / 'evaluations.json'}", highlight=False)
 
 
+PRINT_ONLY = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-hh"}  # Hydra flags that run no job
+
+
 def finish_multirun(args: list[str]) -> None:
     """After `dlrun train -m ...`: its runs side by side (what was varied, dev error, verdict, the
     best), as a sweep ends with its table, and the command for the report. Jobs record their
     folder in this process; launchers that run jobs elsewhere (joblib) leave it to
     hydra.sweep.dir, when given."""
-    if not any(arg in ("-m", "--multirun") for arg in args) or any(
-        a.startswith(("--cfg", "-c", "--help")) for a in args
-    ):
+    if not any(arg in ("-m", "--multirun") for arg in args) or any(arg.split("=")[0] in PRINT_ONLY for arg in args):
         return
     folder = state.pop("multirun_dir", None)
     if folder is None:
