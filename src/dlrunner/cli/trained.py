@@ -66,7 +66,8 @@ def evaluate(
 
     record = guarded(lambda: evaluate_run(run, split, checkpoint), what="cannot evaluate")
     console = Console()
-    table = Table(title=f"{run} ({record['checkpoint']}, step {record['step']})")
+    console.print(f"{run}: {record['checkpoint']} (step {record['step']})", highlight=False, soft_wrap=True)
+    table = Table()
     for column in ("split", "error", "accuracy", "loss"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for name, metrics in record["metrics"].items():
