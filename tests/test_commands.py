@@ -129,3 +129,17 @@ def test_compare_tabulates_runs(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     comparison = json.loads(out.read_text())
     assert len(comparison["runs"]) == 2 and comparison["differing"] == ["optimizer.lr"]
+
+
+def test_evaluate_scores_the_test_set_of_a_finished_run(run_copy, tmp_path):
+    result = dlrun_in_process("evaluate", str(run_copy), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((run_copy / "evaluations.json").read_text())[0]
+    assert record["split"] == "test" and 0 <= record["metrics"]["test"]["error"] <= 1
+
+
+def test_predict_writes_a_row_per_input(tiny_run, tmp_path):
+    (tmp_path / "points.csv").write_text("x1,x2\n0,0.5\n1,-0.5\n-1,0.2\n")
+    result = dlrun_in_process("predict", str(tiny_run), "points.csv", "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 4  # the header and a row per input

@@ -124,4 +124,4 @@ def test_sweep_report_renders_in_a_browser(tmp_path):
 
 def test_report_of_something_else_is_a_clear_error(tmp_path):
     result = dlrun_in_process("report", ".", cwd=tmp_path)
-    assert result.returncode == 2 and "neither a run folder" in result.stderr
+    assert result.returncode == 2 and "not a run folder" in result.stderr

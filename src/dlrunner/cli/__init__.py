@@ -1,7 +1,7 @@
 """The ``dlrun`` command line: ``main`` is the console script.
 
-``base`` holds what every command shares (the Typer app, Hydra, bad input); ``commands`` and
-``diagnostics`` register their commands on that app.
+``base`` holds what every command shares (the Typer app, Hydra, bad input); ``commands``,
+``diagnostics`` and ``trained`` (predict and evaluate a trained run) register their commands on that app.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from dlrunner.cli import commands, diagnostics  # noqa: F401 - registers the commands on the app
+from dlrunner.cli import commands, diagnostics, trained  # noqa: F401 - registers the commands on the app
 from dlrunner.cli.base import app, compose
 
 __all__ = ["app", "compose", "main"]

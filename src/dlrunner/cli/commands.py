@@ -27,8 +27,14 @@ def train(ctx: typer.Context) -> None:
       dlrun train --cfg job                           (print the config, do not train)
 
     Results go to outputs/DATE/TIME/: metrics.jsonl, summary.json, checkpoints/, .hydra/.
+    A multirun goes to multirun/DATE/TIME/ (one numbered folder per run) and ends with a table
+    of its runs side by side, as `dlrun compare` prints it.
     """
-    run_hydra(take_config_dir(list(ctx.args)))
+    from dlrunner.cli.trained import finish_multirun
+
+    args = take_config_dir(list(ctx.args))
+    run_hydra(args)
+    finish_multirun(args)
 
 
 @app.command(context_settings=PASS_THROUGH)

@@ -91,7 +91,7 @@ def gradcheck(
         help="Check fewer coordinates on big models to finish in about this time.",
     ),
 ) -> None:
-    """Gradient checking as the course does it (SPEC B12-B14): in float64, dtheta_approx[i] =
+    """Gradient checking as the course does it (docs/course.md, B12-B14): in float64, dtheta_approx[i] =
     (J(theta + eps) - J(theta - eps)) / 2 eps against backprop's dtheta, with the L2 term in J and
     dropout off; the ratio ||dtheta_approx - dtheta|| / (||dtheta_approx|| + ||dtheta||) overall and
     per parameter tensor, so a failure points at a layer. Below 1e-5 passes, from 1e-3 fails.
@@ -163,7 +163,7 @@ def analyze(
         None, "--categories", help="Comma-separated category columns for the sheet, e.g. dog,great_cat,blurry."
     ),
 ) -> None:
-    """Error analysis (SPEC E13, E14): confusion matrix, per-class error, the most confused pairs,
+    """Error analysis (docs/course.md, E13 and E14): confusion matrix, per-class error, the most confused pairs,
     and RUN/error_analysis/sheet.csv with the misclassified dev examples and empty columns to mark
     (your categories, incorrectly_labelled, comments).
 
@@ -217,7 +217,7 @@ def compare(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the comparison as JSON to this file."),
 ) -> None:
     """Runs side by side: what differs in their configs, the metrics, the verdicts, and the best run
-    by the optimizing metric among those meeting every --satisfy threshold (SPEC E4).
+    by the optimizing metric among those meeting every --satisfy threshold (docs/course.md, E4).
 
     Example: dlrun compare multirun/2026-11-22/10-00-00 --metric metrics.dev.accuracy
     --satisfy 'satisficing.latency_ms <= 100'

@@ -27,7 +27,7 @@ class SplitConfig:
     dev: float = MISSING
     test: float = 0.0
     train_dev: float = 0.0
-    seed: int = 0
+    seed: Optional[int] = 0  # null: keep the source's order (data sets that come with their own split)
 
 
 @dataclass

@@ -167,7 +167,7 @@ RULES: dict[str, Check] = {
     "data.split.dev": non_negative,
     "data.split.test": non_negative,
     "data.split.train_dev": non_negative,
-    "data.split.seed": non_negative_int,
+    "data.split.seed": optional(non_negative_int),
     "data.normalize": normalize,
     "data.train_fraction": lambda v: (
         None if _number(v) and 0 < v <= 1 else "a fraction in (0, 1]: the share of the training split to train on"

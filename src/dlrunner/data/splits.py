@@ -57,7 +57,7 @@ def carve_count(n_train: int, share: float, key: str = "data.split.train_dev") -
 def split_indices(
     n: int, shares: dict[str, float], seed: int, target_n: int = 0, target_shares: dict[str, float] | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Shuffle with ``seed`` and assign example indices to train, train_dev, dev and test.
+    """Shuffle with ``seed`` (None: keep the order) and assign example indices to train, train_dev, dev and test.
 
     Without a target source: ``shares`` splits the one source. With one (SPEC E16: e.g. 200k web
     images + 10k app images), every source example is training data and ``target_shares`` says how
@@ -66,8 +66,10 @@ def split_indices(
 
     Returns ``{part: {"source": idx, "target": idx}}``.
     """
-    rng = np.random.default_rng(seed)
-    source_order = rng.permutation(n)
+    rng = np.random.default_rng(0 if seed is None else seed)  # also draws the train-dev slice
+    # seed None keeps the source's order: train first, then dev, then test, as a data set that comes
+    # with its own split (MNIST-1D's 4000 training and 1000 test examples) is stored.
+    source_order = np.arange(n) if seed is None else rng.permutation(n)
     empty = np.empty(0, dtype=np.int64)
     if target_n:
         counts = split_counts(target_n, target_shares or {}, key="data.target_split")

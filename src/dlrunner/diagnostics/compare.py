@@ -35,18 +35,19 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return runs
 
 
-def _flatten(node, prefix: str = "") -> dict:
+def flatten(node, prefix: str = "") -> dict:
+    """A nested config as dotted keys: {"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}."""
     if not isinstance(node, dict):
         return {prefix[:-1]: node}
     flat = {}
     for key, value in node.items():
-        flat.update(_flatten(value, f"{prefix}{key}."))
+        flat.update(flatten(value, f"{prefix}{key}."))
     return flat
 
 
 def config_differences(summaries: list[dict]) -> list[str]:
     """The config keys whose values differ between the runs (what was varied)."""
-    flats = [_flatten(s.get("config") or {}) for s in summaries]
+    flats = [flatten(s.get("config") or {}) for s in summaries]
     keys = sorted(set().union(*flats))
     return [
         k
@@ -116,7 +117,7 @@ def compare(
     differing = config_differences([s for _, s in finished])
     rows = []
     for candidate in candidates:
-        flat = _flatten(candidate.get("config") or {})
+        flat = flatten(candidate.get("config") or {})
         met, seen = check_constraints(candidate, list(constraints))
         rows.append(
             {

@@ -42,14 +42,7 @@ class Page:
 
     def table(self, header: list[str], rows: list[list]) -> None:
         cells = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f'<td class="{"" if isinstance(v, (int, float)) else "text"}">{html.escape(_cell(v))}</td>' for v in row
-            )
-            + "</tr>"
-            for row in rows
-        )
+        body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
         self.parts.append(f"<table><tr>{cells}</tr>{body}</table>")
 
     def write(self, path: Path) -> Path:
@@ -61,6 +54,14 @@ class Page:
         tmp.write_text(text)
         tmp.replace(path)
         return path
+
+
+def _td(value) -> str:
+    """A table cell: numbers right-aligned, text left; ("link", text, href) a link to a relative path."""
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == "link":
+        return f'<td class="text"><a href="{html.escape(value[2])}">{html.escape(value[1])}</a></td>'
+    css = "" if isinstance(value, (int, float)) else "text"
+    return f'<td class="{css}">{html.escape(_cell(value))}</td>'
 
 
 def _cell(value) -> str:

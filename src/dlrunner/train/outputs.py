@@ -69,7 +69,12 @@ def checkpoint_attachments(data, config: dict) -> dict:
     normalization = {
         name: None if v is None else torch.as_tensor(v) for name, v in (("mean", data.mean), ("std", data.std))
     }
-    return {"normalization": normalization, "config": config, "class_names": data.class_names}
+    # what `dlrun predict` and dlrunner.load_run need to rebuild the model without the training data
+    facts = {"task": data.task, "n_classes": data.n_classes, "input_shape": list(data.input_shape)}
+    attachments = {"normalization": normalization, "config": config, "data": facts}
+    names = getattr(data, "class_names", None)
+    attachments["class_names"] = list(names) if names else None
+    return attachments
 
 
 def _jsonable(value):
@@ -127,7 +132,7 @@ def provenance(seed: int, device: str) -> dict:
     import omegaconf
     import torch
 
-    import dlrunner
+    from dlrunner.version import __version__
 
     return {
         "command": sys.argv,
@@ -139,7 +144,7 @@ def provenance(seed: int, device: str) -> dict:
         "platform": platform.platform(),
         "versions": {
             "python": platform.python_version(),
-            "dlrunner": dlrunner.__version__,
+            "dlrunner": __version__,
             "torch": torch.__version__,
             "numpy": numpy.__version__,
             "hydra": hydra.__version__,
