@@ -40,7 +40,7 @@ class Continued:
                 rounds=1,
                 method="random",
                 seed=self.first.seed + 1,  # not the first round's points again
-                minimize=self.first.minimize,
+                direction=self.first.direction,
             )
         return [self._shifted(trial) for trial in self.extra.ask()]
 
@@ -60,7 +60,7 @@ class Continued:
 
     def best(self, k: int = 1) -> list[Trial]:
         eligible = [t for t in self.trials if t.eligible]
-        return sorted(eligible, key=lambda t: t.value if self.first.minimize else -t.value)[:k]
+        return sorted(eligible, key=lambda t: t.value if self.first.direction == "minimize" else -t.value)[:k]
 
     def _shifted(self, trial: Trial) -> Trial:
         return replace(trial, number=trial.number + self._offset, round=trial.round + len(self.first.regions))

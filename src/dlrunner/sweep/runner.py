@@ -252,7 +252,7 @@ class SweepRunner:
             seed=s["seed"],
             method=s["method"],
             grid_points=s["grid_points"],
-            minimize=s["direction"] == "minimize",
+            direction=s["direction"],
         )
 
     def _started_budget(self) -> int | None:
@@ -376,6 +376,8 @@ class SweepRunner:
     def _check_settings(self) -> None:
         s, problems = self.settings, []
         for key in ("budget", "rounds", "top_k", "grid_points"):
+            if key == "rounds" and s[key] is None:  # the search picks the number of rounds from the budget
+                continue
             if not isinstance(s[key], int) or s[key] < 1:
                 problems.append(Problem(f"hydra.sweeper.{key}", s[key], "a whole number >= 1"))
         if s["method"] not in ("coarse_to_fine", "random", "grid"):

@@ -17,7 +17,7 @@ class DlrunnerSweeperConf:
     params: Dict[str, str] = field(default_factory=dict)
     method: str = "coarse_to_fine"  # coarse_to_fine | random | grid
     budget: int = 20  # trials in all
-    rounds: int = 3  # coarse-to-fine rounds
+    rounds: Optional[int] = None  # coarse-to-fine rounds; None: from the budget (2 for 12 trials, 4 for 50, 7 for 500)
     top_k: int = 3  # best eligible trials that define the next round's region
     margin: float = 0.25  # widen the region by this share of the top trials' spread
     grid_points: int = 3  # per numeric parameter, for method=grid
