@@ -20,6 +20,7 @@ SMALL = (
     "trainer.steps=60",
     "trainer.eval_every=30",
     "hydra.sweeper.budget=6",
+    "hydra.sweeper.rounds=3",  # rounds from a budget of 6 would be one
 )
 
 
