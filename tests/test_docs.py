@@ -11,6 +11,8 @@ import pytest
 from helpers import REPO
 
 USER_DOCS = [REPO / "README.md", REPO / "BENCHMARKS.md", REPO / "RELIABILITY.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 # Pages another change adds; linked from the README already.
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""

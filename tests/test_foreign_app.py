@@ -125,3 +125,11 @@ def test_dlrun_config_dir_does_not_reach_another_app(tmp_path):
     (tmp_path / "mine" / "db" / "mysql.yaml").write_text("driver: mine\nuser: me\ntimeout: 1\n")
     out, _ = run_app(app, f"hydra.run.dir={tmp_path / 'r'}", env={"DLRUN_CONFIG_DIR": str(tmp_path / "mine")})
     assert out == "x=0.5 db=mysql user=root"
+
+
+def test_a_mapping_without_the_objective_is_one_message_and_exit_2(tmp_path):
+    app = make_app(tmp_path)
+    args = ("-m", "hydra/sweeper=dlrunner", "x=interval(0, 1)", "as_mapping=true", f"hydra.sweep.dir={tmp_path / 's'}")
+    out, err = run_app(app, *args, "hydra.sweeper.budget=2", raise_exception=False)
+    assert "hydra/sweeper=dlrunner: " in err and "hydra.sweeper.objective" in err and "'loss'" in err
+    assert "Traceback" not in err

@@ -108,12 +108,16 @@ def test_predict_reads_npz(csv_run, tmp_path):
         (("nowhere", "x.csv"), "RUN"),
         (("{run}", "missing.csv"), "INPUT"),
         (("{run}", "wide.csv"), "2 values per example"),
+        (("{run}", "short.csv"), "line 3 has 1 values where the header names 2 columns"),
+        (("{run}", "words.csv"), "line 2, column 'b': 'x' is not a number"),
         (("{run}", "x.csv", "--checkpoint", "middle"), "--checkpoint"),
     ],
 )
 def test_predict_bad_input_is_one_message_and_exit_2(csv_run, tmp_path, args, says):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     (tmp_path / "wide.csv").write_text("a,b,c\n1,2,3\n")
+    (tmp_path / "short.csv").write_text("a,b\n1,2\n3\n")
+    (tmp_path / "words.csv").write_text("a,b\n1,x\n")
     result = dlrun_in_process("predict", *(a.format(run=csv_run) for a in args), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr and "Traceback" not in result.stderr

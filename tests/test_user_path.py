@@ -176,7 +176,9 @@ def test_a_stopped_joblib_sweep_says_how_to_resume_and_every_running_trial_keeps
     process.wait(timeout=300)
     text = logs.read_text()
     assert process.returncode == 130, text[-3000:]
-    assert "Rerun the same command (same hydra.sweep.dir=s) to resume the sweep" in text
+    resume = next(line for line in text.splitlines() if "Resume the sweep with: " in line).split("with: ")[1]
+    assert resume.startswith("dlrun sweep ") and resume.endswith("hydra.sweep.dir=s")
+    assert "hydra/launcher=joblib" in resume and "sweep=lr" in resume and "hydra.sweeper.budget=4" in resume
     for trial in trials:
         summary = read_summary(trial)
         assert summary["status"] == "interrupted" and "rerun the same command" in summary["message"]
@@ -413,3 +415,9 @@ def test_check_cuts_no_number_name_at_any_width(tmp_path, columns):
     assert result.returncode == 0, result.stderr
     assert "…" not in result.stdout and "steps_to_half_shuffled = " in result.stdout
     assert "4 of 4 checks passed" in result.stdout
+
+
+def test_a_search_distribution_given_to_train_m_points_to_dlrun_sweep(tmp_path):
+    result = dlrun_in_process("train", "-m", "optimizer.lr=tag(log, interval(1e-4, 1))", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "search them with dlrun sweep" in result.stderr and "key=a,b,c" in result.stderr

@@ -61,11 +61,13 @@ class LoadedRun:
         X = X[None] if X.ndim == 1 and len(self.input_shape) == 1 and len(X) == self.input_shape[0] else X
         n_values = int(np.prod(self.input_shape))
         if X.ndim < 2 or int(np.prod(X.shape[1:])) != n_values:
+            got = int(np.prod(X.shape[1:])) if X.ndim >= 2 else X.size
             raise ConfigError(
                 Problem(
                     "INPUT",
-                    f"examples of shape {tuple(X.shape[1:])}",
-                    f"this model takes {n_values} values per example (shape {self.input_shape})",
+                    f"examples of {got} values",
+                    f"this model takes {n_values} values per example (shape {self.input_shape}; "
+                    "a CSV needs a header row and one column per value)",
                 )
             )
         X = reshape_examples(X, self.input_shape, key="INPUT")
@@ -209,11 +211,17 @@ def read_inputs(path: Path, label_column: str | None) -> np.ndarray:
         raise ConfigError(Problem("INPUT", str(path), "a header row and at least one row of features"))
     header = [name.strip() for name in rows[0]]
     keep = [i for i, name in enumerate(header) if name != label_column]
-    try:
-        return np.asarray([[float(row[i]) for i in keep] for row in rows[1:]], dtype=np.float32)
-    except (ValueError, IndexError) as err:
-        wanted = f"every row needs {len(keep)} numeric features ({err})"
-        raise ConfigError(Problem("INPUT", str(path), wanted)) from None
+    for line, row in enumerate(rows[1:], start=2):  # the line number as an editor shows it
+        if len(row) != len(header):
+            wanted = f"line {line} has {len(row)} values where the header names {len(header)} columns"
+            raise ConfigError(Problem("INPUT", str(path), wanted))
+        for i in keep:
+            try:
+                float(row[i])
+            except ValueError:
+                wanted = f"line {line}, column {header[i]!r}: {row[i]!r} is not a number (every feature must be)"
+                raise ConfigError(Problem("INPUT", str(path), wanted)) from None
+    return np.asarray([[float(row[i]) for i in keep] for row in rows[1:]], dtype=np.float32)
 
 
 def write_predictions(result: Predictions, run: LoadedRun, output: Path) -> Path:

@@ -49,6 +49,11 @@ def explain(err: BaseException) -> str:
     full_key = getattr(cause, "full_key", None)
     object_type = getattr(cause, "object_type", None)
 
+    if "does not support sweep type" in message:  # interval(...) or tag(...) given to Hydra's basic sweeper
+        return (
+            f"{message}: intervals and tag(...) are search distributions; search them with dlrun sweep "
+            "(hydra/sweeper=dlrunner). dlrun train -m runs lists only: key=a,b,c"
+        )
     missing = re.search(r"Could not find '([\w/]+)/([^']+)'", message)
     if missing:
         group, name = missing.groups()

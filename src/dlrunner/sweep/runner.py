@@ -87,6 +87,8 @@ class SweepRunner:
         self._write_space(space)
         if done:
             print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)
+        else:
+            print(f"Sweep folder: {self.sweep_dir}", flush=True)
 
         try:
             self._search(search, done)
@@ -94,7 +96,7 @@ class SweepRunner:
             code = getattr(stop, "code", 130)
             if code in (130, 143):  # Ctrl-C or SIGTERM
                 print(
-                    f"Interrupted. Rerun the same command (same hydra.sweep.dir={self.sweep_dir}) to resume the sweep.",
+                    f"Interrupted. Resume the sweep with: {self._resume_command(arguments)}",
                     flush=True,
                 )
             raise SystemExit(code) from None
@@ -104,6 +106,18 @@ class SweepRunner:
         finish(search, self.sweep_dir, self.settings, self.dlrun)
         # As Hydra's sweepers: the job returns (trials resumed from the ledger were not launched and have none).
         return [self.returns[r] for r in sorted(self.returns)]
+
+    def _resume_command(self, arguments: list[str]) -> str:
+        """The command that resumes this sweep: the same arguments, in this sweep's folder."""
+        import shlex
+        import sys
+
+        hydra_overrides = list(self.sweeper.config.hydra.overrides.get("hydra") or [])
+        own = ("hydra.sweep.dir=", "++hydra.sweep.dir=", "hydra.mode=") + (("hydra/sweeper=",) if self.dlrun else ())
+        kept = [a for a in [*hydra_overrides, *arguments] if not a.lstrip("+").startswith(own)]
+        words = [*kept, f"hydra.sweep.dir={self.sweep_dir}"]
+        head = "dlrun sweep" if self.dlrun else f"python {shlex.quote(sys.argv[0] or 'your_app.py')} -m"
+        return f"{head} {' '.join(shlex.quote(w) for w in words)}"
 
     def _single_job(self, overrides: list[str]) -> list:
         """Nothing to search: the one job, as Hydra's basic sweeper runs it."""

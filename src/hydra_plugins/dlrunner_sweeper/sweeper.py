@@ -21,6 +21,17 @@ class DlrunnerSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        from dlrunner.errors import ConfigError
+        from dlrunner.sweep.best import is_dlrun_task
         from dlrunner.sweep.runner import SweepRunner
 
-        return SweepRunner(self, self.settings).run(arguments)
+        try:
+            return SweepRunner(self, self.settings).run(arguments)
+        except ConfigError as err:
+            if is_dlrun_task(self.task_function):
+                raise  # dlrun prints it as bad input
+            # Another app: the message alone, exit code 2, as dlrun does (Hydra would show a traceback).
+            import sys
+
+            print(f"hydra/sweeper=dlrunner: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
