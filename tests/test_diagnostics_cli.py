@@ -254,3 +254,13 @@ def test_learning_curve_with_wandb_logs_each_fraction_and_the_curve(tmp_path):
     assert any(k.startswith("learning_curve/reading") for k in curve["summary"])
     for job in ("0", "1"):  # and each fraction is a training run of its own
         assert read_run(tmp_path / "lc" / job)["run"].job_type == "train"
+
+
+def test_compare_names_the_builder_where_runs_differ_in_it_not_its_keys():
+    from dlrunner.diagnostics.compare import config_differences
+
+    logreg = {"config": {"model": {"_target_": "dlrunner.models.build_logreg", "init": "zeros"}, "seed": 0}}
+    mlp = {"config": {"model": {"_target_": "dlrunner.models.build_mlp", "init": "he", "layers": [100]}, "seed": 1}}
+    assert config_differences([logreg, mlp]) == ["model._target_", "seed"]
+    wider = {"config": {"model": {"_target_": "dlrunner.models.build_mlp", "init": "he", "layers": [200]}, "seed": 1}}
+    assert config_differences([mlp, wider]) == ["model.layers"]

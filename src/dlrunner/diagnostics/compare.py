@@ -49,11 +49,15 @@ def config_differences(summaries: list[dict]) -> list[str]:
     """The config keys whose values differ between the runs (what was varied)."""
     flats = [flatten(s.get("config") or {}) for s in summaries]
     keys = sorted(set().union(*flats))
-    return [
+    differing = [
         k
         for k in keys
         if not k.startswith(IGNORED_CONFIG) and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1
     ]
+    # Where the runs call different builders (model=logreg against model=mlp), the builder is what
+    # was varied: the keys under it belong to one builder or the other and are left out.
+    swapped = {k[: -len("_target_")] for k in differing if k.endswith("._target_")}
+    return [k for k in differing if k.endswith("._target_") or not any(k.startswith(p) for p in swapped)]
 
 
 def compare(
@@ -122,7 +126,7 @@ def compare(
         rows.append(
             {
                 "run": candidate["run"],
-                "config": {k: flat.get(k) for k in differing},
+                "config": {k: flat[k] for k in differing if k in flat},  # a key a run lacks is left out
                 "objective": lookup(candidate, objective),
                 "dev_error": lookup(candidate, "metrics.dev.error"),
                 "satisficing": candidate.get("satisficing"),
@@ -164,7 +168,7 @@ def print_comparison(result: dict, console) -> None:
     for row in result["runs"]:
         measured = row["satisficing"] or {}
         cells = ["★" if row["best"] else "", row["run"][len(common) :] or row["run"]]
-        cells += [_shown(row["config"][key]) for key in result["differing"]]
+        cells += [_shown(row["config"][key]) if key in row["config"] else "-" for key in result["differing"]]
         cells.append(_number(row["objective"]))
         if result["objective"] != "metrics.dev.error":
             cells.append(_number(row["dev_error"]))
@@ -188,7 +192,8 @@ def print_comparison(result: dict, console) -> None:
         for cells in rows:
             console.print(f"{cells[0] or '-'} {escape(cells[1])}", highlight=False)
             for header, cell in zip(headers[2:], cells[2:]):
-                console.print(f"    {escape(header)}: {cell}", highlight=False)
+                if cell not in ("", "-"):  # what a run does not have is not listed
+                    console.print(f"    {escape(header)}: {cell}", highlight=False)
     direction = "highest" if result["maximize"] else "lowest"
     rule = f" among the runs meeting {', '.join(result['constraints'])}" if result["constraints"] else ""
     if result["best"]:
