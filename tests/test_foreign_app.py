@@ -130,6 +130,6 @@ def test_dlrun_config_dir_does_not_reach_another_app(tmp_path):
 def test_a_mapping_without_the_objective_is_one_message_and_exit_2(tmp_path):
     app = make_app(tmp_path)
     args = ("-m", "hydra/sweeper=dlrunner", "x=interval(0, 1)", "as_mapping=true", f"hydra.sweep.dir={tmp_path / 's'}")
-    out, err = run_app(app, *args, "hydra.sweeper.budget=2", raise_exception=False)
+    _, err = run_app(app, *args, "hydra.sweeper.budget=2", raise_exception=False)
     assert "hydra/sweeper=dlrunner: " in err and "hydra.sweeper.objective" in err and "'loss'" in err
     assert "Traceback" not in err
