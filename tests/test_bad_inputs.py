@@ -75,7 +75,7 @@ CASES = [
     case("layers-not-integers", "model.layers=[a,b]", key="model.layers", value="a", valid="must be a whole number"),
     case("layers-fractional", "model.layers=[1.5]", key="model.layers", value="1.5", valid="must be a whole number"),
     case("group-given-a-number", "data.split=3", key="data.split", value="3", valid="a group of settings"),
-    case("batch-size-word", "optimizer.batch_size=big", key="optimizer.batch_size", value="big", valid="or 'full'"),
+    case("batch-size-word", "trainer.batch_size=big", key="trainer.batch_size", value="big", valid="or 'full'"),
     # Values out of range
     case("lr-zero", "optimizer.lr=0", key="optimizer.lr", value="0", valid="a number > 0"),
     case("lr-negative", "optimizer.lr=-0.1", key="optimizer.lr", value="-0.1", valid="a number > 0"),
@@ -332,8 +332,8 @@ CASES = [
     ),
     case(
         "sweep-pow2",
-        "optimizer.batch_size=tag(pow2, int(interval(0, 64)))",
-        key="optimizer.batch_size",
+        "trainer.batch_size=tag(pow2, int(interval(0, 64)))",
+        key="trainer.batch_size",
         value="interval(0, 64)",
         valid="powers of two",
         command="sweep",

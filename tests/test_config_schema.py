@@ -118,3 +118,24 @@ def test_a_builder_default_that_is_not_a_literal_is_refused_with_its_name(tmp_pa
     monkeypatch.setattr(declarations, "module_file", lambda name: module)
     with pytest.raises(RuntimeError, match=r"build_thing: the default WIDTH is not a literal"):
         signature("dlrunner.fake.build_thing")
+
+
+def test_the_batch_size_is_the_trainers_and_survives_a_change_of_optimizer():
+    from dlrunner.train.setup import batch_size_for, batch_size_note
+
+    optimizers = ("adam", "momentum", "sgd", "rmsprop")
+    assert {batch_size_for(compose(f"optimizer={name}"), 4000) for name in optimizers} == {100}
+    assert batch_size_for(compose("optimizer=momentum", "trainer.batch_size=32"), 4000) == 32
+    assert batch_size_for(compose("optimizer=gd", "trainer.batch_size=32"), 4000) == 4000  # batch gradient descent
+    assert batch_size_for(compose("trainer.batch_size=full"), 4000) == 4000
+    assert batch_size_note(compose()) == []
+
+
+def test_the_former_optimizer_batch_size_still_works_with_a_note():
+    from dlrunner.train.setup import batch_size_for, batch_size_note
+
+    cfg = compose("optimizer.batch_size=64")
+    assert batch_size_for(cfg, 4000) == 64
+    assert batch_size_note(cfg) == [
+        "optimizer.batch_size=64 is deprecated: write trainer.batch_size=64 (it is used this time)"
+    ]

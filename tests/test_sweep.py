@@ -277,7 +277,7 @@ def test_export_the_space_as_a_wandb_sweep(tmp_path):
     params = config["parameters"]
     assert params["optimizer.lr"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}
     assert params["regularization.l2"]["distribution"] == "log_uniform_values"
-    assert params["optimizer.batch_size"] == {"values": [32, 64, 128, 256, 512]}
+    assert params["trainer.batch_size"] == {"values": [32, 64, 128, 256, 512]}
     betas = params["optimizer.beta1"]["values"]  # 1 - beta evenly spaced on a log scale
     assert betas[0] == pytest.approx(0.999) and betas[-1] == pytest.approx(0.8) and len(betas) == 9
     import math

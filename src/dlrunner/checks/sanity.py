@@ -488,16 +488,16 @@ def run_checks(cfg, console=None, steps: int = 200, batch: int = 16) -> list[Che
     from dlrunner.data import build_data
     from dlrunner.models import count_parameters
     from dlrunner.runtime import cpu_threads
-    from dlrunner.train.setup import build_model, build_optimizer, prepare_process
+    from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, prepare_process
 
     validate(cfg)
     seed = int(cfg.trainer.seed)
     torch.manual_seed(seed)
     data = build_data(cfg.data, "cpu")
     X, y = data.splits["train"]
-    full_batch = cfg.optimizer.batch_size == "full"
+    full_batch = batch_size_for(cfg, len(X)) == len(X)
     n = min(len(X), FULL_PASS if full_batch else MAX_EXAMPLES)
-    batch_size = n if full_batch else max(1, min(int(cfg.optimizer.batch_size), n))
+    batch_size = n if full_batch else max(1, min(batch_size_for(cfg, len(X)), n))
     lr = float(cfg.optimizer.lr)
     clip = cfg.regularization.grad_clip_norm
     notes = list(data.notes)

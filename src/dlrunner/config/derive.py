@@ -30,8 +30,9 @@ BUILDER_GROUPS = {
     "optimizer": ("dlrunner.optim", "build_"),
     "schedule": ("dlrunner.optim.schedules", ""),
 }
-# Keys every node of a group carries for the trainer rather than the builder.
-GROUP_KEYS = {"optimizer": {"batch_size": Any}}  # a positive integer or "full"; the trainer reads it
+# Keys a group's nodes may carry for the trainer rather than the builder: the former place of the
+# batch size (now trainer.batch_size), still read where a config sets it.
+GROUP_KEYS = {"optimizer": {"batch_size": Optional[Any]}}
 
 SIMPLE_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": List[Any], "tuple": List[Any]}
 LIST = re.compile(r"^(?:list|List|tuple|Tuple)\[(.+?)(?:,\.\.\.)?\]$")
@@ -68,7 +69,7 @@ def schema_for(target: str, group: str, name: str) -> type:
         else:
             default_field = field(default=default)
         fields.append((parameter.name, field_type(parameter.annotation), default_field))
-    fields += [(key, kind, field(default=MISSING)) for key, kind in GROUP_KEYS.get(group, {}).items()]
+    fields += [(key, kind, field(default=None)) for key, kind in GROUP_KEYS.get(group, {}).items()]
     return make_dataclass(f"{group.title()}{name.title().replace('_', '')}Config", fields)
 
 

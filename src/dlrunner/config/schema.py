@@ -96,6 +96,8 @@ class TrainerConfig:
     steps: Optional[int] = None
     eval_every: Optional[int] = None  # steps between evaluations; None = once per epoch
     checkpoint_every: int = 1  # evaluations between checkpoints of the last state
+    # examples per step: a whole number (powers of two are customary) or "full"; optimizer=gd always takes the full set
+    batch_size: Any = 100
     seed: int = 0
     repeats: int = 1  # train the same config over this many seeds (seed, seed+1, ...) and report mean and spread
     seeds: Optional[List[int]] = None  # or name the seeds; overrides repeats

@@ -196,7 +196,8 @@ RULES: dict[str, Check] = {
     "model.cell": one_of(("rnn", "gru", "lstm")),
     "model.head": one_of(("last", "mean", "attention", "flatten", "many_to_many")),
     "optimizer.lr": positive,
-    "optimizer.batch_size": batch_size,
+    "optimizer.batch_size": lambda v: None if v is None else batch_size(v),  # the former place: trainer.batch_size
+    "trainer.batch_size": batch_size,
     "optimizer.beta": beta,
     "optimizer.beta1": beta,
     "optimizer.beta2": beta,

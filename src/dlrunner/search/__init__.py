@@ -8,7 +8,7 @@ Ask a round of trials, train each, tell its result; the next round zooms in (coa
 ...     return 0.1 + (math.log10(params["optimizer.lr"]) + 2) ** 2 / 10
 >>> search = CoarseToFine(
 ...     {"optimizer.lr": LogUniform(1e-4, 1), "optimizer.beta1": OneMinusLogUniform(0.9, 0.999),
-...      "optimizer.batch_size": Pow2(32, 512)},
+...      "trainer.batch_size": Pow2(32, 512)},
 ...     budget=30, seed=0, direction="minimize",   # say "maximize" for an accuracy
 ... )
 >>> while not search.done:

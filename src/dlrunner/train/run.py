@@ -33,7 +33,14 @@ from dlrunner.train.hints import resume_hint, shown_path
 from dlrunner.train.loop import fit
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, mark_continued, write_analysis
 from dlrunner.train.progress import make_progress
-from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
+from dlrunner.train.setup import (
+    batch_size_for,
+    batch_size_note,
+    build_model,
+    build_optimizer,
+    fit_settings,
+    prepare_process,
+)
 from dlrunner.train.signals import STOP
 from dlrunner.train.trial import FitSettings
 
@@ -82,7 +89,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     placement = place_data(data, device, trainer.data_on_device)
     n_train = len(data.splits["train"][0])
     model, model_notes = build_model(cfg, data.input_shape, data.n_outputs, pretrained=resume is None)
-    notes = data.notes + model_notes
+    notes = data.notes + model_notes + batch_size_note(cfg)
     model = model.to(device)
     if wants_channels_last(trainer.channels_last, device, data.input_shape, model):
         to_channels_last(model, data)

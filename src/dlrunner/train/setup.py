@@ -30,10 +30,26 @@ def build_model(
     return model, notes
 
 
+FULL_BATCH_OPTIMIZERS = ("dlrunner.optim.build_gd",)  # batch gradient descent: every step sees the whole set
+
+
 def batch_size_for(cfg: DictConfig, n_train: int) -> int:
-    """Examples per step: ``optimizer.batch_size``, "full" for batch gradient descent, at most the training set."""
-    size = cfg.optimizer.batch_size
+    """Examples per step: ``trainer.batch_size`` ("full": the whole training set), at most the training
+    set; batch gradient descent always takes the whole set. A config that still sets the former
+    ``optimizer.batch_size`` gets that (``batch_size_note`` says so)."""
+    if cfg.optimizer.get("_target_") in FULL_BATCH_OPTIMIZERS:
+        return n_train
+    size = cfg.optimizer.get("batch_size")
+    size = cfg.trainer.batch_size if size is None else size
     return n_train if size == "full" else min(int(size), n_train)
+
+
+def batch_size_note(cfg: DictConfig) -> list[str]:
+    """The deprecation note for a config that sets optimizer.batch_size."""
+    size = cfg.optimizer.get("batch_size")
+    if size is None or cfg.optimizer.get("_target_") in FULL_BATCH_OPTIMIZERS:
+        return []
+    return [f"optimizer.batch_size={size} is deprecated: write trainer.batch_size={size} (it is used this time)"]
 
 
 def build_optimizer(
