@@ -14,6 +14,7 @@ composing a config (``dlrun show``, ``--help``, completion) must not.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import field, make_dataclass
 from typing import Any, List, Optional
@@ -73,6 +74,7 @@ def schema_for(target: str, group: str, name: str) -> type:
     return make_dataclass(f"{group.title()}{name.title().replace('_', '')}Config", fields)
 
 
+@functools.cache  # one set of classes per process: Hydra's ConfigStore and the messages share them
 def builder_schemas() -> dict[str, type]:
     """``schema/<group>/<option>`` -> its derived schema, for every builder of every builder group."""
     schemas = {}
