@@ -12,7 +12,10 @@ at the end) and its logger run. A trial that diverges or stops early is frozen; 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -25,9 +28,9 @@ from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.internals import BATCH_NORM as BATCH_NORM_LAYERS
 from dlrunner.internals import keep_freed_memory, spare_dynamo_import
 from dlrunner.loggers import build_logger
-from dlrunner.runtime import cpu_threads_for, pick_device
+from dlrunner.runtime import TORCH_DEFAULT_THREADS, cpu_threads_for, pick_device
 from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_trial_loss
-from dlrunner.stack.group import BATCH_NORM, stack_problem
+from dlrunner.stack.group import BATCH_NORM, even_split, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
@@ -81,17 +84,9 @@ def train_stacked(
         torch.set_num_threads(
             first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size)
         )
-    stacked = StackedModel(models)
-    l2 = [float(cfg.regularization.l2) for cfg in cfgs]
-    optimizer = StackedOptimizer(
-        first.optimizer._target_,
-        stacked.flat,
-        [OmegaConf.to_container(c.optimizer) for c in cfgs],
-        [cfg.regularization.l2 / batch_size for cfg in cfgs],  # lambda/m, as optim.parameter_groups
-        stacked.weight_mask,
-        stacked.sizes,
-    )
+    parts = core_parts(models[0], len(cfgs), first.trainer.threads, device)
     settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
+    l2 = [float(cfg.regularization.l2) for cfg in cfgs]
 
     files = []
     for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
@@ -101,31 +96,35 @@ def train_stacked(
         out.write_provenance(cfg.trainer.seed, str(device))
         files.append(out)
 
-    def checkpoint(fit: StackFit, k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
-        """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
-        of its unfinished trials on its own (``dlrunner.stack.launch``)."""
-        files[k].save_checkpoint(
-            "last",
-            last_state(
-                cfgs[k],
-                models[k],
-                stacked,
-                optimizer,
-                fit,
-                k,
-                at,
-                time.perf_counter() - fit.started,
-                settings[k],
-                pending,
-            ),
+    def part_fit(trials: list[int]) -> StackFit:
+        """The trials ``trials`` as one stacked model, its optimizer and its loop."""
+        stacked = StackedModel([models[i] for i in trials])
+        optimizer = StackedOptimizer(
+            first.optimizer._target_,
+            stacked.flat,
+            [OmegaConf.to_container(cfgs[i].optimizer) for i in trials],
+            [cfgs[i].regularization.l2 / batch_size for i in trials],  # lambda/m, as optim.parameter_groups
+            stacked.weight_mask,
+            stacked.sizes,
         )
+
+        def checkpoint(fit: StackFit, k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
+            """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
+            of its unfinished trials on its own (``dlrunner.stack.launch``)."""
+            i = trials[k]
+            train_s = time.perf_counter() - fit.started
+            state = last_state(cfgs[i], models[i], stacked, optimizer, fit, k, at, train_s, settings[i], pending)
+            files[i].save_checkpoint("last", state)
+
+        pick = lambda values: [values[i] for i in trials]  # noqa: E731
+        return StackFit(stacked, optimizer, data, pick(settings), pick(files), pick(l2), checkpoint)
 
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
-        fit = StackFit(stacked, optimizer, data, settings, files, l2, checkpoint)
+        fits = [part_fit(trials) for trials in parts]
         try:
-            with make_progress(progress, settings[0].total_steps, 0, Console()) as fit.progress:
-                results = fit.run()
+            with make_progress(progress, settings[0].total_steps, 0, Console()) as bar:
+                results = run_parts(fits, bar)
         except (
             Exception
         ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
@@ -135,15 +134,17 @@ def train_stacked(
         finally:
             for out in files:
                 out.close()
-        interrupted = any(r.status == "interrupted" for r in results)
+        interrupted = any(r.status == "interrupted" for part in results for r in part)
         stop.finish(interrupted)  # from here a signal no longer interrupts: every trial's result gets written
         signal_name = stop.name if interrupted else None
-        return [
-            finish_trial(
-                cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console, signal_name
-            )
-            for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))
-        ]
+        summaries = {}
+        for trials, fit, part_results in zip(parts, fits, results):
+            for k, (i, result) in enumerate(zip(trials, part_results)):
+                summaries[i] = finish_trial(
+                    cfgs[i], run_dirs[i], files[i], data, models[i], fit.stacked, fit.optimizer, fit, k, result,
+                    settings[i], console, signal_name, len(cfgs),
+                )  # fmt: skip
+        return [summaries[i] for i in range(len(cfgs))]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
@@ -277,9 +278,86 @@ class StackFit:
                 self.stopped_at[k] = (step, epoch)
             elif tracker.checkpoint_due() and step < tracker.settings.total_steps:
                 self.checkpoint(self, k, (step, epoch, position), None)  # the final one is written at the end
-        # the stack's progress shows its best trial at this evaluation
+        # the stack's progress shows its best trial at this evaluation (PartsProgress: of all parts)
         self.progress.evaluated(min((self.records[k][-1] for k in active), key=lambda r: r["dev"]["error"]))
         self.eval_s_total += time.perf_counter() - started
+
+
+def core_parts(model: torch.nn.Module, k: int, threads: int | None, device: torch.device) -> list[list[int]]:
+    """The trials of a stack as parts trained side by side, one per CPU core and each on one thread.
+
+    A stack of small models keeps only part of a second core busy through torch's threads (its
+    products are small, and the Python and autograd work between them runs on one thread), while
+    K/2 trials on each core keep both busy: the stack's loop runs as one part per core
+    (``trainer.threads``, else torch's default), at least one trial each. Each part is a stack of
+    its own, so its trials still take their solo runs' steps. Dropout draws its masks from torch's
+    global generator, which parts running at once would share in no fixed order: such a stack stays whole."""
+    cores = threads or TORCH_DEFAULT_THREADS
+    if device.type != "cpu" or cores < 2 or k < 2 or any(isinstance(m, torch.nn.Dropout) for m in model.modules()):
+        return [list(range(k))]
+    return even_split(list(range(k)), -(-k // min(cores, k)))
+
+
+def run_parts(fits: list[StackFit], bar) -> list[list[FitResult]]:
+    """Each part's loop, the first one in this thread when it is the only one, else each in a thread of
+    its own on one CPU thread; ``bar``: the stack's progress display, which they share."""
+    shared = PartsProgress(bar, fits)
+    for i, fit in enumerate(fits):
+        fit.progress = shared.part(i)
+    if len(fits) == 1:
+        return [fits[0].run()]
+
+    def on_one_thread(fit: StackFit) -> list[FitResult]:
+        torch.set_num_threads(1)  # this thread's share: the other parts run on the other cores
+        return fit.run()
+
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(len(fits), thread_name_prefix="stack-part") as pool:
+            futures = [pool.submit(on_one_thread, fit) for fit in fits]
+            while True:
+                try:
+                    return [future.result() for future in futures]
+                except KeyboardInterrupt:  # reached this thread only: the parts stop at their next step
+                    STOP.received = STOP.received or signal.SIGINT
+    finally:
+        torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
+
+
+class PartsProgress:
+    """One progress display for a stack trained in parts: the first part moves the step count, and
+    an evaluation is shown, with the best trial of all parts, once every part still training has made it."""
+
+    def __init__(self, bar, fits: list[StackFit]):
+        self.bar, self.fits = bar, fits
+        self.latest: list[dict | None] = [None] * len(fits)
+        self.lock = threading.Lock()
+
+    def part(self, i: int) -> NoProgress:
+        shared = self
+
+        class Part(NoProgress):
+            def advance(self, step: int, epoch: int) -> None:
+                if i == 0:
+                    shared.bar.advance(step, epoch)
+
+            def evaluated(self, record: dict) -> None:
+                shared.evaluated(i, record)
+
+        return Part()
+
+    def evaluated(self, i: int, record: dict) -> None:
+        with self.lock:
+            self.latest[i] = record
+            step = record["step"]
+            behind = [
+                j
+                for j, fit in enumerate(self.fits)
+                if j != i and fit.active() and (self.latest[j] is None or self.latest[j]["step"] < step)
+            ]
+            if not behind:
+                at_step = [r for r in self.latest if r is not None and r["step"] == step]
+                self.bar.evaluated(min(at_step, key=lambda r: r["dev"]["error"]))
 
 
 def clip_each_trial(grad: torch.Tensor, sizes: list[int], max_norms: torch.Tensor) -> None:
@@ -305,12 +383,15 @@ def finish_trial(
     settings: FitSettings,
     console,
     signal_name: str | None = None,
+    stack_size: int | None = None,
 ) -> dict:
     """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
     # early stopping keeps the best (SPEC B8)
     model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))
     summary = summarize(cfg, data, model, result, settings)
-    summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
+    stack_size = stack_size or stacked.k
+    summary["timing"]["stacked_with"] = stack_size  # trained in one stack of this many trials
+    summary["timing"]["stack_part"] = stacked.k  # of which this many shared its loop and train_s (core_parts)
     if result.status == "interrupted" and signal_name:
         summary["signal"] = signal_name
         summary["message"] = f"{signal_name}: {summary['message']}"
