@@ -42,6 +42,8 @@ from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, f
 from dlrunner.train.signals import STOP, Interrupted
 from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
 
+FILE_WRITERS = 4  # threads writing the trials' files when a stack ends
+
 
 class NotStackable(Exception):
     """This group must train one trial at a time; the message says why."""
@@ -137,14 +139,28 @@ def train_stacked(
         interrupted = any(r.status == "interrupted" for part in results for r in part)
         stop.finish(interrupted)  # from here a signal no longer interrupts: every trial's result gets written
         signal_name = stop.name if interrupted else None
-        summaries = {}
-        for trials, fit, part_results in zip(parts, fits, results):
-            for k, (i, result) in enumerate(zip(trials, part_results)):
-                summaries[i] = finish_trial(
-                    cfgs[i], run_dirs[i], files[i], data, models[i], fit.stacked, fit.optimizer, fit, k, result,
-                    settings[i], console, signal_name, len(cfgs),
-                )  # fmt: skip
-        return [summaries[i] for i in range(len(cfgs))]
+
+        def finish(i: int, fit: StackFit, k: int, result: FitResult) -> tuple[dict, dict | None]:
+            return finish_trial(
+                cfgs[i], run_dirs[i], files[i], data, models[i], fit.stacked, fit.optimizer, fit, k, result,
+                settings[i], console, signal_name, len(cfgs),
+            )  # fmt: skip
+
+        # Each trial's files are written on a thread of their own: mostly waiting for the disk (every
+        # file is synced before it replaces the old one), which threads can do at once.
+        threads = torch.get_num_threads()
+        with ThreadPoolExecutor(FILE_WRITERS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            finishing = {
+                i: pool.submit(finish, i, fit, k, result)
+                for trials, fit, part_results in zip(parts, fits, results)
+                for k, (i, result) in enumerate(zip(trials, part_results))
+            }
+            done = {i: future.result() for i, future in finishing.items()}
+        torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
+        records = {i: fit.records[k] for trials, fit in zip(parts, fits) for k, i in enumerate(trials)}
+        for i in range(len(cfgs)):
+            log_trial(cfgs[i], run_dirs[i], records[i], *done[i], console)
+        return [done[i][0] for i in range(len(cfgs))]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
@@ -384,8 +400,9 @@ def finish_trial(
     console,
     signal_name: str | None = None,
     stack_size: int | None = None,
-) -> dict:
-    """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
+) -> tuple[dict, dict | None]:
+    """Trial k's solo model with its final (or, after early stopping, best) weights, and its files;
+    returns its summary and error analysis."""
     # early stopping keeps the best (SPEC B8)
     model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))
     summary = summarize(cfg, data, model, result, settings)
@@ -421,15 +438,19 @@ def finish_trial(
             None,
         ),
     )
-    logger = build_logger(cfg, run_dir, console)  # replayed now: one tracker run open at a time
+    return summary, analysis
+
+
+def log_trial(cfg, run_dir, records: list[dict], summary: dict, analysis: dict | None, console) -> None:
+    """Trial k's logger run, replayed from its records: one tracker run open at a time."""
+    logger = build_logger(cfg, run_dir, console)
     try:
-        for record in fit.records[k]:
+        for record in records:
             logger.log_metrics(record)
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
     finally:
         logger.close(summary["status"])
-    return summary
 
 
 def last_state(
