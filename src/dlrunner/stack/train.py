@@ -90,13 +90,14 @@ def train_stacked(
     settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
     l2 = [float(cfg.regularization.l2) for cfg in cfgs]
 
-    files = []
-    for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
+    def start_files(cfg, run_dir) -> RunFiles:  # from here on the run folders fill up
         out = RunFiles(run_dir)
         out.attachments = checkpoint_attachments(data, OmegaConf.to_container(cfg, resolve=True))
         out.start()
         out.write_provenance(cfg.trainer.seed, str(device))
-        files.append(out)
+        return out
+
+    files = in_threads(start_files, list(zip(cfgs, run_dirs)))
 
     def part_fit(trials: list[int]) -> StackFit:
         """The trials ``trials`` as one stacked model, its optimizer and its loop."""
@@ -146,18 +147,13 @@ def train_stacked(
                 settings[i], console, signal_name, len(cfgs),
             )  # fmt: skip
 
-        # Each trial's files are written on a thread of their own: mostly waiting for the disk (every
-        # file is synced before it replaces the old one), which threads can do at once.
-        threads = torch.get_num_threads()
-        with ThreadPoolExecutor(FILE_WRITERS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            finishing = {
-                i: pool.submit(finish, i, fit, k, result)
-                for trials, fit, part_results in zip(parts, fits, results)
-                for k, (i, result) in enumerate(zip(trials, part_results))
-            }
-            done = {i: future.result() for i, future in finishing.items()}
-        torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
-        records = {i: fit.records[k] for trials, fit in zip(parts, fits) for k, i in enumerate(trials)}
+        ending = [
+            (i, fit, k, result)
+            for part, fit, rs in zip(parts, fits, results)
+            for k, (i, result) in enumerate(zip(part, rs))
+        ]
+        done = dict(zip((i for i, *_ in ending), in_threads(finish, ending)))
+        records = {i: fit.records[k] for part, fit in zip(parts, fits) for k, i in enumerate(part)}
         for i in range(len(cfgs)):
             log_trial(cfgs[i], run_dirs[i], records[i], *done[i], console)
         return [done[i][0] for i in range(len(cfgs))]
@@ -297,6 +293,18 @@ class StackFit:
         # the stack's progress shows its best trial at this evaluation (PartsProgress: of all parts)
         self.progress.evaluated(min((self.records[k][-1] for k in active), key=lambda r: r["dev"]["error"]))
         self.eval_s_total += time.perf_counter() - started
+
+
+def in_threads(function, items: list[tuple]) -> list:
+    """``function(*item)`` for each item, on ``FILE_WRITERS`` threads of one CPU thread each: writing a
+    stack's trial files is mostly waiting for the disk (every file is synced before it replaces the
+    old one), which threads can do at once."""
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(FILE_WRITERS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return list(pool.map(lambda item: function(*item), items))
+    finally:
+        torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
 
 
 def core_parts(model: torch.nn.Module, k: int, threads: int | None, device: torch.device) -> list[list[int]]:
