@@ -6,7 +6,8 @@ trial's seed, as its solo run), the same shuffles (each trial's own generator), 
 schedules, L2, gradient clipping, evaluation schedule, early stopping and divergence rules --
 kept per trial -- and at the end each trial's folder gets metrics.jsonl, summary.json (via the
 solo ``summarize``), analysis.json, checkpoints (best.pt and last.pt in the solo formats, written
-at the end) and its logger run. A trial that diverges or stops early is frozen; the others go on.
+at the end) and its logger run. A trial that diverges, stops early or is pruned by the sweep is
+frozen; the others go on.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from dlrunner.train.loop import get_rng_state
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
 from dlrunner.train.progress import NoProgress, make_progress
 from dlrunner.train.run import summarize
-from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
+from dlrunner.train.setup import (
+    batch_size_for,
+    build_model,
+    build_optimizer,
+    fit_settings,
+    prepare_process,
+    sweep_pruner,
+)
 from dlrunner.train.signals import STOP, Interrupted
 from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
 
@@ -45,10 +53,16 @@ class NotStackable(Exception):
 
 
 def train_stacked(
-    cfgs: list[DictConfig], run_dirs: list[Path], console: Console | None = None, progress: str = "none"
+    cfgs: list[DictConfig],
+    run_dirs: list[Path],
+    console: Console | None = None,
+    progress: str = "none",
+    environments: list[dict] | None = None,
 ) -> list[dict]:
     """Train the trials ``cfgs`` (one stack) into ``run_dirs``; return their summaries. ``progress``:
     one bar (or plain lines) for the whole stack, showing its best trial (``trainer.progress`` modes).
+    ``environments``: each trial's ``hydra.job.env_set`` (its place in a sweep, the sweep's pruner:
+    the trials share this process, so not its environment).
     Raises NotStackable, before any file is written, when they cannot share a stack."""
     console = console or Console(quiet=True)
     for cfg in cfgs:
@@ -92,6 +106,8 @@ def train_stacked(
         stacked.sizes,
     )
     settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
+    for s, environment in zip(settings, environments or [{}] * len(cfgs)):
+        s.pruner = sweep_pruner(environment, s)  # a pruned trial is frozen, as an early-stopped one
 
     files = []
     for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
