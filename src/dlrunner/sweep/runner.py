@@ -86,6 +86,7 @@ class SweepRunner:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
         self.changed = self._changed_settings(bool(done))
+        self._check_same_pruning()
         search = self._search_for(space, resuming=bool(done))
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
         self._write_space(space)
@@ -308,6 +309,20 @@ class SweepRunner:
             for key in sorted(set(before) | set(now))
             if before.get(key) != now.get(key)
         ]
+
+    def _check_same_pruning(self) -> None:
+        """Pruning decisions replay the sweep's rung file: other pruning settings would judge the
+        trials still to run by other rules than the ones already judged."""
+        changed = [c for c in self.changed if c.startswith(("hydra.sweeper.pruner ", "hydra.sweeper.pruning "))]
+        if changed:
+            raise ConfigError(
+                Problem(
+                    "hydra.sweep.dir",
+                    str(self.sweep_dir),
+                    f"holds a sweep run with other pruning settings ({'; '.join(changed)}); rerun the same "
+                    "command to resume it, or choose a new hydra.sweep.dir",
+                )
+            )
 
     def _check_same_sweep(self, record: dict | None, trial) -> None:
         """Resuming means the same search: a ledger written with other settings would mix two sweeps.
