@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import dlrun_in_process, read_metrics, read_summary, run_dlrun, start_dlrun, sweep_ledger, wait_for
+from helpers import (
+    SLURM_LAUNCHER,
+    dlrun_in_process,
+    last_step,
+    read_metrics,
+    read_summary,
+    run_dlrun,
+    start_dlrun,
+    sweep_ledger,
+    wait_for,
+)
 
 STEPS, EVERY, MIN_STEPS, ETA = 90, 10, 10, 3  # rungs at steps 10 and 30
 SWEEP = (
@@ -105,23 +115,6 @@ def test_without_pruner_every_trial_trains_to_the_end(tmp_path):
     assert "DLRUN_PRUNING" not in (tmp_path / "s" / "0" / ".hydra" / "hydra.yaml").read_text()
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["hydra.sweeper.pruner=asha"], "hydra.sweeper.pruner='asha': none, or halving"),
-        (["hydra.sweeper.pruning.reduction_factor=1"], "hydra.sweeper.pruning.reduction_factor=1: a whole number >= 2"),
-        (["hydra.sweeper.pruning.min_steps=0"], "hydra.sweeper.pruning.min_steps=0: a whole number"),
-        (["hydra.sweeper.pruning.min_steps=90"], "before the trials' last step (trainer.steps=90): at most 89"),
-        (["hydra.sweeper.pruning.min_steps=ten"], "hydra.sweeper.pruning.min_steps=ten: must be a whole number"),
-    ],
-)
-def test_bad_pruning_settings_are_one_clear_message(tmp_path, args, expected):
-    result = dlrun_in_process(*SWEEP, *args, "hydra.sweep.dir=s", cwd=tmp_path)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert expected in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "s" / "trials.jsonl").exists() and not (tmp_path / "s" / "0").exists()
-
-
 def test_a_stack_freezes_its_pruned_trials_and_trains_the_others(tmp_path):
     result = dlrun_in_process(*SWEEP, "hydra/launcher=stacked", "hydra.sweep.dir=s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -213,11 +206,7 @@ def test_pruning_on_a_real_slurm_cluster(tmp_path, slurm_cluster):
     result = run_dlrun(
         *SWEEP,
         "hydra.sweep.dir=s",
-        "hydra/launcher=submitit_slurm",
-        "hydra.launcher.partition=debug",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1",
-        "hydra.launcher.timeout_min=10",
+        *SLURM_LAUNCHER,
         cwd=tmp_path,
         env=slurm_cluster,
         timeout=900,
@@ -227,7 +216,17 @@ def test_pruning_on_a_real_slurm_cluster(tmp_path, slurm_cluster):
     assert len(list((tmp_path / "s" / ".submitit").glob("*/*_log.out"))) == 8  # the jobs went through SLURM
 
 
-LONG = (*SWEEP[:4], "trainer.steps=900", "trainer.eval_every=100", *SWEEP[6:-1], "hydra.sweeper.pruning.min_steps=100")
+# Trials long enough (about a second each) for a signal to reach one while it trains: a signal that
+# comes while a finished trial writes its results is ignored (train/signals.py) and the sweep goes on.
+LONG = (*SWEEP[:4], "trainer.steps=3000", "trainer.eval_every=300", *SWEEP[6:-1], "hydra.sweeper.pruning.min_steps=300")
+
+
+def training(sweep_dir: Path) -> bool:
+    """Some trial is mid-training: evaluated, but neither at a rung (where it may be pruned) nor at its end."""
+    return any(
+        last_step(d) not in (0, 300, 900, 2700, 3000) and not (d / "summary.json").is_file()
+        for d in sweep_dir.glob("[0-9]*")
+    )
 
 
 @pytest.mark.slow  # signals a real process
@@ -236,13 +235,14 @@ def test_a_pruned_sweep_stopped_by_a_signal_resumes_to_the_same_pruned_set(tmp_p
     chosen = ("hydra/launcher=stacked",) if launcher == "stacked" else ()
     straight = run_dlrun(*LONG, *chosen, "hydra.sweep.dir=straight", cwd=tmp_path, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
-    expected = check_pruned_sweep(tmp_path / "straight", 900, 100)
+    expected = check_pruned_sweep(tmp_path / "straight", 3000, 300)
 
     sweep_dir = tmp_path / "stopped"
     process = start_dlrun(*LONG, *chosen, "hydra.sweep.dir=stopped", cwd=tmp_path)
     rung_file = sweep_dir / "pruning.jsonl"
     # Stop it once some trial was pruned and some other trial is still training.
     wait_for(lambda: (sweep_dir / "pruned.jsonl").is_file(), "a pruned trial", process, timeout=300)
+    wait_for(lambda: training(sweep_dir), "a trial training", process, timeout=300)
     process.send_signal(signum)
     process.wait(timeout=120)
     assert process.returncode == 128 + signum, process.err_path.read_text()[-2000:]
@@ -253,6 +253,15 @@ def test_a_pruned_sweep_stopped_by_a_signal_resumes_to_the_same_pruned_set(tmp_p
     rerun = run_dlrun(*LONG, *chosen, "hydra.sweep.dir=stopped", cwd=tmp_path, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rung_file.read_text().startswith(stopped_reports)  # the reports before the stop were kept
-    assert check_pruned_sweep(sweep_dir, 900, 100) == expected
-    records = {r["number"]: (r["status"], r["objective"]) for r in sweep_ledger(sweep_dir)}
-    assert records == {r["number"]: (r["status"], r["objective"]) for r in sweep_ledger(tmp_path / "straight")}
+    assert check_pruned_sweep(sweep_dir, 3000, 300) == expected
+    records = {r["number"]: r for r in sweep_ledger(sweep_dir)}
+    for before in sweep_ledger(tmp_path / "straight"):
+        record = records[before["number"]]
+        assert record["status"] == before["status"] and record.get("step") == before.get("step")
+        resumed = read_summary(Path(record["run_dir"]))["resumed_from"]
+        if launcher == "stacked" and resumed:
+            # a stacked trial stopped mid-stack resumes alone, and a solo run in a sweep rounds its losses
+            # differently from its stack (about 1e-7) by the end: its dev error may differ by an example
+            assert record["objective"] == pytest.approx(before["objective"], abs=0.02)
+        else:
+            assert record["objective"] == before["objective"]
