@@ -88,6 +88,16 @@ def wait_for(condition, what: str, process: subprocess.Popen | None = None, time
         time.sleep(0.05)
 
 
+# The test cluster's launcher settings (scripts/slurm_cluster.sh: one node, partition debug).
+SLURM_LAUNCHER = (
+    "hydra/launcher=submitit_slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+)
+
+
 # ------------------------------------------------------------------ dlrun in this process
 
 

@@ -14,7 +14,17 @@ import time
 
 import pytest
 
-from helpers import last_step, output, read_metrics, read_summary, run_dlrun, start_dlrun, sweep_ledger, wait_for
+from helpers import (
+    SLURM_LAUNCHER,
+    last_step,
+    output,
+    read_metrics,
+    read_summary,
+    run_dlrun,
+    start_dlrun,
+    sweep_ledger,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow  # needs a service: the SLURM cluster
 
@@ -37,11 +47,7 @@ def test_requeued_and_timed_out_trials_resume_from_their_checkpoints(tmp_path, s
         "hydra.sweeper.budget=2",
         "hydra.sweeper.rounds=1",
         "hydra.sweep.dir=s",
-        "hydra/launcher=submitit_slurm",
-        "hydra.launcher.partition=debug",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1",
-        "hydra.launcher.timeout_min=10",
+        *SLURM_LAUNCHER,
         "hydra.launcher.max_num_timeout=2",
         cwd=tmp_path,
         env=slurm_cluster,

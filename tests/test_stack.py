@@ -99,7 +99,7 @@ def test_a_stack_trains_as_one_part_per_core_and_each_trial_is_still_its_solo_ru
         assert stacked[k]["metrics"] == solo[k]["metrics"]
 
 
-def test_parts_are_one_per_core_on_the_cpu_only_and_not_with_dropout():
+def test_parts_are_one_per_core_on_the_cpu_only_and_not_with_dropout_or_pruning():
     from dlrunner.stack.train import core_parts
 
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
@@ -111,6 +111,7 @@ def test_parts_are_one_per_core_on_the_cpu_only_and_not_with_dropout():
     assert core_parts(mlp, 5, 2, torch.device("cuda")) == [list(range(5))]  # one stack on a GPU
     with_dropout = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))
     assert core_parts(with_dropout, 6, 2, cpu) == [list(range(6))]  # one generator: masks in a fixed order
+    assert core_parts(mlp, 6, 2, cpu, pruning=True) == [list(range(6))]  # rung reports in a fixed order
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])

@@ -237,6 +237,10 @@ def test_constraints_decide_eligibility(tmp_path):
         (["data=moons", "--export-wandb", "wb.yaml"], "no parameter to export"),
         (["sweep=lr", "hydra.sweeper.constraints=['n_params <<= 3']"], "constraint"),
         (["sweep=lr", "hydra/launcher=nonexistent"], "hydra/launcher"),
+        (["sweep=lr", "hydra.sweeper.pruner=asha"], "hydra.sweeper.pruner='asha': none, or halving"),
+        (["sweep=lr", "hydra.sweeper.pruning.reduction_factor=1"], "reduction_factor=1: a whole number >= 2"),
+        (["sweep=lr", "hydra.sweeper.pruning.min_steps=0"], "hydra.sweeper.pruning.min_steps=0: a whole number"),
+        (["sweep=lr", "hydra.sweeper.pruner=halving", "hydra.sweeper.pruning.min_steps=300"], "trainer.steps=300"),
     ],
 )
 def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):

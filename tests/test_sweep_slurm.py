@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from helpers import read_summary, run_dlrun
+from helpers import SLURM_LAUNCHER, read_summary, run_dlrun
 
 pytestmark = pytest.mark.slow  # needs a service: the SLURM cluster
 
@@ -28,11 +28,7 @@ def test_sweep_on_a_real_slurm_cluster(tmp_path, slurm_cluster):
         "hydra.sweeper.budget=4",
         "hydra.sweeper.rounds=2",
         "hydra.sweep.dir=s",
-        "hydra/launcher=submitit_slurm",
-        "hydra.launcher.partition=debug",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1",
-        "hydra.launcher.timeout_min=10",
+        *SLURM_LAUNCHER,
         cwd=tmp_path,
         env=slurm_cluster,
         timeout=600,

@@ -234,6 +234,8 @@ def train_task(cfg) -> dict:
             f"{summary['diagnosis']['verdict']}",
             flush=True,
         )
+        if summary["status"] == "pruned":
+            print(f"    {summary['message']}", flush=True)
     # A diverged run is a result (status "diverged" in summary.json), not a crash: exit 0.
     in_worker = "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
     if summary["status"] == "interrupted" and not in_worker:  # a joblib worker returns: the sweep stops the pool

@@ -155,7 +155,7 @@ class WandbLogger(NoLogger):
         if run is not None:
             offline = Path(run.dir).parent if getattr(run.settings, "mode", "") == "offline" else None
             try:
-                run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
+                run.finish(exit_code=0 if status in ("completed", "diverged", "pruned") else 1)
             except Exception as err:
                 self._warn(f"W&B failed to finish the run ({type(err).__name__}: {err})")
                 return

@@ -49,7 +49,8 @@ def objective_by_parameter_figure(trials, space, regions, objective_name: str):
     from matplotlib.ticker import PercentFormatter
 
     eligible = [t for t in trials if t["eligible"] and _finite_objective(t)]
-    broken = [t for t in trials if t["status"] != "completed" or not _finite_objective(t)]
+    pruned = [t for t in trials if t["status"] == "pruned" and _finite_objective(t)]
+    broken = [t for t in trials if t["status"] not in ("completed", "pruned") or not _finite_objective(t)]
     rounds = sorted({t["round"] for t in trials})
     colours = plt.get_cmap("viridis")([i / max(1, len(rounds) - 1) for i in range(len(rounds))])
     values = [t["objective"] for t in eligible]
@@ -81,6 +82,16 @@ def objective_by_parameter_figure(trials, space, regions, objective_name: str):
             if region and _is_numeric(param):
                 ends = sorted(value(v) for v in region)
                 axis.axvspan(ends[0], ends[1], color=colour, alpha=0.08)
+        stopped = [t for t in pruned if name in t["params"]]
+        if stopped:  # at the score they were pruned at: comparable only with the others at that rung
+            axis.scatter(
+                [position(t["params"][name]) for t in stopped],
+                [t["objective"] for t in stopped],
+                label="pruned (at its rung)",
+                facecolors="none",
+                edgecolors="grey",
+                s=18,
+            )
         shown = [t for t in broken if name in t["params"]]
         if shown:
             axis.scatter(
@@ -163,10 +174,12 @@ def sweep_report(sweep_dir: Path) -> Path:
     regions = json.loads((sweep_dir / "regions.json").read_text()) if (sweep_dir / "regions.json").is_file() else []
     page = Page(f"dlrunner sweep: {sweep_dir.name}", sweep_dir / "report")
     eligible = [t for t in trials if t["eligible"]]
-    failed = [t for t in trials if t["status"] != "completed"]
+    pruned = [t for t in trials if t["status"] == "pruned"]
+    failed = [t for t in trials if t["status"] not in ("completed", "pruned")]
     page.paragraph(
         f"{len(trials)} trials: {len(eligible)} eligible, {len(failed)} failed or diverged, "
-        f"{len(trials) - len(eligible) - len(failed)} outside the constraints.",
+        + (f"{len(pruned)} pruned (stopped early by successive halving), " if pruned else "")
+        + f"{len(trials) - len(eligible) - len(failed) - len(pruned)} outside the constraints.",
         "verdict",
     )
     if space and trials:

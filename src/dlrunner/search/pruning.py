@@ -180,3 +180,136 @@ class SharedHalving:
                 continue  # a line cut short by a killed process: that report is made again
             halving.report(record["trial"], record["step"], record["value"])
         return halving
+
+
+# ---------------------------------------------------------------------- a sweep trial's side
+#
+# A sweep with ``hydra.sweeper.pruner=halving`` gives every trial, through ``hydra.job.env_set``,
+# its number (TRIAL_ENV) and the sweep's rung file and settings (PRUNING_ENV, JSON). dlrun's
+# training loop builds a ``TrialPruner`` from them; any other Hydra app calls ``report``.
+
+PRUNING_ENV = "DLRUN_PRUNING"
+TRIAL_ENV = "DLRUN_SWEEP_TRIAL"  # set by the sweeper for every trial (dlrunner.loggers.SWEEP_ENV)
+PRUNED_FILE = "pruned.jsonl"
+
+
+def default_min_steps(max_steps: int, reduction_factor: int, eval_every: int = 1) -> int:
+    """The first rung when none is given: 1/eta**2 of the training (two rungs), rounded up to a
+    whole number of evaluations, since a trial is only judged when it is evaluated."""
+    every = max(1, int(eval_every))
+    return max(every, -(-(max_steps // reduction_factor**2) // every) * every)
+
+
+class TrialPruner:
+    """One trial of a sweep reporting to the sweep's shared successive halving.
+
+    Only the first report at or past each rung is written (the others cannot change a decision),
+    and none at or past ``max_steps`` (a finished trial is never pruned), so the rung file does
+    not depend on each trial's length. A pruned trial also appends where and why to
+    ``pruned.jsonl`` beside it, which the sweep reads (``read_pruned``)."""
+
+    def __init__(
+        self, trial: int, path, max_steps: int, min_steps=None, reduction_factor: int = 3, direction="minimize"
+    ):
+        if min_steps is None:
+            min_steps = default_min_steps(max_steps, reduction_factor)
+        self.trial = int(trial)
+        self.max_steps = max_steps
+        self.shared = SharedHalving(
+            path, max_steps=max_steps, min_steps=min_steps, reduction_factor=reduction_factor, direction=direction
+        )
+        self.rungs = SuccessiveHalving(**self.shared.settings).rungs
+        self.reduction_factor = reduction_factor
+        self.reported = 0  # rungs reported so far
+        self.pruned_at: dict | None = None  # {"step", "value", "rung", "peers"} once pruned
+
+    def report(self, step: int, value: float | None) -> bool:
+        """The objective after ``step`` steps; True when the trial is to stop (pruned)."""
+        if self.pruned_at is not None:
+            return True
+        if step >= self.max_steps or self.reported >= len(self.rungs) or step < self.rungs[self.reported]:
+            return False
+        self.reported = sum(1 for rung in self.rungs if rung <= step)
+        if self.shared.report(self.trial, step, value) == CONTINUE:
+            return False
+        halving = self.shared.replay(self.shared.path.read_text().splitlines())
+        rung = halving.pruned.get(self.trial, step)
+        self.pruned_at = {"step": step, "value": value, "rung": rung, "peers": len(halving.scores.get(rung, {}))}
+        import json
+
+        with open(self.record_path, "a") as handle:  # one short line: appended whole
+            handle.write(json.dumps({"trial": self.trial, **self.pruned_at}) + "\n")
+        return True
+
+    @property
+    def record_path(self):
+        """Which trials were pruned where, for the sweep (``read_pruned``): beside the rung file."""
+        return self.shared.path.with_name(PRUNED_FILE)
+
+    def explain(self, what: str = "objective") -> str:
+        """The line a pruned trial prints: where it stopped and why."""
+        p = self.pruned_at or {}
+        value = f"{p['value']:.4g}" if isinstance(p.get("value"), (int, float)) else str(p.get("value"))
+        return (
+            f"pruned at step {p.get('step')}: {what} {value} not in the best 1/{self.reduction_factor} "
+            f"of the {p.get('peers')} trials at this rung (step {p.get('rung')})"
+        )
+
+
+def trial_pruner(environ, max_steps: int, eval_every: int = 1) -> TrialPruner | None:
+    """The pruner of a sweep trial, from its environment (``os.environ``, or a stacked trial's
+    ``hydra.job.env_set``); None outside a sweep that prunes. Raises ValueError for settings that
+    leave no rung below ``max_steps``."""
+    import json
+
+    text = environ.get(PRUNING_ENV)
+    trial = environ.get(TRIAL_ENV)
+    if not text or trial is None:
+        return None
+    settings = json.loads(str(text))
+    factor = int(settings.get("reduction_factor", 3))
+    min_steps = settings.get("min_steps")
+    if min_steps is None:
+        min_steps = default_min_steps(max_steps, factor, eval_every)
+    return TrialPruner(
+        int(trial), settings["path"], max_steps, min_steps, factor, settings.get("direction", "minimize")
+    )
+
+
+def read_pruned(path) -> dict[int, dict]:
+    """The trials pruned in a sweep, from the record its trials keep beside the rung file
+    (``TrialPruner.record_path``): trial -> {"step", "value", "rung", "peers"}."""
+    import json
+    from pathlib import Path
+
+    pruned = {}
+    path = Path(path)
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # cut short by a kill: the trial writes it again when it is rerun
+        pruned.setdefault(int(record["trial"]), record)
+    return pruned
+
+
+_pruners: dict = {}
+
+
+def report(step: int, value: float | None, max_steps: int) -> bool:
+    """For a Hydra app swept with ``hydra.sweeper.pruner=halving``: report the trial's objective
+    after ``step`` of its ``max_steps`` training steps; True means the trial is pruned and should
+    stop (and return its result as usual: the sweep records it as pruned). Outside such a sweep
+    it always returns False.
+
+    >>> report(10, 0.5, max_steps=100)  # not in a sweep
+    False
+    """
+    import os
+
+    key = (os.environ.get(PRUNING_ENV), os.environ.get(TRIAL_ENV), max_steps)
+    if key not in _pruners:
+        _pruners.clear()  # a new trial in this process
+        _pruners[key] = trial_pruner(os.environ, max_steps)
+    pruner = _pruners[key]
+    return pruner is not None and pruner.report(step, value)

@@ -126,10 +126,11 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
 
     cfgs = [prepared[i][0] for i in group]
     run_dirs = [prepared[i][1] for i in group]
+    environments = [prepared[i][2] for i in group]
     numbers = [configs[i].hydra.job.num for i in group]
     print(f"Training trials {_ranges(numbers)} as one stack of {len(group)}", flush=True)
     try:
-        summaries = train_stacked(cfgs, run_dirs, Console(quiet=True), progress="auto")
+        summaries = train_stacked(cfgs, run_dirs, Console(quiet=True), progress="auto", environments=environments)
     except NotStackable as why:
         print(f"note: trials {_ranges(numbers)} train one at a time: {why}", flush=True)
         for i in group:
@@ -148,6 +149,8 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
             f"{summary['diagnosis']['verdict']} (stacked)",
             flush=True,
         )
+        if summary["status"] == "pruned":
+            print(f"    {summary['message']}", flush=True)
     if any(s["status"] == "interrupted" for s in summaries):
         from dlrunner.train.signals import exit_code
 
@@ -155,12 +158,15 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
 
 
 def _prepare(prepared: dict, i: int):
-    """The task function of a trial that will train in a stack: validate its config, note its folder."""
+    """The task function of a trial that will train in a stack: validate its config, note its folder
+    and its environment variables (its place in the sweep, the sweep's pruner)."""
 
     def task(cfg):
         validate(cfg)
         cfg.trainer.progress = "none"
-        prepared[i] = (cfg, Path(HydraConfig.get().runtime.output_dir))
+        hydra_cfg = HydraConfig.get()
+        environment = {str(k): str(v) for k, v in (hydra_cfg.job.env_set or {}).items()}
+        prepared[i] = (cfg, Path(hydra_cfg.runtime.output_dir), environment)
 
     return task
 

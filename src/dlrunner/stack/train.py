@@ -6,7 +6,8 @@ trial's seed, as its solo run), the same shuffles (each trial's own generator), 
 schedules, L2, gradient clipping, evaluation schedule, early stopping and divergence rules --
 kept per trial -- and at the end each trial's folder gets metrics.jsonl, summary.json (via the
 solo ``summarize``), analysis.json, checkpoints (best.pt and last.pt in the solo formats, written
-at the end) and its logger run. A trial that diverges or stops early is frozen; the others go on.
+at the end) and its logger run. A trial that diverges, stops early or is pruned by the sweep is
+frozen; the others go on.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from dlrunner.train.loop import get_rng_state
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
 from dlrunner.train.progress import NoProgress, make_progress
 from dlrunner.train.run import summarize
-from dlrunner.train.setup import batch_size_for, build_model, build_optimizer, fit_settings, prepare_process
+from dlrunner.train.setup import (
+    batch_size_for,
+    build_model,
+    build_optimizer,
+    fit_settings,
+    prepare_process,
+    sweep_pruner,
+)
 from dlrunner.train.signals import STOP, Interrupted
 from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
 
@@ -50,10 +58,16 @@ class NotStackable(Exception):
 
 
 def train_stacked(
-    cfgs: list[DictConfig], run_dirs: list[Path], console: Console | None = None, progress: str = "none"
+    cfgs: list[DictConfig],
+    run_dirs: list[Path],
+    console: Console | None = None,
+    progress: str = "none",
+    environments: list[dict] | None = None,
 ) -> list[dict]:
     """Train the trials ``cfgs`` (one stack) into ``run_dirs``; return their summaries. ``progress``:
     one bar (or plain lines) for the whole stack, showing its best trial (``trainer.progress`` modes).
+    ``environments``: each trial's ``hydra.job.env_set`` (its place in a sweep, the sweep's pruner:
+    the trials share this process, so not its environment).
     Raises NotStackable, before any file is written, when they cannot share a stack."""
     console = console or Console(quiet=True)
     for cfg in cfgs:
@@ -86,9 +100,12 @@ def train_stacked(
         torch.set_num_threads(
             first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size)
         )
-    parts = core_parts(models[0], len(cfgs), first.trainer.threads, device)
     settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
+    for s, environment in zip(settings, environments or [{}] * len(cfgs)):
+        s.pruner = sweep_pruner(environment, s)  # a pruned trial is frozen, as an early-stopped one
     l2 = [float(cfg.regularization.l2) for cfg in cfgs]
+    pruning = any(s.pruner is not None for s in settings)
+    parts = core_parts(models[0], len(cfgs), first.trainer.threads, device, pruning)
 
     def start_files(cfg, run_dir) -> RunFiles:  # from here on the run folders fill up
         out = RunFiles(run_dir)
@@ -120,7 +137,9 @@ def train_stacked(
             files[i].save_checkpoint("last", state)
 
         pick = lambda values: [values[i] for i in trials]  # noqa: E731
-        return StackFit(stacked, optimizer, data, pick(settings), pick(files), pick(l2), checkpoint)
+        fit = StackFit(stacked, optimizer, data, pick(settings), pick(files), pick(l2), checkpoint)
+        fit.stack_size = len(cfgs)
+        return fit
 
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
@@ -191,6 +210,7 @@ class StackFit:
         self.orders = [None] * k
         self.eval_s_total = 0.0
         self.progress = NoProgress()
+        self.stack_size = k  # of the whole stack, when this is one of its parts (core_parts)
 
     def active(self) -> list[int]:
         return [k for k in range(self.stacked.k) if self.stopped_at[k] is None]
@@ -270,7 +290,7 @@ class StackFit:
         active = self.active()
         data, stacked = self.data, self.stacked
         per_split = {
-            name: evaluate_stack(stacked, *data.splits[name], data.task, active)
+            name: evaluate_stack(stacked, *data.splits[name], data.task, active, self.stack_size)
             for name in EVALUATED_SPLITS
             if name in data.splits
         }
@@ -307,7 +327,9 @@ def in_threads(function, items: list[tuple]) -> list:
         torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
 
 
-def core_parts(model: torch.nn.Module, k: int, threads: int | None, device: torch.device) -> list[list[int]]:
+def core_parts(
+    model: torch.nn.Module, k: int, threads: int | None, device: torch.device, pruning: bool = False
+) -> list[list[int]]:
     """The trials of a stack as parts trained side by side, one per CPU core and each on one thread.
 
     A stack of small models keeps only part of a second core busy through torch's threads (its
@@ -315,9 +337,12 @@ def core_parts(model: torch.nn.Module, k: int, threads: int | None, device: torc
     K/2 trials on each core keep both busy: the stack's loop runs as one part per core
     (``trainer.threads``, else torch's default), at least one trial each. Each part is a stack of
     its own, so its trials still take their solo runs' steps. Dropout draws its masks from torch's
-    global generator, which parts running at once would share in no fixed order: such a stack stays whole."""
+    global generator, which parts running at once would share in no fixed order: such a stack stays
+    whole. So does a stack whose trials may be pruned, so that they report to the sweep's rungs in
+    one order (successive halving decides by the order of the reports): the same sweep prunes the same trials."""
     cores = threads or TORCH_DEFAULT_THREADS
-    if device.type != "cpu" or cores < 2 or k < 2 or any(isinstance(m, torch.nn.Dropout) for m in model.modules()):
+    dropout = any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    if device.type != "cpu" or cores < 2 or k < 2 or dropout or pruning:
         return [list(range(k))]
     return even_split(list(range(k)), -(-k // min(cores, k)))
 

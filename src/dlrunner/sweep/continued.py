@@ -44,11 +44,13 @@ class Continued:
             )
         return [self._shifted(trial) for trial in self.extra.ask()]
 
-    def tell(self, number: int, value, status: str = "completed", eligible: bool | None = None) -> None:
+    def tell(
+        self, number: int, value, status: str = "completed", eligible: bool | None = None, step: int | None = None
+    ) -> None:
         if number < self._offset:
-            self.first.tell(number, value, status, eligible)
+            self.first.tell(number, value, status, eligible, step)
         else:
-            self.extra.tell(number - self._offset, value, status, eligible)
+            self.extra.tell(number - self._offset, value, status, eligible, step)
 
     @property
     def trials(self) -> list[Trial]:

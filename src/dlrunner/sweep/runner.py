@@ -31,9 +31,12 @@ from dlrunner.sweep.best import is_dlrun_task
 from dlrunner.sweep.outcome import is_number, outcome, read_summary
 from dlrunner.sweep.space import fill, parse_space
 
-FINAL = {"completed", "diverged", "failed"}  # an interrupted trial is run again when the sweep resumes
+FINAL = {"completed", "diverged", "failed", "pruned"}  # an interrupted trial is run again when the sweep resumes
 # Sweeper settings that do not change which trials a sweep runs (resuming may change them).
 NOT_IDENTITY = {"export_wandb", "max_batch_size", "max_failure_rate"}
+# Settings added since sweep.json was first written: a sweep folder without them had these values.
+ADDED_SETTINGS = {"pruner": "none", "pruning": {"min_steps": None, "reduction_factor": 3}}
+RUNG_FILE = "pruning.jsonl"  # the rungs every trial reports to (search.pruning.SharedHalving)
 
 
 class SweepFailed(RuntimeError):
@@ -68,6 +71,7 @@ class SweepRunner:
         # Compose one sample trial now, so that a bad key fails before anything is written.
         sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
         self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
+        self._check_pruning_fits(fill(template, sample.params))
         if s.get("export_wandb"):
             from dlrunner.sweep.wandb_export import caveats, export
 
@@ -82,6 +86,7 @@ class SweepRunner:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         done = {r["number"]: r for r in read_ledger(self.ledger_path)}
         self.changed = self._changed_settings(bool(done))
+        self._check_same_pruning()
         search = self._search_for(space, resuming=bool(done))
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
         self._write_space(space)
@@ -135,7 +140,9 @@ class SweepRunner:
                 if record is not None and record.get("params") == _jsonable(trial.params):
                     if trial.number not in done:
                         append_ledger(self.ledger_path, record)  # finished but never written: the sweep was killed
-                    search.tell(trial.number, record["objective"], record["status"], record["eligible"])
+                    search.tell(
+                        trial.number, record["objective"], record["status"], record["eligible"], record.get("step")
+                    )
                 else:
                     to_run.append(trial)
             for chunk in _chunks(to_run, self._batch_size()):
@@ -158,7 +165,7 @@ class SweepRunner:
                 self.returns.setdefault(group, []).append(job)
                 record = self._record(trial, job)
                 append_ledger(self.ledger_path, record)
-                search.tell(trial.number, record["objective"], record["status"], record["eligible"])
+                search.tell(trial.number, record["objective"], record["status"], record["eligible"], record.get("step"))
 
     def _stop_for_workers(self):
         """With joblib's worker processes, a stop signal is passed on to the workers and the pool is
@@ -206,6 +213,10 @@ class SweepRunner:
                 )
             elif status == "completed" and self.settings["constraints"]:
                 self._check_paths({}, objective, constraint_values)
+        pruned = self._pruned().get(trial.number) if status not in ("failed", "interrupted") else None
+        if pruned is not None:  # scored at its rung only: comparable with the other trials there, never best
+            status, objective = "pruned", pruned.get("value")
+            message = message if "pruned" in message else f"pruned at step {pruned.get('step')}"
         finite = is_number(objective) and math.isfinite(objective)
         return {
             "number": trial.number,
@@ -223,7 +234,16 @@ class SweepRunner:
             "objective_from": "mapping" if isinstance(result, Mapping) else "return value",
             "overrides": self._trial_overrides(trial),
             "launcher_overrides": self.launcher_overrides,
+            **({"step": pruned.get("rung"), "stopped_at": pruned.get("step")} if pruned is not None else {}),
         }
+
+    def _pruned(self) -> dict:
+        """The trials pruned so far (their rung, score and step), from what they recorded."""
+        if self.settings.get("pruner", "none") != "halving":
+            return {}
+        from dlrunner.search.pruning import PRUNED_FILE, read_pruned
+
+        return read_pruned(self.sweep_dir / PRUNED_FILE)
 
     def _search_for(self, space: dict, resuming: bool):
         """The search: a coarse-to-fine sweep resumed with a larger budget keeps the search it
@@ -283,11 +303,26 @@ class SweepRunner:
         if not resuming or before is None:
             path.write_text(json.dumps(now, indent=2))
             return []
+        before = {**ADDED_SETTINGS, **before}
         return [
             f"hydra.sweeper.{key} was {before.get(key)!r}, now {now.get(key)!r}"
             for key in sorted(set(before) | set(now))
             if before.get(key) != now.get(key)
         ]
+
+    def _check_same_pruning(self) -> None:
+        """Pruning decisions replay the sweep's rung file: other pruning settings would judge the
+        trials still to run by other rules than the ones already judged."""
+        changed = [c for c in self.changed if c.startswith(("hydra.sweeper.pruner ", "hydra.sweeper.pruning "))]
+        if changed:
+            raise ConfigError(
+                Problem(
+                    "hydra.sweep.dir",
+                    str(self.sweep_dir),
+                    f"holds a sweep run with other pruning settings ({'; '.join(changed)}); rerun the same "
+                    "command to resume it, or choose a new hydra.sweep.dir",
+                )
+            )
 
     def _check_same_sweep(self, record: dict | None, trial) -> None:
         """Resuming means the same search: a ledger written with other settings would mix two sweeps.
@@ -335,7 +370,28 @@ class SweepRunner:
             f"++hydra.job.env_set.{trial_env}={trial.number}",
             f"++hydra.job.env_set.{round_env}={trial.round}",
         ]
-        return self._trial_overrides(trial) + self.launcher_overrides + tracking
+        return self._trial_overrides(trial) + self.launcher_overrides + tracking + self._pruning_env()
+
+    def _pruning_env(self) -> list[str]:
+        """With hydra.sweeper.pruner=halving, the rung file and the settings, as JSON in one variable
+        (search.pruning.trial_pruner reads it): every launcher passes hydra.job.env_set on, and a
+        stacked trial keeps it in its own config."""
+        if self.settings.get("pruner", "none") != "halving":
+            return []
+        from dlrunner.search.pruning import PRUNING_ENV
+
+        pruning = self.settings.get("pruning") or {}
+        value = json.dumps(
+            {
+                "path": str((self.sweep_dir / RUNG_FILE).resolve()),
+                "min_steps": pruning.get("min_steps"),
+                "reduction_factor": pruning.get("reduction_factor", 3),
+                # dlrun's trials report their dev error; another app reports its objective
+                "direction": "minimize" if self.dlrun else self.settings["direction"],
+            }
+        )
+        quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+        return [f"++hydra.job.env_set.{PRUNING_ENV}='{quoted}'"]
 
     def _finished_in_folder(self, trial) -> dict | None:
         """A dlrun trial that finished (its summary.json is final) but was never written to the ledger."""
@@ -413,6 +469,7 @@ class SweepRunner:
                     "a whole number >= 1: the most trials in one stack",
                 )
             )
+        problems += self._pruning_problems()
         for text in s["constraints"]:
             try:
                 parse_constraint(text)
@@ -420,6 +477,45 @@ class SweepRunner:
                 problems.append(Problem("hydra.sweeper.constraints", text, str(err)))
         if problems:
             raise ConfigError(problems)
+
+    def _pruning_problems(self) -> list[Problem]:
+        s = self.settings
+        if s.get("pruner", "none") not in ("none", "halving"):
+            return [
+                Problem(
+                    "hydra.sweeper.pruner",
+                    s.get("pruner"),
+                    "none, or halving (successive halving: stop the trials in the worst part at each rung)",
+                )
+            ]
+        pruning, problems = s.get("pruning") or {}, []
+        min_steps, factor = pruning.get("min_steps"), pruning.get("reduction_factor", 3)
+        if min_steps is not None and (not isinstance(min_steps, int) or min_steps < 1):
+            problems.append(
+                Problem("hydra.sweeper.pruning.min_steps", min_steps, "a whole number of training steps >= 1, or null")
+            )
+        if not isinstance(factor, int) or factor < 2:
+            problems.append(
+                Problem("hydra.sweeper.pruning.reduction_factor", factor, "a whole number >= 2 (each rung keeps 1/it)")
+            )
+        return problems
+
+    def _check_pruning_fits(self, overrides: list[str]) -> None:
+        """A first rung at or past a dlrun trial's last step could never prune: say so before anything runs."""
+        min_steps = (self.settings.get("pruning") or {}).get("min_steps")
+        if self.settings.get("pruner", "none") != "halving" or not self.dlrun or min_steps is None:
+            return
+        config = self.sweeper.hydra_context.config_loader.load_sweep_config(self.sweeper.config, overrides)
+        steps = OmegaConf.select(config, "trainer.steps")
+        if isinstance(steps, int) and min_steps >= steps:
+            raise ConfigError(
+                Problem(
+                    "hydra.sweeper.pruning.min_steps",
+                    min_steps,
+                    f"the first rung must come before the trials' last step (trainer.steps={steps}): "
+                    f"at most {steps - 1}",
+                )
+            )
 
     def _parallelism(self) -> int:
         launcher = self.sweeper.config.hydra.launcher

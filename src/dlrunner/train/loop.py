@@ -138,10 +138,10 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
                 )
             if tracker.status == "diverged":
                 break
-            if tracker.stopped_early or tracker.checkpoint_due() or step >= settings.total_steps:
+            if tracker.finished or tracker.checkpoint_due() or step >= settings.total_steps:
                 outputs.save_checkpoint("last", training_state())
             eval_s += time.perf_counter() - eval_started
-            if tracker.stopped_early:
+            if tracker.finished:  # stopped early or pruned
                 break
     except KeyboardInterrupt:
         tracker.interrupt(f"interrupted at step {step}")  # train() adds how to resume this run

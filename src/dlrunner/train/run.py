@@ -7,6 +7,7 @@ looks like a result.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ from dlrunner.train.setup import (
     build_optimizer,
     fit_settings,
     prepare_process,
+    sweep_pruner,
 )
 from dlrunner.train.signals import STOP
 from dlrunner.train.trial import FitSettings
@@ -122,6 +124,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     settings = fit_settings(
         cfg, n_train, batch_size, weights=weight_matrices(model), precision=precision, augment=augment
     )
+    settings.pruner = sweep_pruner(os.environ, settings)
     total_steps = settings.total_steps
     if resume is not None:
         # auto: trained to the end, killed before its summary; fit adds none
@@ -159,6 +162,8 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
         with make_progress(trainer.progress, total_steps, resume["step"] if resume else 0, console) as progress:
             result = fit(model, optimizer, data, settings, outputs, progress, resume)
         stop.finish(result.status == "interrupted")  # from here a signal no longer interrupts: the result gets written
+        if result.status == "pruned":
+            console.print(f"[yellow]{result.message}[/yellow]", highlight=False)
         resumed_from = {"checkpoint": str(resume_path), "step": resume["step"]} if resume else None
         summary = summarize(cfg, data, model, result, settings, resumed_from)
         if result.status == "interrupted":

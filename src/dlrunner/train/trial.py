@@ -34,6 +34,8 @@ class FitSettings:
     human_error: float | None = None
     significant_gap: float = 0.015
     augment: Callable | None = None  # augment(batch, generator) -> a changed copy; training batches only
+    # a sweep's successive halving (search.pruning.TrialPruner): told the dev error at each evaluation
+    pruner: object | None = None
 
     def lr_at(self, epoch: int, step: int) -> float:
         """The learning rate of this step: base lr times the schedule's factor, in double precision."""
@@ -42,7 +44,7 @@ class FitSettings:
 
 @dataclass
 class FitResult:
-    status: str  # completed | diverged | interrupted
+    status: str  # completed | diverged | pruned | interrupted
     message: str
     step: int
     epoch: int
@@ -100,7 +102,7 @@ def patience_ran_out(settings: FitSettings, evals_since_best: int, best_step: in
 
 class TrialTracker:
     """What one trial's evaluations decide: a new best (its weights are to be kept), divergence,
-    early stopping, when a checkpoint is due, and the result at the end."""
+    early stopping, pruning by the sweep, when a checkpoint is due, and the result at the end."""
 
     def __init__(self, settings: FitSettings, resume: dict | None = None):
         self.settings = settings
@@ -126,12 +128,16 @@ class TrialTracker:
             self.evals_since_best += 1
         if patience := patience_ran_out(self.settings, self.evals_since_best, self.best_step):
             self.stopped_early, self.message = True, patience
+        pruner = self.settings.pruner
+        if pruner is not None and not self.stopped_early and pruner.report(record["step"], record["dev"]["error"]):
+            # stopped where it stands: its last metrics are its result, never chosen as best
+            self.status, self.message = "pruned", pruner.explain("dev error")
         return improved
 
     @property
     def finished(self) -> bool:
-        """Diverged or stopped early: this trial trains no further."""
-        return self.status == "diverged" or self.stopped_early
+        """Diverged, stopped early or pruned: this trial trains no further."""
+        return self.status in ("diverged", "pruned") or self.stopped_early
 
     def checkpoint_due(self) -> bool:
         """A "last" checkpoint after every ``checkpoint_every`` evaluations."""
@@ -168,6 +174,6 @@ class TrialTracker:
         evaluates at its last step; early stopping goes back to the best weights), so that the summary
         need not evaluate those splits again: ~10 ms per run, per trial of a stack or a sweep."""
         last = self.last_record
-        if self.status != "completed" or self.stopped_early or last is None or last["step"] != step:
+        if self.status not in ("completed", "pruned") or self.stopped_early or last is None or last["step"] != step:
             return None
         return {name: last[name] for name in EVALUATED_SPLITS if name in last}

@@ -7,6 +7,14 @@ from hydra.core.config_store import ConfigStore
 
 
 @dataclass
+class PruningConf:
+    # the first rung, in training steps; None: 1/reduction_factor**2 of the trial's steps, rounded up
+    # to a whole number of evaluations
+    min_steps: Optional[int] = None
+    reduction_factor: int = 3  # rungs at min_steps * eta**k; each keeps the best 1/eta of the trials there
+
+
+@dataclass
 class DlrunnerSweeperConf:
     _target_: str = "hydra_plugins.dlrunner_sweeper.sweeper.DlrunnerSweeper"
     # key -> distribution in Hydra's override grammar, e.g.
@@ -30,6 +38,9 @@ class DlrunnerSweeperConf:
     # trials per launch (then sweep() returns one list per launch); None = the launcher's parallelism
     max_batch_size: Optional[int] = None
     seed: int = 0
+    # stop bad trials early: none | halving (asynchronous successive halving on the dev error, docs/sweeps.md)
+    pruner: str = "none"
+    pruning: PruningConf = field(default_factory=PruningConf)
     export_wandb: Optional[str] = None  # write the space as a W&B sweep YAML to this file and stop
 
 
