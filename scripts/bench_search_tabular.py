@@ -10,13 +10,14 @@ Continuous proposals are snapped to the table's nearest point in their search co
 
 Strategies: random (log scales), coarse to fine with the previous defaults (3 equal rounds, top 3,
 no exploration), coarse to fine with the new defaults, Optuna TPE (defaults).
-With --pruning: coarse to fine with successive halving (dlrunner.search.pruning: min_steps 3 of
-27 epochs, reduction factor 3, so rungs at epochs 3 and 9) and Optuna TPE with its Hyperband
+With --pruning: coarse to fine with successive halving (dlrunner.search.pruning: --min-steps 3 of
+27 epochs, --reduction-factor 3, so rungs at epochs 3 and 9) and Optuna TPE with its Hyperband
 pruner (min_resource 3, reduction factor 3); reported as regret, the share of training epochs
 spent, and the training spent until the pick's regret reached --target.
 
     python scripts/bench_search_tables.py                  # once: the tables (~10 min on 1 core)
-    python scripts/bench_search_tabular.py --seeds 40 --pruning    # Optuna's runs once (--jobs 2), then seconds
+    python scripts/bench_search_tabular.py --seeds 100 --jobs 2    # Optuna's runs once (~10 min), then ~30 s
+    python scripts/bench_search_tabular.py --seeds 50 --pruning --strategies coarse_to_fine,optuna_tpe
 
 Optuna's runs do not depend on dlrunner's code: their histories are kept in --cache (a JSON file
 next to the tables, keyed by strategy, data set, table file, seed and Optuna's version), so a
@@ -273,12 +274,13 @@ def equal_training(tables: dict, seeds: int, pruner: dict, budgets: list[int], u
     curve = [(spent, mean_se(per_set)[0]) for _, spent, per_set in points]
     for budget, per_set in unpruned.items():
         goal = mean_se(per_set)[0]
-        need = None
+        need, bound = None, ""
         for (s0, r0), (s1, r1) in zip([(0.0, math.inf), *curve], curve):
             if r1 <= goal:
-                need = s1 if not math.isfinite(r0) else s0 + (s1 - s0) * (r0 - goal) / (r0 - r1)
+                # Already there at the smallest budget measured: at most that much.
+                need, bound = (s1, "≤ ") if not math.isfinite(r0) else (s0 + (s1 - s0) * (r0 - goal) / (r0 - r1), "")
                 break
-        shown = f"{need:.1f} | {need / budget:.2f}" if need is not None else f"> {curve[-1][0]:.1f} | -"
+        shown = f"{bound}{need:.1f} | {bound}{need / budget:.2f}" if need is not None else f"> {curve[-1][0]:.1f} | -"
         print(f"| {budget} | {goal:.3f} | {shown} |")
 
 
@@ -293,13 +295,16 @@ def main() -> None:
     parser.add_argument(
         "--pruned-budgets", default="100,200,300,400,600", help="trial budgets of the equal-training comparison"
     )
+    parser.add_argument("--min-steps", type=int, default=3, help="successive halving's first rung (epochs)")
+    parser.add_argument("--reduction-factor", type=int, default=3, help="successive halving keeps 1/this at a rung")
     parser.add_argument("--target", type=float, default=1.0, help="regret (%%) for the training-to-target column")
     args = parser.parse_args()
     tables = {p.stem.removeprefix("table-"): Table(p) for p in sorted(args.tables.glob("table-*.npz"))}
     if not tables:
         raise SystemExit(f"no tables in {args.tables}: run scripts/bench_search_tables.py first")
     strategies = args.strategies.split(",")
-    pruner = dict(min_steps=3, max_steps=27, reduction_factor=3)  # rungs at epochs 3 and 9
+    # By default rungs at epochs 3 and 9 (of 27)
+    pruner = dict(min_steps=args.min_steps, max_steps=27, reduction_factor=args.reduction_factor)
     if args.pruning:
         strategies += ["coarse_to_fine+halving", "optuna_tpe+hyperband"]
     cache = fill_cache(args.cache or args.tables / "optuna-runs.json", tables, args.seeds, strategies, args.jobs)
