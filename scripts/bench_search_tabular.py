@@ -16,7 +16,7 @@ pruner (min_resource 3, reduction factor 3); reported as regret, the share of tr
 spent, and the training spent until the pick's regret reached --target.
 
     python scripts/bench_search_tables.py                  # once: the tables (~10 min on 1 core)
-    python scripts/bench_search_tabular.py --seeds 100 --jobs 2    # Optuna's runs once (~10 min), then ~30 s
+    python scripts/bench_search_tabular.py --seeds 100 --jobs 2    # Optuna's runs once (~15 min), then ~30 s
     python scripts/bench_search_tabular.py --seeds 50 --pruning --strategies coarse_to_fine,optuna_tpe
 
 Optuna's runs do not depend on dlrunner's code: their histories are kept in --cache (a JSON file
