@@ -87,33 +87,6 @@ def test_a_stacked_trial_follows_its_solo_run(tmp_path, model):
         assert {p.name for p in (tmp_path / f"stacked{k}" / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_a_stack_trains_as_one_part_per_core_and_each_trial_is_still_its_solo_run(tmp_path, threads):
-    """On 2 threads the 5 trials train as parts of 3 and 2, side by side; on 1 as one stack."""
-    trials = [(f"optimizer.lr={lr}", f"trainer.seed={k}") for k, lr in enumerate((0.001, 0.002, 0.003, 0.005, 0.01))]
-    stacked, solo = stacked_and_solo(tmp_path, ("model=mlp", f"trainer.threads={threads}"), trials)
-    assert [s["timing"]["stacked_with"] for s in stacked] == [5] * 5
-    assert [s["timing"]["stack_part"] for s in stacked] == ([5] * 5 if threads == 1 else [3, 3, 3, 2, 2])
-    for k in range(len(trials)):
-        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
-        assert stacked[k]["metrics"] == solo[k]["metrics"]
-
-
-def test_parts_are_one_per_core_on_the_cpu_only_and_not_with_dropout_or_pruning():
-    from dlrunner.stack.train import core_parts
-
-    mlp = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
-    cpu = torch.device("cpu")
-    assert core_parts(mlp, 7, 3, cpu) == [[0, 1, 2], [3, 4], [5, 6]]
-    assert core_parts(mlp, 16, 2, cpu) == [list(range(8)), list(range(8, 16))]
-    assert core_parts(mlp, 2, 4, cpu) == [[0], [1]]  # at most one part per trial
-    assert core_parts(mlp, 5, 1, cpu) == [list(range(5))]
-    assert core_parts(mlp, 5, 2, torch.device("cuda")) == [list(range(5))]  # one stack on a GPU
-    with_dropout = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))
-    assert core_parts(with_dropout, 6, 2, cpu) == [list(range(6))]  # one generator: masks in a fixed order
-    assert core_parts(mlp, 6, 2, cpu, pruning=True) == [list(range(6))]  # rung reports in a fixed order
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
 def test_every_stacked_optimizer_takes_the_solo_steps(tmp_path, optimizer):
     lr = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 0.001, "adam": 0.01}[optimizer]
@@ -295,8 +268,7 @@ def sweep_configs(tmp_path: Path, n: int, *overrides: str) -> list:
 
 
 def test_stacks_are_split_evenly_and_2d_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_path, capsys):
-    from dlrunner.stack.group import even_split
-    from dlrunner.stack.launch import CPU_CONV_MAX_STACK, group_trials
+    from dlrunner.stack.launch import CPU_CONV_MAX_STACK, even_split, group_trials
 
     assert even_split(list(range(20)), 16) == [list(range(10)), list(range(10, 20))]
     assert [len(g) for g in even_split(list(range(7)), 3)] == [3, 2, 2]
@@ -524,15 +496,14 @@ def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_
     process.send_signal(getattr(signal, how))
     process.wait(timeout=120)
     steps = [checkpoint_step(c) for c in checkpoints]
-    # each part of the stack (one per core) stops at its own next step
-    assert all(100 <= step < 1500 for step in steps)
+    assert len(set(steps)) == 1 and 100 <= steps[0] < 1500  # one stack: its trials stopped together
     if how == "SIGTERM":  # stopped at its next step: a checkpoint there, summaries that say so
         assert process.returncode == 143
         for n in range(3):
             summary = read_summary(sweep_dir / str(n))
             assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
     else:
-        assert process.returncode == -signal.SIGKILL and all(step % 100 == 0 for step in steps)
+        assert process.returncode == -signal.SIGKILL and steps[0] % 100 == 0
         assert not any((sweep_dir / str(n) / "summary.json").exists() for n in range(3))
 
     rerun = run_dlrun(*STACK_SWEEP, "hydra.sweep.dir=s", cwd=tmp_path, timeout=600)
@@ -542,7 +513,7 @@ def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_
     assert sorted(r["number"] for r in records) == [0, 1, 2] and all(r["status"] == "completed" for r in records)
     for n in range(3):
         summary = read_summary(sweep_dir / str(n))
-        assert summary["resumed_from"]["step"] == steps[n] and summary["timing"]["steps"] == 1500
+        assert summary["resumed_from"]["step"] == steps[0] and summary["timing"]["steps"] == 1500
         metric_steps = [m["step"] for m in read_metrics(sweep_dir / str(n))]
         assert metric_steps == list(range(100, 1600, 100))  # the whole curve, each evaluation once
 

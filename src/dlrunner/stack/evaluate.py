@@ -31,12 +31,8 @@ def per_trial_loss(task: str):
 
 
 @torch.no_grad()
-def evaluate_stack(
-    stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials: list[int], stack_size: int | None = None
-) -> dict[int, dict]:
-    """Loss and error (and precision, recall, F1 for binary tasks) of each trial in ``trials`` on one
-    split. ``stack_size``: the trials of the whole stack when ``stacked`` is one of its parts, so that
-    every part evaluates in the chunks the whole stack would (products round per chunk size)."""
+def evaluate_stack(stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials: list[int]) -> dict[int, dict]:
+    """Loss and error (and precision, recall, F1 for binary tasks) of each trial in ``trials`` on one split."""
     losses_of = per_trial_losses(task)
     device = stacked.device
     chunk_losses = []
@@ -45,7 +41,7 @@ def evaluate_stack(
     # K trials' activations for a chunk of examples are K times a solo run's: smaller chunks keep them
     # the size of a solo evaluation's. Measured for K=16 MLP trials on the 4000 training examples:
     # 67 ms in one chunk, 25 ms in chunks of 512; K=64: 313 ms, 110 ms in chunks of 256.
-    chunk = max(256, EVAL_BATCH // (stack_size or stacked.k))
+    chunk = max(256, EVAL_BATCH // stacked.k)
     for start in range(0, len(X), chunk):
         xb, yb = X[start : start + chunk].to(device), y[start : start + chunk].to(device)
         scores = stacked.eval_forward(xb).float()  # (K, n, C)

@@ -10,7 +10,6 @@ those trials go to another stack (grouping by shape) or run alone.
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -58,14 +57,3 @@ def stack_problem(cfg: DictConfig) -> str | None:
         (any(v for v in OmegaConf.to_container(cfg.data.augment).values()), "data augmentation trains alone"),
     ]
     return next((reason for failed, reason in checks if failed), None)
-
-
-def even_split(members: list[int], limit: int) -> list[list[int]]:
-    """``members`` in as few stacks of at most ``limit`` as possible, their sizes differing by at most
-    one: 20 trials with a limit of 16 make stacks of 10 and 10, not 16 and a slow 4."""
-    count = -(-len(members) // limit)
-    size, extra = divmod(len(members), count)
-    bounds = [0]
-    for n in range(count):
-        bounds.append(bounds[-1] + size + (n < extra))
-    return [members[a:b] for a, b in pairwise(bounds)]

@@ -16,6 +16,7 @@ as every multirun job), losing at most one checkpoint interval; the others stack
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -24,7 +25,7 @@ from omegaconf import open_dict
 from rich.console import Console
 
 from dlrunner.config.validate import validate
-from dlrunner.stack.group import even_split, stack_key, stack_problem
+from dlrunner.stack.group import stack_key, stack_problem
 
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list:
@@ -88,6 +89,17 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
             )
     groups = [group for key, members in by_key.items() for group in even_split(members, limits[key])]
     return [g for g in groups if len(g) > 1]
+
+
+def even_split(members: list[int], limit: int) -> list[list[int]]:
+    """``members`` in as few stacks of at most ``limit`` as possible, their sizes differing by at most
+    one: 20 trials with a limit of 16 make stacks of 10 and 10, not 16 and a slow 4."""
+    count = -(-len(members) // limit)
+    size, extra = divmod(len(members), count)
+    bounds = [0]
+    for n in range(count):
+        bounds.append(bounds[-1] + size + (n < extra))
+    return [members[a:b] for a, b in pairwise(bounds)]
 
 
 def _convolutions_one_by_one(cfg) -> bool:

@@ -155,7 +155,7 @@ class StackedOptimizer:
         # One thread for these calls: each trial's tensors are small, and the parallel region the
         # kernel opens per call whatever the size cost up to 0.3 ms where the update takes 20 us.
         threads = torch.get_num_threads()
-        if threads == 1:  # a part of a stack on its own core (stack.train.core_parts)
+        if threads == 1:  # a small stack already runs on one thread
             return self._kernel_calls(active)
         torch.set_num_threads(1)
         try:

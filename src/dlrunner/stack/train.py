@@ -13,10 +13,7 @@ frozen; the others go on.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -29,9 +26,9 @@ from dlrunner.diagnostics.error_analysis import misclassified
 from dlrunner.internals import BATCH_NORM as BATCH_NORM_LAYERS
 from dlrunner.internals import keep_freed_memory, spare_dynamo_import
 from dlrunner.loggers import build_logger
-from dlrunner.runtime import TORCH_DEFAULT_THREADS, cpu_threads_for, pick_device
+from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_trial_loss
-from dlrunner.stack.group import BATCH_NORM, even_split, stack_problem
+from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
@@ -49,8 +46,6 @@ from dlrunner.train.setup import (
 )
 from dlrunner.train.signals import STOP, Interrupted
 from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
-
-FILE_WRITERS = 4  # threads writing the trials' files when a stack ends
 
 
 class NotStackable(Exception):
@@ -100,53 +95,53 @@ def train_stacked(
         torch.set_num_threads(
             first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size)
         )
+    stacked = StackedModel(models)
+    l2 = [float(cfg.regularization.l2) for cfg in cfgs]
+    optimizer = StackedOptimizer(
+        first.optimizer._target_,
+        stacked.flat,
+        [OmegaConf.to_container(c.optimizer) for c in cfgs],
+        [cfg.regularization.l2 / batch_size for cfg in cfgs],  # lambda/m, as optim.parameter_groups
+        stacked.weight_mask,
+        stacked.sizes,
+    )
     settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
     for s, environment in zip(settings, environments or [{}] * len(cfgs)):
         s.pruner = sweep_pruner(environment, s)  # a pruned trial is frozen, as an early-stopped one
-    l2 = [float(cfg.regularization.l2) for cfg in cfgs]
-    pruning = any(s.pruner is not None for s in settings)
-    parts = core_parts(models[0], len(cfgs), first.trainer.threads, device, pruning)
 
-    def start_files(cfg, run_dir) -> RunFiles:  # from here on the run folders fill up
+    files = []
+    for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
         out = RunFiles(run_dir)
         out.attachments = checkpoint_attachments(data, OmegaConf.to_container(cfg, resolve=True))
         out.start()
         out.write_provenance(cfg.trainer.seed, str(device))
-        return out
+        files.append(out)
 
-    files = in_threads(start_files, list(zip(cfgs, run_dirs)))
-
-    def part_fit(trials: list[int]) -> StackFit:
-        """The trials ``trials`` as one stacked model, its optimizer and its loop."""
-        stacked = StackedModel([models[i] for i in trials])
-        optimizer = StackedOptimizer(
-            first.optimizer._target_,
-            stacked.flat,
-            [OmegaConf.to_container(cfgs[i].optimizer) for i in trials],
-            [cfgs[i].regularization.l2 / batch_size for i in trials],  # lambda/m, as optim.parameter_groups
-            stacked.weight_mask,
-            stacked.sizes,
+    def checkpoint(fit: StackFit, k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
+        """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
+        of its unfinished trials on its own (``dlrunner.stack.launch``)."""
+        files[k].save_checkpoint(
+            "last",
+            last_state(
+                cfgs[k],
+                models[k],
+                stacked,
+                optimizer,
+                fit,
+                k,
+                at,
+                time.perf_counter() - fit.started,
+                settings[k],
+                pending,
+            ),
         )
-
-        def checkpoint(fit: StackFit, k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
-            """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
-            of its unfinished trials on its own (``dlrunner.stack.launch``)."""
-            i = trials[k]
-            train_s = time.perf_counter() - fit.started
-            state = last_state(cfgs[i], models[i], stacked, optimizer, fit, k, at, train_s, settings[i], pending)
-            files[i].save_checkpoint("last", state)
-
-        pick = lambda values: [values[i] for i in trials]  # noqa: E731
-        fit = StackFit(stacked, optimizer, data, pick(settings), pick(files), pick(l2), checkpoint)
-        fit.stack_size = len(cfgs)
-        return fit
 
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
-        fits = [part_fit(trials) for trials in parts]
+        fit = StackFit(stacked, optimizer, data, settings, files, l2, checkpoint)
         try:
-            with make_progress(progress, settings[0].total_steps, 0, Console()) as bar:
-                results = run_parts(fits, bar)
+            with make_progress(progress, settings[0].total_steps, 0, Console()) as fit.progress:
+                results = fit.run()
         except (
             Exception
         ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
@@ -156,26 +151,15 @@ def train_stacked(
         finally:
             for out in files:
                 out.close()
-        interrupted = any(r.status == "interrupted" for part in results for r in part)
+        interrupted = any(r.status == "interrupted" for r in results)
         stop.finish(interrupted)  # from here a signal no longer interrupts: every trial's result gets written
         signal_name = stop.name if interrupted else None
-
-        def finish(i: int, fit: StackFit, k: int, result: FitResult) -> tuple[dict, dict | None]:
-            return finish_trial(
-                cfgs[i], run_dirs[i], files[i], data, models[i], fit.stacked, fit.optimizer, fit, k, result,
-                settings[i], console, signal_name, len(cfgs),
-            )  # fmt: skip
-
-        ending = [
-            (i, fit, k, result)
-            for part, fit, rs in zip(parts, fits, results)
-            for k, (i, result) in enumerate(zip(part, rs))
+        return [
+            finish_trial(
+                cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console, signal_name
+            )
+            for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))
         ]
-        done = dict(zip((i for i, *_ in ending), in_threads(finish, ending)))
-        records = {i: fit.records[k] for part, fit in zip(parts, fits) for k, i in enumerate(part)}
-        for i in range(len(cfgs)):
-            log_trial(cfgs[i], run_dirs[i], records[i], *done[i], console)
-        return [done[i][0] for i in range(len(cfgs))]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
@@ -210,7 +194,6 @@ class StackFit:
         self.orders = [None] * k
         self.eval_s_total = 0.0
         self.progress = NoProgress()
-        self.stack_size = k  # of the whole stack, when this is one of its parts (core_parts)
 
     def active(self) -> list[int]:
         return [k for k in range(self.stacked.k) if self.stopped_at[k] is None]
@@ -290,7 +273,7 @@ class StackFit:
         active = self.active()
         data, stacked = self.data, self.stacked
         per_split = {
-            name: evaluate_stack(stacked, *data.splits[name], data.task, active, self.stack_size)
+            name: evaluate_stack(stacked, *data.splits[name], data.task, active)
             for name in EVALUATED_SPLITS
             if name in data.splits
         }
@@ -310,103 +293,9 @@ class StackFit:
                 self.stopped_at[k] = (step, epoch)
             elif tracker.checkpoint_due() and step < tracker.settings.total_steps:
                 self.checkpoint(self, k, (step, epoch, position), None)  # the final one is written at the end
-        # the stack's progress shows its best trial at this evaluation (PartsProgress: of all parts)
+        # the stack's progress shows its best trial at this evaluation
         self.progress.evaluated(min((self.records[k][-1] for k in active), key=lambda r: r["dev"]["error"]))
         self.eval_s_total += time.perf_counter() - started
-
-
-def in_threads(function, items: list[tuple]) -> list:
-    """``function(*item)`` for each item, on ``FILE_WRITERS`` threads of one CPU thread each: writing a
-    stack's trial files is mostly waiting for the disk (every file is synced before it replaces the
-    old one), which threads can do at once."""
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(FILE_WRITERS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            return list(pool.map(lambda item: function(*item), items))
-    finally:
-        torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
-
-
-def core_parts(
-    model: torch.nn.Module, k: int, threads: int | None, device: torch.device, pruning: bool = False
-) -> list[list[int]]:
-    """The trials of a stack as parts trained side by side, one per CPU core and each on one thread.
-
-    A stack of small models keeps only part of a second core busy through torch's threads (its
-    products are small, and the Python and autograd work between them runs on one thread), while
-    K/2 trials on each core keep both busy: the stack's loop runs as one part per core
-    (``trainer.threads``, else torch's default), at least one trial each. Each part is a stack of
-    its own, so its trials still take their solo runs' steps. Dropout draws its masks from torch's
-    global generator, which parts running at once would share in no fixed order: such a stack stays
-    whole. So does a stack whose trials may be pruned, so that they report to the sweep's rungs in
-    one order (successive halving decides by the order of the reports): the same sweep prunes the same trials."""
-    cores = threads or TORCH_DEFAULT_THREADS
-    dropout = any(isinstance(m, torch.nn.Dropout) for m in model.modules())
-    if device.type != "cpu" or cores < 2 or k < 2 or dropout or pruning:
-        return [list(range(k))]
-    return even_split(list(range(k)), -(-k // min(cores, k)))
-
-
-def run_parts(fits: list[StackFit], bar) -> list[list[FitResult]]:
-    """Each part's loop, the first one in this thread when it is the only one, else each in a thread of
-    its own on one CPU thread; ``bar``: the stack's progress display, which they share."""
-    shared = PartsProgress(bar, fits)
-    for i, fit in enumerate(fits):
-        fit.progress = shared.part(i)
-    if len(fits) == 1:
-        return [fits[0].run()]
-
-    def on_one_thread(fit: StackFit) -> list[FitResult]:
-        torch.set_num_threads(1)  # this thread's share: the other parts run on the other cores
-        return fit.run()
-
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(len(fits), thread_name_prefix="stack-part") as pool:
-            futures = [pool.submit(on_one_thread, fit) for fit in fits]
-            while True:
-                try:
-                    return [future.result() for future in futures]
-                except KeyboardInterrupt:  # reached this thread only: the parts stop at their next step
-                    STOP.received = STOP.received or signal.SIGINT
-    finally:
-        torch.set_num_threads(threads)  # MKL's setting is the process's: this thread's again
-
-
-class PartsProgress:
-    """One progress display for a stack trained in parts: the first part moves the step count, and
-    an evaluation is shown, with the best trial of all parts, once every part still training has made it."""
-
-    def __init__(self, bar, fits: list[StackFit]):
-        self.bar, self.fits = bar, fits
-        self.latest: list[dict | None] = [None] * len(fits)
-        self.lock = threading.Lock()
-
-    def part(self, i: int) -> NoProgress:
-        shared = self
-
-        class Part(NoProgress):
-            def advance(self, step: int, epoch: int) -> None:
-                if i == 0:
-                    shared.bar.advance(step, epoch)
-
-            def evaluated(self, record: dict) -> None:
-                shared.evaluated(i, record)
-
-        return Part()
-
-    def evaluated(self, i: int, record: dict) -> None:
-        with self.lock:
-            self.latest[i] = record
-            step = record["step"]
-            behind = [
-                j
-                for j, fit in enumerate(self.fits)
-                if j != i and fit.active() and (self.latest[j] is None or self.latest[j]["step"] < step)
-            ]
-            if not behind:
-                at_step = [r for r in self.latest if r is not None and r["step"] == step]
-                self.bar.evaluated(min(at_step, key=lambda r: r["dev"]["error"]))
 
 
 def clip_each_trial(grad: torch.Tensor, sizes: list[int], max_norms: torch.Tensor) -> None:
@@ -432,16 +321,12 @@ def finish_trial(
     settings: FitSettings,
     console,
     signal_name: str | None = None,
-    stack_size: int | None = None,
-) -> tuple[dict, dict | None]:
-    """Trial k's solo model with its final (or, after early stopping, best) weights, and its files;
-    returns its summary and error analysis."""
+) -> dict:
+    """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
     # early stopping keeps the best (SPEC B8)
     model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))
     summary = summarize(cfg, data, model, result, settings)
-    stack_size = stack_size or stacked.k
-    summary["timing"]["stacked_with"] = stack_size  # trained in one stack of this many trials
-    summary["timing"]["stack_part"] = stacked.k  # of which this many shared its loop and train_s (core_parts)
+    summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
     if result.status == "interrupted" and signal_name:
         summary["signal"] = signal_name
         summary["message"] = f"{signal_name}: {summary['message']}"
@@ -471,19 +356,15 @@ def finish_trial(
             None,
         ),
     )
-    return summary, analysis
-
-
-def log_trial(cfg, run_dir, records: list[dict], summary: dict, analysis: dict | None, console) -> None:
-    """Trial k's logger run, replayed from its records: one tracker run open at a time."""
-    logger = build_logger(cfg, run_dir, console)
+    logger = build_logger(cfg, run_dir, console)  # replayed now: one tracker run open at a time
     try:
-        for record in records:
+        for record in fit.records[k]:
             logger.log_metrics(record)
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
     finally:
         logger.close(summary["status"])
+    return summary
 
 
 def last_state(
