@@ -68,6 +68,14 @@ class SweepRunner:
             return self._single_job(fill(template, {}))
         if not s.get("export_wandb"):
             self._pool = self._start_pool()
+        try:
+            return self._sweep(space, template, arguments)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+
+    def _sweep(self, space: dict, template, arguments: list[str]):
+        s = self.settings
         # Compose one sample trial now, so that a bad key fails before anything is written.
         sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
         self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
