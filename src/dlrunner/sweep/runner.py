@@ -79,6 +79,7 @@ class SweepRunner:
         # Compose one sample trial now, so that a bad key fails before anything is written.
         sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
         self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
+        self._validated.add(_form(fill(template, sample.params)))  # the trials of its form compose alike
         if s.get("export_wandb"):
             from dlrunner.sweep.wandb_export import caveats, export
 
