@@ -38,7 +38,7 @@ DLRUN_MODULES = ("torch", "dlrunner.train.run")
 def pool_for(launcher, workers: int, dlrun: bool) -> JoblibPool | None:
     """A pool for Hydra's joblib launcher with more than one worker, when the plugin's per-job
     function is the one dlrunner was written for; else None (the launcher's own ``launch``)."""
-    if workers <= 1 or "joblib" not in type(launcher).__module__:
+    if workers <= 1 or "joblib" not in type(launcher).__module__ or getattr(launcher, "joblib", None) is None:
         return None
     from dlrunner.internals import joblib_job_runner
 
@@ -157,7 +157,10 @@ def _ignore_stop_signals(sweep_pid: int) -> None:
 def _warm(modules: tuple[str, ...], sweep_pid: int) -> int:
     _ignore_stop_signals(sweep_pid)
     for name in modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except Exception:  # a head start only: the trial that needs the module reports the error
+            break
     return os.getpid()
 
 
