@@ -138,3 +138,22 @@ def test_a_stop_mid_round_leaves_interrupted_summaries_starts_no_other_trial_and
     for trial in running:  # resumed from its checkpoint, not started over
         assert read_summary(trial)["resumed_from"]["step"] >= 100
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["budget"] == 4
+
+
+@pytest.mark.slow  # two dlrun workers
+def test_a_misspelt_objective_stops_the_sweep_and_the_running_trials_finish(tmp_path):
+    sweep = [
+        *("sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=300"),
+        *("hydra.sweeper.budget=6", "hydra.sweeper.rounds=1", "hydra.sweeper.objective=metrics.dev.eror"),
+        *("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=s"),
+    ]
+    process = start_dlrun(*sweep, cwd=tmp_path)
+    _out, err = output(process, timeout=300)
+    assert process.returncode == 2, err[-3000:]
+    assert "hydra.sweeper.objective='metrics.dev.eror'" in err and "metrics.dev.error" in err
+    assert "Traceback" not in err
+    # Once the first result told, no trial starts (a worker may have taken its next one just
+    # before): the 6 are not all run, and each started trial ran to its end, none killed half-way.
+    started = sorted(int(d.name) for d in (tmp_path / "s").glob("[0-9]*"))
+    assert {0, 1} <= set(started) and len(started) <= 4, started
+    assert all(read_summary(tmp_path / "s" / str(n))["status"] == "completed" for n in started)

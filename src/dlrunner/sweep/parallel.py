@@ -27,6 +27,7 @@ import os
 import pickle
 import signal
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,7 +132,19 @@ class JoblibPool:
                 self.pids.add(pid)
                 yield number, job
         finally:
-            results.close()  # an error here: joblib ends the pool rather than leave trials running unseen
+            with warnings.catch_warnings():  # asked to stop at once (a second Ctrl-C): joblib ends the
+                warnings.simplefilter("ignore")  # workers, and would warn that their trials were cancelled
+                results.close()
+
+    def drain(self, results) -> None:
+        """The sweep stops on an error of its own (a misspelt objective): no waiting trial starts,
+        and the running ones finish and write their summaries (a rerun finds them in their folders)."""
+        import contextlib
+
+        self.stop()
+        with contextlib.suppress(Exception):
+            for _ in results:
+                pass
 
 
 def _pickler():

@@ -189,15 +189,20 @@ class SweepRunner:
         written as it finishes. After a stop, only final results are written (an interrupted
         trial runs again when the sweep resumes)."""
         trials, jobs = {trial.number: trial for trial in chunk}, {}
+        results = self._pool.run([(trial.number, b) for trial, b in zip(chunk, batch)])
         with self._stop_for_workers(self._pool.stop) as stop:
-            for number, job in self._pool.run([(trial.number, b) for trial, b in zip(chunk, batch)]):
-                if job is None:  # not started: the sweep was stopped first
-                    continue
-                jobs[number] = job
-                record = self._record(trials[number], job)
-                if stop.received is None or record["status"] in FINAL:
-                    append_ledger(self.ledger_path, record)
-                    search.tell(number, record["objective"], record["status"], record["eligible"])
+            try:
+                for number, job in results:
+                    if job is None:  # not started: the sweep was stopped first
+                        continue
+                    jobs[number] = job
+                    record = self._record(trials[number], job)
+                    if stop.received is None or record["status"] in FINAL:
+                        append_ledger(self.ledger_path, record)
+                        search.tell(number, record["objective"], record["status"], record["eligible"])
+            except Exception:
+                self._pool.drain(results)
+                raise
         if stop.received is not None:  # the workers' trials stopped and wrote their summaries
             raise SystemExit(stop.exit_code)
         self.returns.setdefault(group, []).extend(jobs[trial.number] for trial in chunk)
