@@ -104,9 +104,6 @@ class JoblibPool:
         from hydra.core.utils import configure_log, filter_overrides, setup_globals
         from joblib import delayed
 
-        if self.warming is not None:  # the warm-up's workers are free before the round's Parallel reuses them
-            self.pids.update(self.warming)
-            self.warming = None
         launcher = self.launcher
         setup_globals()
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -123,6 +120,9 @@ class JoblibPool:
         shared = _pickler().dumps(
             (launcher.hydra_context, launcher.config, launcher.task_function, Singleton.get_state())
         )
+        if self.warming is not None:  # all of the above done while the workers import; now they are free
+            self.pids.update(self.warming)
+            self.warming = None
         results = self._parallel()(
             delayed(_job)(self.execute, str(self.marker), os.getpid(), number, overrides, shared)
             for number, overrides in jobs
