@@ -1,27 +1,30 @@
 #!/usr/bin/env python
-"""Sweep throughput: `dlrun sweep` with 1 and 2 parallel workers (joblib launcher) (issue 7).
+"""Parallel sweeps on the clock: `dlrun sweep` with 1 and 2 joblib workers, timed as a user runs it.
 
-The same sweep each time -- `sweep=lr` on MNIST-1D, the 2x100 MLP, --budget trials of --steps
-steps, random search in one round (so nothing waits on a round's slowest trial) -- run with
-hydra.launcher.n_jobs=1 and =2, alternating, --repeats times. Each run is a fresh `dlrun sweep`
-process, timed from start to exit.
+The command of issue 24 (item 5), each time a fresh process timed from start to exit:
 
-Measured:
-  trials per minute   budget / the sweep process's wall time; 2 workers / 1 worker per repeat
+    dlrun sweep sweep=lr hydra/launcher=joblib hydra.launcher.n_jobs=N hydra.sweeper.budget=B \
+        hydra.sweeper.rounds=1 trainer.steps=S hydra.sweep.dir=...
+
+for each --sweeps B x S and N = 1, 2; for each --src (a name=folder put first on PYTHONPATH, so
+that two versions of dlrunner are timed in the same run, e.g. main's code against a branch), all
+alternating within each of --repeats repeats (the order rotates from repeat to repeat).
+
+Measured, medians over the repeats:
+  sweep wall          the `dlrun sweep` process, start to exit
+  speed-up            1-worker wall / 2-worker wall, paired within a repeat (target >= 1.7)
+  after the last      the last trial's summary.json write to the process's exit (the report,
+  trial (s)           the workers' shutdown)
   per-trial overhead  in the 1-worker sweep (its trials run one after another in one warm process):
                       the time between consecutive trials' summary.json writes, minus the later
-                      trial's training time (summary.json timing.train_s). That cycle holds all
-                      of a trial but its training: the ledger line, the next launch, Hydra's job
-                      set-up, building data and model, the final evaluation and the files.
-  the machine's own   the hand-written loop of scripts/bench_train.py (1 thread, --steps steps)
-  ceiling             run alone and as two processes at once (they meet at a barrier after their
-                      imports, so they train side by side): the pair's summed steps/s over the
-                      lone loop's. Two workers cannot beat what two plain loops get from this
-                      machine's cores (shared caches, memory bandwidth, a virtual machine's
-                      neighbours): the sweep's speed-up is also shown as a share of it.
+                      trial's training time (summary.json timing.train_s): the ledger line, the
+                      next launch, Hydra's job set-up, data and model, the final evaluation, files
+  the machine's own   (--ceiling) the hand-written loop of scripts/bench_train.py (1 thread,
+  ceiling             the larger sweep's steps) alone and as two processes at once (they meet at a
+                      barrier after their imports): the pair's summed steps/s over the lone loop's.
 
-    python scripts/bench_sweep.py                         # 24 trials of 2000 steps, 3 repeats
-    python scripts/bench_sweep.py --budget 8 --steps 200 --repeats 1   # quick look
+    python scripts/bench_sweep.py --src before=/work/main/src --src after=src --repeats 5
+    python scripts/bench_sweep.py --sweeps 4x100 --repeats 1            # quick look
 """
 
 from __future__ import annotations
@@ -45,25 +48,26 @@ from bench_train import machine, positive_int, stats
 TARGETS = {"speedup": ("≥ 1.7", lambda r: r >= 1.7), "overhead": ("≤ 0.5 s", lambda s: s <= 0.5)}
 
 
-def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> dict:
+def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int, src: str | None) -> dict:
     sweep_dir = folder / f"sweep-{jobs}"
     command = [
         dlrun,
         "sweep",
         "sweep=lr",
-        "model=mlp",
-        "trainer.device=cpu",
-        f"trainer.steps={steps}",
-        f"hydra.sweeper.budget={budget}",
-        "hydra.sweeper.rounds=1",
-        "hydra.sweeper.method=random",
         "hydra/launcher=joblib",
         f"hydra.launcher.n_jobs={jobs}",
+        f"hydra.sweeper.budget={budget}",
+        "hydra.sweeper.rounds=1",
+        f"trainer.steps={steps}",
         f"hydra.sweep.dir={sweep_dir}",
     ]
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(src).resolve()), *filter(None, [env.get("PYTHONPATH")])])
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder, env=env)
     wall = time.perf_counter() - started
+    ended = time.time()
     if done.returncode != 0:
         raise SystemExit(
             f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -79,8 +83,8 @@ def run_sweep(dlrun: str, folder: Path, jobs: int, budget: int, steps: int) -> d
     shutil.rmtree(sweep_dir, ignore_errors=True)
     return {
         "wall": wall,
-        "per_minute": budget / wall * 60,
-        "overhead": statistics.median(overheads),
+        "tail": ended - finished[-1][0],
+        "overhead": statistics.median(overheads) if overheads else 0.0,
         "train_s": statistics.median(t for _, t in finished),
     }
 
@@ -112,28 +116,55 @@ def hand_loop_rates(work: Path, steps: int, copies: int) -> list[float]:
     return [json.loads(text.strip().splitlines()[-1])["steps_per_s"] for text in outputs]
 
 
+def parse_sweeps(text: str) -> list[tuple[int, int]]:
+    try:
+        sweeps = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",")]
+    except ValueError:
+        sweeps = []
+    if not sweeps or any(len(s) != 2 or min(s) < 1 for s in sweeps):
+        raise argparse.ArgumentTypeError(f"{text!r}: BUDGETxSTEPS[,BUDGETxSTEPS...], e.g. 12x1500,24x3000")
+    return sweeps
+
+
+def parse_src(text: str) -> tuple[str, str]:
+    name, _, folder = text.partition("=")
+    if not name or not folder or not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME=FOLDER, a folder that holds the dlrunner package")
+    return name, folder
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budget", type=int, default=24, help="trials per sweep")
-    p.add_argument("--steps", type=int, default=2000, help="training steps per trial")
+    p.add_argument("--sweeps", type=parse_sweeps, default=parse_sweeps("12x1500,24x3000"), help="BUDGETxSTEPS,...")
+    p.add_argument("--src", type=parse_src, action="append", default=[], help="NAME=FOLDER first on PYTHONPATH")
     p.add_argument("--repeats", type=positive_int, default=3, metavar="N")
+    p.add_argument("--ceiling", action="store_true", help="also time 1 and 2 hand-written loops at once")
     p.add_argument("--dlrun", default=None, help="the dlrun executable (default: next to this Python)")
     args = p.parse_args()
     beside = Path(sys.executable).parent / "dlrun"
     args.dlrun = args.dlrun or (str(beside) if beside.exists() else shutil.which("dlrun"))
+    codes = args.src or [("installed", None)]
 
     rows: dict[str, list[float]] = {}
+    runs = [(name, src, sweep, jobs) for name, src in codes for sweep in args.sweeps for jobs in (1, 2)]
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        work = bench_train.prepare("mlp", Path(tmp))
+        work = bench_train.prepare("mlp", Path(tmp)) if args.ceiling else None
         for repeat in range(args.repeats):
-            alone, pair = hand_loop_rates(work, args.steps, 1)[0], hand_loop_rates(work, args.steps, 2)
-            rows.setdefault("ceiling", []).append(sum(pair) / alone)
-            got = {jobs: run_sweep(args.dlrun, Path(tmp), jobs, args.budget, args.steps) for jobs in (1, 2)}
-            for jobs, r in got.items():
+            if args.ceiling:
+                steps = max(s for _, s in args.sweeps)
+                alone, pair = hand_loop_rates(work, steps, 1)[0], hand_loop_rates(work, steps, 2)
+                rows.setdefault("ceiling", []).append(sum(pair) / alone)
+            shift = repeat % len(runs)  # alternate: each repeat starts one run later
+            got = {}
+            for name, src, (budget, steps), jobs in runs[shift:] + runs[:shift]:
+                got[name, budget, steps, jobs] = run_sweep(args.dlrun, Path(tmp), jobs, budget, steps, src)
+            for (name, budget, steps, jobs), r in got.items():
                 for key, value in r.items():
-                    rows.setdefault(f"{jobs}:{key}", []).append(value)
-            rows.setdefault("speedup", []).append(got[2]["per_minute"] / got[1]["per_minute"])
-            rows.setdefault("of_ceiling", []).append(rows["speedup"][-1] / rows["ceiling"][-1])
+                    rows.setdefault(f"{name}:{budget}x{steps}:{jobs}:{key}", []).append(value)
+            for name, _ in codes:
+                for budget, steps in args.sweeps:
+                    ratio = got[name, budget, steps, 1]["wall"] / got[name, budget, steps, 2]["wall"]
+                    rows.setdefault(f"{name}:{budget}x{steps}:speedup", []).append(ratio)
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 
     def line(name, key, fmt, target=None):
@@ -146,30 +177,29 @@ def main() -> None:
 
     out = [
         "",
-        f"## dlrun sweep: 1 vs 2 joblib workers, {args.budget} MNIST-1D MLP trials of {args.steps} steps, "
-        f"{args.repeats} repeat(s)",
+        f"## dlrun sweep: 1 vs 2 joblib workers, MNIST-1D, {args.repeats} repeat(s), alternating",
         "",
         "```",
         machine(args.dlrun),
         f"os.cpu_count() = {os.cpu_count()}",
+        *(f"{name}: PYTHONPATH={src}" for name, src in codes if src),
         "```",
         "",
         "| measure | median | min–max | target | result |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for jobs in (1, 2):
-        out.append(line(f"{jobs} worker(s): sweep wall (s)", f"{jobs}:wall", "{:.1f}"))
-        out.append(line(f"{jobs} worker(s): trials per minute", f"{jobs}:per_minute", "{:.1f}"))
-        out.append(line(f"{jobs} worker(s): training time per trial (s)", f"{jobs}:train_s", "{:.2f}"))
-    out.append(line("trials per minute, 2 workers / 1 worker", "speedup", "{:.2f}", "speedup"))
-    out.append(line("the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)", "ceiling", "{:.2f}"))
-    out.append(line("the sweep's speed-up / the machine's ceiling", "of_ceiling", "{:.2f}"))
-    out.append(line("per-trial overhead beyond training, warm worker (s)", "1:overhead", "{:.2f}", "overhead"))
-    out += [
-        "",
-        "Per-trial overhead: median gap between consecutive summary.json writes in the 1-worker sweep, "
-        "minus the later trial's training time.",
-    ]
+    for name, _ in codes:
+        for budget, steps in args.sweeps:
+            key = f"{name}:{budget}x{steps}"
+            what = f"{name}, {budget} trials of {steps} steps"
+            for jobs in (1, 2):
+                out.append(line(f"{what}: {jobs} worker(s): sweep wall (s)", f"{key}:{jobs}:wall", "{:.1f}"))
+            out.append(line(f"{what}: sweep wall, 1 worker / 2 workers", f"{key}:speedup", "{:.2f}", "speedup"))
+            for jobs in (1, 2):
+                out.append(line(f"{what}: {jobs} worker(s): after the last trial (s)", f"{key}:{jobs}:tail", "{:.2f}"))
+            out.append(line(f"{what}: per-trial overhead, 1 worker (s)", f"{key}:1:overhead", "{:.2f}", "overhead"))
+    if args.ceiling:
+        out.append(line("the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)", "ceiling", "{:.2f}"))
     print("\n".join(out))
 
 

@@ -41,7 +41,7 @@ def test_bench_train_quick_prints_the_table():
 
 def test_bench_sweep_tiny_prints_the_table():
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_sweep.py"), "--budget", "3", "--steps", "20", "--repeats", "1"],
+        [sys.executable, str(SCRIPTS / "bench_sweep.py"), "--sweeps", "3x20", "--repeats", "1", "--ceiling"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,10 +49,11 @@ def test_bench_sweep_tiny_prints_the_table():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
     for row in (
-        "1 worker(s): trials per minute",
-        "2 worker(s): trials per minute",
-        "trials per minute, 2 workers / 1 worker",
-        "per-trial overhead beyond training, warm worker (s)",
+        "installed, 3 trials of 20 steps: 1 worker(s): sweep wall (s)",
+        "installed, 3 trials of 20 steps: 2 worker(s): sweep wall (s)",
+        "installed, 3 trials of 20 steps: sweep wall, 1 worker / 2 workers",
+        "installed, 3 trials of 20 steps: 2 worker(s): after the last trial (s)",
+        "installed, 3 trials of 20 steps: per-trial overhead, 1 worker (s)",
         "the machine's ceiling: 2 hand loops at once / 1 (summed steps/s)",
     ):
         assert f"| {row} |" in out, row

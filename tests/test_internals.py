@@ -202,3 +202,29 @@ def test_commands_that_do_not_train_never_import_torch_through_internals(tmp_pat
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
+
+
+def test_the_joblib_launchers_per_job_function_is_taken_inside_its_tested_range():
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is an extra")
+    execute, clean, _log = internals.joblib_job_runner()
+    assert execute.__name__ == "execute_job" and callable(clean)
+    assert internals.PATHS[internals.JOBLIB_FREE_WORKERS] == "private"
+
+
+@pytest.mark.parametrize("change", ["plugin range", "old joblib", "other parameters", "no function"])
+def test_a_joblib_launcher_outside_what_was_tested_takes_its_own_launch(monkeypatch, change):
+    """None: the sweep then launches through the launcher's public launch() (tests/test_sweep_parallel.py)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is an extra")
+    import joblib
+    from hydra_plugins.hydra_joblib_launcher import _core
+
+    if change == "plugin range":
+        monkeypatch.setattr(internals, "JOBLIB_LAUNCHER_RANGE", ((0, 1), (0, 2)))
+    elif change == "old joblib":
+        monkeypatch.setattr(joblib, "__version__", "1.3.2")
+    elif change == "other parameters":
+        monkeypatch.setattr(_core, "execute_job", lambda idx, overrides, context, config, task, state: None)
+    else:
+        monkeypatch.delattr(_core, "execute_job")
+    assert internals.joblib_job_runner() is None
+    assert internals.PATHS[internals.JOBLIB_FREE_WORKERS].startswith("public")

@@ -20,6 +20,7 @@ What is private here, and why:
 - torch's private layer base classes (``_BatchNorm``, ``_DropoutNd``, ``_ConvNd``): "is this a
   batch norm / dropout / convolution", with the public classes as the fallback;
 - Hydra's ``hydra._internal.hydra.Hydra.get_mode``: skipping its probe saves a whole compose;
+- the joblib launcher's ``_core.execute_job``: a sweep's trials handed to whichever worker is free;
 - numpy's array reconstructor: old checkpoints that hold numpy arrays load with ``weights_only``;
 - ``atexit._run_exitfuncs`` and ``os._exit``: dlrun ends without the interpreter's teardown (~1 s).
 """
@@ -479,3 +480,50 @@ def exit_without_teardown(code: int) -> None:
     except (OSError, AttributeError):
         pass
     os._exit(code)
+
+
+# ---- Hydra's joblib launcher, one job at a time ---------------------------------------------------------
+# The plugin's launch() runs a list of jobs and returns when the slowest is done. A sweep that hands
+# its whole round to joblib and takes each trial as it finishes (dlrunner.sweep.parallel) runs each
+# job as the plugin does, through its per-job function ``_core.execute_job`` (the sweep config
+# composed per job, the job's id and number, Hydra's globals and singletons in the worker), and
+# cleans the launcher's joblib settings with its ``_core.process_joblib_cfg``.
+JOBLIB_LAUNCHER_RANGE = ((1, 2), (1, 3))  # hydra-joblib-launcher releases these were written for
+JOBLIB_JOB_PARAMETERS = ("idx", "overrides", "hydra_context", "config", "task_function", "singleton_state")
+JOBLIB_FREE_WORKERS = "joblib trials handed to free workers"
+
+
+def joblib_job_runner():
+    """(execute_job, process_joblib_cfg, log) of Hydra's joblib launcher, for a plugin in the tested
+    range whose per-job function takes the arguments expected, with a joblib that yields results
+    as they complete (1.4 and later); else None: the sweep then launches a worker count at a time
+    through the launcher's public ``launch``."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import joblib
+        from hydra_plugins.hydra_joblib_launcher import _core
+
+        execute, clean, log = _core.execute_job, _core.process_joblib_cfg, _core.log
+        plugin = version("hydra-joblib-launcher")
+    except (ImportError, AttributeError, PackageNotFoundError):
+        took(JOBLIB_FREE_WORKERS, False, "the joblib launcher has no per-job function")
+        return None
+    import inspect
+
+    low, high = JOBLIB_LAUNCHER_RANGE
+    if not low <= version_of(plugin) < high:
+        took(JOBLIB_FREE_WORKERS, False, f"hydra-joblib-launcher {plugin} outside the tested range")
+        return None
+    if version_of(joblib.__version__) < (1, 4):
+        took(JOBLIB_FREE_WORKERS, False, f"joblib {joblib.__version__} yields no results as they complete")
+        return None
+    try:
+        parameters = tuple(inspect.signature(execute).parameters)
+    except (TypeError, ValueError):
+        parameters = ()
+    if parameters != JOBLIB_JOB_PARAMETERS:
+        took(JOBLIB_FREE_WORKERS, False, f"the launcher's per-job function takes {parameters}")
+        return None
+    took(JOBLIB_FREE_WORKERS, True)
+    return execute, clean, log

@@ -20,11 +20,13 @@ class ForwardedStop:
     interrupted summary and checkpoint, and lets the pool finish instead of killing it
     (``received`` says what came). A Ctrl-C on a terminal already reached every process of the
     foreground group, so it is not sent twice (a second signal stops a trial at once). Asked
-    twice, the sweep process stops at once (KeyboardInterrupt)."""
+    twice, the sweep process stops at once (KeyboardInterrupt). ``on_stop`` is called at the first
+    signal, before it is passed on (a pool that must not start more trials)."""
 
-    def __init__(self):
+    def __init__(self, on_stop=None):
         self.received: int | None = None
         self._previous = {}
+        self._on_stop = on_stop
 
     def __enter__(self) -> ForwardedStop:
         if threading.current_thread() is threading.main_thread():
@@ -41,6 +43,8 @@ class ForwardedStop:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
+        if self._on_stop is not None:
+            self._on_stop()
         if signum == signal.SIGINT and _foreground_group():
             return  # the terminal sent it to every worker too
         for pid in _descendants(os.getpid()):

@@ -54,6 +54,7 @@ class SweepRunner:
         # The job returns: one list per launch when hydra.sweeper.max_batch_size is set (as Hydra's
         # basic sweeper returns its batches), else one list per round.
         self.returns: dict[int, list] = {}
+        self._pool = None  # joblib's workers, each trial on the first free one (sweep/parallel.py)
 
     def run(self, arguments: list[str]):
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -68,9 +69,20 @@ class SweepRunner:
             )
         if not space:
             return self._single_job(fill(template, {}))
+        if not s.get("export_wandb"):
+            self._pool = self._start_pool()
+        try:
+            return self._sweep(space, template, arguments)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+
+    def _sweep(self, space: dict, template, arguments: list[str]):
+        s = self.settings
         # Compose one sample trial now, so that a bad key fails before anything is written.
         sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
         self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
+        self._validated.add(_form(fill(template, sample.params)))  # the trials of its form compose alike
         self._check_pruning_fits(fill(template, sample.params))
         if s.get("export_wandb"):
             from dlrunner.sweep.wandb_export import caveats, export
@@ -156,6 +168,8 @@ class SweepRunner:
         self._validate([self._trial_overrides(trial) for trial in chunk])
         # Trials are numbered across the whole sweep, so their folders keep their names on resume.
         group = len(self.returns) if self.settings.get("max_batch_size") else chunk[0].round
+        if self._pool is not None:
+            return self._launch_on_free_workers(chunk, batch, group, search)
         for start, run in _contiguous(chunk):
             with self._stop_for_workers() as stop:
                 returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
@@ -167,7 +181,42 @@ class SweepRunner:
                 append_ledger(self.ledger_path, record)
                 search.tell(trial.number, record["objective"], record["status"], record["eligible"], record.get("step"))
 
-    def _stop_for_workers(self):
+    def _start_pool(self):
+        """With joblib's workers: started now, so that they import what a trial needs while this
+        process composes; None where the launcher's own launch() runs the trials (sweep/parallel.py)."""
+        from dlrunner.sweep.parallel import pool_for
+
+        pool = pool_for(self.sweeper.launcher, self._parallelism(), self.dlrun)
+        if pool is not None:
+            pool.warm()
+        return pool
+
+    def _launch_on_free_workers(self, chunk, batch, group, search) -> None:
+        """The chunk on joblib's workers, each trial on the first free one, and its ledger line
+        written as it finishes. After a stop, only final results are written (an interrupted
+        trial runs again when the sweep resumes)."""
+        trials, jobs = {trial.number: trial for trial in chunk}, {}
+        results = self._pool.run([(trial.number, b) for trial, b in zip(chunk, batch)])
+        with self._stop_for_workers(self._pool.stop) as stop:
+            try:
+                for number, job in results:
+                    if job is None:  # not started: the sweep was stopped first
+                        continue
+                    jobs[number] = job
+                    record = self._record(trials[number], job)
+                    if stop.received is None or record["status"] in FINAL:
+                        append_ledger(self.ledger_path, record)
+                        search.tell(
+                            number, record["objective"], record["status"], record["eligible"], record.get("step")
+                        )
+            except Exception:
+                self._pool.drain(results)
+                raise
+        if stop.received is not None:  # the workers' trials stopped and wrote their summaries
+            raise SystemExit(stop.exit_code)
+        self.returns.setdefault(group, []).extend(jobs[trial.number] for trial in chunk)
+
+    def _stop_for_workers(self, on_stop=None):
         """With joblib's worker processes, a stop signal is passed on to the workers and the pool is
         left to finish, so that every running trial writes its interrupted summary and checkpoint
         (joblib would kill them). Other launchers run trials in this process or their own way."""
@@ -177,7 +226,7 @@ class SweepRunner:
             return contextlib.nullcontext()
         from dlrunner.workers import ForwardedStop
 
-        return ForwardedStop()
+        return ForwardedStop(on_stop)
 
     def _validate(self, batch: list[list[str]]) -> None:
         """Hydra's check that each trial's overrides compose, done once per form of override list.
@@ -533,6 +582,8 @@ class SweepRunner:
         launcher's parallelism: a killed sweep then loses at most one batch of results."""
         if self.settings.get("max_batch_size"):
             return int(self.settings["max_batch_size"])
+        if self._pool is not None:
+            return 10**9  # each trial goes to the first free worker, and is written to the ledger as it finishes
         if any(name in str(self.sweeper.config.hydra.launcher.get("_target_", "")) for name in ("submitit", "stacked")):
             return 10**9  # a cluster runs a whole round at once; a stack trains it at once
         return self._parallelism()
