@@ -25,10 +25,11 @@ from omegaconf import OmegaConf
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.loggers.wandb_logger import SWEEP_ENV
 from dlrunner.search import CoarseToFine
-from dlrunner.search.constraints import check_constraints, lookup, parse_constraint
+from dlrunner.search.constraints import check_constraints, lookup
 from dlrunner.search.ledger import append_ledger, read_ledger
 from dlrunner.sweep.best import is_dlrun_task
 from dlrunner.sweep.outcome import is_number, outcome, read_summary
+from dlrunner.sweep.settings import check_settings, parallelism
 from dlrunner.sweep.space import fill, parse_space
 
 FINAL = {"completed", "diverged", "failed", "pruned"}  # an interrupted trial is run again when the sweep resumes
@@ -62,7 +63,7 @@ class SweepRunner:
         s = self.settings
         parser = OverridesParser.create(config_loader=self.sweeper.hydra_context.config_loader)
         space, template = parse_space(dict(s["params"] or {}), arguments, parser)
-        self._check_settings()
+        check_settings(self.settings, self.sweeper.config.hydra.launcher)
         if not space and s.get("export_wandb"):
             raise ConfigError(
                 Problem("hydra.sweeper.params", {}, "no parameter to export: pick a sweep (dlrun ls sweep) or give one")
@@ -492,63 +493,6 @@ class SweepRunner:
 
     # ------------------------------------------------------------------ settings
 
-    def _check_settings(self) -> None:
-        s, problems = self.settings, []
-        for key in ("budget", "rounds", "top_k", "grid_points"):
-            if key == "rounds" and s[key] is None:  # the search picks the number of rounds from the budget
-                continue
-            if not isinstance(s[key], int) or s[key] < 1:
-                problems.append(Problem(f"hydra.sweeper.{key}", s[key], "a whole number >= 1"))
-        if s["method"] not in ("coarse_to_fine", "random", "grid"):
-            problems.append(Problem("hydra.sweeper.method", s["method"], "coarse_to_fine, random or grid"))
-        if s["direction"] not in ("minimize", "maximize"):
-            problems.append(Problem("hydra.sweeper.direction", s["direction"], "minimize or maximize"))
-        if not 0 <= s["max_failure_rate"] <= 1:
-            problems.append(Problem("hydra.sweeper.max_failure_rate", s["max_failure_rate"], "a fraction in [0, 1]"))
-        if s["margin"] < 0:
-            problems.append(Problem("hydra.sweeper.margin", s["margin"], "a number >= 0"))
-        launcher = self.sweeper.config.hydra.launcher
-        if "stacked" in str(launcher.get("_target_", "")) and not (
-            isinstance(launcher.get("max_stack"), int) and launcher.max_stack >= 1
-        ):
-            problems.append(
-                Problem(
-                    "hydra.launcher.max_stack",
-                    launcher.get("max_stack"),
-                    "a whole number >= 1: the most trials in one stack",
-                )
-            )
-        problems += self._pruning_problems()
-        for text in s["constraints"]:
-            try:
-                parse_constraint(text)
-            except ValueError as err:
-                problems.append(Problem("hydra.sweeper.constraints", text, str(err)))
-        if problems:
-            raise ConfigError(problems)
-
-    def _pruning_problems(self) -> list[Problem]:
-        s = self.settings
-        if s.get("pruner", "none") not in ("none", "halving"):
-            return [
-                Problem(
-                    "hydra.sweeper.pruner",
-                    s.get("pruner"),
-                    "none, or halving (successive halving: stop the trials in the worst part at each rung)",
-                )
-            ]
-        pruning, problems = s.get("pruning") or {}, []
-        min_steps, factor = pruning.get("min_steps"), pruning.get("reduction_factor", 3)
-        if min_steps is not None and (not isinstance(min_steps, int) or min_steps < 1):
-            problems.append(
-                Problem("hydra.sweeper.pruning.min_steps", min_steps, "a whole number of training steps >= 1, or null")
-            )
-        if not isinstance(factor, int) or factor < 2:
-            problems.append(
-                Problem("hydra.sweeper.pruning.reduction_factor", factor, "a whole number >= 2 (each rung keeps 1/it)")
-            )
-        return problems
-
     def _check_pruning_fits(self, overrides: list[str]) -> None:
         """A first rung at or past a dlrun trial's last step could never prune: say so before anything runs."""
         min_steps = (self.settings.get("pruning") or {}).get("min_steps")
@@ -567,15 +511,7 @@ class SweepRunner:
             )
 
     def _parallelism(self) -> int:
-        launcher = self.sweeper.config.hydra.launcher
-        n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
-        if n_jobs is None:
-            return 1
-        if n_jobs == 0:
-            raise ConfigError(
-                Problem("hydra.launcher.n_jobs", 0, "a number of parallel workers >= 1 (or -1 for one per core)")
-            )
-        return (os.cpu_count() or 1) if n_jobs < 0 else int(n_jobs)
+        return parallelism(self.sweeper.config.hydra.launcher)
 
     def _batch_size(self) -> int:
         """Trials per launch. The ledger is written after each launch, so keep it to the
