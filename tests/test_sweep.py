@@ -299,6 +299,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     before = (tmp_path / "s" / "trials.jsonl").read_text()
     other = dlrun_in_process("sweep", *SMALL, "trainer.steps=90", "hydra.sweep.dir=s", cwd=tmp_path)
     assert other.returncode == 2 and "other settings" in other.stderr and "trainer.steps=90" in other.stderr
+    assert "Resuming" not in other.stdout  # refused before it says it resumes
     assert "sweep_round" not in other.stderr and "logger." not in other.stderr  # in the user's terms only
     # A coarse-to-fine sweep's rounds come from its budget: a smaller one is named as the setting it is.
     budget = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=4", "hydra.sweep.dir=s", cwd=tmp_path)

@@ -57,7 +57,8 @@ def sweep(ctx: typer.Context) -> None:
     interval(a,b); int(interval(a,b)); tag(pow2, int(interval(32,512))); choice(a,b,c) or a,b,c.
     Settings: hydra.sweeper.budget, rounds, top_k, margin, method (coarse_to_fine | random |
     grid), objective (a summary.json path, default metrics.dev.error), direction, constraints
-    (e.g. "hydra.sweeper.constraints=['n_params <= 50000']"), seed.
+    (e.g. "hydra.sweeper.constraints=['n_params <= 50000']"), seed, max_failure_rate;
+    pruner=halving stops bad trials early (pruning.min_steps, pruning.reduction_factor).
 
     Results: hydra.sweep.dir (default multirun/DATE/TIME) holds trials.jsonl, regions.json,
     best.yaml and one run folder per trial. Run the same command with the same

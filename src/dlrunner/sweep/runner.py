@@ -51,6 +51,7 @@ class SweepRunner:
         self.sweep_dir = Path(sweeper.config.hydra.sweep.dir)
         self.ledger_path = self.sweep_dir / "trials.jsonl"
         self.dlrun = is_dlrun_task(sweeper.task_function)
+        self._opening: str | None = None
         self._validated = set()  # override lists that Hydra has composed once already, by _form()
         # The job returns: one list per launch when hydra.sweeper.max_batch_size is set (as Hydra's
         # basic sweeper returns its batches), else one list per round.
@@ -103,10 +104,7 @@ class SweepRunner:
         search = self._search_for(space, resuming=bool(done))
         OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
         self._write_space(space)
-        if done:
-            print(f"Resuming the sweep in {self.sweep_dir}: {len(done)} trials already done", flush=True)
-        else:
-            print(f"Sweep folder: {self.sweep_dir}", flush=True)
+        self._opening = self._opening_line(done)  # said once the first round's trials match the ledger
 
         try:
             self._search(search, done)
@@ -124,6 +122,18 @@ class SweepRunner:
         finish(search, self.sweep_dir, self.settings, self.dlrun)
         # As Hydra's sweepers: the job returns (trials resumed from the ledger were not launched and have none).
         return [self.returns[r] for r in sorted(self.returns)]
+
+    def _opening_line(self, done: dict) -> str:
+        """Where the sweep writes, and what a rerun resumes: finished trials (the ledger) and trials
+        stopped part-way (their folders' interrupted summaries, continued from their checkpoints)."""
+        trial_folders = [f for f in self.sweep_dir.iterdir() if f.name.isdigit() and int(f.name) not in done]
+        interrupted = sum(1 for folder in trial_folders if read_summary(folder).get("status") == "interrupted")
+        if not done and not interrupted:
+            return f"Sweep folder: {self.sweep_dir}"
+        parts = [f"{len(done)} {'trial' if len(done) == 1 else 'trials'} already done"]
+        if interrupted:
+            parts.append(f"{interrupted} stopped part-way continue from their checkpoints")
+        return f"Resuming the sweep in {self.sweep_dir}: {', '.join(parts)}"
 
     def _resume_command(self, arguments: list[str]) -> str:
         """The command that resumes this sweep: the same arguments, in this sweep's folder."""
@@ -158,6 +168,9 @@ class SweepRunner:
                     )
                 else:
                     to_run.append(trial)
+            if self._opening:
+                print(self._opening, flush=True)
+                self._opening = None
             for chunk in _chunks(to_run, self._batch_size()):
                 self._launch(chunk, search)
             self._check_failures(search)
