@@ -23,7 +23,9 @@ the median and the spread over seeds. Runs already finished in --out are read, n
 
 The --in-process run (~10 min on 2 cores) trains the same trials without a sweep process per run;
 there coarse_to_fine_old is the previous algorithm itself (3 equal rounds around the top 3, no
-exploration), and Optuna's TPE runs through its ask/tell API.
+exploration), Optuna's TPE runs through its ask/tell API, and coarse_to_fine_halving is coarse to
+fine with the sweep's successive halving (hydra.sweeper.pruner=halving: rungs at 1/9 and 1/3 of
+the steps, each trial evaluated every 1/9 of them), for which the training steps spent are reported.
 """
 
 from __future__ import annotations
@@ -76,16 +78,34 @@ def mlp_basic_space() -> dict:
     }
 
 
-def train_in_process(params: dict, args, run_dir: Path) -> float | None:
+def train_in_process(params: dict, args, run_dir: Path, pruning: tuple[Path, int] | None = None):
+    """The trial's dev error (None if it failed); with ``pruning`` (the rung file, the trial's number)
+    the trial reports to the sweep's successive halving as a pruned sweep's trial does, and the
+    result is (dev error, status, steps trained)."""
+    import os
+
     from rich.console import Console
 
     from dlrunner.cli.base import compose
+    from dlrunner.search.pruning import PRUNING_ENV, TRIAL_ENV
     from dlrunner.train.run import train
 
-    overrides = [*COMMON, f"trainer.steps={args.steps}", f"trainer.eval_every={args.steps}"]
+    every = max(1, args.steps // 9) if pruning else args.steps
+    overrides = [*COMMON, f"trainer.steps={args.steps}", f"trainer.eval_every={every}"]
     overrides += ["optimizer=adam", "regularization=l2", *(f"{k}={v}" for k, v in params.items())]
-    summary = train(compose(overrides), run_dir, Console(quiet=True))
-    return summary["metrics"]["dev"]["error"] if summary.get("status") == "completed" else None
+    if pruning:
+        os.environ[PRUNING_ENV] = json.dumps({"path": str(pruning[0]), "reduction_factor": 3, "direction": "minimize"})
+        os.environ[TRIAL_ENV] = str(pruning[1])
+    try:
+        summary = train(compose(overrides), run_dir, Console(quiet=True))
+    finally:
+        os.environ.pop(PRUNING_ENV, None)
+        os.environ.pop(TRIAL_ENV, None)
+    status = summary.get("status")
+    error = summary["metrics"]["dev"]["error"] if status in ("completed", "pruned") else None
+    if not pruning:
+        return error if status == "completed" else None
+    return error, status, summary["timing"]["steps"]
 
 
 def run_in_process(name: str, seed: int, args, out: Path) -> list[float | None]:
@@ -112,6 +132,21 @@ def run_in_process(name: str, seed: int, args, out: Path) -> list[float | None]:
             value = train_in_process(params, args, sweep_dir / str(number))
             study.tell(trial, value if value is not None else 1.0)
             values.append(value)
+    elif name == "coarse_to_fine_halving":
+        from dlrunner.search import CoarseToFine
+
+        search = CoarseToFine(mlp_basic_space(), budget=args.budget, seed=seed, direction="minimize")
+        steps = []
+        while not search.done:
+            for trial in search.ask():
+                pruning = (sweep_dir / "pruning.jsonl", trial.number)
+                value, status, trained = train_in_process(trial.params, args, sweep_dir / str(trial.number), pruning)
+                status = status if value is not None else "failed"
+                search.tell(trial.number, value, status=status, step=trained if status == "pruned" else None)
+                values.append(value if status == "completed" else None)  # a pruned trial is never picked
+                steps.append(trained)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "steps.json").write_text(json.dumps(steps))
     else:
         from dlrunner.search import CoarseToFine
 
@@ -247,6 +282,18 @@ def main() -> None:
             cells.append(f"{statistics.median(bests):.3f}")
             results[name][f"best_after_{n}"] = bests
         print(f"| {name} | " + " | ".join(cells) + " |")
+    spent = {}
+    for name in results:
+        per_seed = []
+        for seed in range(args.seeds):
+            path = args.out / name / f"seed{seed}" / "steps.json"
+            per_seed.append(sum(json.loads(path.read_text())) if path.exists() else args.budget * args.steps)
+        spent[name] = statistics.median(per_seed) / (args.budget * args.steps)
+    print("\nTraining steps spent, share of every trial trained to the end (median over seeds):\n")
+    print("| strategy | steps spent |")
+    print("| --- | --- |")
+    for name, share in spent.items():
+        print(f"| {name} | {share:.2f} |")
     (args.out / "results.json").write_text(
         json.dumps(
             {"best": best, "target": target, "args": {k: str(v) for k, v in vars(args).items()}, "results": results},
