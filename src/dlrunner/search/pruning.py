@@ -150,7 +150,7 @@ class SharedHalving:
 
         self.path = Path(path)
         self.settings = settings
-        SuccessiveHalving(**settings)  # refuse bad settings now, not at the first report
+        self.last = SuccessiveHalving(**settings)  # refuses bad settings now, not at the first report
 
     def report(self, trial, step: int, value: float | None) -> str:
         import fcntl
@@ -163,6 +163,7 @@ class SharedHalving:
                 handle.seek(0)
                 halving = self.replay(handle.read().splitlines())
                 decision = halving.report(trial, step, value)
+                self.last = halving  # the rungs this decision was made on
                 handle.write(json.dumps({"trial": trial, "step": step, "value": value}) + "\n")
                 handle.flush()
             finally:
@@ -232,7 +233,7 @@ class TrialPruner:
         self.reported = sum(1 for rung in self.rungs if rung <= step)
         if self.shared.report(self.trial, step, value) == CONTINUE:
             return False
-        halving = self.shared.replay(self.shared.path.read_text().splitlines())
+        halving = self.shared.last
         rung = halving.pruned.get(self.trial, step)
         self.pruned_at = {"step": step, "value": value, "rung": rung, "peers": len(halving.scores.get(rung, {}))}
         import json

@@ -163,9 +163,7 @@ class SweepRunner:
                 if record is not None and record.get("params") == _jsonable(trial.params):
                     if trial.number not in done:
                         append_ledger(self.ledger_path, record)  # finished but never written: the sweep was killed
-                    search.tell(
-                        trial.number, record["objective"], record["status"], record["eligible"], record.get("step")
-                    )
+                    _tell(search, record)
                 else:
                     to_run.append(trial)
             if self._opening:
@@ -193,7 +191,7 @@ class SweepRunner:
                 self.returns.setdefault(group, []).append(job)
                 record = self._record(trial, job)
                 append_ledger(self.ledger_path, record)
-                search.tell(trial.number, record["objective"], record["status"], record["eligible"], record.get("step"))
+                _tell(search, record)
 
     def _start_pool(self):
         """With joblib's workers: started now, so that they import what a trial needs while this
@@ -220,9 +218,7 @@ class SweepRunner:
                     record = self._record(trials[number], job)
                     if stop.received is None or record["status"] in FINAL:
                         append_ledger(self.ledger_path, record)
-                        search.tell(
-                            number, record["objective"], record["status"], record["eligible"], record.get("step")
-                        )
+                        _tell(search, record)
             except Exception:
                 self._pool.drain(results)
                 raise
@@ -570,6 +566,11 @@ def _without_legacy(overrides: list[str], now: list[str]) -> list[str]:
     the logger's place in the sweep and the launcher's thread limit, mixed in: not the trial's."""
     added = ("logger.sweep_trial=", "logger.sweep_round=", "logger.group=", "trainer.threads=")
     return [o for o in overrides if o in now or not o.startswith(added)]
+
+
+def _tell(search, record: dict) -> None:
+    """A ledger record told to the search (a pruned trial with the rung its score was measured at)."""
+    search.tell(record["number"], record["objective"], record["status"], record["eligible"], record.get("step"))
 
 
 def _jsonable(params: dict) -> dict:
