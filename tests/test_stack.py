@@ -7,6 +7,7 @@ import copy
 import json
 import math
 import os
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -268,33 +269,32 @@ def sweep_configs(tmp_path: Path, n: int, *overrides: str) -> list:
 
 
 def test_stacks_are_split_evenly_and_2d_cnn_stacks_on_the_cpu_hold_at_most_16(tmp_path, capsys):
-    from dlrunner.stack.launch import CPU_CONV_MAX_STACK, even_split, group_trials
+    from dlrunner.stack.launch import CPU_CONV_MAX_STACK, group_trials, stack_rows
 
-    assert even_split(list(range(20)), 16) == [list(range(10)), list(range(10, 20))]
-    assert [len(g) for g in even_split(list(range(7)), 3)] == [3, 2, 2]
-    assert even_split([5, 6], 64) == [[5, 6]]
+    assert stack_rows(20, 16) == 10  # two waves of 10, not 16 and then 4
+    assert stack_rows(7, 3) == 3 and stack_rows(40, 16) == 14 and stack_rows(2, 64) == 2
 
     def sizes(name, n, max_stack, *overrides):
         groups = group_trials(sweep_configs(tmp_path / name, n, *overrides), max_stack)
-        assert sorted(i for g in groups for i in g) == list(range(n))
-        return [len(g) for g in groups], capsys.readouterr().out
+        assert sorted(i for g, _ in groups for i in g) == list(range(n))
+        return [(len(g), rows) for g, rows in groups], capsys.readouterr().out
 
     # the MLP and 1-D CNN stacks pay at any size (batched products): only max_stack caps them
-    assert sizes("mlp", 40, 64, "model=mlp", "trainer.device=cpu") == ([40], "")
-    assert sizes("cnn1d", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cpu") == ([40], "")
-    # 2-D and grouped convolutions run trial by trial on the CPU: at most 16, with a note
+    assert sizes("mlp", 40, 64, "model=mlp", "trainer.device=cpu") == ([(40, 40)], "")
+    assert sizes("cnn1d", 40, 64, "experiment=mnist1d_cnn", "trainer.device=cpu") == ([(40, 40)], "")
+    # 2-D and grouped convolutions run trial by trial on the CPU: at most 16 rows, with a note
     images = ("model=cnn", "data=digits_images", "model.blocks=[{type: conv, filters: 4}, relu]")
     cnn, note = sizes("cnn", 40, 64, *images, "trainer.device=cpu")
-    assert CPU_CONV_MAX_STACK == 16 and cnn == [14, 13, 13] and "at most 16" in note and "2-D or grouped" in note
+    assert CPU_CONV_MAX_STACK == 16 and cnn == [(40, 14)] and "at most 16" in note and "2-D or grouped" in note
     separable = (
         "experiment=mnist1d_cnn",
         "model.blocks=[{type: conv, filters: 3}, relu, {type: separable, filters: 4}]",
     )
-    assert sizes("separable", 40, 64, *separable, "trainer.device=cpu")[0] == [14, 13, 13]
-    assert sizes("small", 12, 8, *images, "trainer.device=cpu") == ([6, 6], "")  # under the cap: no note
-    assert sizes("gpu", 40, 64, *images, "trainer.device=cuda:0") == ([40], "")  # the cap is the CPU's
+    assert sizes("separable", 40, 64, *separable, "trainer.device=cpu")[0] == [(40, 14)]
+    assert sizes("small", 12, 8, *images, "trainer.device=cpu") == ([(12, 6)], "")  # under the cap: no note
+    assert sizes("gpu", 40, 64, *images, "trainer.device=cuda:0") == ([(40, 40)], "")  # the cap is the CPU's
     auto, _ = sizes("auto", 40, 64, *images, "trainer.device=auto")
-    assert auto == ([40] if torch.cuda.is_available() else [14, 13, 13])
+    assert auto == ([(40, 40)] if torch.cuda.is_available() else [(40, 14)])
 
 
 def test_models_that_differ_in_shape_or_use_batch_norm_are_refused_before_any_file(tmp_path):
@@ -485,7 +485,6 @@ STACK_SWEEP = (
 def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_path, how):
     """A stack checkpoints each trial every checkpoint_every evaluations (and on SIGTERM at the step it
     stopped): the rerun sweep continues every unfinished trial from there, on its own."""
-    import signal
 
     from test_faults import checkpoint_step, start_dlrun, wait_for
 
@@ -525,3 +524,49 @@ def test_a_stack_shows_one_progress_line_per_evaluation_for_its_best_trial(tmp_p
     assert [line.split()[1] for line in lines] == ["20/60", "40/60", "60/60"]
     best = min(s["metrics"]["dev"]["error"] for s in summaries)
     assert f"dev err {best:.4f}" in lines[-1]
+
+
+def test_a_trial_waiting_for_a_row_takes_the_row_a_finished_trial_frees_and_trains_as_its_solo_run(tmp_path, capsys):
+    """Three trials in a stack of two rows: the first stops early and leaves; the third joins at the
+    start of the stack's next epoch (40 steps of 100 examples) while the second goes on. Each trial
+    counts its own steps, epochs and shuffles: its curve is its solo run's, bit for bit."""
+    common = ("model=mlp", "trainer.steps=120", "trainer.eval_every=20", "trainer.progress=none")
+    stops_early = ("optimizer.lr=1000", "regularization.early_stopping=true", "regularization.patience=1")
+    cfgs = [compose(*common, *t) for t in (stops_early, ("optimizer.lr=0.003",), ("optimizer.lr=0.001",))]
+    finished = []
+    summaries = train_stacked(
+        cfgs,
+        [tmp_path / f"stacked{k}" for k in range(3)],
+        QUIET,
+        progress="plain",
+        slots=2,
+        on_finish=lambda k, summary: finished.append(k),
+    )
+    assert finished == [0, 1, 2] and [s["status"] for s in summaries] == ["completed"] * 3
+    stopped = summaries[0]["timing"]["steps"]
+    assert summaries[0]["stopped_early"] and stopped < 120
+    out = capsys.readouterr().out.splitlines()
+    steps = [int(line.split()[1].split("/")[0]) for line in out if line.startswith("step ")]
+    joined = -(-stopped // 40) * 40  # the first epoch start after the first trial left
+    assert steps[-1] == joined + 120 < 2 * 120  # the third trial trained beside the second
+    for k in range(3):
+        solo = train(cfgs[k], tmp_path / f"solo{k}", QUIET)
+        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
+        assert summaries[k]["metrics"] == solo["metrics"] and summaries[k]["timing"]["stacked_with"] == 2
+
+
+def test_a_stop_signal_leaves_the_trials_still_waiting_for_a_row_without_files(tmp_path):
+    """SIGTERM (a real one, to this process) as the first of two trials in a one-row stack
+    finishes: the stack stops before the second joins, which gets no files (the resumed sweep runs
+    it) and a summary that says it was stopped."""
+    cfgs = [compose(*SHORT, "model=mlp", f"optimizer.lr={lr}") for lr in (0.003, 0.001)]
+    summaries = train_stacked(
+        cfgs,
+        [tmp_path / "a", tmp_path / "b"],
+        QUIET,
+        slots=1,
+        on_finish=lambda k, summary: os.kill(os.getpid(), signal.SIGTERM),
+    )
+    assert summaries[0]["status"] == "completed" and read_summary(tmp_path / "a")["status"] == "completed"
+    assert summaries[1] == {"status": "interrupted", "signal": "SIGTERM", "message": "stopped before it started"}
+    assert not (tmp_path / "b").exists()

@@ -42,30 +42,43 @@ def parameter_groups(weight, bias, weight_decay: float) -> list[dict]:
     return [{"params": [weight], "weight_decay": weight_decay}, {"params": [bias], "weight_decay": 0.0}]
 
 
-def run_both(kind: str, weight_decay: list[float], frozen: int | None = None):
-    """STEPS steps of the stacked optimizer and of each trial's solo optimizer on the same gradients;
-    trial ``frozen`` stops training halfway."""
+def run_both(kind: str, weight_decay: list[float], regroup: bool = False):
+    """STEPS steps of the stacked optimizer and of each trial's solo optimizer on the same gradients.
+    ``regroup``: halfway, trial 1 leaves the stack and a new trial with its settings joins it (fresh
+    weights and state), in a new optimizer that carries trials 0 and 2 over."""
     builder, settings = SETTINGS[kind]
     torch.manual_seed(0)
     start = torch.randn(K, sum(SIZES))
     flat = torch.nn.Parameter(start.clone())
     mask = torch.cat([torch.ones(SIZES[0]), torch.zeros(SIZES[1])])
     stacked = StackedOptimizer(f"dlrunner.optim.{builder}", flat, settings, weight_decay, mask, SIZES)
-    solo = [[torch.nn.Parameter(t.view(s).clone()) for t, s in zip(start[k].split(SIZES), SHAPES)] for k in range(K)]
-    solo_optimizers = [
-        getattr(optim, builder)(parameter_groups(*solo[k], weight_decay[k]), lr=LRS[k], **settings[k]) for k in range(K)
-    ]
+
+    def solo_trial(row: torch.Tensor, k: int):
+        params = [torch.nn.Parameter(t.view(s).clone()) for t, s in zip(row.split(SIZES), SHAPES)]
+        return params, getattr(optim, builder)(parameter_groups(*params, weight_decay[k]), lr=LRS[k], **settings[k])
+
+    solo = [solo_trial(start[k], k) for k in range(K)]
+    trial_of_row, lrs = list(range(K)), LRS
     for step in range(STEPS):
+        if regroup and step == STEPS // 2:
+            joining = torch.randn(sum(SIZES))
+            flat = torch.nn.Parameter(torch.cat([flat.detach()[[0, 2]], joining[None]]))
+            trial_of_row = [0, 2, 1]
+            picked = [settings[k] for k in trial_of_row], [weight_decay[k] for k in trial_of_row]
+            regrouped = StackedOptimizer(f"dlrunner.optim.{builder}", flat, *picked, mask, SIZES)
+            regrouped.carry(stacked, [0, 2])
+            stacked, lrs = regrouped, [LRS[k] for k in trial_of_row]
+            solo[1] = solo_trial(joining, 1)
         gradient = torch.randn(K, sum(SIZES))
         flat.grad = gradient.clone()
-        training = None if frozen is None or step < STEPS // 2 else [k != frozen for k in range(K)]
-        stacked.step(LRS, training)
-        for k in range(K):
-            if training is None or training[k]:
-                for p, g in zip(solo[k], gradient[k].split(SIZES)):
-                    p.grad = g.view(p.shape).clone()
-                solo_optimizers[k].step()
-    return flat.detach(), torch.stack([torch.cat([p.detach().reshape(-1) for p in trial]) for trial in solo])
+        stacked.step(lrs)
+        for row, k in enumerate(trial_of_row):
+            params, solo_optimizer = solo[k]
+            for p, g in zip(params, gradient[row].split(SIZES)):
+                p.grad = g.view(p.shape).clone()
+            solo_optimizer.step()
+    solo_rows = [torch.cat([p.detach().reshape(-1) for p in solo[k][0]]) for k in trial_of_row]
+    return flat.detach(), torch.stack(solo_rows)
 
 
 @pytest.mark.parametrize("kind", list(SETTINGS))
@@ -76,8 +89,8 @@ def test_each_stacked_trial_takes_its_solo_optimizers_steps_bit_for_bit(kind, we
 
 
 @pytest.mark.parametrize("kind", list(SETTINGS))
-def test_a_frozen_trial_stays_put_and_the_others_go_on_bit_for_bit(kind):
-    stacked, solo = run_both(kind, [0.0, 1e-3, 0.05], frozen=1)
+def test_trials_that_stay_when_a_stack_regroups_go_on_bit_for_bit_and_a_joining_one_starts_fresh(kind):
+    stacked, solo = run_both(kind, [0.0, 1e-3, 0.05], regroup=True)
     assert torch.equal(stacked, solo), (stacked - solo).abs().max()
 
 

@@ -132,14 +132,17 @@ def test_a_stack_freezes_its_pruned_trials_and_trains_the_others(tmp_path):
 
 @pytest.mark.slow  # trains the stack twice
 def test_the_trials_a_stack_keeps_train_as_in_a_stack_without_pruning(tmp_path):
-    pruning = dlrun_in_process(*SWEEP, "hydra/launcher=stacked", "hydra.sweep.dir=p", cwd=tmp_path)
+    # MNIST-1D's layers: there a trial's products do not depend on the stack's size, which changes
+    # as pruned trials leave (moons' one-unit output layer rounds differently with another size)
+    sweep = [a if a != "data=moons" else "data=mnist1d" for a in SWEEP]
+    pruning = dlrun_in_process(*sweep, "hydra/launcher=stacked", "hydra.sweep.dir=p", cwd=tmp_path)
     assert pruning.returncode == 0, pruning.stderr
-    unpruned = [a for a in SWEEP if "prun" not in a]
+    unpruned = [a for a in sweep if "prun" not in a]
     plain = dlrun_in_process(*unpruned, "hydra/launcher=stacked", "hydra.sweep.dir=n", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr
     kept = [r for r in sweep_ledger(tmp_path / "p") if r["status"] == "completed"]
-    assert kept
-    for record in kept:  # frozen rows do not change the others' steps, bit for bit
+    assert kept and len(kept) < 8
+    for record in kept:  # the pruned trials leave the stack; the others' steps are unchanged, bit for bit
         assert read_metrics(Path(record["run_dir"])) == read_metrics(tmp_path / "n" / str(record["number"]))
     for record in sweep_ledger(tmp_path / "p"):  # a pruned trial's curve is the unpruned one's, cut at its rung
         if record["status"] == "pruned":

@@ -32,33 +32,33 @@ def per_trial_loss(task: str):
 
 @torch.no_grad()
 def evaluate_stack(stacked, X: torch.Tensor, y: torch.Tensor, task: str, trials: list[int]) -> dict[int, dict]:
-    """Loss and error (and precision, recall, F1 for binary tasks) of each trial in ``trials`` on one split."""
+    """Loss and error (and precision, recall, F1 for binary tasks) of the trials (rows) ``trials`` on one split."""
     losses_of = per_trial_losses(task)
-    device = stacked.device
+    device, count = stacked.device, len(trials)
     chunk_losses = []
-    wrong = torch.zeros(stacked.k, device=device, dtype=torch.float64)
+    wrong = torch.zeros(count, device=device, dtype=torch.float64)
     predicted = []
     # K trials' activations for a chunk of examples are K times a solo run's: smaller chunks keep them
     # the size of a solo evaluation's. Measured for K=16 MLP trials on the 4000 training examples:
     # 67 ms in one chunk, 25 ms in chunks of 512; K=64: 313 ms, 110 ms in chunks of 256.
-    chunk = max(256, EVAL_BATCH // stacked.k)
+    chunk = max(256, EVAL_BATCH // count)
     for start in range(0, len(X), chunk):
         xb, yb = X[start : start + chunk].to(device), y[start : start + chunk].to(device)
-        scores = stacked.eval_forward(xb).float()  # (K, n, C)
-        chunk_losses.append(losses_of(scores, yb.expand(stacked.k, *yb.shape)))
+        scores = stacked.eval_forward(xb, trials).float()  # (count, n, C)
+        chunk_losses.append(losses_of(scores, yb.expand(count, *yb.shape)))
         if task != "regression":
-            guess = predictions(scores.reshape(-1, scores.shape[-1]), task).view(stacked.k, -1)
+            guess = predictions(scores.reshape(-1, scores.shape[-1]), task).view(count, -1)
             wrong += (guess != yb).sum(1)
             predicted.append(guess)
-    losses = {k: exact_mean([c[k] for c in chunk_losses]) for k in trials}
+    losses = {k: exact_mean([c[i] for c in chunk_losses]) for i, k in enumerate(trials)}
     if task == "regression":
         return {k: {"loss": losses[k], "error": losses[k]} for k in trials}
     errors = (wrong / max(1, y.numel())).tolist()
-    results = {k: {"loss": losses[k], "error": errors[k], "accuracy": 1.0 - errors[k]} for k in trials}
+    results = {k: {"loss": losses[k], "error": errors[i], "accuracy": 1.0 - errors[i]} for i, k in enumerate(trials)}
     if task == "binary":
         guesses = torch.cat(predicted, dim=1)
-        for k in trials:
-            precision, recall, f1 = f1_score(guesses[k].flatten(), y.flatten().to(device))
+        for i, k in enumerate(trials):
+            precision, recall, f1 = f1_score(guesses[i].flatten(), y.flatten().to(device))
             results[k].update(precision=precision, recall=recall, f1=f1)
     return results
 

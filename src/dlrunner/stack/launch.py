@@ -3,9 +3,11 @@
 Every trial gets its folder and its .hydra/ files from Hydra's own ``run_job``, as with the basic
 launcher. Trials that cannot be stacked (``group.stack_problem``), or whose group holds one
 trial, run there and then through the ordinary task function. The others are only validated in
-``run_job``; then each group (at most ``max_stack`` trials) trains as one stack and its trials'
-returns are filled in. A group that turns out not to be stackable once its data and models are
-built (a multilabel task, batch norm in a CNN) runs its trials one at a time, with a note.
+``run_job``; then each group trains as one stack of at most ``max_stack`` rows and its trials'
+returns are filled in as they finish. A group larger than its stack waits in line: each trial that
+finishes (or is pruned) frees its row for the next one. A group that turns out not to be stackable
+once its data and models are built (a multilabel task, batch norm in a CNN) runs its trials one at
+a time, with a note.
 
 A stack writes each trial's ``last.pt`` (in the solo format) every ``trainer.checkpoint_every``
 evaluations and when a signal stops it. When the sweep is rerun after a kill, a trial whose folder
@@ -16,7 +18,6 @@ as every multirun job), losing at most one checkpoint interval; the others stack
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import pairwise
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -39,20 +40,20 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
             config.hydra.job.id = config.hydra.job.num = number
         configs.append(config)
     groups = group_trials(configs, launcher.max_stack)
-    stacked = {i for group in groups for i in group}
+    stacked = {i for group, _ in groups for i in group}
 
     prepared: dict[int, tuple] = {}
     returns = []
     for i, config in enumerate(configs):
         task = launcher.task_function if i not in stacked else _prepare(prepared, i)
         returns.append(_run_job(launcher, config, task))
-    for group in groups:
+    for group, rows in groups:
         ready = [i for i in group if i in prepared]  # a trial whose config failed validation has failed already
         if len(ready) < 2:
             for i in ready:
                 returns[i] = _run_job(launcher, configs[i], launcher.task_function)
             continue
-        _train_group(launcher, configs, ready, prepared, returns)
+        _train_group(launcher, configs, ready, prepared, returns, rows)
     return returns
 
 
@@ -65,10 +66,10 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
 CPU_CONV_MAX_STACK = 16
 
 
-def group_trials(configs, max_stack: int) -> list[list[int]]:
-    """Indices of the trials to stack, grouped by ``stack_key``, in balanced stacks of at most
-    ``max_stack`` (``CPU_CONV_MAX_STACK`` for a CNN on the CPU); groups of one are left out (they
-    run alone)."""
+def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
+    """Indices of the trials to stack, grouped by ``stack_key``, each group with the rows of its
+    stack: at most ``max_stack`` (``CPU_CONV_MAX_STACK`` for a CNN on the CPU), as even as the group
+    allows; groups of one are left out (they run alone)."""
     by_key: dict[str, list[int]] = {}
     limits: dict[str, int] = {}
     for i, config in enumerate(configs):
@@ -87,19 +88,15 @@ def group_trials(configs, max_stack: int) -> list[list[int]]:
                 "and larger stacks are slower than solo trials",
                 flush=True,
             )
-    groups = [group for key, members in by_key.items() for group in even_split(members, limits[key])]
-    return [g for g in groups if len(g) > 1]
+    groups = [(members, stack_rows(len(members), limits[key])) for key, members in by_key.items()]
+    return [(members, rows) for members, rows in groups if len(members) > 1]
 
 
-def even_split(members: list[int], limit: int) -> list[list[int]]:
-    """``members`` in as few stacks of at most ``limit`` as possible, their sizes differing by at most
-    one: 20 trials with a limit of 16 make stacks of 10 and 10, not 16 and a slow 4."""
-    count = -(-len(members) // limit)
-    size, extra = divmod(len(members), count)
-    bounds = [0]
-    for n in range(count):
-        bounds.append(bounds[-1] + size + (n < extra))
-    return [members[a:b] for a, b in pairwise(bounds)]
+def stack_rows(trials: int, limit: int) -> int:
+    """Rows of a stack for this many trials: the fewest waves of at most ``limit``, as even as can be.
+    20 trials with a limit of 16 take 10 rows (two waves of 10), not 16 and then a slow 4."""
+    waves = -(-trials // limit)
+    return -(-trials // waves)
 
 
 def _convolutions_one_by_one(cfg) -> bool:
@@ -133,29 +130,29 @@ def _has_unfinished_checkpoint(config) -> bool:
     return find_resume_checkpoint("auto", run_dir, run_dir, {}) is not None
 
 
-def _train_group(launcher, configs, group: list[int], prepared: dict, returns: list) -> None:
+def _train_group(launcher, configs, group: list[int], prepared: dict, returns: list, rows: int) -> None:
     from dlrunner.stack.train import NotStackable, train_stacked
 
     cfgs = [prepared[i][0] for i in group]
     run_dirs = [prepared[i][1] for i in group]
     environments = [prepared[i][2] for i in group]
     numbers = [configs[i].hydra.job.num for i in group]
-    print(f"Training trials {_ranges(numbers)} as one stack of {len(group)}", flush=True)
-    try:
-        summaries = train_stacked(cfgs, run_dirs, Console(quiet=True), progress="auto", environments=environments)
-    except NotStackable as why:
-        print(f"note: trials {_ranges(numbers)} train one at a time: {why}", flush=True)
-        for i in group:
-            returns[i] = _run_job(launcher, configs[i], launcher.task_function)
-        return
-    except Exception as error:  # the stack crashed: every trial in it failed, the sweep goes on
-        for i in group:
-            returns[i].return_value, returns[i].status = error, JobStatus.FAILED
-        print(f"  trials {_ranges(numbers)} failed: {type(error).__name__}: {error}", flush=True)
-        return
-    for i, number, summary in zip(group, numbers, summaries):
-        error = summary["metrics"]["dev"]["error"]
+    if len(group) > rows:
+        print(
+            f"Training trials {_ranges(numbers)} in one stack of {rows}: each trial that finishes or is "
+            "pruned frees its row for the next",
+            flush=True,
+        )
+    else:
+        print(f"Training trials {_ranges(numbers)} as one stack of {len(group)}", flush=True)
+    finished = set()
+
+    def on_finish(k: int, summary: dict) -> None:  # each trial's line and return as it finishes
+        i, number, error = group[k], numbers[k], summary["metrics"]["dev"]["error"]
+        finished.add(i)
         returns[i].return_value, returns[i].status = error, JobStatus.COMPLETED
+        if summary["status"] == "interrupted":
+            return
         print(
             f"  trial {number}: {summary['status']}, dev error {error:.4f}, "
             f"{summary['diagnosis']['verdict']} (stacked)",
@@ -163,10 +160,34 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         )
         if summary["status"] == "pruned":
             print(f"    {summary['message']}", flush=True)
-    if any(s["status"] == "interrupted" for s in summaries):
+
+    try:
+        summaries = train_stacked(
+            cfgs,
+            run_dirs,
+            Console(quiet=True),
+            progress="auto",
+            environments=environments,
+            slots=rows,
+            on_finish=on_finish,
+        )
+    except NotStackable as why:
+        print(f"note: trials {_ranges(numbers)} train one at a time: {why}", flush=True)
+        for i in group:
+            returns[i] = _run_job(launcher, configs[i], launcher.task_function)
+        return
+    except Exception as error:  # the stack crashed: every trial still in it failed, the sweep goes on
+        failed = [i for i in group if i not in finished]
+        for i in failed:
+            returns[i].return_value, returns[i].status = error, JobStatus.FAILED
+        failed_numbers = [configs[i].hydra.job.num for i in failed]
+        print(f"  trials {_ranges(failed_numbers)} failed: {type(error).__name__}: {error}", flush=True)
+        return
+    interrupted = [s for s in summaries if s["status"] == "interrupted"]
+    if interrupted:  # the trials that never joined the stack have no files: the resumed sweep runs them
         from dlrunner.train.signals import exit_code
 
-        raise SystemExit(exit_code(next(s.get("signal") for s in summaries if s["status"] == "interrupted")))
+        raise SystemExit(exit_code(interrupted[0].get("signal")))
 
 
 def _prepare(prepared: dict, i: int):

@@ -103,7 +103,7 @@ class StackedModel:
                             {n: v[k] for n, v in buffers.items()},
                             x if shared else x[k],
                         )
-                        for k in range(self.k)
+                        for k in range(len(next(iter(params.values()))))  # the trials evaluated
                     ]
                 )
 
@@ -127,10 +127,16 @@ class StackedModel:
         return self._per_trial_inputs(self.parameters_by_name(), self.buffers, x)
 
     @torch.no_grad()
-    def eval_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores (K, N, ...) of every trial on the same inputs x (N, ...), in eval mode."""
+    def eval_forward(self, x: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        """Scores (R, N, ...) of the trials ``rows`` (None: all K) on the same inputs x (N, ...), in
+        eval mode: the trials of a stack that joined it at different steps evaluate at different steps."""
         self.base.eval()
-        return self._shared_inputs(self.parameters_by_name(), self.buffers, x)
+        params, buffers = self.parameters_by_name(), self.buffers
+        if rows is not None and len(rows) < self.k:
+            index = torch.tensor(rows, device=self.device)
+            params = {name: value.index_select(0, index) for name, value in params.items()}
+            buffers = {name: value.index_select(0, index) for name, value in buffers.items()}
+        return self._shared_inputs(params, buffers, x)
 
     def state_dict(self, k: int, row: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Trial k's weights as its solo model's state_dict: its row of ``flat``, or a saved copy of that row."""

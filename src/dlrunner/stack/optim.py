@@ -15,8 +15,9 @@ kernel because the kernel rounds the last entries of each tensor (size mod its v
 scalar loop of its own, which tensor operations cannot follow; without the kernel (another torch)
 the written-out form below runs, equal to it elsewhere bit for bit and there up to rounding.
 
-A trial that has stopped (early stopping, divergence) is frozen: neither its weights nor its state
-move. ``solo_state`` turns trial k's state into its solo optimizer's state_dict, for checkpoints.
+A trial that stops (early stopping, divergence, pruning) leaves the stack, and a trial that joins
+it starts with fresh state: ``carry`` moves the staying trials' state into the optimizer of the new
+rows. ``solo_state`` turns trial k's state into its solo optimizer's state_dict, for checkpoints.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class StackedOptimizer:
             }[self.kind]
         }
         self.scratch = torch.empty_like(flat) if self.kind in ("rmsprop", "adam") else None  # reused: see step()
-        self.steps = [0] * flat.shape[0]  # per trial: frozen trials stop counting
+        self.steps = [0] * flat.shape[0]  # per trial: a trial that joins a running stack starts at 0
         self.lr_values, self.minus_lr = None, None
         self.kernel = fused_adam_kernel(flat.device) if self.kind == "adam" else None
         if self.kernel is not None:
@@ -90,44 +91,41 @@ class StackedOptimizer:
         return torch.tensor(values, dtype=torch.float64, device=self.flat.device)[:, None].to(self.flat.dtype)
 
     @torch.no_grad()
-    def step(self, lrs: list[float], active: list[bool] | None = None) -> None:
-        """One update with learning rates ``lrs`` (one per trial, full precision); ``active``: which
-        trials train (None: all). In-place operations on the (K, P) tensors: each one is a pass over
-        every trial's weights."""
+    def step(self, lrs: list[float]) -> None:
+        """One update of every trial with learning rates ``lrs`` (one per trial, full precision).
+        In-place operations on the (K, P) tensors: each one is a pass over every trial's weights."""
         if lrs is not self.lr_values:  # a constant schedule passes the same list every step
             self.lr_values, self.minus_lr = lrs, self._column([-lr for lr in lrs])
-        for k in range(len(self.steps)):
-            self.steps[k] += 1 if active is None or active[k] else 0
-        if self.kernel is not None and self._kernel_step(active):
+        self.steps = [t + 1 for t in self.steps]
+        if self.kernel is not None and self._kernel_step():
             return
         W, g, h = self.flat, self.flat.grad, self.hyper
-        mask = None if active is None else torch.tensor(active, device=W.device)[:, None]
-        before = None if mask is None else {name: s.clone() for name, s in self.state.items()}
         if self.weight_decay is not None:
             g = g.addcmul_(self.weight_decay, W)  # dW + (lambda/m) W, in the gradient's own memory
         # Every intermediate lives in the gradient's memory or a reused scratch tensor: a fresh
         # (K, P) tensor per operation costs more than the arithmetic on the CPU, where glibc maps and
         # unmaps each one (measured for K=16 MLP trials: 1.4 ms per Adam step with temporaries, 0.35 without).
-        scale = self.minus_lr  # W += (-lr) * step, one multiply-add as torch's add with alpha
-        if self.kind == "sgd":
-            step = g
+        if self.kind == "sgd":  # W += (-lr) * dW, one multiply-add as torch's add with alpha
+            W.addcmul_(g, self.minus_lr)
         elif self.kind == "momentum":  # foreach mul_, then add_ with alpha 1 - beta: CourseMomentum
-            step = self.state["velocity"].mul_(h["beta"]).addcmul_(g, h["one_minus_beta"])
+            W.addcmul_(self.state["velocity"].mul_(h["beta"]).addcmul_(g, h["one_minus_beta"]), self.minus_lr)
         elif self.kind == "rmsprop":  # torch.optim.RMSprop's operations in its order
             s = self.state["square_avg"].mul_(h["beta"])
             s.addcmul_(torch.mul(g, h["one_minus_beta"], out=self.scratch), g)
-            step, scale = g.mul_(self.minus_lr).div_(torch.sqrt(s, out=self.scratch).add_(h["eps"])), None
+            W.add_(g.mul_(self.minus_lr).div_(torch.sqrt(s, out=self.scratch).add_(h["eps"])))
         else:
-            step, scale = self._written_out_adam(g), None
-        if mask is not None:  # a NaN in a frozen trial's update must not reach its weights: where, not a product
-            step = torch.where(mask, step, torch.zeros((), device=W.device, dtype=W.dtype))
-        if scale is None:
-            W.add_(step)
-        else:
-            W.addcmul_(step, scale)
-        if mask is not None:
-            for name, s in self.state.items():
-                s.copy_(torch.where(mask, s, before[name]))
+            W.add_(self._written_out_adam(g))
+
+    def carry(self, old: StackedOptimizer, rows: list[int]) -> None:
+        """Take the state of ``old``'s trials ``rows`` as this optimizer's first rows (the trials that
+        stay when a stack regroups); the rows after them are trials that start here."""
+        for name, state in self.state.items():
+            state[: len(rows)] = old.state[name][rows]
+        self.steps[: len(rows)] = [old.steps[r] for r in rows]
+        if old.kernel is None:  # it refused its arguments there: it would here too
+            self.kernel = None
+        if self.kernel is not None:
+            self.step_counts[: len(rows)] = [old.step_counts[r].clone() for r in rows]
 
     def _written_out_adam(self, g: torch.Tensor) -> torch.Tensor:
         """-(lr/(1-b1^t)) m / (sqrt(v)/sqrt(1-b2^t) + eps) in g's memory, in the vector loop's operations
@@ -147,7 +145,7 @@ class StackedOptimizer:
         denominator = self.scratch.copy_(v.double().sqrt_()).div_(correction2).add_(h["eps"])
         return torch.mul(m, minus_step_size, out=g).div_(denominator)
 
-    def _kernel_step(self, active: list[bool] | None) -> bool:
+    def _kernel_step(self) -> bool:
         """Adam through torch's fused kernel, one call per trial and parameter group (weights with
         their weight decay, the rest without), on views of the trial's rows: the very update its
         solo optimizer makes, each tensor chunked by the kernel as in the solo run. False when the
@@ -156,21 +154,19 @@ class StackedOptimizer:
         # kernel opens per call whatever the size cost up to 0.3 ms where the update takes 20 us.
         threads = torch.get_num_threads()
         if threads == 1:  # a small stack already runs on one thread
-            return self._kernel_calls(active)
+            return self._kernel_calls()
         torch.set_num_threads(1)
         try:
-            return self._kernel_calls(active)
+            return self._kernel_calls()
         finally:
             torch.set_num_threads(threads)
 
-    def _kernel_calls(self, active: list[bool] | None) -> bool:
+    def _kernel_calls(self) -> bool:
         if self.kernel_rows is None:  # views of each trial's weights and moments, made once
             tensors = (self.flat.detach(), self.state["exp_avg"], self.state["exp_avg_sq"])
             self.kernel_rows = [[t[k].split(self.sizes) for t in tensors] for k in range(self.flat.shape[0])]
         moved = False
         for k, (weights, exp_avgs, exp_avg_sqs) in enumerate(self.kernel_rows):
-            if active is not None and not active[k]:
-                continue
             self.step_counts[k] += 1
             grads = self.flat.grad[k].split(self.sizes)  # a new gradient tensor every step
             decay = self.weight_decays[k]

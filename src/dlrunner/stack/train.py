@@ -4,21 +4,25 @@
 (``dlrunner.stack.group``): the same validation, data, per-trial model initialisation (each
 trial's seed, as its solo run), the same shuffles (each trial's own generator), learning-rate
 schedules, L2, gradient clipping, evaluation schedule, early stopping and divergence rules --
-kept per trial -- and at the end each trial's folder gets metrics.jsonl, summary.json (via the
-solo ``summarize``), analysis.json, checkpoints (best.pt and last.pt in the solo formats, written
-at the end) and its logger run. A trial that diverges, stops early or is pruned by the sweep is
-frozen; the others go on.
+kept per trial -- and when it finishes each trial's folder gets metrics.jsonl, summary.json (via
+the solo ``summarize``), analysis.json, checkpoints (best.pt and last.pt in the solo formats) and
+its logger run. A trial that finishes, diverges, stops early or is pruned by the sweep leaves the
+stack; the others go on, and a trial waiting for a row joins at the start of the next epoch
+(``StackFit``): a stack may hold fewer rows than its group has trials.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from torch import nn
 
 from dlrunner.config.validate import validate
 from dlrunner.data import build_data
@@ -52,17 +56,50 @@ class NotStackable(Exception):
     """This group must train one trial at a time; the message says why."""
 
 
+@dataclass(eq=False)
+class StackedTrial:
+    """One trial of a stacked group, and what its solo loop would keep between steps."""
+
+    number: int  # its place in ``train_stacked``'s lists
+    cfg: DictConfig
+    run_dir: Path
+    settings: FitSettings
+    model: nn.Module  # its solo model: its initial weights; its row is written back when the stack regroups
+    l2: float
+    files: RunFiles | None = None  # opened when it joins the stack
+    tracker: TrialTracker | None = None
+    shuffle: torch.Generator | None = None
+    order: torch.Tensor | None = None  # this epoch's order of the training examples
+    joined: int = 0  # the stack's step count when it joined: its own steps are counted from there
+    epoch: int = 0
+    stack_size: int = 0  # trials in the stack when it joined
+    started: float = 0.0  # clock and evaluation time of the stack when it joined
+    eval_s_before: float = 0.0
+    losses: list[float] = field(default_factory=list)  # its mini-batch losses since its last evaluation
+    records: list[dict] = field(default_factory=list)  # replayed to its logger when it finishes
+    best_row: torch.Tensor | None = None  # its best weights (a row of flat), saved as best.pt
+    stopped_at: tuple[int, int] | None = None  # (its step, its epoch) where it stopped
+    summary: dict | None = None
+
+
 def train_stacked(
     cfgs: list[DictConfig],
     run_dirs: list[Path],
     console: Console | None = None,
     progress: str = "none",
     environments: list[dict] | None = None,
+    slots: int | None = None,
+    on_finish: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
-    """Train the trials ``cfgs`` (one stack) into ``run_dirs``; return their summaries. ``progress``:
-    one bar (or plain lines) for the whole stack, showing its best trial (``trainer.progress`` modes).
-    ``environments``: each trial's ``hydra.job.env_set`` (its place in a sweep, the sweep's pruner:
-    the trials share this process, so not its environment).
+    """Train the trials ``cfgs`` (one group) into ``run_dirs``, at most ``slots`` at once (None: all);
+    return their summaries. A trial that finishes (completed, stopped early, diverged, pruned by the
+    sweep) leaves the stack, and the next waiting trial takes its row at the start of the stack's next
+    epoch (or at once when the stack is empty). ``progress``: one bar (or plain lines) for the whole
+    stack, showing its best trial (``trainer.progress`` modes). ``environments``: each trial's
+    ``hydra.job.env_set`` (its place in a sweep, the sweep's pruner: the trials share this process,
+    so not its environment). ``on_finish(i, summary)``: called as trial i's files are complete.
+    After a stop signal, the trials that had not joined the stack have no files, and a summary
+    with only ``status`` (interrupted), ``signal`` and ``message``.
     Raises NotStackable, before any file is written, when they cannot share a stack."""
     console = console or Console(quiet=True)
     for cfg in cfgs:
@@ -90,212 +127,236 @@ def train_stacked(
 
     n_train = len(data.splits["train"][0])
     batch_size = batch_size_for(first, n_train)
+    slots = min(slots or len(cfgs), len(cfgs))
     if device.type == "cpu":
         keep_freed_memory()  # a stack's per-step tensors are big enough for glibc to unmap each one when freed
-        torch.set_num_threads(
-            first.trainer.threads or cpu_threads_for(models[0], data.input_shape, len(cfgs) * batch_size)
-        )
-    stacked = StackedModel(models)
-    l2 = [float(cfg.regularization.l2) for cfg in cfgs]
-    optimizer = StackedOptimizer(
-        first.optimizer._target_,
-        stacked.flat,
-        [OmegaConf.to_container(c.optimizer) for c in cfgs],
-        [cfg.regularization.l2 / batch_size for cfg in cfgs],  # lambda/m, as optim.parameter_groups
-        stacked.weight_mask,
-        stacked.sizes,
-    )
-    settings = [fit_settings(cfg, n_train, batch_size) for cfg in cfgs]
-    for s, environment in zip(settings, environments or [{}] * len(cfgs)):
-        s.pruner = sweep_pruner(environment, s)  # a pruned trial is frozen, as an early-stopped one
+        torch.set_num_threads(first.trainer.threads or cpu_threads_for(models[0], data.input_shape, slots * batch_size))
+    trials = []
+    for i, (cfg, run_dir, model, environment) in enumerate(
+        zip(cfgs, run_dirs, models, environments or [{}] * len(cfgs))
+    ):
+        settings = fit_settings(cfg, n_train, batch_size)
+        settings.pruner = sweep_pruner(environment, settings)  # a pruned trial leaves the stack
+        trials.append(StackedTrial(i, cfg, run_dir, settings, model, float(cfg.regularization.l2)))
 
-    files = []
-    for cfg, run_dir in zip(cfgs, run_dirs):  # from here on the run folders fill up
-        out = RunFiles(run_dir)
-        out.attachments = checkpoint_attachments(data, OmegaConf.to_container(cfg, resolve=True))
-        out.start()
-        out.write_provenance(cfg.trainer.seed, str(device))
-        files.append(out)
-
-    def checkpoint(fit: StackFit, k: int, at: tuple[int, int, int], pending: torch.Tensor | None) -> None:
-        """Trial k's last.pt now, in the solo format: a stack killed later resumes from here, each
-        of its unfinished trials on its own (``dlrunner.stack.launch``)."""
-        files[k].save_checkpoint(
-            "last",
-            last_state(
-                cfgs[k],
-                models[k],
-                stacked,
-                optimizer,
-                fit,
-                k,
-                at,
-                time.perf_counter() - fit.started,
-                settings[k],
-                pending,
-            ),
-        )
+    def finish(fit: StackFit, trial: StackedTrial, row: int, result: FitResult, position: int) -> None:
+        trial.summary = finish_trial(trial, data, fit, row, result, position, console, stop.name)
+        if on_finish is not None:
+            on_finish(trial.number, trial.summary)
 
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
-        fit = StackFit(stacked, optimizer, data, settings, files, l2, checkpoint)
+        fit = StackFit(trials, data, slots, device, finish)
         try:
-            with make_progress(progress, settings[0].total_steps, 0, Console()) as fit.progress:
-                results = fit.run()
+            with make_progress(progress, fit.expected_steps(), 0, Console()) as fit.progress:
+                fit.run()
         except (
             Exception
         ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
-            for out in files:
-                out.write_summary(failure(err))
+            for trial in fit.rows:
+                trial.files.write_summary(failure(err))
             raise
         finally:
-            for out in files:
-                out.close()
-        interrupted = any(r.status == "interrupted" for r in results)
-        stop.finish(interrupted)  # from here a signal no longer interrupts: every trial's result gets written
-        signal_name = stop.name if interrupted else None
-        return [
-            finish_trial(
-                cfg, run_dir, out, data, model, stacked, optimizer, fit, k, result, settings[k], console, signal_name
-            )
-            for k, (cfg, run_dir, out, model, result) in enumerate(zip(cfgs, run_dirs, files, models, results))
-        ]
+            for trial in trials:
+                if trial.files is not None:
+                    trial.files.close()
+        for trial in fit.waiting:  # stopped before they joined: no files; the resumed sweep runs them
+            trial.summary = {"status": "interrupted", "signal": stop.name, "message": "stopped before it started"}
+        return [trial.summary for trial in trials]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
 
 class StackFit:
-    """The loop of ``dlrunner.train.loop.fit``, for K trials at once (see that function for the solo form)."""
+    """The loop of ``dlrunner.train.loop.fit`` for a group of trials, up to ``slots`` of them at once
+    as one stack (see that function for the solo form). Each trial counts its own steps and epochs
+    from the step it joined; all share the position in the epoch (trials join at an epoch's start),
+    so their mini-batches have one size."""
 
-    def __init__(
-        self,
-        stacked,
-        optimizer,
-        data,
-        settings: list[FitSettings],
-        files: list[RunFiles],
-        l2: list[float],
-        checkpoint=None,
-    ):
-        self.stacked, self.optimizer, self.data, self.settings, self.files, self.l2 = (
-            stacked,
-            optimizer,
-            data,
-            settings,
-            files,
-            l2,
-        )
-        self.checkpoint = checkpoint or (lambda fit, k, at, pending: None)  # saves trial k's last.pt
-        k = stacked.k
-        self.trackers = [TrialTracker(s) for s in settings]
-        self.records = [[] for _ in range(k)]  # each trial's metrics records, replayed to its logger at the end
-        self.stopped_at = [None] * k  # (step, epoch) where a trial was frozen
-        self.best_rows = [None] * k  # each trial's best weights (a row of flat), saved as best.pt at the end
-        self.orders = [None] * k
+    def __init__(self, trials: list[StackedTrial], data, slots: int, device, finish):
+        self.trials, self.data, self.slots, self.device, self.finish = trials, data, slots, device, finish
+        self.waiting = list(trials)
+        self.rows: list[StackedTrial] = []  # the trials in the stack, in the order of its rows
+        self.stacked: StackedModel | None = None
+        self.optimizer: StackedOptimizer | None = None
         self.eval_s_total = 0.0
         self.progress = NoProgress()
 
-    def active(self) -> list[int]:
-        return [k for k in range(self.stacked.k) if self.stopped_at[k] is None]
+    def expected_steps(self) -> int:
+        """The stack's steps if no trial stops early: each wave of ``slots`` trials trains to the end."""
+        return self.trials[0].settings.total_steps * -(-len(self.trials) // self.slots)
 
-    def run(self) -> list[FitResult]:
-        s0, stacked, data = self.settings[0], self.stacked, self.data
-        X, Y = data.splits["train"]
-        device, k_all = stacked.device, stacked.k
-        n_train, batch_size, total_steps = len(X), s0.batch_size, s0.total_steps
-        loss_fn = per_trial_loss(data.task)
-        self.shuffles = []
-        for cfg_seed in (f.attachments["config"]["trainer"]["seed"] for f in self.files):
-            generator = torch.Generator(device=X.device)
-            generator.manual_seed(int(cfg_seed) % 2**63)  # the solo loop seeds its shuffle from the run's seed
-            self.shuffles.append(generator)
-        # Each trial's learning rate as its solo run computes it (FitSettings.lr_at, Python floats):
-        # the optimizer rounds it as the solo optimizer does.
-        lrs = [s.lr_at(0, 0) for s in self.settings]
-        clip = [s.grad_clip_norm for s in self.settings]
-        clip_norms = torch.tensor([c or math.inf for c in clip], device=device)[:, None] if any(clip) else None
-        constant_lr = all(
-            s.schedule(1, 0, total_steps) == s.schedule(2, total_steps - 1, total_steps) == 1.0 for s in self.settings
+    def regroup(self, joining: list[StackedTrial], step: int) -> None:
+        """A new stack for the trials that go on (their weights and optimizer state carried over, bit
+        for bit) and those that join now (their initial weights, fresh state)."""
+        staying = [row for row, trial in enumerate(self.rows) if trial.stopped_at is None]
+        for row in staying:  # the trial's weights now, in its solo model
+            self.rows[row].model.load_state_dict(self.stacked.state_dict(row))
+        rows = [self.rows[row] for row in staying] + joining
+        self.rows, self.stacked, self.optimizer, old = rows, None, None, self.optimizer
+        if not rows:
+            return
+        self.stacked = StackedModel([trial.model for trial in rows])
+        first = rows[0].cfg
+        self.optimizer = StackedOptimizer(
+            first.optimizer._target_,
+            self.stacked.flat,
+            [OmegaConf.to_container(trial.cfg.optimizer) for trial in rows],
+            [trial.l2 / trial.settings.batch_size for trial in rows],  # lambda/m, as optim.parameter_groups
+            self.stacked.weight_mask,
+            self.stacked.sizes,
         )
+        if old is not None and staying:
+            self.optimizer.carry(old, staying)
+        clip = [trial.settings.grad_clip_norm for trial in rows]
+        self.clip_norms = None
+        if any(clip):
+            self.clip_norms = torch.tensor([c or math.inf for c in clip], device=self.device)[:, None]
+        for trial in joining:
+            trial.joined, trial.stack_size = step, len(rows)
+            trial.started, trial.eval_s_before = time.perf_counter(), self.eval_s_total
+            trial.tracker = TrialTracker(trial.settings)
+            trial.shuffle = torch.Generator(device=self.data.splits["train"][0].device)
+            trial.shuffle.manual_seed(int(trial.cfg.trainer.seed) % 2**63)  # as the solo loop seeds its shuffle
+            trial.files = RunFiles(trial.run_dir)  # from here on its run folder fills up
+            trial.files.attachments = checkpoint_attachments(self.data, OmegaConf.to_container(trial.cfg, resolve=True))
+            trial.files.start()
+            trial.files.write_provenance(trial.cfg.trainer.seed, str(self.device))
 
-        step, epoch, position = 0, 0, n_train
-        batch_losses = []
-        self.started = time.perf_counter()
+    def run(self) -> None:
+        X, Y = self.data.splits["train"]
+        n_train, batch_size = len(X), self.trials[0].settings.batch_size
+        total_steps, eval_every = self.trials[0].settings.total_steps, self.trials[0].settings.eval_every
+        loss_fn = per_trial_loss(self.data.task)
+        constant_lr = all(
+            t.settings.schedule(1, 0, total_steps) == t.settings.schedule(2, total_steps - 1, total_steps) == 1.0
+            for t in self.trials
+        )
+        step, position, batch_losses = 0, n_train, []
         try:
-            while step < total_steps and self.active():
+            while self.rows or self.waiting:
                 if STOP.received is not None:
                     raise Interrupted(STOP.received)
-                if position >= n_train:  # a new epoch: each trial's own shuffle, as in its solo run
-                    epoch += 1
+                if position >= n_train or not self.rows:  # a new epoch: trials may join, each shuffles its own
                     position = 0
-                    if batch_size < n_train:
-                        self.orders = [torch.randperm(n_train, device=X.device, generator=g) for g in self.shuffles]
-                        order = torch.stack(self.orders)
-                if batch_size < n_train:
+                    joining, self.waiting = (
+                        self.waiting[: self.slots - len(self.rows)],
+                        self.waiting[self.slots - len(self.rows) :],
+                    )
+                    if joining:
+                        self.take_losses(batch_losses)  # the rows change
+                        self.regroup(joining, step)
+                    for trial in self.rows:
+                        trial.epoch += 1
+                        if batch_size < n_train:
+                            trial.order = torch.randperm(n_train, device=X.device, generator=trial.shuffle)
+                    order = torch.stack([t.order for t in self.rows]) if batch_size < n_train else None
+                    lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
+                if order is not None:
                     batch = order[:, position : position + batch_size]  # (K, B)
-                    xb, yb = X[batch].to(device, non_blocking=True), Y[batch].to(device, non_blocking=True)
+                    xb, yb = X[batch].to(self.device, non_blocking=True), Y[batch].to(self.device, non_blocking=True)
                 else:
-                    xb, yb = X.expand(k_all, *X.shape), Y.expand(k_all, *Y.shape)
+                    xb, yb = X.expand(len(self.rows), *X.shape), Y.expand(len(self.rows), *Y.shape)
                 position += batch_size
                 if not constant_lr:
-                    lrs = [s.lr_at(epoch, step) for s in self.settings]
+                    lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
 
+                stacked = self.stacked
                 losses = loss_fn(stacked.train_forward(xb), yb)  # (K,): each trial's mini-batch loss
                 stacked.flat.grad = None
                 losses.sum().backward()  # row k of flat.grad is trial k's gradient alone
-                if clip_norms is not None:
-                    clip_each_trial(stacked.flat.grad, stacked.sizes, clip_norms)
-                training = [at is None for at in self.stopped_at]
-                self.optimizer.step(lrs, None if all(training) else training)
+                if self.clip_norms is not None:
+                    clip_each_trial(stacked.flat.grad, stacked.sizes, self.clip_norms)
+                self.optimizer.step(lrs)
                 batch_losses.append(losses.detach())
                 step += 1
-                self.progress.advance(step, epoch)
-                if step % s0.eval_every and step != total_steps:
+                self.progress.advance(step, self.rows[0].epoch)
+                due = [
+                    row
+                    for row, trial in enumerate(self.rows)
+                    if (step - trial.joined) % eval_every == 0 or step - trial.joined == total_steps
+                ]
+                if not due:
                     continue
-                self.evaluate(step, epoch, position, lrs, torch.stack(batch_losses).float(), batch_size)
-                batch_losses.clear()
+                self.take_losses(batch_losses)
+                self.evaluate(due, step, position, lrs)
+                if any(t.stopped_at is not None for t in self.rows):
+                    self.leave(step, position)
+                    order = torch.stack([t.order for t in self.rows]) if self.rows and order is not None else None
+                    lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
         except KeyboardInterrupt:
-            pending = torch.stack(batch_losses).cpu() if batch_losses else None  # (steps, K) since the last evaluation
-            for k in self.active():
-                self.trackers[k].interrupt(f"interrupted at step {step}; the sweep resumes it from its checkpoint")
-                self.checkpoint(self, k, (step, epoch, position), None if pending is None else pending[:, k])
-        self.train_s = time.perf_counter() - self.started
-        self.final = (step, epoch, position)
-        return [
-            tracker.result(*(at or (step, epoch)), self.train_s, self.eval_s_total)
-            for tracker, at in zip(self.trackers, self.stopped_at)
-        ]
+            self.take_losses(batch_losses)
+            for row, trial in enumerate(self.rows):
+                own = step - trial.joined
+                trial.tracker.interrupt(f"interrupted at step {own}; the sweep resumes it from its checkpoint")
+                pending = torch.tensor(trial.losses) if trial.losses else None
+                self.checkpoint(trial, row, (own, trial.epoch, position), pending)
+                trial.stopped_at = (own, trial.epoch)
+            STOP.finish(True)  # from here a signal no longer interrupts: every trial's result gets written
+            self.leave(step, position)
+            return
+        STOP.finish(False)
 
-    def evaluate(self, step, epoch, position, lrs: list[float], losses: torch.Tensor, batch_size: int) -> None:
-        """One evaluation of every active trial: its ``metrics_record`` and its tracker's decisions, as
-        in the solo loop; ``lrs``: each trial's learning rate at this step, in full precision."""
+    def take_losses(self, batch_losses: list[torch.Tensor]) -> None:
+        """The (K,) mini-batch losses of the steps since the last call, into each trial's own list."""
+        if batch_losses:
+            for trial, losses in zip(self.rows, torch.stack(batch_losses).float().t().tolist()):
+                trial.losses.extend(losses)
+            batch_losses.clear()
+
+    def leave(self, step: int, position: int) -> None:
+        """The trials that stopped write their files and leave the stack; the others go on."""
+        for row, trial in enumerate(self.rows):
+            if trial.stopped_at is not None:
+                own_step, epoch = trial.stopped_at
+                result = trial.tracker.result(
+                    own_step,
+                    epoch,
+                    time.perf_counter() - trial.started,
+                    self.eval_s_total - trial.eval_s_before,
+                )
+                self.finish(self, trial, row, result, position)
+        self.regroup([], step)
+
+    def evaluate(self, due: list[int], step: int, position: int, lrs: list[float]) -> None:
+        """One evaluation of the trials in rows ``due``: its ``metrics_record`` and its tracker's
+        decisions, as in the solo loop; ``lrs``: each row's learning rate at this step."""
         started = time.perf_counter()
-        active = self.active()
         data, stacked = self.data, self.stacked
         per_split = {
-            name: evaluate_stack(stacked, *data.splits[name], data.task, active)
+            name: evaluate_stack(stacked, *data.splits[name], data.task, due)
             for name in EVALUATED_SPLITS
             if name in data.splits
         }
-        penalties = l2_penalties(stacked, self.l2, batch_size)
-        losses_by_trial = losses.t().tolist()  # (K, steps since the last evaluation)
-        for k in active:
-            splits = {name: results[k] for name, results in per_split.items()}
+        penalties = l2_penalties(stacked, [t.l2 for t in self.rows], self.trials[0].settings.batch_size)
+        for row in due:
+            trial = self.rows[row]
+            own = step - trial.joined
+            splits = {name: results[row] for name, results in per_split.items()}
             record = metrics_record(
-                step, epoch, lrs[k], losses_by_trial[k], splits, penalties[k], self.settings[k], data.error_scale
+                own, trial.epoch, lrs[row], trial.losses, splits, penalties[row], trial.settings, data.error_scale
             )
-            self.files[k].append_metrics(record)
-            self.records[k].append(record)
-            tracker = self.trackers[k]
+            trial.losses = []
+            trial.files.append_metrics(record)
+            trial.records.append(record)
+            tracker = trial.tracker
             if tracker.observe(record):
-                self.best_rows[k] = stacked.flat[k].detach().clone()
-            if tracker.finished:
-                self.stopped_at[k] = (step, epoch)
-            elif tracker.checkpoint_due() and step < tracker.settings.total_steps:
-                self.checkpoint(self, k, (step, epoch, position), None)  # the final one is written at the end
-        # the stack's progress shows its best trial at this evaluation
-        self.progress.evaluated(min((self.records[k][-1] for k in active), key=lambda r: r["dev"]["error"]))
+                trial.best_row = stacked.flat[row].detach().clone()
+            if tracker.finished or own == tracker.settings.total_steps:
+                trial.stopped_at = (own, trial.epoch)
+            elif tracker.checkpoint_due():
+                self.checkpoint(trial, row, (own, trial.epoch, position), None)  # the final one is written at the end
+        # the stack's progress shows its best trial at this evaluation, at the stack's step
+        best = min((self.rows[row].records[-1] for row in due), key=lambda r: r["dev"]["error"])
+        self.progress.evaluated({**best, "step": step})
         self.eval_s_total += time.perf_counter() - started
+
+    def checkpoint(self, trial: StackedTrial, row: int, at: tuple[int, int, int], pending) -> None:
+        """The trial's last.pt now, in the solo format: a stack killed later resumes from here, each
+        of its unfinished trials on its own (``dlrunner.stack.launch``)."""
+        trial.files.save_checkpoint(
+            "last", last_state(trial, self, row, at, time.perf_counter() - trial.started, pending)
+        )
 
 
 def clip_each_trial(grad: torch.Tensor, sizes: list[int], max_norms: torch.Tensor) -> None:
@@ -308,25 +369,22 @@ def clip_each_trial(grad: torch.Tensor, sizes: list[int], max_norms: torch.Tenso
 
 
 def finish_trial(
-    cfg,
-    run_dir,
-    out: RunFiles,
+    trial: StackedTrial,
     data,
-    model,
-    stacked,
-    optimizer,
     fit: StackFit,
-    k: int,
+    row: int,
     result: FitResult,
-    settings: FitSettings,
+    position: int,
     console,
     signal_name: str | None = None,
 ) -> dict:
-    """Trial k's solo model with its final (or, after early stopping, best) weights, and its files."""
+    """The trial's solo model with its final (or, after early stopping, best) weights, and its files;
+    ``row``: its row of the stack, ``position``: the stack's place in the epoch."""
+    cfg, model, out, stacked = trial.cfg, trial.model, trial.files, fit.stacked
     # early stopping keeps the best (SPEC B8)
-    model.load_state_dict(stacked.state_dict(k, fit.best_rows[k] if result.stopped_early else None))
-    summary = summarize(cfg, data, model, result, settings)
-    summary["timing"]["stacked_with"] = stacked.k  # trained in one stack of this many trials, sharing train_s
+    model.load_state_dict(stacked.state_dict(row, trial.best_row if result.stopped_early else None))
+    summary = summarize(cfg, data, model, result, trial.settings)
+    summary["timing"]["stacked_with"] = trial.stack_size  # trained in one stack of this many trials, sharing train_s
     if result.status == "interrupted" and signal_name:
         summary["signal"] = signal_name
         summary["message"] = f"{signal_name}: {summary['message']}"
@@ -336,29 +394,15 @@ def finish_trial(
         analysis = misclassified(
             model, *data.splits["dev"], data.task, cfg.logger.max_misclassified, data.mean, data.std
         )
-        write_analysis(analysis, data.class_names, run_dir)
-    if fit.best_rows[k] is not None:
-        best = stacked.state_dict(k, fit.best_rows[k])
+        write_analysis(analysis, data.class_names, trial.run_dir)
+    if trial.best_row is not None:
+        best = stacked.state_dict(row, trial.best_row)
         out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})
-    _, _, position = fit.final
-    out.save_checkpoint(
-        "last",
-        last_state(
-            cfg,
-            model,
-            stacked,
-            optimizer,
-            fit,
-            k,
-            (result.step, result.epoch, position),
-            result.train_s,
-            settings,
-            None,
-        ),
-    )
-    logger = build_logger(cfg, run_dir, console)  # replayed now: one tracker run open at a time
+    at = (result.step, result.epoch, position)
+    out.save_checkpoint("last", last_state(trial, fit, row, at, result.train_s, None))
+    logger = build_logger(cfg, trial.run_dir, console)  # replayed now: one tracker run open at a time
     try:
-        for record in fit.records[k]:
+        for record in trial.records:
             logger.log_metrics(record)
         if cfg.logger.backend != "none":
             logger.log_summary(summary, analysis)
@@ -367,39 +411,28 @@ def finish_trial(
     return summary
 
 
-def last_state(
-    cfg,
-    model,
-    stacked,
-    optimizer: StackedOptimizer,
-    fit: StackFit,
-    k: int,
-    at: tuple[int, int, int],
-    train_s: float,
-    settings,
-    pending: torch.Tensor | None,
-) -> dict:
+def last_state(trial: StackedTrial, fit: StackFit, row: int, at: tuple[int, int, int], train_s: float, pending) -> dict:
     """checkpoints/last.pt as the solo loop writes it, so `trainer.resume` can continue this trial alone.
 
-    ``at``: (step, epoch, position in the epoch's order); ``pending``: the trial's mini-batch losses
-    since its last evaluation (a stop signal between evaluations), so the resumed interval is whole."""
-    solo = build_optimizer(cfg, model, settings.batch_size)
+    ``at``: (its step, its epoch, position in the epoch's order); ``pending``: the trial's mini-batch
+    losses since its last evaluation (a stop signal between evaluations), so the resumed interval is whole."""
+    cfg, model, stacked = trial.cfg, trial.model, fit.stacked
+    solo = build_optimizer(cfg, model, trial.settings.batch_size)
     index = {id(p): i for i, p in enumerate(model.parameters())}
     groups = [[index[id(p)] for p in group["params"]] for group in solo.param_groups]
     state = solo.state_dict()
-    state["state"] = optimizer.solo_state(k, stacked.names, stacked.sizes, stacked.shapes, groups)
+    state["state"] = fit.optimizer.solo_state(row, stacked.names, stacked.sizes, stacked.shapes, groups)
     step, epoch, position = at
-    best = fit.best_rows[k]
     return {
-        "model": stacked.state_dict(k),  # its row: frozen since it stopped, as the solo loop saves it then
+        "model": stacked.state_dict(row),  # its row: unchanged since its last step, as the solo loop saves it
         "optimizer": state,
         "step": step,
         "epoch": epoch,
         "position": position,
-        "order": fit.orders[k],
-        **fit.trackers[k].state(),
-        "best_weights": None if best is None else stacked.state_dict(k, best),
-        "shuffle_state": fit.shuffles[k].get_state(),
+        "order": trial.order,
+        **trial.tracker.state(),
+        "best_weights": None if trial.best_row is None else stacked.state_dict(row, trial.best_row),
+        "shuffle_state": trial.shuffle.get_state(),
         "rng_state": get_rng_state(),
         "batch_losses": pending,
         "train_s": train_s,
