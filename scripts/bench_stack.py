@@ -28,6 +28,7 @@ each (process start to exit, so every overhead is in).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -67,6 +68,16 @@ def main() -> None:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
+    p.add_argument(
+        "--pruning",
+        action="store_true",
+        help="with --sweep-budget: each launcher also with hydra.sweeper.pruner=halving (and the best dev error found)",
+    )
+    p.add_argument(
+        "--launchers",
+        default=",".join(LAUNCHERS),
+        help=f"with --sweep-budget: which of {', '.join(LAUNCHERS)} (comma-separated)",
+    )
     args = p.parse_args()
 
     from rich.console import Console
@@ -160,25 +171,34 @@ LAUNCHERS = {
     "basic (1 at a time)": [],
     "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "stacked": ["hydra/launcher=stacked"],
+    "stacked, 8 rows": ["hydra/launcher=stacked", "hydra.launcher.max_stack=8"],  # the rest wait for a row
 }
+HALVING = ["hydra.sweeper.pruner=halving"]  # --pruning: each launcher again with successive halving
 
 
 def sweep_table(args) -> list[str]:
-    """Trials per minute of whole `dlrun sweep` runs with each launcher."""
+    """Trials per minute of whole `dlrun sweep` runs with each launcher (and, with --pruning, with
+    successive halving too: the best dev error found, and the training steps the trials took)."""
     beside = Path(sys.executable).parent / "dlrun"
     dlrun = str(beside) if beside.exists() else shutil.which("dlrun")
+    launchers = {name: LAUNCHERS[name] for name in (n.strip() for n in args.launchers.split(","))}
+    runs, unpruned = {}, {}  # name: overrides; a pruned run's name: its launcher's unpruned run
+    for name, launcher in launchers.items():
+        runs[name] = launcher
+        if args.pruning:
+            runs[f"{name} + halving"], unpruned[f"{name} + halving"] = [*launcher, *HALVING], name
     out = [
         "",
         f"Whole sweeps: `dlrun sweep sweep=lr ... hydra.sweeper.budget={args.sweep_budget}`, one random round, "
         f"{args.steps} steps per trial, process start to exit:",
         "",
-        "| model | launcher | wall (s) | trials per minute | vs basic |",
-        "| --- | --- | --- | --- | --- |",
+        "| model | launcher | wall (s) | trials per minute | speed-up | best dev error | training steps |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     with tempfile.TemporaryDirectory(prefix="bench-stack-sweep-") as tmp:
         for model in [m.strip() for m in args.models.split(",")]:
-            walls = {}
-            for name, launcher in LAUNCHERS.items():
+            walls, found = {}, {}
+            for name, launcher in runs.items():
                 sweep_dir = Path(tmp) / f"{model}-{len(walls)}"
                 command = [
                     dlrun,
@@ -199,13 +219,28 @@ def sweep_table(args) -> list[str]:
                 walls[name] = time.perf_counter() - started
                 if done.returncode != 0:
                     raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+                found[name] = sweep_outcome(sweep_dir)
                 print(f"sweep {model} {name}: {walls[name]:.1f} s", file=sys.stderr, flush=True)
+            first = next(iter(walls))
             for name, wall in walls.items():
+                best, steps = found[name]
+                against = unpruned.get(name, first)
                 out.append(
                     f"| {model} | {name} | {wall:.1f} | {args.sweep_budget / wall * 60:.1f} | "
-                    f"{walls['basic (1 at a time)'] / wall:.2f} |"
+                    f"{walls[against] / wall:.2f} (vs {against}) | {best:.4f} | {steps} |"
                 )
     return out
+
+
+def sweep_outcome(sweep_dir: Path) -> tuple[float, int]:
+    """The best dev error among the trials trained to the end, and the steps all trials took."""
+    best, steps = float("inf"), 0
+    for summary_path in sweep_dir.glob("*/summary.json"):
+        summary = json.loads(summary_path.read_text())
+        steps += summary["timing"]["steps"]
+        if summary["status"] == "completed":
+            best = min(best, summary["metrics"]["dev"]["error"])
+    return best, steps
 
 
 if __name__ == "__main__":
