@@ -16,7 +16,7 @@ from hydra.plugins.launcher import Launcher
 @dataclass
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.dlrunner_stacked_launcher.launcher.StackedLauncher"
-    max_stack: int = 64  # trials per stack at most; a larger group is split into balanced stacks no larger
+    max_stack: int = 64  # rows per stack at most; a larger group waits in line for the rows trials free
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="dlrunner")
