@@ -32,7 +32,7 @@ def check_settings(settings: dict, launcher) -> None:
             Problem(
                 "hydra.launcher.max_stack",
                 launcher.get("max_stack"),
-                "a whole number >= 1: the most trials in one stack",
+                "a whole number >= 1: the most trials training at once in one stack",
             )
         )
     problems += pruning_problems(settings)
