@@ -21,7 +21,7 @@ the median and the spread over seeds. Runs already finished in --out are read, n
     python scripts/bench_search.py --in-process --seeds 5 --budget 25 --steps 500 --out outputs/bench-search-ip \\
         --strategies random,coarse_to_fine,optuna_tpe,coarse_to_fine_halving,optuna_tpe_hyperband
 
-The --in-process run (~20 min on 2 cores) trains the same trials without a sweep process per run;
+The --in-process run (~10 min on 2 cores) trains the same trials without a sweep process per run;
 there coarse_to_fine_old is the previous algorithm itself (3 equal rounds around the top 3, no
 exploration), Optuna's TPE runs through its ask/tell API, coarse_to_fine_halving is coarse to fine
 with the sweep's successive halving (hydra.sweeper.pruner=halving: rungs at 1/9, 1/3 and, for 500
@@ -388,6 +388,17 @@ def report_spent(runs: dict, args, results: dict) -> None:
         ]
         print(f"- {name}: " + "; ".join(cells))
     results["quality_target"] = target
+    if wall is None:
+        return
+    print("\nWhere the wall time went (all seeds' trials together):\n")
+    print("| strategy | trials trained to the end | their median wall time | their share of the wall time |")
+    print("| --- | --- | --- | --- |")
+    for name, seeds in by_name.items():
+        trials = [r for records in seeds for r in records]
+        full_ones = [r["seconds"] for r in trials if r["steps"] >= args.steps]
+        shown = f"{statistics.median(full_ones):.2f} s" if full_ones else "–"
+        spent = sum(full_ones) / sum(r["seconds"] for r in trials)
+        print(f"| {name} | {len(full_ones)} of {len(trials)} | {shown} | {spent:.2f} |")
 
 
 def total_seconds(runs: list[list[dict]]) -> float | None:
