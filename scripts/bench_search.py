@@ -18,19 +18,25 @@ Reported: for each run, the number of trials until the best dev error so far is 
 the median and the spread over seeds. Runs already finished in --out are read, not rerun.
 
     python scripts/bench_search.py --seeds 3 --budget 30 --steps 1000 --out outputs/bench-search
-    python scripts/bench_search.py --in-process --seeds 3 --budget 25 --steps 500 \\
-        --strategies random,coarse_to_fine_old,coarse_to_fine,optuna_tpe --out outputs/bench-search-ip
+    python scripts/bench_search.py --in-process --seeds 5 --budget 25 --steps 500 --out outputs/bench-search-ip \\
+        --strategies random,coarse_to_fine,optuna_tpe,coarse_to_fine_halving,optuna_tpe_hyperband
 
 The --in-process run (~10 min on 2 cores) trains the same trials without a sweep process per run;
 there coarse_to_fine_old is the previous algorithm itself (3 equal rounds around the top 3, no
-exploration), Optuna's TPE runs through its ask/tell API, and coarse_to_fine_halving is coarse to
-fine with the sweep's successive halving (hydra.sweeper.pruner=halving: rungs at 1/9 and 1/3 of
-the steps, each trial evaluated every 1/9 of them), for which the training steps spent are reported.
+exploration), Optuna's TPE runs through its ask/tell API, coarse_to_fine_halving is coarse to fine
+with the sweep's successive halving (hydra.sweeper.pruner=halving: rungs at 1/9, 1/3 and, for 500
+steps, 99/100 of the steps, each trial evaluated every 1/9 of them), and optuna_tpe_hyperband is
+TPE with Optuna's Hyperband pruner (the same first rung and reduction factor, told the dev error at
+each evaluation). Each trial's steps trained and wall time (of the train call) are kept in
+--out/<strategy>/seed<n>/trials.json; reported per strategy: the steps and wall time spent (shares
+of the full trainings and of coarse_to_fine's wall time), and those spent until the best dev error
+so far reached the median over seeds of coarse_to_fine's best (the quality without pruning).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -78,88 +84,168 @@ def mlp_basic_space() -> dict:
     }
 
 
-def train_in_process(params: dict, args, run_dir: Path, pruning: tuple[Path, int] | None = None):
-    """The trial's dev error (None if it failed); with ``pruning`` (the rung file, the trial's number)
-    the trial reports to the sweep's successive halving as a pruned sweep's trial does, and the
-    result is (dev error, status, steps trained)."""
-    import os
+def train_in_process(params: dict, args, run_dir: Path, pruning=None) -> dict:
+    """One trial, composed and trained in this process: {"params", "error": its last dev error (None
+    if it failed), "status", "steps": the steps it trained, "seconds": the wall time of the train
+    call}. With ``pruning`` (halving_pruning, optuna_pruning: what gives train() its pruner) the
+    trial is evaluated every 1/9 of its steps, as a pruned sweep's trial is."""
+    import time
 
     from rich.console import Console
 
     from dlrunner.cli.base import compose
-    from dlrunner.search.pruning import PRUNING_ENV, TRIAL_ENV
     from dlrunner.train.run import train
 
     every = max(1, args.steps // 9) if pruning else args.steps
     overrides = [*COMMON, f"trainer.steps={args.steps}", f"trainer.eval_every={every}"]
     overrides += ["optimizer=adam", "regularization=l2", *(f"{k}={v}" for k, v in params.items())]
-    if pruning:
-        os.environ[PRUNING_ENV] = json.dumps({"path": str(pruning[0]), "reduction_factor": 3, "direction": "minimize"})
-        os.environ[TRIAL_ENV] = str(pruning[1])
+    cfg = compose(overrides)
+    with pruning or contextlib.nullcontext():
+        start = time.perf_counter()
+        summary = train(cfg, run_dir, Console(quiet=True))
+        seconds = time.perf_counter() - start
+    status = summary.get("status")
+    error = summary["metrics"]["dev"]["error"] if status in ("completed", "pruned") else None
+    steps = summary["timing"]["steps"]
+    return {"params": params, "error": error, "status": status, "steps": steps, "seconds": round(seconds, 3)}
+
+
+def counted(record: dict) -> float | None:
+    """The dev error a trial counts with: a trial that failed or was pruned is never picked as best."""
+    return record["error"] if record["status"] == "completed" else None
+
+
+@contextlib.contextmanager
+def halving_pruning(path: Path, number: int):
+    """The sweep's successive halving, given to the trial as hydra.sweeper.pruner=halving gives it:
+    the rung file and the trial's number in the environment (dlrunner.search.pruning.trial_pruner)."""
+    import os
+
+    from dlrunner.search.pruning import PRUNING_ENV, TRIAL_ENV
+
+    os.environ[PRUNING_ENV] = json.dumps({"path": str(path), "reduction_factor": 3, "direction": "minimize"})
+    os.environ[TRIAL_ENV] = str(number)
     try:
-        summary = train(compose(overrides), run_dir, Console(quiet=True))
+        yield
     finally:
         os.environ.pop(PRUNING_ENV, None)
         os.environ.pop(TRIAL_ENV, None)
-    status = summary.get("status")
-    error = summary["metrics"]["dev"]["error"] if status in ("completed", "pruned") else None
-    if not pruning:
-        return error if status == "completed" else None
-    return error, status, summary["timing"]["steps"]
 
 
-def run_in_process(name: str, seed: int, args, out: Path) -> list[float | None]:
+class OptunaPruner:
+    """An Optuna trial behind the interface dlrunner's training loop reports to at each evaluation
+    (FitSettings.pruner, as search.pruning.TrialPruner): report(step, dev error) -> stop?, explain."""
+
+    def __init__(self, trial, max_steps: int):
+        self.trial, self.max_steps = trial, max_steps
+        self.pruned_at = None
+
+    def report(self, step: int, value: float) -> bool:
+        if step >= self.max_steps:
+            return False  # the trial has finished: stopping it now would save nothing (as TrialPruner)
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self.pruned_at = (step, value)
+        return self.pruned_at is not None
+
+    def explain(self, what: str = "objective") -> str:
+        step, value = self.pruned_at
+        return f"pruned by Optuna's {type(self.trial.study.pruner).__name__} at step {step}: {what} {value:.4g}"
+
+
+@contextlib.contextmanager
+def optuna_pruning(trial, max_steps: int):
+    """Optuna's pruner for one trial. An in-process train() gets its pruner only from the
+    environment, through dlrunner.search.pruning.trial_pruner (called by train.setup.sweep_pruner),
+    which builds dlrunner's own halving; for this trial that function hands it an OptunaPruner instead."""
+    from unittest import mock
+
+    from dlrunner.search import pruning
+
+    given = []
+
+    def trial_pruner(environ, max_steps_, eval_every=1):
+        given.append(OptunaPruner(trial, max_steps))
+        return given[-1]
+
+    with mock.patch.object(pruning, "trial_pruner", trial_pruner):
+        yield
+    if not given:
+        raise RuntimeError("train() no longer asks dlrunner.search.pruning.trial_pruner for its pruner: fix this hook")
+
+
+def run_optuna(seed: int, args, sweep_dir: Path, hyperband: bool) -> list[dict]:
+    """Optuna's TPE through its ask/tell API; with ``hyperband`` its Hyperband pruner too (the first
+    rung at the sweep halving's, reduction factor 3), told the dev error at each evaluation."""
+    import optuna
+
+    from dlrunner.search.pruning import default_min_steps
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    every = max(1, args.steps // 9)
+    pruner = (
+        optuna.pruners.HyperbandPruner(
+            min_resource=default_min_steps(args.steps, 3, every), max_resource=args.steps, reduction_factor=3
+        )
+        if hyperband
+        else optuna.pruners.NopPruner()
+    )
+    # Hyperband puts a trial in a bracket by a hash of the study's name: named, a seed reruns the same.
+    study = optuna.create_study(
+        study_name=f"bench-search-{seed}", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner
+    )
+    records = []
+    for number in range(args.budget):
+        trial = study.ask()
+        params = {
+            "optimizer.lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+            # beta1 = 1 - 10^r, r uniform: the same 1 - beta log scale as dlrunner's
+            "optimizer.beta1": 1 - 10 ** trial.suggest_float("r", -3, -math.log10(5)),
+            "regularization.l2": trial.suggest_float("l2", 1e-3, 10, log=True),
+            "optimizer.batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512]),
+            "model.layers": trial.suggest_categorical("layers", LAYERS),
+        }
+        pruning = optuna_pruning(trial, args.steps) if hyperband else None
+        record = train_in_process(params, args, sweep_dir / str(number), pruning)
+        if record["status"] == "pruned":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # its value: the last one reported
+        else:
+            study.tell(trial, counted(record) if counted(record) is not None else 1.0)
+        records.append(record)
+    return records
+
+
+def run_in_process(name: str, seed: int, args, out: Path) -> list[dict]:
+    """Each trial's record (train_in_process), in trial order; read from --out when already run."""
     sweep_dir = out / name / f"seed{seed}"
-    cached = sweep_dir / "values.json"
+    cached = sweep_dir / "trials.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    values = []
-    if name == "optuna_tpe":
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
-        for number in range(args.budget):
-            trial = study.ask()
-            params = {
-                "optimizer.lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
-                # beta1 = 1 - 10^r, r uniform: the same 1 - beta log scale as dlrunner's
-                "optimizer.beta1": 1 - 10 ** trial.suggest_float("r", -3, -math.log10(5)),
-                "regularization.l2": trial.suggest_float("l2", 1e-3, 10, log=True),
-                "optimizer.batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512]),
-                "model.layers": trial.suggest_categorical("layers", LAYERS),
-            }
-            value = train_in_process(params, args, sweep_dir / str(number))
-            study.tell(trial, value if value is not None else 1.0)
-            values.append(value)
-    elif name == "coarse_to_fine_halving":
-        from dlrunner.search import CoarseToFine
-
-        search = CoarseToFine(mlp_basic_space(), budget=args.budget, seed=seed, direction="minimize")
-        steps = []
-        while not search.done:
-            for trial in search.ask():
-                pruning = (sweep_dir / "pruning.jsonl", trial.number)
-                value, status, trained = train_in_process(trial.params, args, sweep_dir / str(trial.number), pruning)
-                status = status if value is not None else "failed"
-                search.tell(trial.number, value, status=status, step=trained if status == "pruned" else None)
-                values.append(value if status == "completed" else None)  # a pruned trial is never picked
-                steps.append(trained)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / "steps.json").write_text(json.dumps(steps))
+    if name in ("optuna_tpe", "optuna_tpe_hyperband"):
+        records = run_optuna(seed, args, sweep_dir, hyperband=name == "optuna_tpe_hyperband")
     else:
         from dlrunner.search import CoarseToFine
 
-        settings = {"random": dict(method="random"), "coarse_to_fine_old": PREVIOUS, "coarse_to_fine": {}}[name]
+        settings = {"random": dict(method="random"), "coarse_to_fine_old": PREVIOUS}.get(name, {})
         search = CoarseToFine(mlp_basic_space(), budget=args.budget, seed=seed, direction="minimize", **settings)
+        records = []
         while not search.done:
             for trial in search.ask():
-                value = train_in_process(trial.params, args, sweep_dir / str(trial.number))
-                search.tell(trial.number, value, status="completed" if value is not None else "failed")
-                values.append(value)
+                pruning = None
+                if name == "coarse_to_fine_halving":
+                    pruning = halving_pruning(sweep_dir / "pruning.jsonl", trial.number)
+                record = train_in_process(trial.params, args, sweep_dir / str(trial.number), pruning)
+                if record["status"] in ("completed", "pruned") and record["error"] is not None:
+                    pruned = record["status"] == "pruned"
+                    search.tell(
+                        trial.number, record["error"], status=record["status"], step=record["steps"] if pruned else None
+                    )
+                else:
+                    search.tell(trial.number, None, status="failed")
+                records.append(record)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(values))
-    return values
+    cached.write_text(json.dumps(records, indent=1))
+    return records
 
 
 def run_strategy(name: str, seed: int, args, out: Path) -> list[float | None]:
@@ -222,6 +308,105 @@ def trials_to_reach(values: list[float | None], target: float) -> int | None:
     return None
 
 
+def spent_to_reach(records: list[dict], target: float) -> tuple[int, float | None] | None:
+    """Training steps and wall time (None if not timed) spent until the best dev error so far was
+    first <= target, that trial included; None if it never was."""
+    index = trials_to_reach([counted(r) for r in records], target)
+    if index is None:
+        return None
+    done = records[:index]
+    seconds = None if any(r["seconds"] is None for r in done) else sum(r["seconds"] for r in done)
+    return sum(r["steps"] for r in done), seconds
+
+
+def median_reached(values: list[float | None]) -> float:
+    """The median over runs, a run that never got there (None) counting as infinite."""
+    return statistics.median(math.inf if v is None else v for v in values)
+
+
+def mean_se(values: list[float]) -> str:
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {se:.3f}"
+
+
+def share(value: float | None, of: float | None, unit: str = "") -> str:
+    """A cell: the value and its share of ``of``; "never" for a median past the runs that got there."""
+    if value is None or of is None:
+        return "–"
+    if math.isinf(value):
+        return "never"
+    return f"{value:.0f}{unit} ({value / of:.2f})"
+
+
+def report_spent(runs: dict, args, results: dict) -> None:
+    """Training steps and wall time spent, in all and until a target dev error: the median over
+    seeds of the best dev error coarse to fine reaches at the full budget, without pruning."""
+    full = args.budget * args.steps
+    by_name = {}
+    for (name, _), records in runs.items():
+        by_name.setdefault(name, []).append(records)
+    reference = by_name.get("coarse_to_fine")
+    target = wall = None
+    if reference is None:
+        print("\n(no coarse_to_fine runs: no target dev error, no wall-time shares)")
+    else:
+        target = statistics.median(min(v for v in map(counted, records) if v is not None) for records in reference)
+        wall = total_seconds(reference)
+        print(
+            f"\nTraining spent, and spent until the best dev error so far was <= {target:.4f} (the target: the "
+            f"median over seeds of coarse_to_fine's best at {args.budget} trials, without pruning). Medians over "
+            f"seeds, a run that never got there counting as infinite; in brackets, the share of {args.budget} "
+            f"full trainings ({full} steps) and of coarse_to_fine's wall time ({wall or 0:.0f} s):\n"
+        )
+    print(
+        "| strategy | steps spent | wall time spent | runs that reached the target | steps to the target "
+        "| wall time to the target |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, seeds in by_name.items():
+        reached = [spent_to_reach(records, target) if target is not None else None for records in seeds]
+        results[name].update(
+            steps_spent=[sum(r["steps"] for r in records) for records in seeds],
+            seconds_spent=[total_seconds([records]) for records in seeds],
+            steps_to_target=[r and r[0] for r in reached],
+            seconds_to_target=[r and r[1] for r in reached],
+        )
+        steps, seconds = results[name]["steps_spent"], results[name]["seconds_spent"]
+        wall_spent = None if None in seconds else statistics.median(seconds)
+        to_steps = median_reached(results[name]["steps_to_target"]) if target is not None else None
+        to_wall = median_reached(results[name]["seconds_to_target"]) if wall_spent is not None else None
+        print(
+            f"| {name} | {share(statistics.median(steps), full)} | {share(wall_spent, wall, ' s')} "
+            f"| {sum(r is not None for r in reached)} of {len(reached)} "
+            f"| {share(to_steps, full)} | {share(to_wall, wall, ' s')} |"
+        )
+    print("\nPer seed (steps spent; wall time spent, s; steps to the target; wall time to the target, s):\n")
+    for name in by_name:
+        cells = [
+            " ".join("–" if v is None else f"{v:.0f}" for v in results[name][key])
+            for key in ("steps_spent", "seconds_spent", "steps_to_target", "seconds_to_target")
+        ]
+        print(f"- {name}: " + "; ".join(cells))
+    results["quality_target"] = target
+    if wall is None:
+        return
+    print("\nWhere the wall time went (all seeds' trials together):\n")
+    print("| strategy | trials trained to the end | their median wall time | their share of the wall time |")
+    print("| --- | --- | --- | --- |")
+    for name, seeds in by_name.items():
+        trials = [r for records in seeds for r in records]
+        full_ones = [r["seconds"] for r in trials if r["steps"] >= args.steps]
+        shown = f"{statistics.median(full_ones):.2f} s" if full_ones else "–"
+        spent = sum(full_ones) / sum(r["seconds"] for r in trials)
+        print(f"| {name} | {len(full_ones)} of {len(trials)} | {shown} | {spent:.2f} |")
+
+
+def total_seconds(runs: list[list[dict]]) -> float | None:
+    """The median over runs of their trials' total wall time; None if a trial was not timed."""
+    totals = [[r["seconds"] for r in records] for records in runs]
+    return None if any(None in t for t in totals) else statistics.median(sum(t) for t in totals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -237,19 +422,25 @@ def main() -> None:
         "--in-process",
         action="store_true",
         help="train each trial in this process (random, coarse_to_fine_old = the previous algorithm, "
-        "coarse_to_fine, optuna_tpe without hydra-optuna-sweeper)",
+        "coarse_to_fine, optuna_tpe without hydra-optuna-sweeper, coarse_to_fine_halving, optuna_tpe_hyperband)",
     )
     args = parser.parse_args()
 
-    curves = {}
+    runs = {}
     for name in args.strategies.split(","):
         for seed in range(args.seeds):
-            values = (run_in_process if args.in_process else run_strategy)(name, seed, args, args.out)
-            if values:
-                curves[(name, seed)] = values
-                print(
-                    f"{name:15s} seed {seed}: best dev error {min(v for v in values if v is not None):.4f}", flush=True
-                )
+            if args.in_process:
+                records = run_in_process(name, seed, args, args.out)
+            else:  # each trial trained to the end; not timed
+                records = [
+                    {"error": v, "status": "failed" if v is None else "completed", "steps": args.steps, "seconds": None}
+                    for v in run_strategy(name, seed, args, args.out)
+                ]
+            if records:
+                runs[(name, seed)] = records
+                best = min(v for v in map(counted, records) if v is not None)
+                print(f"{name:15s} seed {seed}: best dev error {best:.4f}", flush=True)
+    curves = {key: [counted(r) for r in records] for key, records in runs.items()}
     best = min(v for values in curves.values() for v in values if v is not None)
     target = best + args.tolerance
     print(
@@ -268,7 +459,7 @@ def main() -> None:
         print(f"| {name} | {shown} | {median:g} | {', '.join(f'{b:.3f}' for b in bests)} |")
         results[name] = {"trials_to_target": reached, "median": median, "best_per_seed": bests}
     checkpoints = sorted({n for n in (5, 10, 20, 30, args.budget) if n <= args.budget})
-    print("\nBest dev error found after n trials (median over seeds):\n")
+    print("\nBest dev error found after n trials (median over seeds; mean ± s.e.):\n")
     print("| strategy | " + " | ".join(f"n = {n}" for n in checkpoints) + " |")
     print("| --- | " + " | ".join("---" for _ in checkpoints) + " |")
     for name in results:
@@ -279,21 +470,10 @@ def main() -> None:
                 for s in range(args.seeds)
                 if (name, s) in curves
             ]
-            cells.append(f"{statistics.median(bests):.3f}")
+            cells.append(f"{statistics.median(bests):.3f}; {mean_se(bests)}")
             results[name][f"best_after_{n}"] = bests
         print(f"| {name} | " + " | ".join(cells) + " |")
-    spent = {}
-    for name in results:
-        per_seed = []
-        for seed in range(args.seeds):
-            path = args.out / name / f"seed{seed}" / "steps.json"
-            per_seed.append(sum(json.loads(path.read_text())) if path.exists() else args.budget * args.steps)
-        spent[name] = statistics.median(per_seed) / (args.budget * args.steps)
-    print("\nTraining steps spent, share of every trial trained to the end (median over seeds):\n")
-    print("| strategy | steps spent |")
-    print("| --- | --- |")
-    for name, share in spent.items():
-        print(f"| {name} | {share:.2f} |")
+    report_spent(runs, args, results)
     (args.out / "results.json").write_text(
         json.dumps(
             {"best": best, "target": target, "args": {k: str(v) for k, v in vars(args).items()}, "results": results},
