@@ -24,8 +24,8 @@ the median and the spread over seeds. Runs already finished in --out are read, n
 The --in-process run (~10 min on 2 cores) trains the same trials without a sweep process per run;
 there coarse_to_fine_old is the previous algorithm itself (3 equal rounds around the top 3, no
 exploration), Optuna's TPE runs through its ask/tell API, coarse_to_fine_halving is coarse to fine
-with the sweep's successive halving (hydra.sweeper.pruner=halving: rungs at 1/9, 1/3 and, for 500
-steps, 99/100 of the steps, each trial evaluated every 1/9 of them), and optuna_tpe_hyperband is
+with the sweep's successive halving (hydra.sweeper.pruner=halving: rungs at 1/9 and 1/3 of the
+steps, rounded up, each trial evaluated every 1/9 of them), and optuna_tpe_hyperband is
 TPE with Optuna's Hyperband pruner (the same first rung and reduction factor, told the dev error at
 each evaluation). Each trial's steps trained and wall time (of the train call) are kept in
 --out/<strategy>/seed<n>/trials.json; reported per strategy: the steps and wall time spent (shares
@@ -96,7 +96,7 @@ def train_in_process(params: dict, args, run_dir: Path, pruning=None) -> dict:
     from dlrunner.cli.base import compose
     from dlrunner.train.run import train
 
-    every = max(1, args.steps // 9) if pruning else args.steps
+    every = -(-args.steps // 9) if pruning else args.steps
     overrides = [*COMMON, f"trainer.steps={args.steps}", f"trainer.eval_every={every}"]
     overrides += ["optimizer=adam", "regularization=l2", *(f"{k}={v}" for k, v in params.items())]
     cfg = compose(overrides)
@@ -182,7 +182,7 @@ def run_optuna(seed: int, args, sweep_dir: Path, hyperband: bool) -> list[dict]:
     from dlrunner.search.pruning import default_min_steps
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    every = max(1, args.steps // 9)
+    every = -(-args.steps // 9)
     pruner = (
         optuna.pruners.HyperbandPruner(
             min_resource=default_min_steps(args.steps, 3, every), max_resource=args.steps, reduction_factor=3

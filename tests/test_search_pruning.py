@@ -25,6 +25,19 @@ def test_rungs_sit_at_min_steps_times_powers_of_the_reduction_factor():
 
 
 @pytest.mark.parametrize(
+    "steps, eval_every, rungs",
+    [(500, 1, [56, 168]), (1500, 250, [250, 750]), (90, 10, [10, 30]), (6000, 250, [750, 2250])],
+)
+def test_the_default_first_rung_leaves_two_rungs_rounded_up_to_whole_evaluations(steps, eval_every, rungs):
+    """1/eta**2 of the training rounded up: 500 steps give 56 and 168, not 55, 165 and a third rung
+    at 495 of 500 (where pruning saves nothing)."""
+    from dlrunner.search.pruning import default_min_steps
+
+    min_steps = default_min_steps(steps, 3, eval_every)
+    assert SuccessiveHalving(max_steps=steps, min_steps=min_steps, reduction_factor=3).rungs == rungs
+
+
+@pytest.mark.parametrize(
     "settings",
     [
         dict(max_steps=10, min_steps=10),

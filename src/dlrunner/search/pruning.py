@@ -196,9 +196,12 @@ PRUNED_FILE = "pruned.jsonl"
 
 def default_min_steps(max_steps: int, reduction_factor: int, eval_every: int = 1) -> int:
     """The first rung when none is given: 1/eta**2 of the training (two rungs), rounded up to a
-    whole number of evaluations, since a trial is only judged when it is evaluated."""
+    whole number of evaluations, since a trial is only judged when it is evaluated. Rounded up
+    from the start: 500 steps with eta = 3 give rungs at 56 and 168, not at 55, 165 and 495
+    (a third rung at 99% of the training, which saves nothing)."""
     every = max(1, int(eval_every))
-    return max(every, -(-(max_steps // reduction_factor**2) // every) * every)
+    ninth = math.ceil(max_steps / reduction_factor**2)
+    return max(every, math.ceil(ninth / every) * every)
 
 
 class TrialPruner:
