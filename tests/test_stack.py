@@ -570,3 +570,38 @@ def test_a_stop_signal_leaves_the_trials_still_waiting_for_a_row_without_files(t
     assert summaries[0]["status"] == "completed" and read_summary(tmp_path / "a")["status"] == "completed"
     assert summaries[1] == {"status": "interrupted", "signal": "SIGTERM", "message": "stopped before it started"}
     assert not (tmp_path / "b").exists()
+
+
+def test_a_stacked_trial_stopped_between_evaluations_resumes_to_its_uninterrupted_curve(tmp_path, monkeypatch):
+    """SIGTERM (real, to this process) a little after the stack's first evaluation: each trial's
+    last.pt keeps its mini-batch losses since that evaluation, so the trial resumed alone writes
+    the curve of a run that never stopped, bit for bit, losses of the cut interval included."""
+    import threading
+
+    from dlrunner.stack.train import StackFit
+
+    evaluate = StackFit.evaluate
+
+    def evaluate_then_stop_soon(self, *args):
+        evaluate(self, *args)
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    monkeypatch.setattr(StackFit, "evaluate", evaluate_then_stop_soon)
+    common = ("model=mlp", "trainer.steps=3000", "trainer.eval_every=100", "trainer.progress=none")
+    cfgs = [compose(*common, f"optimizer.lr={lr}") for lr in (0.003, 0.001)]
+    summaries = train_stacked(cfgs, [tmp_path / "a", tmp_path / "b"], QUIET)
+    monkeypatch.undo()
+    assert [s["status"] for s in summaries] == ["interrupted"] * 2
+    stopped = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert stopped["step"] % 100 != 0 and len(stopped["batch_losses"]) == stopped["step"] % 100
+    result = dlrun_in_process(
+        "train",
+        *common,
+        "optimizer.lr=0.001",
+        f"trainer.resume={tmp_path / 'b'}",
+        "hydra.run.dir=resumed",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    train(cfgs[1], tmp_path / "straight", QUIET)
+    assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")

@@ -286,11 +286,9 @@ class StackFit:
                     lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
         except KeyboardInterrupt:
             self.take_losses(batch_losses)
-            for row, trial in enumerate(self.rows):
+            for trial in self.rows:  # each leaves with a last.pt of this step (``finish_trial``)
                 own = step - trial.joined
                 trial.tracker.interrupt(f"interrupted at step {own}; the sweep resumes it from its checkpoint")
-                pending = torch.tensor(trial.losses) if trial.losses else None
-                self.checkpoint(trial, row, (own, trial.epoch, position), pending)
                 trial.stopped_at = (own, trial.epoch)
             STOP.finish(True)  # from here a signal no longer interrupts: every trial's result gets written
             self.leave(step, position)
@@ -399,7 +397,9 @@ def finish_trial(
         best = stacked.state_dict(row, trial.best_row)
         out.save_checkpoint("best", {"model": best, "step": result.best_step, "dev_error": result.best_dev_error})
     at = (result.step, result.epoch, position)
-    out.save_checkpoint("last", last_state(trial, fit, row, at, result.train_s, None))
+    # stopped between evaluations: the losses since the last one, so that the resumed interval is whole
+    pending = torch.tensor(trial.losses) if result.status == "interrupted" and trial.losses else None
+    out.save_checkpoint("last", last_state(trial, fit, row, at, result.train_s, pending))
     logger = build_logger(cfg, trial.run_dir, console)  # replayed now: one tracker run open at a time
     try:
         for record in trial.records:

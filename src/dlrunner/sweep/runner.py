@@ -127,10 +127,17 @@ class SweepRunner:
         """Where the sweep writes, and what a rerun resumes: finished trials (the ledger) and trials
         stopped part-way (their folders' interrupted summaries, continued from their checkpoints)."""
         trial_folders = [f for f in self.sweep_dir.iterdir() if f.name.isdigit() and int(f.name) not in done]
-        interrupted = sum(1 for folder in trial_folders if read_summary(folder).get("status") == "interrupted")
-        if not done and not interrupted:
+        statuses = {folder: read_summary(folder).get("status") for folder in trial_folders}
+        # finished trials the ledger has not recorded yet (a stack stopped before its round ended)
+        finished = len(done) + sum(1 for status in statuses.values() if status in FINAL)
+        interrupted = sum(  # a summary that says so, or a checkpoint without a summary (SIGKILL)
+            1
+            for folder, status in statuses.items()
+            if status == "interrupted" or (status is None and (folder / "checkpoints" / "last.pt").is_file())
+        )
+        if not finished and not interrupted:
             return f"Sweep folder: {self.sweep_dir}"
-        parts = [f"{len(done)} {'trial' if len(done) == 1 else 'trials'} already done"]
+        parts = [f"{finished} {'trial' if finished == 1 else 'trials'} already done"]
         if interrupted:
             parts.append(f"{interrupted} stopped part-way continue from their checkpoints")
         return f"Resuming the sweep in {self.sweep_dir}: {', '.join(parts)}"
