@@ -507,7 +507,8 @@ def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_
 
     rerun = run_dlrun(*STACK_SWEEP, "hydra.sweep.dir=s", cwd=tmp_path, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:] + rerun.stdout[-2000:]
-    assert "as one stack" not in rerun.stdout  # each unfinished trial resumed on its own
+    assert "as one stack" not in rerun.stdout  # each unfinished trial resumed on its own, and says so
+    assert all(f"Trial {n} resumes from its checkpoint, on its own" in rerun.stdout for n in range(3))
     records = ledger(sweep_dir)
     assert sorted(r["number"] for r in records) == [0, 1, 2] and all(r["status"] == "completed" for r in records)
     for n in range(3):
@@ -522,8 +523,9 @@ def test_a_stack_shows_one_progress_line_per_evaluation_for_its_best_trial(tmp_p
     summaries = train_stacked(cfgs, [tmp_path / f"t{k}" for k in range(2)], QUIET, progress="plain")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
     assert [line.split()[1] for line in lines] == ["20/60", "40/60", "60/60"]
-    best = min(s["metrics"]["dev"]["error"] for s in summaries)
-    assert f"dev err {best:.4f}" in lines[-1]
+    best = min(range(2), key=lambda k: summaries[k]["metrics"]["dev"]["error"])
+    assert f"dev err {summaries[best]['metrics']['dev']['error']:.4f}" in lines[-1]
+    assert lines[-1].split()[2:4] == ["trial", f"t{best}"]  # which trial the line shows: its folder
 
 
 def test_a_trial_waiting_for_a_row_takes_the_row_a_finished_trial_frees_and_trains_as_its_solo_run(tmp_path, capsys):

@@ -45,6 +45,8 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
     prepared: dict[int, tuple] = {}
     returns = []
     for i, config in enumerate(configs):
+        if i not in stacked and _has_unfinished_checkpoint(config):
+            print(f"Trial {config.hydra.job.num} resumes from its checkpoint, on its own", flush=True)
         task = launcher.task_function if i not in stacked else _prepare(prepared, i)
         returns.append(_run_job(launcher, config, task))
     for group, rows in groups:

@@ -344,9 +344,9 @@ class StackFit:
                 trial.stopped_at = (own, trial.epoch)
             elif tracker.checkpoint_due():
                 self.checkpoint(trial, row, (own, trial.epoch, position), None)  # the final one is written at the end
-        # the stack's progress shows its best trial at this evaluation, at the stack's step
-        best = min((self.rows[row].records[-1] for row in due), key=lambda r: r["dev"]["error"])
-        self.progress.evaluated({**best, "step": step})
+        # the stack's progress: the best of the trials evaluated now (named by its folder), at the stack's step
+        row = min(due, key=lambda r: self.rows[r].records[-1]["dev"]["error"])
+        self.progress.evaluated({**self.rows[row].records[-1], "step": step, "trial": self.rows[row].run_dir.name})
         self.eval_s_total += time.perf_counter() - started
 
     def checkpoint(self, trial: StackedTrial, row: int, at: tuple[int, int, int], pending) -> None:

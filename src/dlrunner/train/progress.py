@@ -52,8 +52,9 @@ class PlainProgress(NoProgress):
         step = record["step"]
         elapsed = time.perf_counter() - self.started
         eta = elapsed / max(1, step - self.start_step) * (self.total - step)
+        trial = f"trial {record['trial']}  " if "trial" in record else ""  # a stack's: which trial this is
         print(
-            f"step {step}/{self.total}  epoch {record['epoch']}  loss {_fmt(record['train_loss'])}"
+            f"step {step}/{self.total}  {trial}epoch {record['epoch']}  loss {_fmt(record['train_loss'])}"
             f"  train err {_fmt(record['train']['error'])}  dev err {_fmt(record['dev']['error'])}"
             f"  lr {record['lr']:.3g}  eta {eta:.0f}s",
             file=self.stream,
@@ -73,13 +74,16 @@ class BarProgress(NoProgress):
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[trial]}"),
             TextColumn("epoch {task.fields[epoch]}"),
             TextColumn("loss {task.fields[loss]}"),
             TextColumn("dev err {task.fields[dev]}"),
             TimeRemainingColumn(),
             console=console,
         )
-        self.task = self.progress.add_task("train", total=total_steps, completed=start_step, epoch=0, loss="-", dev="-")
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=start_step, epoch=0, loss="-", dev="-", trial=""
+        )
 
     def __enter__(self):
         self.progress.start()
@@ -98,6 +102,7 @@ class BarProgress(NoProgress):
             self.task,
             completed=record["step"],
             epoch=record["epoch"],
+            trial=f"trial {record['trial']}" if "trial" in record else "",
             loss=_fmt(record["train_loss"]),
             dev=_fmt(record["dev"]["error"]),
         )
