@@ -241,6 +241,10 @@ def test_constraints_decide_eligibility(tmp_path):
         (["sweep=lr", "hydra.sweeper.pruning.reduction_factor=1"], "reduction_factor=1: a whole number >= 2"),
         (["sweep=lr", "hydra.sweeper.pruning.min_steps=0"], "hydra.sweeper.pruning.min_steps=0: a whole number"),
         (["sweep=lr", "hydra.sweeper.pruner=halving", "hydra.sweeper.pruning.min_steps=300"], "trainer.steps=300"),
+        (  # the default first rung is a whole number of evaluations: one at the end leaves no rung
+            ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=300"],
+            "trainer.eval_every=300: with pruning, fewer steps than trainer.steps=300",
+        ),
     ],
 )
 def test_bad_sweep_input_is_one_clear_message(tmp_path, args, expected):

@@ -510,13 +510,29 @@ class SweepRunner:
     # ------------------------------------------------------------------ settings
 
     def _check_pruning_fits(self, overrides: list[str]) -> None:
-        """A first rung at or past a dlrun trial's last step could never prune: say so before anything runs."""
+        """A first rung at or past a dlrun trial's last step could never prune: say so before anything
+        runs, for the default first rung too (a whole number of evaluations: evaluations as far apart
+        as the training is long leave no rung)."""
+        from dlrunner.search.pruning import default_min_steps
+
         min_steps = (self.settings.get("pruning") or {}).get("min_steps")
-        if self.settings.get("pruner", "none") != "halving" or not self.dlrun or min_steps is None:
+        if self.settings.get("pruner", "none") != "halving" or not self.dlrun:
             return
         config = self.sweeper.hydra_context.config_loader.load_sweep_config(self.sweeper.config, overrides)
-        steps = OmegaConf.select(config, "trainer.steps")
-        if isinstance(steps, int) and min_steps >= steps:
+        steps, every = OmegaConf.select(config, "trainer.steps"), OmegaConf.select(config, "trainer.eval_every")
+        if min_steps is None and isinstance(steps, int) and isinstance(every, int) and every >= 1:
+            factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
+            if default_min_steps(steps, factor, every) >= steps:
+                raise ConfigError(
+                    Problem(
+                        "trainer.eval_every",
+                        every,
+                        f"with pruning, fewer steps than trainer.steps={steps}: a trial is judged at its "
+                        "evaluations, and the first rung must come before its last step "
+                        "(or set hydra.sweeper.pruning.min_steps)",
+                    )
+                )
+        if isinstance(steps, int) and min_steps is not None and min_steps >= steps:
             raise ConfigError(
                 Problem(
                     "hydra.sweeper.pruning.min_steps",
