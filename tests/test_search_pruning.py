@@ -155,7 +155,10 @@ def test_processes_sharing_a_file_decide_as_one_pruner_and_a_resume_replays_it(t
     trial, rung = next(iter(replayed.pruned.items()))
     assert shared.report(trial, rung, values[(trial, rung)]) == "prune"
     survivor = next(t for t in range(18) if t not in replayed.pruned)
+    lines = len(path.read_text().splitlines())
     assert shared.report(survivor, 30, values[(survivor, 30)]) == "continue"
+    assert shared.report(survivor, 50, 0.99) == "continue"  # past rungs it has scores at: nothing new
+    assert len(path.read_text().splitlines()) == lines  # reports that decide nothing are not history
     with open(path, "a") as handle:
         handle.write('{"trial": 5, "st')  # killed mid-write: the replay skips it
     assert (

@@ -162,10 +162,14 @@ class SharedHalving:
             try:
                 handle.seek(0)
                 halving = self.replay(handle.read().splitlines())
+                scores = sum(len(at) for at in halving.scores.values())
                 decision = halving.report(trial, step, value)
                 self.last = halving  # the rungs this decision was made on
-                handle.write(json.dumps({"trial": trial, "step": step, "value": value}) + "\n")
-                handle.flush()
+                # only a new score is history: a resumed trial's first report after a rung it had
+                # already reached (before it was stopped) decides nothing and is not written
+                if sum(len(at) for at in halving.scores.values()) > scores:
+                    handle.write(json.dumps({"trial": trial, "step": step, "value": value}) + "\n")
+                    handle.flush()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return decision
