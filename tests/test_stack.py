@@ -607,3 +607,27 @@ def test_a_stacked_trial_stopped_between_evaluations_resumes_to_its_uninterrupte
     assert result.returncode == 0, result.stderr
     train(cfgs[1], tmp_path / "straight", QUIET)
     assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
+
+
+@pytest.mark.slow  # stops a real process
+def test_a_stacked_sweep_writes_each_trials_ledger_line_as_it_leaves_the_stack(tmp_path):
+    """Three trials in a stack of two rows: the first two finish, their ledger lines are written,
+    and the third takes a row. SIGTERM while it trains: the ledger keeps the two, the rerun says so
+    and resumes only the third, from its checkpoint."""
+    from test_faults import start_dlrun, wait_for
+
+    sweep = (*STACK_SWEEP, "hydra.launcher.max_stack=2", "hydra.sweep.dir=s")
+    sweep_dir = tmp_path / "s"
+    process = start_dlrun(*sweep, cwd=tmp_path)
+    third = sweep_dir / "2" / "checkpoints" / "last.pt"
+    wait_for(third.is_file, "the waiting trial's first checkpoint", process, timeout=300)
+    assert sorted(r["number"] for r in ledger(sweep_dir)) == [0, 1]  # written before the round ended
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    assert process.returncode == 143 and read_summary(sweep_dir / "2")["status"] == "interrupted"
+    rerun = run_dlrun(*sweep, cwd=tmp_path, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:] + rerun.stdout[-2000:]
+    assert "2 trials already done, 1 stopped part-way continue from their checkpoints" in rerun.stdout
+    assert "Trial 2 resumes from its checkpoint, on its own" in rerun.stdout
+    records = ledger(sweep_dir)
+    assert sorted(r["number"] for r in records) == [0, 1, 2] and all(r["status"] == "completed" for r in records)

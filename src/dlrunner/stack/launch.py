@@ -162,6 +162,8 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         )
         if summary["status"] == "pruned":
             print(f"    {summary['message']}", flush=True)
+        if launcher.on_return is not None:
+            launcher.on_return(i, returns[i])
 
     try:
         summaries = train_stacked(

@@ -189,16 +189,30 @@ class SweepRunner:
         group = len(self.returns) if self.settings.get("max_batch_size") else chunk[0].round
         if self._pool is not None:
             return self._launch_on_free_workers(chunk, batch, group, search)
+        launcher = self.sweeper.launcher
         for start, run in _contiguous(chunk):
-            with self._stop_for_workers() as stop:
-                returns = self.sweeper.launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
-            if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
-                raise SystemExit(stop.exit_code)
-            for trial, job in zip(run, returns):
-                self.returns.setdefault(group, []).append(job)
-                record = self._record(trial, job)
+            recorded = set()
+
+            def write(i: int, job, run=run, recorded=recorded) -> None:
+                record = self._record(run[i], job)
                 append_ledger(self.ledger_path, record)
                 _tell(search, record)
+                recorded.add(i)
+
+            if hasattr(launcher, "on_return"):  # the stacked launcher: each trial's line as it leaves its stack
+                launcher.on_return = write
+            try:
+                with self._stop_for_workers() as stop:
+                    returns = launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
+            finally:
+                if hasattr(launcher, "on_return"):
+                    launcher.on_return = None
+            if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
+                raise SystemExit(stop.exit_code)
+            for i, job in enumerate(returns):
+                self.returns.setdefault(group, []).append(job)
+                if i not in recorded:
+                    write(i, job)
 
     def _start_pool(self):
         """With joblib's workers: started now, so that they import what a trial needs while this

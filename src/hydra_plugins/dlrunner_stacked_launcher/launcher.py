@@ -27,6 +27,9 @@ class StackedLauncher(Launcher):
         self.max_stack = max_stack
         self.hydra_context = self.task_function = self.config = None
         self._noted = False
+        # on_return(i, job): told as the i-th job of a launch finishes in a stack (its result is
+        # final), before launch() returns; dlrunner's sweeper writes its ledger line then
+        self.on_return = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
