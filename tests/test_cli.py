@@ -47,6 +47,8 @@ def test_ls_lists_groups_with_descriptions_and_defaults(tmp_path):
     only_model = dlrun_in_process("ls", "model", cwd=tmp_path).stdout
     assert "mlp *" in only_model and "adam" not in only_model
     assert "a[l+2] = g(z[l+2] + a[l])" in " ".join(only_model.split())  # brackets shown, not taken for markup
+    launchers = dlrun_in_process("ls", "hydra/launcher", cwd=tmp_path).stdout  # Hydra's groups for sweeps too
+    assert "stacked" in launchers and "max_stack" in launchers and "basic *" in launchers and "mlp" not in launchers
     bad = dlrun_in_process("ls", "modle", cwd=tmp_path)
     assert bad.returncode == 2 and "no config group 'modle'" in bad.stderr
 

@@ -163,7 +163,9 @@ def report(
 @app.command("ls")
 def list_options(
     group: str | None = typer.Argument(
-        None, help="A config group (data, model, optimizer, ...); all groups when omitted."
+        None,
+        help="A config group (data, model, optimizer, ..., or a sweep's hydra/launcher and hydra/sweeper); "
+        "all groups when omitted.",
     ),
 ) -> None:
     """List the options of each config group with a one-line description (* = the default)."""

@@ -2,6 +2,8 @@
 
 In a Hydra project the files of a group *are* the list of its options, so there is no registry
 to keep in sync. Reading the files needs neither Hydra nor torch, which keeps `dlrun ls` instant.
+Hydra's launcher and sweeper groups are plugins, not files: ``HYDRA_GROUPS`` lists them, each
+shown where its plugin is installed.
 """
 
 from __future__ import annotations
@@ -61,13 +63,55 @@ def options() -> dict[str, list[Option]]:
     return {group: [found[group][n] for n in sorted(found[group])] for group in sorted(found)}
 
 
+SUBMITIT = "hydra_plugins.hydra_submitit_launcher"
+# Hydra's own groups for a sweep (options registered by plugins, not files here): each option with
+# what it does and the module that must be installed for it (None: always there).
+HYDRA_GROUPS = {
+    "hydra/launcher": [
+        ("basic", "one trial at a time, in the sweep's process (Hydra's default)", None),
+        (
+            "joblib",
+            "trials in parallel worker processes: hydra.launcher.n_jobs (pip install '.[joblib]')",
+            "hydra_plugins.hydra_joblib_launcher",
+        ),
+        (
+            "stacked",
+            "trials that share an architecture trained as one model: hydra.launcher.max_stack rows (64)",
+            None,
+        ),
+        ("submitit_local", "each trial a local submitit job (pip install '.[slurm]')", SUBMITIT),
+        ("submitit_slurm", "each trial a SLURM job (pip install '.[slurm]')", SUBMITIT),
+    ],
+    "hydra/sweeper": [
+        ("dlrunner", "coarse to fine, random or grid search, with resume and pruning (dlrun sweep's default)", None),
+        ("basic", "Hydra's grid over comma-separated values", None),
+        ("optuna", "Optuna's samplers (pip install hydra-optuna-sweeper)", "hydra_plugins.hydra_optuna_sweeper"),
+    ],
+}
+
+
+def hydra_options() -> dict[str, list[Option]]:
+    """The options of Hydra's launcher and sweeper groups that are installed here."""
+    from importlib.util import find_spec
+
+    found = {}
+    for group, entries in HYDRA_GROUPS.items():
+        defaults = {"hydra/launcher": "basic", "hydra/sweeper": "dlrunner"}
+        found[group] = [
+            Option(group, name, description, Path(), defaults[group] == name, False)
+            for name, description, module in entries
+            if module is None or find_spec(module) is not None
+        ]
+    return found
+
+
 def print_catalog(group: str | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from dlrunner.console import make_console
 
-    catalog = options()
+    catalog = {**options(), **hydra_options()}
     if group is not None and group not in catalog:
         raise KeyError(f"no config group {group!r}; groups are: {', '.join(catalog)}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
