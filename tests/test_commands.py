@@ -131,6 +131,22 @@ def test_compare_tabulates_runs(tiny_run, tmp_path):
     assert len(comparison["runs"]) == 2 and comparison["differing"] == ["optimizer.lr"]
 
 
+def test_compare_never_picks_a_pruned_trial_and_marks_it(tiny_run, tmp_path):
+    """A pruned trial's numbers are its rung's, part-way: shown, marked, never the best."""
+    import shutil
+
+    pruned = tmp_path / "pruned"
+    shutil.copytree(tiny_run, pruned)
+    summary = json.loads((pruned / "summary.json").read_text())
+    summary["status"], summary["metrics"]["dev"]["error"] = "pruned", 0.0  # better than any real run
+    (pruned / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "comparison.json"
+    result = dlrun_in_process("compare", str(tiny_run), str(pruned), "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(out.read_text())
+    assert comparison["best"] == str(tiny_run) and "pruned (pruned)" in result.stdout
+
+
 def test_evaluate_scores_the_test_set_of_a_finished_run(run_copy, tmp_path):
     result = dlrun_in_process("evaluate", str(run_copy), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

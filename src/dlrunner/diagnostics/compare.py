@@ -112,10 +112,12 @@ def compare(
                     f"no run has a number at {path!r}; e.g. satisficing.latency_ms, n_params, metrics.dev.accuracy",
                 )
             )
-    eligible = [
+    eligible = [  # a pruned trial's numbers are those of its rung, part-way: never the best
         c
         for c in candidates
-        if check_constraints(c, list(constraints))[0] and isinstance(lookup(c, objective), (int, float))
+        if c.get("status") != "pruned"
+        and check_constraints(c, list(constraints))[0]
+        and isinstance(lookup(c, objective), (int, float))
     ]
     best = (max if maximize else min)(eligible, key=lambda c: lookup(c, objective)) if eligible else None
     differing = config_differences([s for _, s in finished])
@@ -133,6 +135,7 @@ def compare(
                 "constraints": seen,
                 "meets_constraints": met,
                 "verdict": lookup(candidate, "diagnosis.verdict"),
+                "status": candidate.get("status"),
                 "best": best is not None and candidate["run"] == best["run"],
             }
         )
@@ -167,7 +170,8 @@ def print_comparison(result: dict, console) -> None:
     rows = []
     for row in result["runs"]:
         measured = row["satisficing"] or {}
-        cells = ["★" if row["best"] else "", row["run"][len(common) :] or row["run"]]
+        name = row["run"][len(common) :] or row["run"]
+        cells = ["★" if row["best"] else "", name + (f" ({row['status']})" if row["status"] == "pruned" else "")]
         cells += [_shown(row["config"][key]) if key in row["config"] else "-" for key in result["differing"]]
         cells.append(_number(row["objective"]))
         if result["objective"] != "metrics.dev.error":
