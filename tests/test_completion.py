@@ -108,6 +108,13 @@ def test_hydra_flags_anywhere_on_a_sweeps_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "s" / "trials.jsonl").read_text())["status"] == "completed"
+    assert hydra_order(["sweep=lr", "--info"]) == ["--info", "all", "sweep=lr"]  # not --info sweep=lr
+    # Hydra's printing flags on a sweep's line print its config and run nothing (Hydra refuses them beside -m)
+    printing = ("--cfg", "hydra", "-p", "hydra.sweeper")
+    shown = dlrun_in_process("sweep", "sweep=lr", *printing, "hydra.sweep.dir=t", cwd=tmp_path)
+    assert shown.returncode == 0 and "DlrunnerSweeper" in shown.stdout and not (tmp_path / "t").exists()
+    info = dlrun_in_process("sweep", "sweep=lr", "--info", "hydra.sweep.dir=t", cwd=tmp_path)
+    assert info.returncode == 0 and "Config search path" in info.stdout and not (tmp_path / "t").exists()
 
 
 def test_completion_and_help_load_neither_torch_nor_hydras_compose(tmp_path):

@@ -129,6 +129,8 @@ def run_hydra(args: list[str]) -> None:
         IN_DLRUN_COMMAND["active"] = False
 
 
+PRINT_ONLY = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-hh"}  # Hydra flags that run no job
+
 # Hydra options that cannot bring in a config that sets hydra.mode (see known_hydra_mode).
 MODE_SAFE_OPTIONS = {
     "-m",

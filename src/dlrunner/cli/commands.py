@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import PASS_THROUGH, app, compose, fail, guarded, run_hydra, take_config_dir
+from dlrunner.cli.base import PASS_THROUGH, PRINT_ONLY, app, compose, fail, guarded, run_hydra, take_config_dir
 from dlrunner.cli.usage import PlainUsage
 
 
@@ -72,7 +72,10 @@ def sweep(ctx: typer.Context) -> None:
         if at + 1 >= len(args):
             fail("--export-wandb needs a file name", code=2)
         args[at : at + 2] = [f"hydra.sweeper.export_wandb={args[at + 1]}"]
-    run_hydra(["-m", "hydra/sweeper=dlrunner", *args])
+    # Hydra's --cfg and --info print the sweep's config (or Hydra's) and run nothing; Hydra refuses
+    # them beside -m, so they go without it
+    prints = any(arg.split("=", 1)[0] in PRINT_ONLY for arg in args)
+    run_hydra([*([] if prints else ["-m"]), "hydra/sweeper=dlrunner", *args])
 
 
 @app.command(context_settings=PASS_THROUGH)

@@ -60,6 +60,8 @@ def hydra_order(args: list[str]) -> list[str]:
         )
         if takes_value and i + 1 < len(args):
             flags.append(args[next(it)])
+        elif arg in ("-i", "--info"):  # bare: its default said, or it would take the first override as its choice
+            flags.append("all")
     return flags + overrides
 
 

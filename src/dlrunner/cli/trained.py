@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import app, guarded, state
+from dlrunner.cli.base import PRINT_ONLY, app, guarded, state
 
 RUN_HELP = "A run folder (outputs/DATE/TIME, or one trial folder of a sweep or multirun)."
 CHECKPOINT_HELP = "best: the weights with the lowest dev error; last: the weights at the end."
@@ -97,9 +97,6 @@ def evaluate(
             "what it says makes its error an optimistic estimate[/yellow]"
         )
     console.print(f"Recorded in {Path(run) / 'evaluations.json'}", highlight=False)
-
-
-PRINT_ONLY = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-hh"}  # Hydra flags that run no job
 
 
 def finish_multirun(args: list[str]) -> None:
