@@ -401,3 +401,11 @@ def test_the_sweep_process_composes_one_override_list_per_form_not_per_trial():
     )
     runner._validate([["optimizer.lr=0.4", "model=mlp"]])
     assert sorted(o[1] for o in Sweeper.checked) == ["model=cnn", "model=mlp"]
+
+
+def test_pruning_settings_without_a_pruner_are_noted_as_ignored(tmp_path):
+    args = ("sweep", "sweep=lr", "trainer=quick", "trainer.steps=20", "hydra.sweeper.budget=1")
+    noted = dlrun_in_process(*args, "hydra.sweeper.pruning.min_steps=10", "hydra.sweep.dir=a", cwd=tmp_path)
+    assert noted.returncode == 0 and "hydra.sweeper.pruning applies with hydra.sweeper.pruner=halving" in noted.stdout
+    plain = dlrun_in_process(*args, "hydra.sweep.dir=b", cwd=tmp_path)
+    assert plain.returncode == 0 and "pruning" not in plain.stdout

@@ -65,6 +65,8 @@ class SweepRunner:
         parser = OverridesParser.create(config_loader=self.sweeper.hydra_context.config_loader)
         space, template = parse_space(dict(s["params"] or {}), arguments, parser)
         check_settings(self.settings, self.sweeper.config.hydra.launcher)
+        if s.get("pruner", "none") == "none" and dict(s.get("pruning") or {}) != ADDED_SETTINGS["pruning"]:
+            print("note: hydra.sweeper.pruning applies with hydra.sweeper.pruner=halving only: ignored", flush=True)
         if not space and s.get("export_wandb"):
             raise ConfigError(
                 Problem("hydra.sweeper.params", {}, "no parameter to export: pick a sweep (dlrun ls sweep) or give one")
