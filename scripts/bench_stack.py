@@ -171,7 +171,7 @@ LAUNCHERS = {
     "basic (1 at a time)": [],
     "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "stacked": ["hydra/launcher=stacked"],
-    "stacked, 8 rows": ["hydra/launcher=stacked", "hydra.launcher.max_stack=8"],  # the rest wait for a row
+    "stacked 8 rows": ["hydra/launcher=stacked", "hydra.launcher.max_stack=8"],  # the rest wait for a row
 }
 HALVING = ["hydra.sweeper.pruner=halving"]  # --pruning: each launcher again with successive halving
 
