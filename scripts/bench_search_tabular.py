@@ -8,8 +8,11 @@ the noise a real sweep sees); the regret of a search is that of the configuratio
 (its best observed trial), measured on the seed-averaged accuracy, in % of the table's best.
 Continuous proposals are snapped to the table's nearest point in their search coordinate.
 
-Strategies: random (log scales), coarse to fine with the previous defaults (3 equal rounds, top 3,
-no exploration), coarse to fine with the new defaults, Optuna TPE (defaults).
+Strategies: random (log scales), coarse to fine as it first was (3 equal rounds, top 3, no
+exploration), coarse to fine with the defaults before stratified rounds (rounds growing 1.5x, 30%
+exploring, independent draws; --strategies coarse_to_fine_iid), coarse to fine with the current
+defaults, Optuna TPE (defaults). Every strategy is also compared with the current defaults paired:
+the mean difference on the same data sets and seeds.
 With --pruning: coarse to fine with successive halving (dlrunner.search.pruning: --min-steps 3 of
 27 epochs, --reduction-factor 3, so rungs at epochs 3 and 9) and Optuna TPE with its Hyperband
 pruner (min_resource 3, reduction factor 3); reported as regret, the share of training epochs
@@ -49,7 +52,8 @@ SPACE = {
     "width": Pow2(16, 128),
     "depth": IntUniform(1, 2),
 }
-OLD = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0)
+OLD = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0, stratified=False)
+IID = dict(growth=1.5, explore=0.3, stratified=False)  # the defaults before stratified rounds
 
 
 class Table:
@@ -226,7 +230,7 @@ def run_strategy(strategy: str, table: Table, seed: int, pruner: dict, cache: di
         else:
             history = _history_from_json(cache[_reference_key(strategy, table, seed)])
         return regrets(table, history), history
-    settings = OLD if strategy == "coarse_to_fine_old" else {}
+    settings = {"coarse_to_fine_old": OLD, "coarse_to_fine_iid": IID}.get(strategy, {})
     out = {}
     for budget in BUDGETS:
         history, _ = run_ours(table, budget, seed, settings, pruner if strategy.endswith("halving") else None)
@@ -245,6 +249,11 @@ def mean_se(per_set: list[list[float]]) -> tuple[float, float]:
 def cell(per_set: list[list[float]]) -> str:
     mean, se = mean_se(per_set)
     return f"{mean:.3f} ± {se:.3f}"
+
+
+def signed(per_set: list[list[float]]) -> str:
+    mean, se = mean_se(per_set)
+    return f"{mean:+.3f} ± {se:.3f}"
 
 
 def equal_training(tables: dict, seeds: int, pruner: dict, budgets: list[int], unpruned: dict) -> None:
@@ -330,6 +339,17 @@ def main() -> None:
     print("| --- | " + " | ".join("---" for _ in BUDGETS) + " |")
     for strategy in strategies:
         print(f"| {strategy} | " + " | ".join(cell(results[strategy][b]) for b in BUDGETS) + " |")
+    if "coarse_to_fine" in strategies and len(strategies) > 1:
+        print("\nPaired: each strategy's regret minus coarse to fine's (the same data sets and seeds), ± s.e.:\n")
+        print("| strategy | " + " | ".join(f"{b} trials" for b in BUDGETS) + " |")
+        print("| --- | " + " | ".join("---" for _ in BUDGETS) + " |")
+        for strategy in strategies:
+            if strategy != "coarse_to_fine":
+                cells = []
+                for b in BUDGETS:
+                    pairs = zip(results[strategy][b], results["coarse_to_fine"][b])
+                    cells.append(signed([[x - y for x, y in zip(mine, ours)] for mine, ours in pairs]))
+                print(f"| {strategy} | " + " | ".join(cells) + " |")
     if "optuna_tpe" in strategies:
         print("\nData sets where each strategy's mean is <= Optuna TPE's, per budget:\n")
         for strategy in strategies:
