@@ -21,6 +21,7 @@ spent, and the training spent until the pick's regret reached --target.
     python scripts/bench_search_tables.py                  # once: the tables (~10 min on 1 core)
     python scripts/bench_search_tabular.py --seeds 100 --jobs 2    # Optuna's runs once (~15 min), then ~30 s
     python scripts/bench_search_tabular.py --seeds 50 --pruning --strategies coarse_to_fine,optuna_tpe
+    python scripts/bench_search_tabular.py --seeds 200 --budgets 12,500 --strategies random,coarse_to_fine
 
 Optuna's runs do not depend on dlrunner's code: their histories are kept in --cache (a JSON file
 next to the tables, keyed by strategy, data set, table file, seed and Optuna's version), so a
@@ -222,7 +223,7 @@ def fill_cache(cache: Path, tables: dict, seeds: int, strategies: list, jobs: in
 
 
 def run_strategy(strategy: str, table: Table, seed: int, pruner: dict, cache: dict) -> tuple[dict, list]:
-    """Regret per budget, and the 200-trial run's history (for the training it spent)."""
+    """Regret per budget, and the largest budget's history (for the training it spent)."""
     if strategy in ("random", "optuna_tpe", "optuna_tpe+hyperband"):
         # Anytime strategies: one run of 200 trials gives every budget.
         if strategy == "random":
@@ -294,11 +295,15 @@ def equal_training(tables: dict, seeds: int, pruner: dict, budgets: list[int], u
 
 
 def main() -> None:
+    global BUDGETS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=Path, default=Path("outputs/bench-search-tabular"))
     parser.add_argument("--cache", type=Path, help="Optuna's histories (default: TABLES/optuna-runs.json)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the Optuna runs not yet in the cache")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--budgets", default=",".join(map(str, BUDGETS)), help="trial counts (Optuna's runs are kept per largest)"
+    )
     parser.add_argument("--strategies", default="random,coarse_to_fine_old,coarse_to_fine,optuna_tpe")
     parser.add_argument("--pruning", action="store_true", help="also the pruned searches")
     parser.add_argument(
@@ -308,6 +313,7 @@ def main() -> None:
     parser.add_argument("--reduction-factor", type=int, default=3, help="successive halving keeps 1/this at a rung")
     parser.add_argument("--target", type=float, default=1.0, help="regret (%%) for the training-to-target column")
     args = parser.parse_args()
+    BUDGETS = tuple(sorted(int(b) for b in args.budgets.split(",")))
     tables = {p.stem.removeprefix("table-"): Table(p) for p in sorted(args.tables.glob("table-*.npz"))}
     if not tables:
         raise SystemExit(f"no tables in {args.tables}: run scripts/bench_search_tables.py first")
@@ -361,11 +367,12 @@ def main() -> None:
                 for b in BUDGETS
             ]
             print(f"- {strategy}: " + " / ".join(f"{c} of {len(tables)}" for c in counts))
+    top = max(BUDGETS)
     print(
-        f"\nTraining spent (200-trial runs), in full trainings of {table.epochs[-1]} epochs: the share of "
-        f"200 spent, and the median spent until the pick's regret was <= {args.target}% (runs that got there):\n"
+        f"\nTraining spent ({top}-trial runs), in full trainings of {table.epochs[-1]} epochs: the share of "
+        f"{top} spent, and the median spent until the pick's regret was <= {args.target}% (runs that got there):\n"
     )
-    print("| strategy | share of the epochs of 200 full trainings | full trainings to the target | reached |")
+    print(f"| strategy | share of the epochs of {top} full trainings | full trainings to the target | reached |")
     print("| --- | --- | --- | --- |")
     for strategy in strategies:
         got = [r for r in reach[strategy] if math.isfinite(r)]
@@ -373,7 +380,7 @@ def main() -> None:
         print(
             f"| {strategy} | {statistics.mean(spent[strategy]):.2f} | {median} | {len(got)} of {len(reach[strategy])} |"
         )
-    print("\nPer data set (mean regret % ± s.e., 25 / 50 / 100 / 200 trials):\n")
+    print(f"\nPer data set (mean regret % ± s.e., {' / '.join(map(str, BUDGETS))} trials):\n")
     print("| data set | strategy | " + " | ".join(f"{b}" for b in BUDGETS) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in BUDGETS) + " |")
     for index, name in enumerate(tables):
