@@ -69,7 +69,8 @@ OPTUNA_SPACE = [
 # (dlrunner.train.run.train), so that any search settings can be compared, the previous
 # algorithm's included, and Optuna's TPE without hydra-optuna-sweeper.
 LAYERS = ["[32,32]", "[64,64]", "[128,128]", "[256,256]"]
-PREVIOUS = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0)  # the algorithm before issue 24
+# The algorithm before issue 24
+PREVIOUS = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0, stratified=False)
 
 
 def mlp_basic_space() -> dict:

@@ -8,8 +8,11 @@ the noise a real sweep sees); the regret of a search is that of the configuratio
 (its best observed trial), measured on the seed-averaged accuracy, in % of the table's best.
 Continuous proposals are snapped to the table's nearest point in their search coordinate.
 
-Strategies: random (log scales), coarse to fine with the previous defaults (3 equal rounds, top 3,
-no exploration), coarse to fine with the new defaults, Optuna TPE (defaults).
+Strategies: random (log scales), coarse to fine as it first was (3 equal rounds, top 3, no
+exploration), coarse to fine with the defaults before stratified rounds (rounds growing 1.5x, 30%
+exploring, independent draws; --strategies coarse_to_fine_iid), coarse to fine with the current
+defaults, Optuna TPE (defaults). Every strategy is also compared with the current defaults paired:
+the mean difference on the same data sets and seeds.
 With --pruning: coarse to fine with successive halving (dlrunner.search.pruning: --min-steps 3 of
 27 epochs, --reduction-factor 3, so rungs at epochs 3 and 9) and Optuna TPE with its Hyperband
 pruner (min_resource 3, reduction factor 3); reported as regret, the share of training epochs
@@ -18,6 +21,7 @@ spent, and the training spent until the pick's regret reached --target.
     python scripts/bench_search_tables.py                  # once: the tables (~10 min on 1 core)
     python scripts/bench_search_tabular.py --seeds 100 --jobs 2    # Optuna's runs once (~15 min), then ~30 s
     python scripts/bench_search_tabular.py --seeds 50 --pruning --strategies coarse_to_fine,optuna_tpe
+    python scripts/bench_search_tabular.py --seeds 200 --budgets 12,500 --strategies random,coarse_to_fine
 
 Optuna's runs do not depend on dlrunner's code: their histories are kept in --cache (a JSON file
 next to the tables, keyed by strategy, data set, table file, seed and Optuna's version), so a
@@ -49,7 +53,8 @@ SPACE = {
     "width": Pow2(16, 128),
     "depth": IntUniform(1, 2),
 }
-OLD = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0)
+OLD = dict(rounds=3, top_k=3, top_share=0.0, explore=0.0, growth=1.0, stratified=False)
+IID = dict(growth=1.5, explore=0.3, stratified=False)  # the defaults before stratified rounds
 
 
 class Table:
@@ -218,7 +223,7 @@ def fill_cache(cache: Path, tables: dict, seeds: int, strategies: list, jobs: in
 
 
 def run_strategy(strategy: str, table: Table, seed: int, pruner: dict, cache: dict) -> tuple[dict, list]:
-    """Regret per budget, and the 200-trial run's history (for the training it spent)."""
+    """Regret per budget, and the largest budget's history (for the training it spent)."""
     if strategy in ("random", "optuna_tpe", "optuna_tpe+hyperband"):
         # Anytime strategies: one run of 200 trials gives every budget.
         if strategy == "random":
@@ -226,7 +231,7 @@ def run_strategy(strategy: str, table: Table, seed: int, pruner: dict, cache: di
         else:
             history = _history_from_json(cache[_reference_key(strategy, table, seed)])
         return regrets(table, history), history
-    settings = OLD if strategy == "coarse_to_fine_old" else {}
+    settings = {"coarse_to_fine_old": OLD, "coarse_to_fine_iid": IID}.get(strategy, {})
     out = {}
     for budget in BUDGETS:
         history, _ = run_ours(table, budget, seed, settings, pruner if strategy.endswith("halving") else None)
@@ -245,6 +250,11 @@ def mean_se(per_set: list[list[float]]) -> tuple[float, float]:
 def cell(per_set: list[list[float]]) -> str:
     mean, se = mean_se(per_set)
     return f"{mean:.3f} ± {se:.3f}"
+
+
+def signed(per_set: list[list[float]]) -> str:
+    mean, se = mean_se(per_set)
+    return f"{mean:+.3f} ± {se:.3f}"
 
 
 def equal_training(tables: dict, seeds: int, pruner: dict, budgets: list[int], unpruned: dict) -> None:
@@ -285,11 +295,15 @@ def equal_training(tables: dict, seeds: int, pruner: dict, budgets: list[int], u
 
 
 def main() -> None:
+    global BUDGETS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=Path, default=Path("outputs/bench-search-tabular"))
     parser.add_argument("--cache", type=Path, help="Optuna's histories (default: TABLES/optuna-runs.json)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the Optuna runs not yet in the cache")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--budgets", default=",".join(map(str, BUDGETS)), help="trial counts (Optuna's runs are kept per largest)"
+    )
     parser.add_argument("--strategies", default="random,coarse_to_fine_old,coarse_to_fine,optuna_tpe")
     parser.add_argument("--pruning", action="store_true", help="also the pruned searches")
     parser.add_argument(
@@ -299,6 +313,7 @@ def main() -> None:
     parser.add_argument("--reduction-factor", type=int, default=3, help="successive halving keeps 1/this at a rung")
     parser.add_argument("--target", type=float, default=1.0, help="regret (%%) for the training-to-target column")
     args = parser.parse_args()
+    BUDGETS = tuple(sorted(int(b) for b in args.budgets.split(",")))
     tables = {p.stem.removeprefix("table-"): Table(p) for p in sorted(args.tables.glob("table-*.npz"))}
     if not tables:
         raise SystemExit(f"no tables in {args.tables}: run scripts/bench_search_tables.py first")
@@ -330,6 +345,17 @@ def main() -> None:
     print("| --- | " + " | ".join("---" for _ in BUDGETS) + " |")
     for strategy in strategies:
         print(f"| {strategy} | " + " | ".join(cell(results[strategy][b]) for b in BUDGETS) + " |")
+    if "coarse_to_fine" in strategies and len(strategies) > 1:
+        print("\nPaired: each strategy's regret minus coarse to fine's (the same data sets and seeds), ± s.e.:\n")
+        print("| strategy | " + " | ".join(f"{b} trials" for b in BUDGETS) + " |")
+        print("| --- | " + " | ".join("---" for _ in BUDGETS) + " |")
+        for strategy in strategies:
+            if strategy != "coarse_to_fine":
+                cells = []
+                for b in BUDGETS:
+                    pairs = zip(results[strategy][b], results["coarse_to_fine"][b])
+                    cells.append(signed([[x - y for x, y in zip(mine, ours)] for mine, ours in pairs]))
+                print(f"| {strategy} | " + " | ".join(cells) + " |")
     if "optuna_tpe" in strategies:
         print("\nData sets where each strategy's mean is <= Optuna TPE's, per budget:\n")
         for strategy in strategies:
@@ -341,11 +367,12 @@ def main() -> None:
                 for b in BUDGETS
             ]
             print(f"- {strategy}: " + " / ".join(f"{c} of {len(tables)}" for c in counts))
+    top = max(BUDGETS)
     print(
-        f"\nTraining spent (200-trial runs), in full trainings of {table.epochs[-1]} epochs: the share of "
-        f"200 spent, and the median spent until the pick's regret was <= {args.target}% (runs that got there):\n"
+        f"\nTraining spent ({top}-trial runs), in full trainings of {table.epochs[-1]} epochs: the share of "
+        f"{top} spent, and the median spent until the pick's regret was <= {args.target}% (runs that got there):\n"
     )
-    print("| strategy | share of the epochs of 200 full trainings | full trainings to the target | reached |")
+    print(f"| strategy | share of the epochs of {top} full trainings | full trainings to the target | reached |")
     print("| --- | --- | --- | --- |")
     for strategy in strategies:
         got = [r for r in reach[strategy] if math.isfinite(r)]
@@ -353,7 +380,7 @@ def main() -> None:
         print(
             f"| {strategy} | {statistics.mean(spent[strategy]):.2f} | {median} | {len(got)} of {len(reach[strategy])} |"
         )
-    print("\nPer data set (mean regret % ± s.e., 25 / 50 / 100 / 200 trials):\n")
+    print(f"\nPer data set (mean regret % ± s.e., {' / '.join(map(str, BUDGETS))} trials):\n")
     print("| data set | strategy | " + " | ".join(f"{b}" for b in BUDGETS) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in BUDGETS) + " |")
     for index, name in enumerate(tables):

@@ -216,8 +216,9 @@ def test_rounds_grow_and_the_default_schedule_follows_the_budget():
     from dlrunner.search.narrowing import default_rounds, round_sizes
 
     assert [default_rounds(b) for b in (12, 25, 50, 100, 200, 500)] == [2, 3, 4, 5, 6, 7]
+    growth = CoarseToFine(space()).growth
     for budget in (12, 25, 50, 100, 200, 500):
-        sizes = round_sizes(budget, default_rounds(budget), 1.5)
+        sizes = round_sizes(budget, default_rounds(budget), growth)
         assert sum(sizes) == budget and sizes == sorted(sizes) and sizes[0] >= 5
     assert round_sizes(7, 3, 1.0) == [2, 3, 2] and round_sizes(2, 5, 1.5) == [1, 1]
     search = run(CoarseToFine(space(), budget=100, seed=0))
@@ -279,6 +280,7 @@ def test_maximize_narrows_onto_high_values_and_the_direction_is_required_to_rank
         dict(direction="max"),
         dict(explore=1.0),
         dict(growth=0.5),
+        dict(stratified="yes"),
     ],
 )
 def test_bad_settings_are_refused_when_the_search_is_made(settings):
@@ -320,3 +322,46 @@ def test_the_docstring_examples_run():
     for module in (dlrunner.search, dlrunner.search.pruning):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_a_latin_hypercube_puts_one_point_in_each_slice_of_every_range():
+    from dlrunner.search.narrowing import stratified
+
+    mixed = {"lr": LogUniform(1e-4, 1.0), "batch": Pow2(32, 256), "act": Choice(["relu", "tanh", "gelu"])}
+    region = {"lr": (-3.0, -1.0), "batch": Pow2(32, 256).u_bounds, "act": ["relu", "tanh", "gelu"]}
+    points = stratified(mixed, region, 8, random.Random(0))
+    slices = sorted(int((math.log10(p["lr"]) + 3) / 2 * 8) for p in points)
+    assert slices == list(range(8))  # one learning rate in each eighth of [1e-3, 1e-1], in log scale
+    assert Counter(p["batch"] for p in points) == {32: 2, 64: 2, 128: 2, 256: 2}
+    assert sorted(Counter(p["act"] for p in points).values()) == [2, 3, 3]
+    # The pairing across parameters is random: another seed, other configurations.
+    assert stratified(mixed, region, 8, random.Random(1)) != points
+
+
+def test_each_round_covers_its_region_evenly_and_independent_draws_do_not():
+    def batch_sizes(search, round_number):
+        return Counter(t.params["batch"] for t in search.trials if t.round == round_number and t.source == "region")
+
+    tabular = {"lr": LogUniform(1e-4, 1.0), "batch": Pow2(32, 256)}
+    measure = lambda p: (math.log10(p["lr"]) + 2) ** 2  # noqa: E731 - the batch size does not matter
+    missed = 0
+    for seed in range(10):
+        search = run(CoarseToFine(tabular, budget=50, seed=seed), measure)
+        first = search.trials[: search.plans[0]["trials"]]
+        assert len(first) == 9
+        # Round 1 (9 trials): every batch size tried, none more than 3 times, every decade of the learning rate.
+        assert len(batch_sizes(search, 1)) == 4 and max(batch_sizes(search, 1).values()) <= 3
+        assert {math.floor(math.log10(t.params["lr"])) for t in first} == {-4, -3, -2, -1}
+        # A later round: one learning rate in each slice of its region, in log scale.
+        lo, hi = (math.log10(v) for v in search.regions[2]["lr"])
+        zoomed = [t for t in search.trials if t.round == 3 and t.source == "region"]
+        slices = sorted(int((math.log10(t.params["lr"]) - lo) / (hi - lo) * len(zoomed)) for t in zoomed)
+        assert slices == list(range(len(zoomed)))
+        independent = run(CoarseToFine(tabular, budget=50, seed=seed, stratified=False), measure)
+        missed += len(batch_sizes(independent, 1)) < 4
+    assert missed >= 1  # independent draws of 9 leave out one of 4 batch sizes about a quarter of the time
+    # method="random" stays plain random search: independent draws, as stratified=False's first round.
+    plain = CoarseToFine(tabular, budget=9, seed=3, method="random").ask()
+    assert [t.params for t in plain] == [
+        t.params for t in CoarseToFine(tabular, budget=50, seed=3, stratified=False).ask()
+    ]

@@ -107,6 +107,27 @@ def region_around(space: dict, top: list, previous: dict, margin: float) -> dict
     return region
 
 
+def stratified(space: dict, region: dict, count: int, rng: random.Random) -> list[dict]:
+    """``count`` configurations of ``region`` as a Latin hypercube: each numeric range cut into
+    ``count`` equal slices of its search coordinate, one point in each slice, the slices paired at
+    random across parameters; each value of a choice used equally often (to within one).
+
+    Independent draws clump and leave gaps: 8 of them miss one of 4 batch sizes 38% of the time,
+    and a round of a few trials easily leaves a decade of the learning rate untried. Stratified,
+    every round covers its whole region evenly, so the zoom that follows rests on a fair look at it."""
+    columns = {}
+    for name, param in space.items():
+        slots = list(range(count))
+        rng.shuffle(slots)
+        if isinstance(param, Choice):
+            values = list(region[name])
+            columns[name] = [values[slot % len(values)] for slot in slots]
+        else:
+            lo, hi = region[name]
+            columns[name] = [param.from_u(lo + (hi - lo) * (slot + rng.random()) / count) for slot in slots]
+    return [{name: columns[name][i] for name in space} for i in range(count)]
+
+
 def key(params: dict) -> tuple:
     """What makes two configurations the same: equal values (floats to 12 significant digits)."""
     return tuple((name, f"{v:.12g}" if isinstance(v, float) else repr(v)) for name, v in params.items())
