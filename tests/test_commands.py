@@ -131,8 +131,9 @@ def test_compare_tabulates_runs(tiny_run, tmp_path):
     assert len(comparison["runs"]) == 2 and comparison["differing"] == ["optimizer.lr"]
 
 
-def test_compare_never_picks_a_pruned_trial_and_marks_it(tiny_run, tmp_path):
-    """A pruned trial's numbers are its rung's, part-way: shown, marked, never the best."""
+def test_compare_never_picks_a_pruned_or_interrupted_run_and_marks_it(tiny_run, tmp_path):
+    """A pruned trial's numbers are its rung's, an interrupted run's its last evaluation's: shown, marked,
+    never the best."""
     import shutil
 
     pruned = tmp_path / "pruned"
@@ -145,6 +146,12 @@ def test_compare_never_picks_a_pruned_trial_and_marks_it(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     comparison = json.loads(out.read_text())
     assert comparison["best"] == str(tiny_run) and "pruned (pruned)" in result.stdout
+    summary["status"] = "interrupted"  # stopped part-way too: marked, never best
+    (pruned / "summary.json").write_text(json.dumps(summary))
+    again = dlrun_in_process("compare", str(tiny_run), str(pruned), cwd=tmp_path)
+    assert again.returncode == 0 and "pruned (interrupted)" in again.stdout and f"best: {tiny_run}" in again.stdout
+    alone = dlrun_in_process("compare", str(pruned), cwd=tmp_path)
+    assert alone.returncode == 0 and "No run finished its training: none is best" in alone.stdout
 
 
 def test_evaluate_scores_the_test_set_of_a_finished_run(run_copy, tmp_path):

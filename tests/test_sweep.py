@@ -243,7 +243,11 @@ def test_constraints_decide_eligibility(tmp_path):
         (["sweep=lr", "hydra.sweeper.pruner=halving", "hydra.sweeper.pruning.min_steps=300"], "trainer.steps=300"),
         (  # the default first rung is a whole number of evaluations: one at the end leaves no rung
             ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=300"],
-            "trainer.eval_every=300: with pruning, fewer steps than trainer.steps=300",
+            "trainer.eval_every=300: with pruning, evaluations before trainer.steps=300",
+        ),
+        (  # nor can a first rung set before the last step when no evaluation comes between
+            ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=300", "hydra.sweeper.pruning.min_steps=5"],
+            "first rung (step 5), which must come before its last step: at most 299",
         ),
     ],
 )

@@ -12,6 +12,8 @@ from dlrunner.search.constraints import check_constraints, lookup, parse_constra
 
 IGNORED_CONFIG = ("logger.", "trainer.progress", "trainer.resume")  # settings that do not change a result
 
+UNFINISHED = ("pruned", "interrupted")  # numbers from part-way through training: shown, never best
+
 
 def find_runs(paths: list[Path]) -> list[Path]:
     """Run folders: each path is a run folder (with summary.json) or a folder holding runs (a sweep, a multirun)."""
@@ -112,10 +114,10 @@ def compare(
                     f"no run has a number at {path!r}; e.g. satisficing.latency_ms, n_params, metrics.dev.accuracy",
                 )
             )
-    eligible = [  # a pruned trial's numbers are those of its rung, part-way: never the best
+    eligible = [  # a pruned or interrupted run's numbers are from part-way: never the best
         c
         for c in candidates
-        if c.get("status") != "pruned"
+        if c.get("status") not in UNFINISHED
         and check_constraints(c, list(constraints))[0]
         and isinstance(lookup(c, objective), (int, float))
     ]
@@ -171,7 +173,8 @@ def print_comparison(result: dict, console) -> None:
     for row in result["runs"]:
         measured = row["satisficing"] or {}
         name = row["run"][len(common) :] or row["run"]
-        cells = ["★" if row["best"] else "", name + (f" ({row['status']})" if row["status"] == "pruned" else "")]
+        marked = row["status"] not in (None, "completed")  # pruned, interrupted, diverged: say so
+        cells = ["★" if row["best"] else "", name + (f" ({row['status']})" if marked else "")]
         cells += [_shown(row["config"][key]) if key in row["config"] else "-" for key in result["differing"]]
         cells.append(_number(row["objective"]))
         if result["objective"] != "metrics.dev.error":
@@ -202,8 +205,10 @@ def print_comparison(result: dict, console) -> None:
     rule = f" among the runs meeting {', '.join(result['constraints'])}" if result["constraints"] else ""
     if result["best"]:
         console.print(f"★ best: {result['best']} ({direction} {result['objective']}{rule})", highlight=False)
-    else:
+    elif result["constraints"]:
         console.print(f"[red]No run meets {', '.join(result['constraints'])}[/red]", highlight=False)
+    else:
+        console.print("[red]No run finished its training: none is best[/red]", highlight=False)
     for run in result["unfinished"]:
         console.print(f"[yellow]not finished (no metrics): {run}[/yellow]", highlight=False)
     for run, where in result.get("continued", {}).items():

@@ -536,18 +536,6 @@ class SweepRunner:
             return
         config = self.sweeper.hydra_context.config_loader.load_sweep_config(self.sweeper.config, overrides)
         steps, every = OmegaConf.select(config, "trainer.steps"), OmegaConf.select(config, "trainer.eval_every")
-        if min_steps is None and isinstance(steps, int) and isinstance(every, int) and every >= 1:
-            factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
-            if default_min_steps(steps, factor, every) >= steps:
-                raise ConfigError(
-                    Problem(
-                        "trainer.eval_every",
-                        every,
-                        f"with pruning, fewer steps than trainer.steps={steps}: a trial is judged at its "
-                        "evaluations, and the first rung must come before its last step "
-                        "(or set hydra.sweeper.pruning.min_steps)",
-                    )
-                )
         if isinstance(steps, int) and min_steps is not None and min_steps >= steps:
             raise ConfigError(
                 Problem(
@@ -557,6 +545,20 @@ class SweepRunner:
                     f"at most {steps - 1}",
                 )
             )
+        if isinstance(steps, int) and isinstance(every, int) and every >= 1:
+            factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
+            first = default_min_steps(steps, factor, every) if min_steps is None else min_steps
+            judged = -(-first // every) * every  # the first evaluation at or past the first rung
+            if judged >= steps:
+                raise ConfigError(
+                    Problem(
+                        "trainer.eval_every",
+                        every,
+                        f"with pruning, evaluations before trainer.steps={steps}: a trial is judged at its "
+                        f"first evaluation at or past the first rung (step {first}), which must come before "
+                        f"its last step: at most {steps - 1}",
+                    )
+                )
 
     def _parallelism(self) -> int:
         return parallelism(self.sweeper.config.hydra.launcher)
