@@ -613,12 +613,13 @@ def test_a_stacked_trial_stopped_between_evaluations_resumes_to_its_uninterrupte
 
 @pytest.mark.slow  # stops a real process
 def test_a_stacked_sweep_writes_each_trials_ledger_line_as_it_leaves_the_stack(tmp_path):
-    """Three trials in a stack of two rows: the first two finish, their ledger lines are written,
-    and the third takes a row. SIGTERM while it trains: the ledger keeps the two, the rerun says so
-    and resumes only the third, from its checkpoint."""
+    """Five trials in a stack of two rows: the first two finish, their ledger lines are written,
+    and the next two take their rows. SIGTERM while they train: the ledger keeps the first two, the
+    rerun says so, resumes the two from their checkpoints and starts the fifth afresh."""
     from test_faults import start_dlrun, wait_for
 
-    sweep = (*STACK_SWEEP, "hydra.launcher.max_stack=2", "hydra.sweep.dir=s")
+    five = [a if a != "hydra.sweeper.budget=3" else "hydra.sweeper.budget=5" for a in STACK_SWEEP]
+    sweep = (*five, "hydra.launcher.max_stack=2", "hydra.sweep.dir=s")  # rows: 2, then 2, then 1
     sweep_dir = tmp_path / "s"
     process = start_dlrun(*sweep, cwd=tmp_path)
     third = sweep_dir / "2" / "checkpoints" / "last.pt"
@@ -627,9 +628,13 @@ def test_a_stacked_sweep_writes_each_trials_ledger_line_as_it_leaves_the_stack(t
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
     assert process.returncode == 143 and read_summary(sweep_dir / "2")["status"] == "interrupted"
+    assert not (sweep_dir / "4" / "metrics.jsonl").exists()  # still waiting for a row
     rerun = run_dlrun(*sweep, cwd=tmp_path, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:] + rerun.stdout[-2000:]
-    assert "2 trials already done, 1 stopped part-way continue from their checkpoints" in rerun.stdout
+    assert (
+        "2 trials already done, 2 stopped part-way continue from their checkpoints, 1 not started yet start afresh"
+        in rerun.stdout
+    )
     assert "Trial 2 resumes from its checkpoint, on its own" in rerun.stdout
     records = ledger(sweep_dir)
-    assert sorted(r["number"] for r in records) == [0, 1, 2] and all(r["status"] == "completed" for r in records)
+    assert sorted(r["number"] for r in records) == list(range(5)) and all(r["status"] == "completed" for r in records)

@@ -142,6 +142,10 @@ class SweepRunner:
         parts = [f"{finished} {'trial' if finished == 1 else 'trials'} already done"]
         if interrupted:
             parts.append(f"{interrupted} stopped part-way continue from their checkpoints")
+        # launched but never started (waiting for a stack's row, or a worker): only Hydra's .hydra/
+        waiting = len(statuses) - interrupted - sum(1 for status in statuses.values() if status in FINAL)
+        if waiting:
+            parts.append(f"{waiting} not started yet start afresh")
         return f"Resuming the sweep in {self.sweep_dir}: {', '.join(parts)}"
 
     def _resume_command(self, arguments: list[str]) -> str:
