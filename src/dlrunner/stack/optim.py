@@ -79,13 +79,16 @@ class StackedOptimizer:
         self.scratch = torch.empty_like(flat) if self.kind in ("rmsprop", "adam") else None  # reused: see step()
         self.steps = [0] * flat.shape[0]  # per trial: a trial that joins a running stack starts at 0
         self.lr_values, self.minus_lr = None, None
+        self.kernel_calls = None  # the kernel's arguments for each trial (_kernel_arguments)
         self.kernel = fused_adam_kernel(flat.device) if self.kind == "adam" else None
         if self.kernel is not None:
-            self.sizes, self.kernel_rows = sizes, None
+            self.sizes = sizes
             is_weight = [bool(part[0]) for part in weight_mask.split(sizes)]  # L2 applies to a whole tensor or not
             self.weight_group = [i for i, w in enumerate(is_weight) if w]
             self.other_group = [i for i, w in enumerate(is_weight) if not w]
-            self.step_counts = [torch.zeros((), dtype=torch.float32) for _ in range(flat.shape[0])]
+            # Each trial's step count, as its solo optimizer's state["step"]: row k is trial k's, and
+            # one addition counts a step for all of them.
+            self.step_counts = torch.zeros(flat.shape[0], dtype=torch.float32)
 
     def _column(self, values: list[float]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float64, device=self.flat.device)[:, None].to(self.flat.dtype)
@@ -96,6 +99,9 @@ class StackedOptimizer:
         In-place operations on the (K, P) tensors: each one is a pass over every trial's weights."""
         if lrs is not self.lr_values:  # a constant schedule passes the same list every step
             self.lr_values, self.minus_lr = lrs, self._column([-lr for lr in lrs])
+            for k, calls in enumerate(self.kernel_calls or ()):
+                for _, _, settings in calls:
+                    settings["lr"] = lrs[k]
         self.steps = [t + 1 for t in self.steps]
         if self.kernel is not None and self._kernel_step():
             return
@@ -125,7 +131,7 @@ class StackedOptimizer:
         if old.kernel is None:  # it refused its arguments there: it would here too
             self.kernel = None
         if self.kernel is not None:
-            self.step_counts[: len(rows)] = [old.step_counts[r].clone() for r in rows]
+            self.step_counts[: len(rows)] = old.step_counts[rows]
 
     def _written_out_adam(self, g: torch.Tensor) -> torch.Tensor:
         """-(lr/(1-b1^t)) m / (sqrt(v)/sqrt(1-b2^t) + eps) in g's memory, in the vector loop's operations
@@ -162,45 +168,54 @@ class StackedOptimizer:
             torch.set_num_threads(threads)
 
     def _kernel_calls(self) -> bool:
-        if self.kernel_rows is None:  # views of each trial's weights and moments, made once
-            tensors = (self.flat.detach(), self.state["exp_avg"], self.state["exp_avg_sq"])
-            self.kernel_rows = [[t[k].split(self.sizes) for t in tensors] for k in range(self.flat.shape[0])]
+        if self.kernel_calls is None:
+            self.kernel_calls = self._kernel_arguments()
+        self.step_counts += 1
         moved = False
-        for k, (weights, exp_avgs, exp_avg_sqs) in enumerate(self.kernel_rows):
-            self.step_counts[k] += 1
-            grads = self.flat.grad[k].split(self.sizes)  # a new gradient tensor every step
-            decay = self.weight_decays[k]
-            for group, weight_decay in (
-                ((self.weight_group, decay), (self.other_group, 0.0)) if decay else ((None, 0.0),)
-            ):
-                pick = group if group is not None else range(len(self.sizes))
-                if not pick:
-                    continue
+        # a new gradient tensor every step: its views, each trial's parameters' gradients in turn
+        every_grads = zip(*(part.unbind(0) for part in self.flat.grad.split(self.sizes, dim=1)))
+        for calls, grads in zip(self.kernel_calls, every_grads):
+            for pick, tensors, settings in calls:
                 try:
-                    self.kernel(
-                        [weights[i] for i in pick],
-                        [grads[i] for i in pick],
-                        [exp_avgs[i] for i in pick],
-                        [exp_avg_sqs[i] for i in pick],
-                        [],
-                        [self.step_counts[k]] * len(pick),
-                        lr=self.lr_values[k],
-                        beta1=self.values["beta1"][k],
-                        beta2=self.values["beta2"][k],
-                        weight_decay=weight_decay,
-                        eps=self.values["eps"][k],
-                        amsgrad=False,
-                        maximize=False,
-                    )
+                    self.kernel(tensors[0], [grads[i] for i in pick], *tensors[1:], **settings)
                 except (TypeError, RuntimeError) as error:
                     if moved:  # other tensors have moved already: no clean way to the written-out step
                         raise
-                    self.step_counts[k] -= 1
+                    self.step_counts -= 1
                     self.kernel = None
                     took(FUSED_ADAM_ON_ROWS, False, f"the kernel refused its arguments: {error}")
                     return False
                 moved = True
         return True
+
+    def _kernel_arguments(self) -> list[list[tuple]]:
+        """Per trial, per parameter group (weights with its weight decay, the rest without; one group
+        without weight decay): (parameter indices, [weights, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+        steps] as the kernel takes them, views of the trial's rows, made once), and its settings."""
+        tensors = (self.flat.detach(), self.state["exp_avg"], self.state["exp_avg_sq"])
+        every = list(range(len(self.sizes)))
+        arguments = []
+        for k in range(self.flat.shape[0]):
+            rows = [t[k].split(self.sizes) for t in tensors]
+            decay = self.weight_decays[k]
+            groups = ((self.weight_group, decay), (self.other_group, 0.0)) if decay else ((every, 0.0),)
+            calls = []
+            for pick, weight_decay in groups:
+                if not pick:
+                    continue
+                views = [[row[i] for i in pick] for row in rows]
+                settings = dict(
+                    lr=self.lr_values[k],
+                    beta1=self.values["beta1"][k],
+                    beta2=self.values["beta2"][k],
+                    weight_decay=weight_decay,
+                    eps=self.values["eps"][k],
+                    amsgrad=False,
+                    maximize=False,
+                )
+                calls.append((pick, [views[0], views[1], views[2], [], [self.step_counts[k]] * len(pick)], settings))
+            arguments.append(calls)
+        return arguments
 
     def solo_state(self, k: int, names: list[str], sizes: list[int], shapes: list, groups: list[list[int]]) -> dict:
         """Trial k's optimizer state in the form its solo optimizer's ``state_dict()`` has.
