@@ -95,6 +95,9 @@ def test_pruning_with_the_basic_launcher(tmp_path):
     assert pruned == one_at_a_time(tmp_path / "s", range(8))
     assert f"Trials: 8 ({8 - len(pruned)} completed, {len(pruned)} pruned)" in result.stdout
     assert f"trial {min(pruned)}: pruned" in result.stdout and "    pruned at step" in result.stdout
+    # each job's line names its overrides, not the DLRUN_* variables the trial gets (hydra.yaml has them)
+    assert "\t#0 : optimizer.lr=" in result.stdout and "env_set" not in result.stdout
+    assert "DLRUN_PRUNING" in (tmp_path / "s" / "0" / ".hydra" / "hydra.yaml").read_text()
     # Resuming: pruned is final, nothing runs again and the ledger is unchanged.
     before = (tmp_path / "s" / "trials.jsonl").read_text()
     again = dlrun_in_process(*SWEEP, "hydra.sweep.dir=s", cwd=tmp_path)
