@@ -242,3 +242,52 @@ def test_a_sweep_killed_at_random_points_and_rerun_matches_an_uninterrupted_swee
     # ... and the whole sweep came out as if it had never been stopped.
     expected = {r["number"]: (r["params"], r["objective"]) for r in sweep_ledger(tmp_path / "straight")}
     assert {r["number"]: (r["params"], r["objective"]) for r in records} == expected
+
+
+def test_a_sigterm_between_two_trials_ends_the_sweep_with_the_command_that_resumes_it(tmp_path):
+    # Trials of a few steps: the sweep process spends most of its time between them, while the
+    # launcher composes the next one, where no trial's handler runs (it used to die there, silently).
+    args = (
+        "sweep",
+        "sweep=lr",
+        "data=moons",
+        "trainer=quick",
+        "trainer.steps=10",
+        "hydra.sweeper.method=random",
+        "hydra.sweeper.budget=12",
+        "hydra.sweep.dir=s",
+    )
+    process = start_dlrun(*args, cwd=tmp_path)
+    wait_for(lambda: len(sweep_ledger(tmp_path / "s")) >= 2, "two trials", process)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    out, err = output(process)
+    assert process.returncode == 143, err[-2000:]
+    assert "Interrupted. Resume the sweep with: dlrun sweep " in out and "Traceback" not in err
+    stopped = sweep_ledger(tmp_path / "s")
+    assert 2 <= len(stopped) < 12
+    rerun = run_dlrun(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted(r["number"] for r in sweep_ledger(tmp_path / "s")) == list(range(12))
+
+
+def test_a_signal_that_comes_while_a_trial_writes_its_result_stops_the_sweep_after_that_trial():
+    import os
+
+    from dlrunner.train.signals import STOP
+    from dlrunner.workers import SweepStop
+
+    with SweepStop():
+        stop = STOP.install()  # a trial trains in the sweep's process
+        stop.finish(False)  # ... and writes its result: a signal now does not stop it
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        with pytest.raises(SystemExit) as stopped:
+            stop.restore()  # the trial is done: the sweep gets the signal
+        assert stopped.value.code == 143
+    # a run of its own (dlrun train) ends as it would have: the signal came too late to stop it
+    stop = STOP.install()
+    stop.finish(False)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)
+    stop.restore()

@@ -1,7 +1,8 @@
-"""A process whose workers are other processes (a joblib sweep) passing a stop signal on to them.
+"""A sweep process's stop signals: between its trials, and passed on to its worker processes.
 
-The workers' trials stop at a safe point on their own (``train.signals``); this makes sure that a
-signal sent to the sweep process alone (``kill -INT``, a scheduler) reaches them, and that the
+Trials stop at a safe point on their own (``train.signals``). ``SweepStop`` makes SIGTERM end the
+sweep between two trials as Ctrl-C does; ``ForwardedStop`` makes sure that a signal sent to the
+sweep process alone (``kill -INT``, a scheduler) reaches a joblib sweep's workers, and that the
 sweep waits for their summaries instead of killing the pool.
 """
 
@@ -12,6 +13,36 @@ import os
 import signal
 import threading
 from pathlib import Path
+
+
+class SweepStop:
+    """While a sweep runs: SIGTERM ends it as Ctrl-C does, with the command that resumes it
+    (``SystemExit`` 143 where Ctrl-C raises KeyboardInterrupt). Without it, a SIGTERM that came
+    between two trials (while the launcher composed the next one) ended the process at once,
+    silently. A trial that trains in this process installs its own handlers, which stop it at a safe
+    point, and hands back a signal that came while it wrote its result (``takes_late_signals``): the
+    sweep then stops before its next trial instead of forgetting the signal."""
+
+    def __init__(self):
+        self._previous = {}
+
+    def __enter__(self) -> SweepStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    _handle.takes_late_signals = True
 
 
 class ForwardedStop:

@@ -108,8 +108,11 @@ class SweepRunner:
         self._write_space(space)
         self._opening = self._opening_line(done)  # said once the first round's trials match the ledger
 
+        from dlrunner.workers import SweepStop
+
         try:
-            self._search(search, done)
+            with SweepStop():
+                self._search(search, done)
         except (SystemExit, KeyboardInterrupt) as stop:  # KeyboardInterrupt: asked twice while workers trained
             code = getattr(stop, "code", 130)
             if code in (130, 143):  # Ctrl-C or SIGTERM

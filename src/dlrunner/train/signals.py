@@ -45,12 +45,13 @@ class StopSignals:
 
     def __init__(self):
         self.received: int | None = None
+        self.late: int | None = None  # a signal that came while the run wrote its result
         self.finishing = False
         self._at = 0.0
         self._previous = {}
 
     def install(self) -> StopSignals:
-        self.received, self.finishing = None, False
+        self.received, self.late, self.finishing = None, None, False
         # Python only lets the main thread set handlers; a run in a thread (a threaded launcher)
         # keeps the process's handlers, and Ctrl-C still reaches it as a KeyboardInterrupt.
         if threading.current_thread() is threading.main_thread():
@@ -69,18 +70,23 @@ class StopSignals:
 
     def restore(self) -> None:
         """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's
-        (which requeues and exits)."""
+        (which requeues and exits), and a signal that came while the run wrote its result on to a
+        sweep running its trials in this process (``dlrunner.workers.SweepStop``), which stops."""
         received, previous = self.received, self._previous.get(signal.SIGUSR2)
+        late, sweep = self.late, self._previous.get(self.late)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
-        self.received = None
+        self.received = self.late = None
         if received == signal.SIGUSR2 and callable(previous):
             previous(received, None)
+        elif late is not None and getattr(sweep, "takes_late_signals", False):
+            sweep(late, None)
 
     def _handle(self, signum, frame) -> None:
         if self.finishing:
-            return  # training is over: the result gets written either way
+            self.late = signum  # training is over: the result gets written either way
+            return
         if self.received is None:
             self.received, self._at = signum, time.monotonic()  # the loop stops at its next step
         elif signum == self.received and time.monotonic() - self._at < SAME_REQUEST_S:
