@@ -15,18 +15,14 @@ import threading
 from pathlib import Path
 
 
-class SweepStop:
-    """While a sweep runs: SIGTERM ends it as Ctrl-C does, with the command that resumes it
-    (``SystemExit`` 143 where Ctrl-C raises KeyboardInterrupt). Without it, a SIGTERM that came
-    between two trials (while the launcher composed the next one) ended the process at once,
-    silently. A trial that trains in this process installs its own handlers, which stop it at a safe
-    point, and hands back a signal that came while it wrote its result (``takes_late_signals``): the
-    sweep then stops before its next trial instead of forgetting the signal."""
+class StopHandlers:
+    """SIGINT and SIGTERM handled by ``_handle`` while in the ``with`` block (main thread only:
+    Python sets handlers there alone); the previous handlers after it."""
 
     def __init__(self):
         self._previous = {}
 
-    def __enter__(self) -> SweepStop:
+    def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -38,6 +34,18 @@ class SweepStop:
         return False
 
     def _handle(self, signum, frame) -> None:
+        raise NotImplementedError
+
+
+class SweepStop(StopHandlers):
+    """While a sweep runs: SIGTERM ends it as Ctrl-C does, with the command that resumes it
+    (``SystemExit`` 143 where Ctrl-C raises KeyboardInterrupt). Without it, a SIGTERM that came
+    between two trials (while the launcher composed the next one) ended the process at once,
+    silently. A trial that trains in this process installs its own handlers, which stop it at a safe
+    point, and hands back a signal that came while it wrote its result (``takes_late_signals``): the
+    sweep then stops before its next trial instead of forgetting the signal."""
+
+    def _handle(self, signum, frame) -> None:
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
@@ -45,7 +53,7 @@ class SweepStop:
     _handle.takes_late_signals = True
 
 
-class ForwardedStop:
+class ForwardedStop(StopHandlers):
     """While a pool of worker processes (a joblib sweep) trains trials: the sweep process passes a
     stop signal on to its workers, whose trials then stop at a safe point and write their
     interrupted summary and checkpoint, and lets the pool finish instead of killing it
@@ -55,20 +63,9 @@ class ForwardedStop:
     signal, before it is passed on (a pool that must not start more trials)."""
 
     def __init__(self, on_stop=None):
+        super().__init__()
         self.received: int | None = None
-        self._previous = {}
         self._on_stop = on_stop
-
-    def __enter__(self) -> ForwardedStop:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        return False
 
     def _handle(self, signum, frame) -> None:
         if self.received is not None:
