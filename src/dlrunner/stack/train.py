@@ -251,7 +251,7 @@ class StackFit:
                         if batch_size < n_train:
                             trial.order = torch.randperm(n_train, device=X.device, generator=trial.shuffle)
                     order = torch.stack([t.order for t in self.rows]) if batch_size < n_train else None
-                    lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
+                    lrs = self.learning_rates(step)
                 if order is not None:
                     batch = order[:, position : position + batch_size]  # (K, B)
                     xb, yb = X[batch].to(self.device, non_blocking=True), Y[batch].to(self.device, non_blocking=True)
@@ -259,7 +259,7 @@ class StackFit:
                     xb, yb = X.expand(len(self.rows), *X.shape), Y.expand(len(self.rows), *Y.shape)
                 position += batch_size
                 if not constant_lr:
-                    lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
+                    lrs = self.learning_rates(step)
 
                 stacked = self.stacked
                 losses = loss_fn(stacked.train_forward(xb), yb)  # (K,): each trial's mini-batch loss
@@ -283,7 +283,7 @@ class StackFit:
                 if any(t.stopped_at is not None for t in self.rows):
                     self.leave(step, position)
                     order = torch.stack([t.order for t in self.rows]) if self.rows and order is not None else None
-                    lrs = [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
+                    lrs = self.learning_rates(step)
         except KeyboardInterrupt:
             self.take_losses(batch_losses)
             for trial in self.rows:  # each leaves with a last.pt of this step (``finish_trial``)
@@ -294,6 +294,10 @@ class StackFit:
             self.leave(step, position)
             return
         STOP.finish(False)
+
+    def learning_rates(self, step: int) -> list[float]:
+        """Each row's learning rate at the stack's ``step``: its schedule at its own step and epoch."""
+        return [t.settings.lr_at(t.epoch, step - t.joined) for t in self.rows]
 
     def take_losses(self, batch_losses: list[torch.Tensor]) -> None:
         """The (K,) mini-batch losses of the steps since the last call, into each trial's own list."""
