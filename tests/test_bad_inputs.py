@@ -23,6 +23,9 @@ def case(name: str, *args: str, key: str, value: str, valid: str, command: str =
 
 
 CASES = [
+    # A multirun checks every job before the first trains (the bad value is in its second job)
+    case("multirun-second-job", "-m", "optimizer.lr=0.1,-1", key="optimizer.lr=-1", value="(job: ", valid="> 0"),
+    case("learning-curve", "optimizer.lr=-1", key="optimizer.lr=-1", value="-1", valid="> 0", command="learning-curve"),
     # Unknown config group options and keys, with "did you mean"
     case("unknown-option", "model=mlpp", key="model=mlpp", value="mlpp", valid="did you mean 'mlp'?"),
     case(

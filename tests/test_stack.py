@@ -632,8 +632,8 @@ def test_a_stacked_sweep_writes_each_trials_ledger_line_as_it_leaves_the_stack(t
     rerun = run_dlrun(*sweep, cwd=tmp_path, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:] + rerun.stdout[-2000:]
     assert (
-        "2 trials already done, 2 stopped part-way continue from their checkpoints, 1 not started yet start afresh"
-        in rerun.stdout
+        "2 trials already done, 2 stopped part-way (they continue from their checkpoints), "
+        "1 not started yet (it starts afresh)" in rerun.stdout
     )
     assert "Trial 2 resumes from its checkpoint, on its own" in rerun.stdout
     records = ledger(sweep_dir)

@@ -132,7 +132,7 @@ def test_a_stop_mid_round_leaves_interrupted_summaries_starts_no_other_trial_and
     again = start_dlrun(*sweep, cwd=tmp_path)
     out, err = output(again, timeout=600)
     assert again.returncode == 0, err[-3000:]
-    assert "0 trials already done, 2 stopped part-way continue from their checkpoints" in out
+    assert "0 trials already done, 2 stopped part-way (they continue from their checkpoints)" in out
     records = sweep_ledger(tmp_path / "s")
     assert sorted(r["number"] for r in records) == [0, 1, 2, 3]  # each trial once
     assert all(r["status"] == "completed" for r in records)

@@ -95,6 +95,53 @@ def compose(overrides: list[str]):
         return hydra_compose(primary["--config-name"], overrides=rest)
 
 
+def check_multirun_jobs(args: list[str]) -> None:
+    """``-m``: every job's config is checked before the first one trains (as a single run checks its
+    own): a bad value in the third job used to stop the multirun after two trainings, and leave
+    their folders. Exits 2 with the job's overrides and what is wrong. Hydra's own composition
+    errors are left to the run itself, which reports them before any job starts."""
+    if not any(arg in ("-m", "--multirun") for arg in args) or any(arg.split("=")[0] in PRINT_ONLY for arg in args):
+        return
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlrunner.config.validate import validate
+    from dlrunner.errors import ConfigError
+
+    primary, overrides, it = [], [], iter(args)
+    for arg in it:
+        name = arg.split("=", 1)[0]
+        if name in ("--config-path", "-cp", "--config-name", "-cn"):  # the primary config, as compose() takes it
+            primary += [arg] if "=" in arg else [arg, next(it, "")]
+        elif not arg.startswith("-") and not arg.lstrip("+~").startswith(("hydra.", "hydra/")):
+            overrides.append(arg)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # Hydra says what is wrong with the line when it runs it
+        return
+    choices = [
+        [f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()]
+        if o.is_sweep_override()
+        else [o.input_line]
+        for o in parsed
+    ]
+    from hydra_plugins.dlrunner_searchpath import IN_DLRUN_COMMAND
+
+    for job in itertools.product(*choices):
+        IN_DLRUN_COMMAND["active"] = True  # composed as the run will compose it, --config-dir included
+        try:
+            cfg = compose([*primary, *job])
+        except Exception:
+            return
+        finally:
+            IN_DLRUN_COMMAND["active"] = False
+        try:
+            validate(cfg)
+        except ConfigError as err:
+            bad_config(err, f" (job: {' '.join(job)})")
+
+
 def run_hydra(args: list[str]) -> None:
     """Hand the arguments to ``hydra.main`` so that Hydra owns the parsing (-m, --cfg, sweepers, launchers)."""
     import hydra
@@ -204,7 +251,7 @@ def train_task(cfg) -> dict:
         summary = train_run(cfg, run_dir, console)
     except ConfigError as err:
         if in_sweep:
-            keep_error(run_dir, err, hydra_cfg.job.num)
+            keep_error(run_dir, err, f"trial {hydra_cfg.job.num}")
             raise  # a failed trial, recorded in the ledger; the sweep goes on
         remove_if_no_results(run_dir)
         if state["debug"]:
@@ -222,7 +269,7 @@ def train_task(cfg) -> dict:
         if run_dir.is_dir():
             RunFiles(run_dir).write_summary(failure(err))
         if hydra_cfg.mode.name == "MULTIRUN":
-            keep_error(run_dir, err, hydra_cfg.job.num)
+            keep_error(run_dir, err, f"{'trial' if in_sweep else 'job'} {hydra_cfg.job.num}")
         raise
     if state["debug"]:  # which of the speed layer's private paths this run took (dlrunner.internals)
         from dlrunner.internals import report
@@ -247,9 +294,10 @@ def train_task(cfg) -> dict:
     return summary
 
 
-def keep_error(run_dir: Path, err: BaseException, number) -> None:
-    """A failed multirun job or sweep trial: its error in the job's stderr (submitit's .err log on
-    SLURM), one line that names error.log in its folder, which is kept and holds the traceback.
+def keep_error(run_dir: Path, err: BaseException, which: str) -> None:
+    """A failed multirun job or sweep trial (``which``: "job 3", "trial 3"): its error in the job's
+    stderr (submitit's .err log on SLURM), one line that names error.log in its folder, which is
+    kept and holds the traceback.
     Hydra's job runner only keeps the exception in memory, so a failed trial on a cluster left its
     error nowhere a user looks."""
     import traceback
@@ -261,7 +309,7 @@ def keep_error(run_dir: Path, err: BaseException, number) -> None:
     except OSError:
         pass
     print(
-        f"job {number} failed: {type(err).__name__}: {err} (traceback: {run_dir / 'error.log'})",
+        f"{which} failed: {type(err).__name__}: {err} (traceback: {run_dir / 'error.log'})",
         file=sys.stderr,
         flush=True,
     )

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import PASS_THROUGH, PRINT_ONLY, app, compose, fail, guarded, run_hydra, take_config_dir
+from dlrunner.cli.base import (
+    PASS_THROUGH,
+    PRINT_ONLY,
+    app,
+    check_multirun_jobs,
+    compose,
+    fail,
+    guarded,
+    run_hydra,
+    take_config_dir,
+)
 from dlrunner.cli.usage import PlainUsage
 
 
@@ -33,6 +43,7 @@ def train(ctx: typer.Context) -> None:
     from dlrunner.cli.trained import finish_multirun
 
     args = take_config_dir(list(ctx.args))
+    check_multirun_jobs(args)
     run_hydra(args)
     finish_multirun(args)
 
@@ -55,10 +66,11 @@ def sweep(ctx: typer.Context) -> None:
 
     Distributions: tag(log, interval(a,b)); tag(one_minus_log, interval(0.9,0.999)) for beta;
     interval(a,b); int(interval(a,b)); tag(pow2, int(interval(32,512))); choice(a,b,c) or a,b,c.
-    Settings: hydra.sweeper.budget, rounds, top_k, margin, method (coarse_to_fine | random |
-    grid), objective (a summary.json path, default metrics.dev.error), direction, constraints
-    (e.g. "hydra.sweeper.constraints=['n_params <= 50000']"), seed, max_failure_rate;
-    pruner=halving stops bad trials early (pruning.min_steps, pruning.reduction_factor).
+    Settings, each hydra.sweeper.NAME=VALUE: budget, rounds, top_k, margin, method
+    (coarse_to_fine | random | grid), objective (a summary.json path, default
+    metrics.dev.error), direction, constraints (e.g. "hydra.sweeper.constraints=['n_params <=
+    50000']"), seed, max_failure_rate. hydra.sweeper.pruner=halving stops bad trials early
+    (hydra.sweeper.pruning.min_steps, hydra.sweeper.pruning.reduction_factor).
 
     Results: hydra.sweep.dir (default multirun/DATE/TIME) holds trials.jsonl, regions.json,
     best.yaml and one run folder per trial. Run the same command with the same

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import PASS_THROUGH, app, compose, guarded, run_hydra, take_config_dir
+from dlrunner.cli.base import PASS_THROUGH, app, check_multirun_jobs, compose, guarded, run_hydra, take_config_dir
 from dlrunner.cli.usage import PlainUsage
 
 
@@ -43,7 +43,9 @@ def learning_curve(
     sweep_dir = Path(chosen[-1]) if chosen else Path("multirun") / time.strftime("%Y-%m-%d/%H-%M-%S-learning-curve")
     if not chosen:
         args.append(f"hydra.sweep.dir={sweep_dir}")
-    run_hydra(["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args])
+    multirun = ["-m", "data.train_fraction=" + ",".join(f"{f:g}" for f in shares), *args]
+    check_multirun_jobs(multirun)
+    run_hydra(multirun)
     points = guarded(lambda: curves.collect(sweep_dir))
     reading = curves.interpret(points)
     console = make_console()

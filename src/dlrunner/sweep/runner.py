@@ -144,11 +144,12 @@ class SweepRunner:
             return f"Sweep folder: {self.sweep_dir}"
         parts = [f"{finished} {'trial' if finished == 1 else 'trials'} already done"]
         if interrupted:
-            parts.append(f"{interrupted} stopped part-way continue from their checkpoints")
+            they = "it continues from its checkpoint" if interrupted == 1 else "they continue from their checkpoints"
+            parts.append(f"{interrupted} stopped part-way ({they})")
         # launched but never started (waiting for a stack's row, or a worker): only Hydra's .hydra/
         waiting = len(statuses) - interrupted - sum(1 for status in statuses.values() if status in FINAL)
         if waiting:
-            parts.append(f"{waiting} not started yet start afresh")
+            parts.append(f"{waiting} not started yet ({'it starts' if waiting == 1 else 'they start'} afresh)")
         return f"Resuming the sweep in {self.sweep_dir}: {', '.join(parts)}"
 
     def _resume_command(self, arguments: list[str]) -> str:
