@@ -131,6 +131,19 @@ def test_compare_tabulates_runs(tiny_run, tmp_path):
     assert len(comparison["runs"]) == 2 and comparison["differing"] == ["optimizer.lr"]
 
 
+def test_compare_lists_a_sweeps_trials_in_number_order_with_short_numbers(tiny_run, tmp_path):
+    for number, lr in ((2, 0.0002483570014489514), (10, 0.05)):  # a sweep's folders 2 and 10
+        trial = Path(shutil.copytree(tiny_run, tmp_path / "sweep" / str(number)))
+        summary = json.loads((trial / "summary.json").read_text())
+        summary["config"]["optimizer"]["lr"] = lr
+        (trial / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "comparison.json"
+    result = dlrun_in_process("compare", str(tmp_path / "sweep"), "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [Path(r["run"]).name for r in json.loads(out.read_text())["runs"]] == ["2", "10"]  # not "10", "2"
+    assert "0.0002484" in result.stdout and "0.000248357" not in result.stdout  # as the sweep's table shows it
+
+
 def test_compare_never_picks_a_pruned_or_interrupted_run_and_marks_it(tiny_run, tmp_path):
     """A pruned trial's numbers are its rung's, an interrupted run's its last evaluation's: shown, marked,
     never the best."""

@@ -22,7 +22,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if (path / "summary.json").is_file():
             runs.append(path)
         elif path.is_dir():
-            found = sorted(p.parent for p in path.glob("**/summary.json"))
+            found = sorted((p.parent for p in path.glob("**/summary.json")), key=numbered_order)
             if not found:
                 raise ConfigError(
                     Problem(
@@ -35,6 +35,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
         else:
             raise ConfigError(Problem("RUN", str(path), "no such folder"))
     return runs
+
+
+def numbered_order(path: Path) -> list[tuple]:
+    """Folders in order, numbered ones by their number: a sweep's trial 2 before trial 10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -234,4 +239,6 @@ def _number(value) -> str:
 def _shown(value) -> str:
     from rich.markup import escape
 
+    if isinstance(value, float):
+        return _number(value)  # 4 significant digits, as the sweep's table shows them
     return escape(json.dumps(value) if isinstance(value, (list, dict)) else str(value))
