@@ -410,7 +410,24 @@ def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "as one stack" not in result.stdout
+    assert result.stdout.count("note: trial ") == 2
+    assert "trains on its own: model build_rnn is not stacked" in result.stdout
     assert [r["status"] for r in ledger(tmp_path / "g")] == ["completed", "completed"]
+    # Trials whose models differ in shape: each trains on its own, and the sweep says why.
+    result = dlrun_in_process(
+        "sweep",
+        "model.layers=[8],[16]",
+        "data=moons",
+        "trainer.steps=10",
+        "trainer.eval_every=10",
+        "hydra.sweeper.method=grid",
+        "hydra/launcher=stacked",
+        "hydra.sweep.dir=w",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "note: trials 0, 1 train on their own: the trials of a stack differ only in" in result.stdout
+    assert "(stacked)" not in result.stdout
     # A CNN with batch norm is found out once its model is built: a note, then one trial at a time.
     blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
     result = dlrun_in_process(

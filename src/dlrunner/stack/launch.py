@@ -76,7 +76,10 @@ def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
     limits: dict[str, int] = {}
     for i, config in enumerate(configs):
         task_cfg = _task_config(config)
-        if stack_problem(task_cfg) is None and not _has_unfinished_checkpoint(config):
+        problem = stack_problem(task_cfg)
+        if problem is not None and len(configs) > 1:
+            print(f"note: trial {config.hydra.job.num} trains on its own: {problem}", flush=True)
+        if problem is None and not _has_unfinished_checkpoint(config):
             key = stack_key(task_cfg)
             by_key.setdefault(key, []).append(i)
             if key not in limits:  # the key holds the model and the device
@@ -90,6 +93,16 @@ def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
                 "and larger stacks are slower than solo trials",
                 flush=True,
             )
+    alone = [configs[members[0]].hydra.job.num for members in by_key.values() if len(members) == 1]
+    if alone and len(configs) > 1:
+        which = f"trials {_ranges(alone)} train" if len(alone) > 1 else f"trial {alone[0]} trains"
+        print(
+            f"note: {which} on {'their' if len(alone) > 1 else 'its'} own: the trials of a stack differ "
+            "only in their schedule, learning rate, betas, eps, L2, clipping, early stopping, dropout "
+            f"and seed, and no other trial launched with {'them' if len(alone) > 1 else 'it'} has the same "
+            "model, data and other settings",
+            flush=True,
+        )
     groups = [(members, stack_rows(len(members), limits[key])) for key, members in by_key.items()]
     return [(members, rows) for members, rows in groups if len(members) > 1]
 
@@ -153,8 +166,6 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         i, number, error = group[k], numbers[k], summary["metrics"]["dev"]["error"]
         finished.add(i)
         returns[i].return_value, returns[i].status = error, JobStatus.COMPLETED
-        if summary["status"] == "interrupted":
-            return
         print(
             f"  trial {number}: {summary['status']}, dev error {error:.4f}, "
             f"{summary['diagnosis']['verdict']} (stacked)",
@@ -162,6 +173,8 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         )
         if summary["status"] == "pruned":
             print(f"    {summary['message']}", flush=True)
+        if summary["status"] == "interrupted":  # not final: the resumed sweep continues it
+            return
         if launcher.on_return is not None:
             launcher.on_return(i, returns[i])
 
