@@ -395,57 +395,25 @@ def test_a_sweep_with_the_stacked_launcher_matches_the_basic_launcher(tmp_path):
 
 
 def test_trials_that_cannot_stack_run_alone_through_the_same_launcher(tmp_path):
-    result = dlrun_in_process(
-        "sweep",
-        "sweep=lr",
-        "model=gru",
-        "data=mnist1d_sequence",
-        "trainer.steps=10",
-        "trainer.eval_every=10",
-        "hydra.sweeper.budget=2",
-        "hydra.sweeper.rounds=1",
-        "hydra/launcher=stacked",
-        "hydra.sweep.dir=g",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "as one stack" not in result.stdout
-    assert result.stdout.count("note: trial ") == 2
-    assert "trains on its own: model build_rnn is not stacked" in result.stdout
+    def stacked_sweep(folder: str, *overrides: str):
+        common = ("trainer.steps=10", "trainer.eval_every=10", "hydra/launcher=stacked", f"hydra.sweep.dir={folder}")
+        result = dlrun_in_process("sweep", *overrides, *common, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return result.stdout
+
+    two_trials = ("sweep=lr", "hydra.sweeper.budget=2", "hydra.sweeper.rounds=1")
+    out = stacked_sweep("g", *two_trials, "model=gru", "data=mnist1d_sequence")
+    assert "as one stack" not in out
+    assert out.count("note: trial ") == 2 and "trains on its own: model build_rnn is not stacked" in out
     assert [r["status"] for r in ledger(tmp_path / "g")] == ["completed", "completed"]
     # Trials whose models differ in shape: each trains on its own, and the sweep says why.
-    result = dlrun_in_process(
-        "sweep",
-        "model.layers=[8],[16]",
-        "data=moons",
-        "trainer.steps=10",
-        "trainer.eval_every=10",
-        "hydra.sweeper.method=grid",
-        "hydra/launcher=stacked",
-        "hydra.sweep.dir=w",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "note: trials 0, 1 train on their own: the trials of a stack differ only in" in result.stdout
-    assert "(stacked)" not in result.stdout
+    out = stacked_sweep("w", "model.layers=[8],[16]", "data=moons", "hydra.sweeper.method=grid")
+    assert "note: trials 0, 1 train on their own: the trials of a stack differ only in" in out
+    assert "(stacked)" not in out
     # A CNN with batch norm is found out once its model is built: a note, then one trial at a time.
     blocks = "model.blocks=[{type: conv, filters: 4, f: 3}, batch_norm, relu, flatten]"
-    result = dlrun_in_process(
-        "sweep",
-        "sweep=lr",
-        "model=cnn",
-        "data=mnist1d_signal",
-        blocks,
-        "trainer.steps=10",
-        "trainer.eval_every=10",
-        "hydra.sweeper.budget=2",
-        "hydra.sweeper.rounds=1",
-        "hydra/launcher=stacked",
-        "hydra.sweep.dir=b",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "train one at a time: batch norm" in result.stdout
+    out = stacked_sweep("b", *two_trials, "model=cnn", "data=mnist1d_signal", blocks)
+    assert "train one at a time: batch norm" in out
     assert [r["status"] for r in ledger(tmp_path / "b")] == ["completed", "completed"]
 
 
