@@ -44,7 +44,7 @@ CASES = [
         "+model.layer=[3]",
         key="model.layer",
         value="[3]",
-        valid="valid keys: ['_target_', 'activation'",
+        valid="valid keys: _target_, activation",
     ),
     case(
         "key-builder-does-not-take",
@@ -52,7 +52,7 @@ CASES = [
         "+data.source.factor=2",
         key="data.source.factor",
         value="2",
-        valid="valid keys: ['n_samples', 'noise', 'seed']",
+        valid="valid keys: n_samples, noise, seed",
     ),
     case(
         "removed-schema-key",
@@ -61,12 +61,13 @@ CASES = [
         value="~data.human_error",
         valid="cannot be removed",
     ),
+    case("show-unknown-option", "-p", "data.split", key="show -p", value="-p", valid="no such option", command="show"),
     case(
         "unknown-flag",
         "--debug_not_a_flag",
         key="--debug_not_a_flag",
         value="--debug_not_a_flag",
-        valid="unrecognized arguments",
+        valid="no such option; the options are Hydra's (-m, --multirun",
     ),
     # Wrong types
     case("lr-not-a-number", "optimizer.lr=fast", key="optimizer.lr", value="fast", valid="must be a number"),

@@ -152,7 +152,7 @@ def run_hydra(args: list[str]) -> None:
     register_schemas()
     # Let Hydra's exceptions reach us instead of being printed and turned into exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    from dlrunner.cli.shell import hydra_order
+    from dlrunner.cli.shell import HYDRA_FLAGS, HYDRA_OPTIONS, hydra_order
 
     if any(arg in ("-sc", "--shell-completion") or arg.startswith("--shell-completion=") for arg in args):
         # Hydra's completion script would register `dlrun` and a separate `train`, then ask
@@ -162,6 +162,13 @@ def run_hydra(args: list[str]) -> None:
             "dlrun --install-completion (bash, zsh, fish) or dlrun --show-completion SHELL",
             code=2,
         )
+    for arg in args:  # Hydra's parser answers an unknown one with its whole usage
+        if arg.startswith("-") and arg.split("=", 1)[0] not in HYDRA_OPTIONS:
+            fail(
+                f"{arg}: no such option; the options are Hydra's ({', '.join(HYDRA_FLAGS)}, ...: see --help), "
+                "and overrides are KEY=VALUE",
+                code=2,
+            )
     args = hydra_order(args)  # Hydra's flags anywhere on the line, as its parser needs them first
     sys.argv = ["dlrun train", *args]
     entry = hydra.main(config_path=str(builtin_config_dir()), config_name="config", version_base="1.3")(train_task)

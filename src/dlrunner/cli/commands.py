@@ -104,6 +104,13 @@ def show(ctx: typer.Context) -> None:
     from dlrunner.console import make_console
 
     args = take_config_dir(list(ctx.args))
+    for arg in args:
+        if arg.startswith("-") and arg.split("=", 1)[0] not in ("--config-path", "-cp", "--config-name", "-cn"):
+            fail(
+                f"show {arg}: no such option; give sections (trainer, trainer.steps) and overrides "
+                "(KEY=VALUE), or --config-path DIR --config-name NAME",
+                code=2,
+            )
     sections = [a for a in args if "=" not in a and not a.startswith("-") and not _is_option_value(args, a)]
     overrides = [a for a in args if a not in sections]
     cfg = guarded(lambda: compose(overrides))

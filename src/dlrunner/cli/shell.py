@@ -28,6 +28,11 @@ HYDRA_FLAGS_WITH_VALUE = {
     "--experimental-rerun",
 }
 INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+# Every option of Hydra's parser (hydra/_internal/utils.py), each spelling
+HYDRA_OPTIONS = HYDRA_FLAGS_WITH_VALUE | {
+    *("-h", "--help", "-hh", "--hydra-help", "--version", "--resolve", "-r", "--run"),
+    *("-m", "--multirun", "-cd", "--config-dir", "-i", "--info"),
+}
 HYDRA_FLAGS = [
     "-m",
     "--multirun",

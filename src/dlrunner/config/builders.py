@@ -93,7 +93,7 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
         valid = sorted({n for n in named if n not in RUNTIME} | set(skip))
         raise ConfigError(
             [
-                Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {valid}")
+                Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {', '.join(valid)}")
                 for k in unknown
             ]
         )

@@ -288,7 +288,7 @@ def _unknown_key_problems(node: DictConfig, prefix: str = "") -> list[Problem]:
                     Problem(
                         f"{prefix}{key}",
                         OmegaConf.to_container(node, resolve=False)[key],
-                        f"not a setting here; valid keys: {fields}",
+                        f"not a setting here; valid keys: {', '.join(fields)}",
                     )
                 )
     for key in node:
