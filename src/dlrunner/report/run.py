@@ -97,6 +97,11 @@ def batch_loss_figure(losses: list[float]):
         yscale="log" if finite and min(finite) > 0 else "linear",
         title="Loss of every mini-batch",
     )
+    if axis.get_yscale() == "log":  # plain numbers (0.02, 1.8), not 1.8x10^0; minor ones on short ranges only
+        from matplotlib.ticker import LogFormatter
+
+        axis.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        axis.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
     axis.legend()
     return fig
 

@@ -120,12 +120,14 @@ def objective_by_parameter_figure(trials, space, regions, objective_name: str):
 def parallel_coordinates_figure(trials, space, direction: str, objective_name: str):
     """Each eligible trial a line through every parameter's position in its search range (own
     scale; categorical parameters by value) and, last, its objective; colour: the objective."""
+    import textwrap
+
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
 
     eligible = [t for t in trials if t["eligible"] and _finite_objective(t)]
     names = list(space)
-    fig, axis = plt.subplots(figsize=(max(7, 2.2 * (len(names) + 1)), 4.2))
+    fig, axis = plt.subplots(figsize=(max(7, 2.2 * (len(names) + 1)), 4.6))
     objectives = [t["objective"] for t in eligible]
     low, high = (min(objectives), max(objectives)) if objectives else (0.0, 1.0)
     norm = Normalize(low, high if high > low else low + 1e-12)
@@ -138,8 +140,11 @@ def parallel_coordinates_figure(trials, space, direction: str, objective_name: s
         ys = [_unit(space[name], trial["params"].get(name)) for name in names]
         ys.append((trial["objective"] - low) / ((high - low) or 1))
         axis.plot(range(len(names) + 1), ys, color=cmap(norm(trial["objective"])), alpha=0.8, marker=".")
+    # one axis is ~2 inches wide: a name on its line, its scale or its values (wrapped) below it
     labels = [
-        _label(n, space[n]) if _is_numeric(space[n]) else f"{n}\n({', '.join(map(str, space[n]['values']))})"
+        _label(n, space[n]).replace(" (", "\n(", 1)
+        if _is_numeric(space[n])
+        else f"{n}\n" + textwrap.fill(f"({', '.join(map(str, space[n]['values']))})", 24)
         for n in names
     ]
     axis.set_xticks(range(len(names) + 1), [*labels, f"objective\n{objective_name}"], fontsize=8)
