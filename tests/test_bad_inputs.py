@@ -26,6 +26,25 @@ CASES = [
     # A multirun checks every job before the first trains (the bad value is in its second job)
     case("multirun-second-job", "-m", "optimizer.lr=0.1,-1", key="optimizer.lr=-1", value="(job: ", valid="> 0"),
     case("learning-curve", "optimizer.lr=-1", key="optimizer.lr=-1", value="-1", valid="> 0", command="learning-curve"),
+    # A sweep whose range reaches past what a setting accepts is refused before its first trial
+    case(
+        "sweep-range-past-valid",
+        "model.keep_prob=interval(0.5, 1.5)",
+        "hydra.sweeper.budget=2",
+        key="model.keep_prob=1.5",
+        value="1.5",
+        valid="an end of its search range: narrow the range",
+        command="sweep",
+    ),
+    case(
+        "sweep-choice-not-valid",
+        "optimizer.lr=0.1,-1",
+        "hydra.sweeper.budget=2",
+        key="optimizer.lr=-1",
+        value="-1",
+        valid="one of its choices: leave it out",
+        command="sweep",
+    ),
     # Unknown config group options and keys, with "did you mean"
     case("unknown-option", "model=mlpp", key="model=mlpp", value="mlpp", valid="did you mean 'mlp'?"),
     case(

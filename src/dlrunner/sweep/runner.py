@@ -88,6 +88,13 @@ class SweepRunner:
         self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
         self._validated.add(_form(fill(template, sample.params)))  # the trials of its form compose alike
         self._check_pruning_fits(fill(template, sample.params))
+        if self.dlrun:  # each parameter at the ends of its range passes dlrun's checks (sweep/ends.py)
+            from dlrunner.sweep.ends import end_problems
+
+            loader = self.sweeper.hydra_context.config_loader
+            problems = end_problems(loader.load_sweep_config(self.sweeper.config, fill(template, sample.params)), space)
+            if problems:
+                raise ConfigError(problems)
         if s.get("export_wandb"):
             from dlrunner.sweep.wandb_export import caveats, export
 
