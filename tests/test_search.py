@@ -365,3 +365,16 @@ def test_each_round_covers_its_region_evenly_and_independent_draws_do_not():
     assert [t.params for t in plain] == [
         t.params for t in CoarseToFine(tabular, budget=50, seed=3, stratified=False).ask()
     ]
+
+
+def test_next_region_zooms_around_the_best_trials_without_changing_the_search():
+    # What a sweep whose budget is raised after its last round searches next (sweep/continued.py).
+    space = {"lr": LogUniform(1e-4, 1.0), "act": Choice(["relu", "tanh"])}
+    search = CoarseToFine(space, budget=12, rounds=1, seed=0, direction="minimize")
+    for trial in search.ask():
+        search.tell(trial.number, abs(math.log10(trial.params["lr"]) + 2))  # best near lr = 1e-2
+    best = search.best()[0].params
+    region = search.next_region()
+    assert 1e-4 < region["lr"][0] <= best["lr"] <= region["lr"][1] < 1.0  # narrower than the space, around the best
+    assert best["act"] in region["act"]
+    assert search.regions == [{"lr": [1e-4, 1.0], "act": ["relu", "tanh"]}] and search.done  # nothing changed

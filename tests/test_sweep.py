@@ -344,17 +344,21 @@ def test_a_random_sweeps_budget_can_be_raised_to_add_trials(tmp_path):
 
 def test_a_coarse_to_fine_sweeps_budget_can_be_raised_to_add_a_round(tmp_path):
     # As Optuna lets a study go on (issue 23, item 13): the finished trials stay, the added ones
-    # search the region of the last round, and resuming the larger sweep runs nothing twice.
+    # are one more round zoomed in around the best so far, and resuming the larger sweep runs nothing twice.
     assert dlrun_in_process("sweep", *SMALL, "hydra.sweep.dir=s", cwd=tmp_path).returncode == 0
     first = ledger(tmp_path / "s")
-    last_region = json.loads((tmp_path / "s" / "regions.json").read_text())[-1]["region"]["optimizer.lr"]
     more = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
     assert more.returncode == 0, more.stderr
-    assert "added trials search the region of the last round" in more.stdout
+    assert "added trials are one more round, zoomed in around the best trials so far" in more.stdout
     records = ledger(tmp_path / "s")
     assert records[:6] == first and [(r["number"], r["round"]) for r in records[6:]] == [(6, 4), (7, 4)]
-    assert all(last_region[0] <= r["params"]["optimizer.lr"] <= last_region[1] for r in records[6:])
-    assert len(json.loads((tmp_path / "s" / "regions.json").read_text())) == 4
+    regions = json.loads((tmp_path / "s" / "regions.json").read_text())
+    assert len(regions) == 4
+    added = regions[-1]["region"]["optimizer.lr"]
+    assert all(added[0] <= r["params"]["optimizer.lr"] <= added[1] for r in records[6:])
+    completed = [r for r in first if r["status"] == "completed"]
+    best = min(completed, key=lambda r: r["objective"])["params"]["optimizer.lr"]
+    assert added[0] <= best <= added[1]  # the zoom holds the best trial so far
     again = dlrun_in_process("sweep", *SMALL, "hydra.sweeper.budget=8", "hydra.sweep.dir=s", cwd=tmp_path)
     assert again.returncode == 0 and "8 trials already done" in again.stdout and len(ledger(tmp_path / "s")) == 8
 

@@ -275,8 +275,16 @@ class CoarseToFine:
         param = self.space[name]
         return list(param.values) if isinstance(param, Choice) else param.u_bounds
 
-    def _describe(self, name):
-        param, region = self.space[name], self._region[name]
+    def next_region(self) -> dict:
+        """The region a round after the last would search, around the best trials so far as
+        ``ask`` zooms, described as the entries of ``regions`` are; the search does not change."""
+        self._require_direction("a round after the last")
+        top = self._top()
+        region = narrowing.region_around(self.space, top, self._region, self.margin) if top else self._region
+        return {name: self._describe(name, region) for name in self.space}
+
+    def _describe(self, name, region=None):
+        param, region = self.space[name], (region or self._region)[name]
         if isinstance(param, Choice):
             return list(region)
         ends = sorted([param.from_u(region[0]), param.from_u(region[1])])

@@ -2,8 +2,9 @@
 
 A coarse-to-fine search spreads its budget over its rounds, so a larger budget would change the
 trials already run. Instead the sweep keeps the search it started with (its budget is in
-sweep.json) and adds the new trials after it: one more round of random search in the region of
-its last round, numbered on from the first search's trials. The added trials depend only on the
+sweep.json) and adds the new trials after it: one more round of random search, in the region a
+next round would zoom to (around the best trials so far), numbered on from the first search's
+trials. The added trials depend only on the
 seed and their index, so raising the budget again adds to them, and resuming runs none twice.
 Only the search's public API is used (ask, tell, trials, regions, best).
 """
@@ -35,7 +36,7 @@ class Continued:
             return self.first.ask()
         if self.extra is None:
             self.extra = CoarseToFine(
-                self._last_region(),
+                self._next_region(),
                 budget=self.extra_budget,
                 rounds=1,
                 method="random",
@@ -67,9 +68,10 @@ class Continued:
     def _shifted(self, trial: Trial) -> Trial:
         return replace(trial, number=trial.number + self._offset, round=trial.round + len(self.first.regions))
 
-    def _last_region(self) -> dict:
-        """The space narrowed to the last round's region (a range that closed on one value is that value)."""
-        region = self.first.regions[-1]
+    def _next_region(self) -> dict:
+        """The space narrowed to the region a next round would search, around the best trials of the
+        whole first search (a range that closed on one value is that value)."""
+        region = self.first.next_region()
         space = {}
         for name, param in self.first.space.items():
             if isinstance(param, Choice):

@@ -354,7 +354,7 @@ class SweepRunner:
         self.changed = [c for c in self.changed if not c.startswith("hydra.sweeper.budget ")]
         print(
             f"The budget went from {started_with} to {budget}: the {budget - started_with} "
-            "added trials search the region of the last round",
+            "added trials are one more round, zoomed in around the best trials so far",
             flush=True,
         )
         return Continued(self._new_search(space, started_with), budget - started_with)
