@@ -117,15 +117,14 @@ def check_multirun_jobs(args: list[str]) -> None:
         elif not arg.startswith("-") and not arg.lstrip("+~").startswith(("hydra.", "hydra/")):
             overrides.append(arg)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # Hydra says what is wrong with the line when it runs it
+        choices = [
+            [f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()]
+            if o.is_sweep_override()
+            else [o.input_line]
+            for o in OverridesParser.create().parse_overrides(overrides)
+        ]
+    except Exception:  # Hydra says what is wrong with the line (a search distribution, ...) when it runs it
         return
-    choices = [
-        [f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()]
-        if o.is_sweep_override()
-        else [o.input_line]
-        for o in parsed
-    ]
     from hydra_plugins.dlrunner_searchpath import IN_DLRUN_COMMAND
 
     for job in itertools.product(*choices):
