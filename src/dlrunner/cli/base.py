@@ -112,7 +112,7 @@ def check_multirun_jobs(args: list[str]) -> None:
     primary, overrides, it = [], [], iter(args)
     for arg in it:
         name = arg.split("=", 1)[0]
-        if name in ("--config-path", "-cp", "--config-name", "-cn"):  # the primary config, as compose() takes it
+        if name in PRIMARY_CONFIG_OPTIONS:  # the primary config, as compose() takes it
             primary += [arg] if "=" in arg else [arg, next(it, "")]
         elif not arg.startswith("-") and not arg.lstrip("+~").startswith(("hydra.", "hydra/")):
             overrides.append(arg)
@@ -183,6 +183,7 @@ def run_hydra(args: list[str]) -> None:
 
 
 PRINT_ONLY = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-hh"}  # Hydra flags that run no job
+PRIMARY_CONFIG_OPTIONS = ("--config-path", "-cp", "--config-name", "-cn")  # each takes a value
 
 # Hydra options that cannot bring in a config that sets hydra.mode (see known_hydra_mode).
 MODE_SAFE_OPTIONS = {

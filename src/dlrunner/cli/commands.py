@@ -8,6 +8,7 @@ import typer
 
 from dlrunner.cli.base import (
     PASS_THROUGH,
+    PRIMARY_CONFIG_OPTIONS,
     PRINT_ONLY,
     app,
     check_multirun_jobs,
@@ -105,7 +106,7 @@ def show(ctx: typer.Context) -> None:
 
     args = take_config_dir(list(ctx.args))
     for arg in args:
-        if arg.startswith("-") and arg.split("=", 1)[0] not in ("--config-path", "-cp", "--config-name", "-cn"):
+        if arg.startswith("-") and arg.split("=", 1)[0] not in PRIMARY_CONFIG_OPTIONS:
             fail(
                 f"show {arg}: no such option; give sections (trainer, trainer.steps) and overrides "
                 "(KEY=VALUE), or --config-path DIR --config-name NAME",
@@ -134,7 +135,7 @@ _ABSENT = object()
 def _is_option_value(args: list[str], arg: str) -> bool:
     """Whether ``arg`` is the value of the option before it (--config-name best)."""
     at = args.index(arg)
-    return at > 0 and args[at - 1] in ("--config-path", "-cp", "--config-name", "-cn")
+    return at > 0 and args[at - 1] in PRIMARY_CONFIG_OPTIONS
 
 
 @app.command(context_settings=PASS_THROUGH)

@@ -85,14 +85,16 @@ class SweepRunner:
         s = self.settings
         # Compose one sample trial now, so that a bad key fails before anything is written.
         sample = CoarseToFine(space, budget=1, rounds=1, method="random", seed=s["seed"]).ask()[0]
-        self.sweeper.validate_batch_is_legal([fill(template, sample.params)])
-        self._validated.add(_form(fill(template, sample.params)))  # the trials of its form compose alike
-        self._check_pruning_fits(fill(template, sample.params))
+        overrides = fill(template, sample.params)
+        # Hydra's check that a trial composes (its Sweeper.validate_batch_is_legal), once, and the config
+        # the checks below read
+        config = self.sweeper.hydra_context.config_loader.load_sweep_config(self.sweeper.config, overrides)
+        self._validated.add(_form(overrides))  # the trials of its form compose alike
+        self._check_pruning_fits(config)
         if self.dlrun:  # each parameter at the ends of its range passes dlrun's checks (sweep/ends.py)
             from dlrunner.sweep.ends import end_problems
 
-            loader = self.sweeper.hydra_context.config_loader
-            problems = end_problems(loader.load_sweep_config(self.sweeper.config, fill(template, sample.params)), space)
+            problems = end_problems(config, space)
             if problems:
                 raise ConfigError(problems)
         if s.get("export_wandb"):
@@ -540,16 +542,15 @@ class SweepRunner:
 
     # ------------------------------------------------------------------ settings
 
-    def _check_pruning_fits(self, overrides: list[str]) -> None:
+    def _check_pruning_fits(self, config) -> None:
         """A first rung at or past a dlrun trial's last step could never prune: say so before anything
         runs, for the default first rung too (a whole number of evaluations: evaluations as far apart
-        as the training is long leave no rung)."""
+        as the training is long leave no rung). ``config``: a trial's, composed."""
         from dlrunner.search.pruning import default_min_steps
 
         min_steps = (self.settings.get("pruning") or {}).get("min_steps")
         if self.settings.get("pruner", "none") != "halving" or not self.dlrun:
             return
-        config = self.sweeper.hydra_context.config_loader.load_sweep_config(self.sweeper.config, overrides)
         steps, every = OmegaConf.select(config, "trainer.steps"), OmegaConf.select(config, "trainer.eval_every")
         if isinstance(steps, int) and min_steps is not None and min_steps >= steps:
             raise ConfigError(
