@@ -70,7 +70,14 @@ def alive(pid: int) -> bool:
 
 
 def snapshot(sweep_pid: int) -> dict:
-    return {pid: measure(pid) for pid in [sweep_pid, *descendants(sweep_pid)]}
+    measured = {}
+    for pid in [sweep_pid, *descendants(sweep_pid)]:
+        try:
+            measured[pid] = measure(pid)
+        except FileNotFoundError:
+            # Only a short-lived process ends between the listing and the reading.
+            pytest.fail(f"process {pid} below the sweep ended while measured: a process is started per trial")
+    return measured
 
 
 @pytest.mark.slow

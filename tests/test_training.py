@@ -254,7 +254,7 @@ def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path
         ]
 
 
-def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_path, monkeypatch):
+def test_provenance_asks_git_once_per_directory(tmp_path, monkeypatch):
     import shutil
     import subprocess
 
@@ -279,7 +279,13 @@ def test_provenance_records_the_working_directory_commit_once_per_directory(tmp_
     (repo / "train.py").write_text("print('changed')\n")  # this process imported its code before: it keeps what it saw
     assert provenance(1, "cpu")["git"] == {"commit": head, "dirty": False}
     monkeypatch.chdir(elsewhere)
+    asked = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: asked.append(a) or real_run(*a, **k))
     assert provenance(0, "cpu")["git"] is None  # not a repository
+    assert provenance(1, "cpu")["git"] is None
+    # Outside a repository too, git is asked once: not a failing git process for every trial.
+    assert len(asked) == 1, asked
 
 
 @pytest.mark.parametrize(

@@ -159,8 +159,9 @@ def _git_state(cwd: str) -> dict | None:
 
     Once per directory and process: the code a process runs is the code it imported when it started,
     and the two git commands (~10 ms, more in a big working tree) would otherwise run for every trial
-    of a sweep worker and of a stack. A failure (no repository, a timeout) is asked again next time."""
-    if _GIT_STATES.get(cwd) is None:
+    of a sweep worker and of a stack. No answer (no repository, no git, a timeout) is remembered too:
+    outside a repository every trial would otherwise start a git process that fails."""
+    if cwd not in _GIT_STATES:
         _GIT_STATES[cwd] = _ask_git(cwd)
     return _GIT_STATES[cwd]
 
