@@ -30,6 +30,24 @@ def test_help_answers_without_importing_torch_or_hydra():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_checking_a_config_and_its_search_ranges_imports_no_torch():
+    # A parallel sweep's process checks its ranges while its workers import torch on the same cores:
+    # importing torch there too (for the builders' signatures) held up the first trials by seconds.
+    code = (
+        "import sys\n"
+        "from dlrunner.cli.base import compose\n"
+        "from dlrunner.config.validate import validate\n"
+        "from dlrunner.search.space import LogUniform\n"
+        "from dlrunner.sweep.ends import end_problems\n"
+        "config = compose(['model.layers=[8]'])\n"
+        "validate(config)\n"
+        "assert not end_problems(config, {'optimizer.lr': LogUniform(1e-4, 1.0)})\n"
+        "assert end_problems(config, {'model.keep_prob': LogUniform(0.5, 1.5)})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_help_lists_the_commands(tmp_path):
     result = dlrun_in_process("--help", cwd=tmp_path)
     assert result.returncode == 0

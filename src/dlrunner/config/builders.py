@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlrunner.declarations import find_function
 from dlrunner.errors import ConfigError, Problem
 
 # A config is data, yet a _target_ names code to import and call: a config handed to you could
@@ -62,8 +63,9 @@ def resolve_target(path: str, key: str) -> Callable:
 RUNTIME = ("param_groups", "n_inputs", "n_outputs", "input_shape")
 
 
-def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()) -> tuple[Callable, dict]:
-    """The builder a node names and the keyword arguments it gives, checked against its signature.
+def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()) -> tuple[str, dict]:
+    """The ``_target_`` a node names and the keyword arguments it gives, checked against the
+    builder's signature.
 
     ``skip`` names keys that the node carries for someone else (e.g. the trainer's batch_size).
     """
@@ -84,10 +86,7 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(Problem(key, node, "a config node with a _target_ builder function"))
     kwargs = {k: v for k, v in node.items() if k != "_target_" and k not in skip}
-    builder = resolve_target(node["_target_"], key)
-    parameters = inspect.signature(builder).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    named = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    named, takes_any = _keyword_names(node["_target_"], key)
     unknown = [] if takes_any else [k for k in kwargs if k not in named]
     if unknown:
         valid = sorted({n for n in named if n not in RUNTIME} | set(skip))
@@ -97,12 +96,25 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
                 for k in unknown
             ]
         )
-    return builder, kwargs
+    return node["_target_"], kwargs
+
+
+def _keyword_names(target: str, key: str) -> tuple[list[str], bool]:
+    """The keyword arguments a builder takes, and whether it takes any (``**kwargs``). dlrunner's
+    own builders are read from their source: checking a config imports no torch (a parallel
+    sweep's process checks its ranges while its workers import torch, on the same cores)."""
+    function = find_function(str(target))
+    if function is not None:
+        return [a.arg for a in function.args.args + function.args.kwonlyargs], function.args.kwarg is not None
+    parameters = inspect.signature(resolve_target(target, key)).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)], takes_any
 
 
 def call_builder(node, key: str, skip: tuple[str, ...] = (), **runtime: Any) -> Any:
     """Call the builder a node names, with its keys plus the ``runtime`` arguments it takes (e.g. n_inputs)."""
-    builder, kwargs = builder_kwargs(node, key, skip)
+    target, kwargs = builder_kwargs(node, key, skip)
+    builder = resolve_target(target, key)
     parameters = inspect.signature(builder).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         runtime = {name: value for name, value in runtime.items() if name in parameters}
