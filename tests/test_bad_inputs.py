@@ -37,6 +37,15 @@ CASES = [
         command="sweep",
     ),
     case(
+        "sweep-setting-without-prefix",
+        "sweep=lr",
+        "pruner=halving",
+        key="pruner=halving",
+        value="halving",
+        valid="pruner is a setting of the sweep; write hydra.sweeper.pruner=halving",
+        command="sweep",
+    ),
+    case(
         "sweep-choice-not-valid",
         "optimizer.lr=0.1,-1",
         "hydra.sweeper.budget=2",

@@ -88,7 +88,25 @@ def sweep(ctx: typer.Context) -> None:
     # Hydra's --cfg and --info print the sweep's config (or Hydra's) and run nothing; Hydra refuses
     # them beside -m, so they go without it
     prints = any(arg.split("=", 1)[0] in PRINT_ONLY for arg in args)
+    for arg in args:
+        _refuse_unprefixed_sweep_setting(arg)
     run_hydra([*([] if prints else ["-m"]), "hydra/sweeper=dlrunner", *args])
+
+
+def _refuse_unprefixed_sweep_setting(arg: str) -> None:
+    """``pruner=halving`` is a sweep setting written without its ``hydra.sweeper.`` prefix: Hydra
+    would report a missing top-level key (and suggest 'trainer'). The sweeper's settings are none
+    of a trial config's top-level keys, so the prefix is what was meant."""
+    import dataclasses
+
+    from dlrunner.config.schema import Config
+    from dlrunner.sweep.conf import DlrunnerSweeperConf
+
+    name, equals, value = arg.partition("=")
+    top = name.lstrip("+").split(".", 1)[0]
+    settings = {f.name for f in dataclasses.fields(DlrunnerSweeperConf)} - {"_target_"}
+    if equals and top in settings and top not in {f.name for f in dataclasses.fields(Config)}:
+        fail(f"{arg}: {top} is a setting of the sweep; write hydra.sweeper.{name.lstrip('+')}={value}", code=2)
 
 
 @app.command(context_settings=PASS_THROUGH)
