@@ -469,9 +469,10 @@ STACK_SWEEP = (
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 @pytest.mark.slow  # kills a real process
-def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_path, how):
+def test_a_stack_killed_mid_training_goes_on_as_one_stack_from_its_checkpoints(tmp_path, how):
     """A stack checkpoints each trial every checkpoint_every evaluations (and on SIGTERM at the step it
-    stopped): the rerun sweep continues every unfinished trial from there, on its own."""
+    stopped): the rerun sweep continues the unfinished trials from there, as one stack again, to the
+    curves of a sweep that never stopped."""
 
     from test_faults import checkpoint_step, start_dlrun, wait_for
 
@@ -494,15 +495,18 @@ def test_a_stack_killed_mid_training_resumes_each_trial_from_its_checkpoint(tmp_
 
     rerun = run_dlrun(*STACK_SWEEP, "hydra.sweep.dir=s", cwd=tmp_path, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:] + rerun.stdout[-2000:]
-    assert "as one stack" not in rerun.stdout  # each unfinished trial resumed on its own, and says so
-    assert all(f"Trial {n} resumes from its checkpoint, on its own" in rerun.stdout for n in range(3))
+    assert "Trials 0, 1, 2 go on from their checkpoints in the stack" in rerun.stdout
+    assert "Training trials 0, 1, 2 as one stack of 3" in rerun.stdout
     records = ledger(sweep_dir)
     assert sorted(r["number"] for r in records) == [0, 1, 2] and all(r["status"] == "completed" for r in records)
+    straight = run_dlrun(*STACK_SWEEP, "hydra.sweep.dir=straight", cwd=tmp_path, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
     for n in range(3):
         summary = read_summary(sweep_dir / str(n))
         assert summary["resumed_from"]["step"] == steps[0] and summary["timing"]["steps"] == 1500
-        metric_steps = [m["step"] for m in read_metrics(sweep_dir / str(n))]
-        assert metric_steps == list(range(100, 1600, 100))  # the whole curve, each evaluation once
+        metrics = read_metrics(sweep_dir / str(n))
+        assert [m["step"] for m in metrics] == list(range(100, 1600, 100))  # the whole curve, each evaluation once
+        assert metrics == read_metrics(tmp_path / "straight" / str(n))  # as if it had never stopped
 
 
 def test_a_stack_shows_one_progress_line_per_evaluation_for_its_best_trial(tmp_path, capsys):
@@ -596,6 +600,47 @@ def test_a_stacked_trial_stopped_between_evaluations_resumes_to_its_uninterrupte
     assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "momentum", "rmsprop"])
+def test_a_stopped_stack_goes_on_as_one_stack_from_its_checkpoints_to_its_solo_curves(tmp_path, monkeypatch, optimizer):
+    """SIGTERM (real, to this process) a little after the stack's first evaluation; the same trials
+    trained again go on from their last.pt files as one stack (the weights, the optimizer's moments
+    and step counts, the place in the epoch, the shuffles, the losses of the cut interval): each
+    trial's curve and summary are its uninterrupted solo run's, bit for bit."""
+    import threading
+
+    from dlrunner.stack.train import StackFit
+
+    evaluate = StackFit.evaluate
+
+    def evaluate_then_stop_soon(self, *args):
+        evaluate(self, *args)
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    monkeypatch.setattr(StackFit, "evaluate", evaluate_then_stop_soon)
+    common = ("model=mlp", f"optimizer={optimizer}", "trainer.steps=600", "trainer.eval_every=100")
+    cfgs = [compose(*common, "trainer.progress=none", f"optimizer.lr={lr}") for lr in (0.003, 0.001)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    first = train_stacked(cfgs, dirs, QUIET)
+    monkeypatch.undo()
+    assert [s["status"] for s in first] == ["interrupted"] * 2
+    stopped = [torch.load(d / "checkpoints" / "last.pt", weights_only=True)["step"] for d in dirs]
+    assert stopped[0] == stopped[1] and stopped[0] % 100 != 0  # one stack, stopped between evaluations
+
+    regroups, regroup = [], StackFit.regroup
+
+    def counting_regroup(self, joining, step):
+        regroups.append(len(joining))
+        regroup(self, joining, step)
+
+    monkeypatch.setattr(StackFit, "regroup", counting_regroup)
+    resumed = train_stacked(cfgs, dirs, QUIET)
+    assert regroups[0] == 2  # both went on in one stack
+    for k, cfg in enumerate(cfgs):
+        solo = train(cfg, tmp_path / f"solo{k}", QUIET)
+        assert read_metrics(dirs[k]) == read_metrics(tmp_path / f"solo{k}")
+        assert resumed[k]["metrics"] == solo["metrics"] and resumed[k]["resumed_from"]["step"] == stopped[k]
+
+
 @pytest.mark.slow  # stops a real process
 def test_a_stacked_sweep_writes_each_trials_ledger_line_as_it_leaves_the_stack(tmp_path):
     """Five trials in a stack of two rows: the first two finish, their ledger lines are written,
@@ -620,6 +665,7 @@ def test_a_stacked_sweep_writes_each_trials_ledger_line_as_it_leaves_the_stack(t
         "2 trials already done, 2 stopped part-way (they continue from their checkpoints), "
         "1 not started yet (it starts afresh)" in rerun.stdout
     )
-    assert "Trial 2 resumes from its checkpoint, on its own" in rerun.stdout
+    assert "Trials 2, 3 go on from their checkpoints in the stack" in rerun.stdout
+    assert "Training trials 2, 3, 4 in one stack of 2" in rerun.stdout  # the fifth takes a row when one is free
     records = ledger(sweep_dir)
     assert sorted(r["number"] for r in records) == list(range(5)) and all(r["status"] == "completed" for r in records)

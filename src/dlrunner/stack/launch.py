@@ -10,9 +10,10 @@ once its data and models are built (a multilabel task, batch norm in a CNN) runs
 a time, with a note.
 
 A stack writes each trial's ``last.pt`` (in the solo format) every ``trainer.checkpoint_every``
-evaluations and when a signal stops it. When the sweep is rerun after a kill, a trial whose folder
-holds such a checkpoint and no final summary resumes from it on its own (``trainer.resume=auto``,
-as every multirun job), losing at most one checkpoint interval; the others stack as before.
+evaluations and when a signal stops it. When the sweep is rerun after a kill, the trials whose
+folders hold such a checkpoint and no final summary go on from there (as every multirun job does,
+``trainer.resume=auto``), losing at most one checkpoint interval: those at the same place in an
+epoch as one stack again, which the group's other trials join at its next epoch.
 """
 
 from __future__ import annotations
@@ -74,13 +75,21 @@ def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
     allows; groups of one are left out (they run alone)."""
     by_key: dict[str, list[int]] = {}
     limits: dict[str, int] = {}
+    places: dict[str, tuple] = {}
+    resumed: set[int] = set()  # said by launch(): "resumes from its checkpoint, on its own"
     for i, config in enumerate(configs):
         task_cfg = _task_config(config)
         problem = stack_problem(task_cfg)
         if problem is not None and len(configs) > 1:
             print(f"note: trial {config.hydra.job.num} trains on its own: {problem}", flush=True)
-        if problem is None and not _has_unfinished_checkpoint(config):
-            key = stack_key(task_cfg)
+        if problem is None:
+            key = base = stack_key(task_cfg)
+            # trials resumed from checkpoints stack where they stopped: at one place in the epoch
+            place = _checkpoint_place(config)
+            if place is not None:
+                resumed.add(i)
+                if places.setdefault(base, place) != place:
+                    key = f"{base} resumed at {place}"
             by_key.setdefault(key, []).append(i)
             if key not in limits:  # the key holds the model and the device
                 limits[key] = min(max_stack, CPU_CONV_MAX_STACK) if _convolutions_one_by_one(task_cfg) else max_stack
@@ -93,7 +102,7 @@ def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
                 "and larger stacks are slower than solo trials",
                 flush=True,
             )
-    alone = [configs[members[0]].hydra.job.num for members in by_key.values() if len(members) == 1]
+    alone = [configs[m[0]].hydra.job.num for m in by_key.values() if len(m) == 1 and m[0] not in resumed]
     if alone and len(configs) > 1:
         which = f"trials {_ranges(alone)} train" if len(alone) > 1 else f"trial {alone[0]} trains"
         print(
@@ -141,8 +150,22 @@ def _has_unfinished_checkpoint(config) -> bool:
     """Whether the trial's folder holds a checkpoint of a run that did not finish (a killed stack)."""
     from dlrunner.train.checkpoint import find_resume_checkpoint
 
-    run_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
-    return find_resume_checkpoint("auto", run_dir, run_dir, {}) is not None
+    return find_resume_checkpoint("auto", _run_dir(config), _run_dir(config), {}) is not None
+
+
+def _checkpoint_place(config) -> tuple | None:
+    """(position in the epoch, full batch) of the trial's unfinished checkpoint; None without one."""
+    from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
+
+    path = find_resume_checkpoint("auto", _run_dir(config), _run_dir(config), {})
+    if path is None:
+        return None
+    state = load_checkpoint(path)
+    return state["position"], state["order"] is None
+
+
+def _run_dir(config) -> Path:
+    return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
 
 
 def _train_group(launcher, configs, group: list[int], prepared: dict, returns: list, rows: int) -> None:
@@ -152,6 +175,10 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
     run_dirs = [prepared[i][1] for i in group]
     environments = [prepared[i][2] for i in group]
     numbers = [configs[i].hydra.job.num for i in group]
+    resumed = [configs[i].hydra.job.num for i in group if _has_unfinished_checkpoint(configs[i])]
+    if resumed:
+        which = f"Trials {_ranges(resumed)} go on" if len(resumed) > 1 else f"Trial {resumed[0]} goes on"
+        print(f"{which} from {'their checkpoints' if len(resumed) > 1 else 'its checkpoint'} in the stack", flush=True)
     if len(group) > rows:
         print(
             f"Training trials {_ranges(numbers)} in one stack of {rows}: each trial that finishes or is "

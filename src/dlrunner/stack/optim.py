@@ -234,3 +234,20 @@ class StackedOptimizer:
                 entry["step"] = torch.tensor(step)
             per_parameter[position] = entry
         return per_parameter
+
+    @torch.no_grad()
+    def load_solo_state(self, k: int, solo: dict, sizes: list[int], groups: list[list[int]]) -> None:
+        """Row k from a solo optimizer's ``state_dict()["state"]`` (the form ``solo_state`` writes):
+        a trial resumed from its checkpoint into a stack."""
+        if self.kind == "sgd":
+            return
+        rows = {name: s[k].split(sizes) for name, s in self.state.items()}
+        order = [i for group in groups for i in group]
+        for position, i in enumerate(order):
+            entry = solo[position]
+            for name in self.state:
+                rows[name][i].copy_(entry[name].reshape(-1))
+            if "step" in entry:  # Adam's and RMSprop's count, the same for every parameter
+                self.steps[k] = int(entry["step"])
+        if self.kernel is not None:
+            self.step_counts[k] = self.steps[k]

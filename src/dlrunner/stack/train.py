@@ -36,10 +36,10 @@ from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
-from dlrunner.train.loop import get_rng_state
+from dlrunner.train.loop import get_rng_state, set_rng_state
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
 from dlrunner.train.progress import NoProgress, make_progress
-from dlrunner.train.run import summarize
+from dlrunner.train.run import history_before, resume_point, summarize
 from dlrunner.train.setup import (
     batch_size_for,
     build_model,
@@ -80,6 +80,8 @@ class StackedTrial:
     best_row: torch.Tensor | None = None  # its best weights (a row of flat), saved as best.pt
     stopped_at: tuple[int, int] | None = None  # (its step, its epoch) where it stopped
     summary: dict | None = None
+    resume: dict | None = None  # the state in its unfinished checkpoint (a killed or stopped stack), if any
+    resume_path: Path | None = None
 
 
 def train_stacked(
@@ -137,7 +139,14 @@ def train_stacked(
     ):
         settings = fit_settings(cfg, n_train, batch_size)
         settings.pruner = sweep_pruner(environment, settings)  # a pruned trial leaves the stack
-        trials.append(StackedTrial(i, cfg, run_dir, settings, model, float(cfg.regularization.l2)))
+        trial = StackedTrial(i, cfg, run_dir, settings, model, float(cfg.regularization.l2))
+        # As every sweep trial: an unfinished checkpoint in its folder (the stack was stopped) goes on from there
+        trial.resume_path, trial.resume, _ = resume_point(cfg, run_dir, "auto")
+        trials.append(trial)
+    resumed = [trial for trial in trials if trial.resume is not None]
+    if len({(t.resume["position"], t.resume["order"] is None) for t in resumed}) > 1:
+        raise NotStackable("their checkpoints are at different places in an epoch")
+    slots = max(slots, len(resumed))  # they go on together, from where they were
 
     def finish(fit: StackFit, trial: StackedTrial, row: int, result: FitResult, position: int) -> None:
         trial.summary = finish_trial(trial, data, fit, row, result, position, console, stop.name)
@@ -196,6 +205,9 @@ class StackFit:
         self.rows, self.stacked, self.optimizer, old = rows, None, None, self.optimizer
         if not rows:
             return
+        for trial in joining:
+            if trial.resume is not None:
+                trial.model.load_state_dict(trial.resume["model"])
         self.stacked = StackedModel([trial.model for trial in rows])
         first = rows[0].cfg
         self.optimizer = StackedOptimizer(
@@ -215,13 +227,31 @@ class StackFit:
         for trial in joining:
             trial.joined, trial.stack_size = step, len(rows)
             trial.started, trial.eval_s_before = time.perf_counter(), self.eval_s_total
-            trial.tracker = TrialTracker(trial.settings)
+            trial.tracker = TrialTracker(trial.settings, trial.resume)
             trial.shuffle = torch.Generator(device=self.data.splits["train"][0].device)
             trial.shuffle.manual_seed(int(trial.cfg.trainer.seed) % 2**63)  # as the solo loop seeds its shuffle
+            if trial.resume is not None:
+                self.resume_row(trial, rows.index(trial), step)
             trial.files = RunFiles(trial.run_dir)  # from here on its run folder fills up
             trial.files.attachments = checkpoint_attachments(self.data, OmegaConf.to_container(trial.cfg, resolve=True))
-            trial.files.start()
+            trial.files.start(history_before(trial.resume_path, trial.resume))
             trial.files.write_provenance(trial.cfg.trainer.seed, str(self.device))
+
+    def resume_row(self, trial: StackedTrial, row: int, step: int) -> None:
+        """A trial that goes on from its checkpoint (as the solo loop resumes one): its optimizer
+        state, step and epoch counts, place in its epoch's order, shuffle, best weights, clock and
+        the mini-batch losses since its last evaluation."""
+        state = trial.resume
+        self.optimizer.load_solo_state(row, state["optimizer"]["state"], self.stacked.sizes, solo_groups(trial)[1])
+        trial.joined, trial.epoch = step - state["step"], state["epoch"]
+        trial.order = None if state["order"] is None else state["order"].to(self.data.splits["train"][0].device)
+        trial.shuffle.set_state(state["shuffle_state"])
+        trial.started -= state["train_s"]
+        if state["best_weights"] is not None:
+            best = state["best_weights"]
+            trial.best_row = torch.cat([best[name].reshape(-1) for name in self.stacked.names]).to(self.device)
+        if state.get("batch_losses") is not None:
+            trial.losses = state["batch_losses"].float().tolist()
 
     def run(self) -> None:
         X, Y = self.data.splits["train"]
@@ -233,6 +263,21 @@ class StackFit:
             for t in self.trials
         )
         step, position, batch_losses = 0, n_train, []
+        resumed = [trial for trial in self.waiting if trial.resume is not None]
+        if resumed:  # they go on together from their place in the epoch; the others join at the next epoch
+            self.waiting = [trial for trial in self.waiting if trial.resume is None]
+            position = resumed[0].resume["position"]
+            self.regroup(resumed, step)
+            set_rng_state(resumed[0].resume["rng_state"])
+            order = torch.stack([t.order for t in self.rows]) if batch_size < n_train else None
+            lrs = self.learning_rates(step)
+            for trial in self.rows:  # trained to the end, stopped before its summary: nothing more to train
+                if trial.resume["step"] >= total_steps:
+                    trial.stopped_at = (trial.resume["step"], trial.epoch)
+            if any(t.stopped_at is not None for t in self.rows):
+                self.leave(step, position)
+                order = torch.stack([t.order for t in self.rows]) if self.rows and order is not None else None
+                lrs = self.learning_rates(step)
         try:
             while self.rows or self.waiting:
                 if STOP.received is not None:
@@ -385,7 +430,10 @@ def finish_trial(
     cfg, model, out, stacked = trial.cfg, trial.model, trial.files, fit.stacked
     # early stopping keeps the best (SPEC B8)
     model.load_state_dict(stacked.state_dict(row, trial.best_row if result.stopped_early else None))
-    summary = summarize(cfg, data, model, result, trial.settings)
+    resumed_from = None
+    if trial.resume is not None:
+        resumed_from = {"checkpoint": str(trial.resume_path), "step": trial.resume["step"]}
+    summary = summarize(cfg, data, model, result, trial.settings, resumed_from)
     summary["timing"]["stacked_with"] = trial.stack_size  # trained in one stack of this many trials, sharing train_s
     if result.status == "interrupted" and signal_name:
         summary["signal"] = signal_name
@@ -420,10 +468,8 @@ def last_state(trial: StackedTrial, fit: StackFit, row: int, at: tuple[int, int,
 
     ``at``: (its step, its epoch, position in the epoch's order); ``pending``: the trial's mini-batch
     losses since its last evaluation (a stop signal between evaluations), so the resumed interval is whole."""
-    cfg, model, stacked = trial.cfg, trial.model, fit.stacked
-    solo = build_optimizer(cfg, model, trial.settings.batch_size)
-    index = {id(p): i for i, p in enumerate(model.parameters())}
-    groups = [[index[id(p)] for p in group["params"]] for group in solo.param_groups]
+    stacked = fit.stacked
+    solo, groups = solo_groups(trial)
     state = solo.state_dict()
     state["state"] = fit.optimizer.solo_state(row, stacked.names, stacked.sizes, stacked.shapes, groups)
     step, epoch, position = at
@@ -441,3 +487,11 @@ def last_state(trial: StackedTrial, fit: StackFit, row: int, at: tuple[int, int,
         "batch_losses": pending,
         "train_s": train_s,
     }
+
+
+def solo_groups(trial: StackedTrial):
+    """The trial's solo optimizer, and the parameter indices (in the architecture's order) of each of
+    its param groups: how a row of the stacked optimizer's state maps to the solo state_dict."""
+    solo = build_optimizer(trial.cfg, trial.model, trial.settings.batch_size)
+    index = {id(p): i for i, p in enumerate(trial.model.parameters())}
+    return solo, [[index[id(p)] for p in group["params"]] for group in solo.param_groups]

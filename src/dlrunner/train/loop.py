@@ -46,7 +46,7 @@ def fit(model, optimizer, data, settings: FitSettings, outputs, progress, resume
         best_weights = resume["best_weights"]
         elapsed_before = resume["train_s"]
         shuffle.set_state(resume["shuffle_state"])
-        _set_rng_state(resume["rng_state"])
+        set_rng_state(resume["rng_state"])
 
     def training_state() -> dict:
         return {
@@ -180,7 +180,7 @@ def get_rng_state() -> dict:
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

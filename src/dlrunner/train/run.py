@@ -66,12 +66,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     trainer = cfg.trainer
     current = OmegaConf.to_container(cfg, resolve=True)
     auto = str(trainer.resume).lower() == "auto"
-    resume_path, why = choose_resume_checkpoint(trainer.resume, run_dir, Path.cwd() / "outputs", current)
-    resume = load_checkpoint(resume_path) if resume_path else None
-    if auto and resume is not None and not same_run(resume.get("config") or {}, current):
-        resume_path = resume = None  # this folder held another experiment: start afresh, as without auto
-    if resume is not None:
-        check_resumable(resume, current, resume_path)
+    resume_path, resume, why = resume_point(cfg, run_dir)
 
     prepare_process()
     device = pick_device(trainer.device)
@@ -145,7 +140,7 @@ def train(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dic
     # From here on the run folder fills up.
     outputs = RunFiles(run_dir)
     outputs.attachments = checkpoint_attachments(data, current)
-    outputs.start(history=_history_before(resume_path, resume, run_dir))
+    outputs.start(history=history_before(resume_path, resume))
     outputs.write_provenance(trainer.seed, str(device))
     if resume_path is not None and resume_path.parent.name == "checkpoints":
         mark_continued(resume_path.parent.parent, run_dir)  # the old folder says where its run went on
@@ -234,6 +229,21 @@ def check_class_weights(weights, data) -> None:
         raise ConfigError(
             Problem("metric.class_weights", dict(weights), f"class {bad[0]} does not exist; classes are 0 to {n - 1}")
         )
+
+
+def resume_point(cfg: DictConfig, run_dir: Path, setting=None) -> tuple[Path | None, dict | None, str]:
+    """The checkpoint ``trainer.resume`` (or ``setting``) means for this run: its path, its loaded
+    state and why that one; (None, None, ...) for a fresh start. ``auto`` skips a folder that held
+    another experiment."""
+    setting = cfg.trainer.resume if setting is None else setting
+    current = OmegaConf.to_container(cfg, resolve=True)
+    resume_path, why = choose_resume_checkpoint(setting, run_dir, Path.cwd() / "outputs", current)
+    resume = load_checkpoint(resume_path) if resume_path else None
+    if str(setting).lower() == "auto" and resume is not None and not same_run(resume.get("config") or {}, current):
+        return None, None, why  # this folder held another experiment: start afresh, as without auto
+    if resume is not None:
+        check_resumable(resume, current, resume_path)
+    return resume_path, resume, why
 
 
 def check_resumable(resume: dict, current: dict, path: Path) -> None:
@@ -363,7 +373,7 @@ def mismatch_table(errors: dict, human: float | None, target_human: float | None
     }
 
 
-def _history_before(resume_path: Path | None, resume: dict | None, run_dir: Path) -> list[str]:
+def history_before(resume_path: Path | None, resume: dict | None) -> list[str]:
     """metrics.jsonl lines of the resumed run up to its checkpoint, so the new folder has the whole curve."""
     if resume_path is None:
         return []
