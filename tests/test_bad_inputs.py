@@ -36,6 +36,7 @@ CASES = [
         valid="an end of its search range: narrow the range",
         command="sweep",
     ),
+    case("section-removed", "~model", key="model", value="???", valid="required: choose one with model=NAME"),
     case(
         "sweep-setting-without-prefix",
         "sweep=lr",

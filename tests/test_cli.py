@@ -471,3 +471,19 @@ def test_a_script_that_calls_main_gets_its_system_exit_back(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "caught 0" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_run_folder_that_holds_a_run_is_not_trained_over(tmp_path):
+    """dlrun train hydra.run.dir=FOLDER where a run already is: refused before Hydra writes there
+    (its .hydra/ files included), so the first run is whole; trainer.resume=true continues it."""
+    short = ("trainer.steps=20", "trainer.eval_every=20", "hydra.run.dir=mine")
+    assert dlrun_in_process("train", *short, cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "mine").rglob("*") if p.is_file()}
+    again = dlrun_in_process("train", *short, "optimizer.lr=0.5", cwd=tmp_path)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "hydra.run.dir=mine: holds a run already (status: completed)" in again.stderr
+    assert "trainer.resume=true" in again.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "mine").rglob("*") if p.is_file()} == before
+    longer = dlrun_in_process("train", "trainer.steps=40", *short[1:], "trainer.resume=true", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    assert read_summary(tmp_path / "mine")["resumed_from"]["step"] == 20

@@ -95,6 +95,34 @@ def compose(overrides: list[str]):
         return hydra_compose(primary["--config-name"], overrides=rest)
 
 
+def check_run_dir_free(args: list[str]) -> None:
+    """A single run told ``hydra.run.dir=FOLDER`` where a run already is: refused before Hydra
+    writes its .hydra/ files there, unless trainer.resume is given (continuing it is what was meant).
+    A new run would replace the old one's metrics, checkpoints and summary: nothing a user ran is lost."""
+    if any(arg in ("-m", "--multirun") or arg.split("=")[0] in PRINT_ONLY for arg in args):
+        return
+    if any(arg.lstrip("+").startswith("trainer.resume=") for arg in args):
+        return
+    folders = [arg.split("=", 1)[1] for arg in args if arg.lstrip("+").startswith("hydra.run.dir=")]
+    if not folders or "${" in folders[-1]:
+        return
+    folder = Path(folders[-1]).expanduser()
+    summary = folder / "summary.json"
+    if not (summary.is_file() or (folder / "checkpoints" / "last.pt").is_file()):
+        return
+    import json
+
+    try:
+        status = json.loads(summary.read_text()).get("status", "unknown")
+    except (OSError, ValueError):
+        status = "not finished"
+    fail(
+        f"hydra.run.dir={folders[-1]}: holds a run already (status: {status}); a new run there would replace "
+        "its files. Choose another folder, add trainer.resume=true to continue that run, or delete the folder",
+        code=2,
+    )
+
+
 def check_multirun_jobs(args: list[str]) -> None:
     """``-m``: every job's config is checked before the first one trains (as a single run checks its
     own): a bad value in the third job used to stop the multirun after two trainings, and leave

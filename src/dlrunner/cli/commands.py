@@ -12,6 +12,7 @@ from dlrunner.cli.base import (
     PRINT_ONLY,
     app,
     check_multirun_jobs,
+    check_run_dir_free,
     compose,
     fail,
     guarded,
@@ -44,6 +45,7 @@ def train(ctx: typer.Context) -> None:
     from dlrunner.cli.trained import finish_multirun
 
     args = take_config_dir(list(ctx.args))
+    check_run_dir_free(args)
     check_multirun_jobs(args)
     run_hydra(args)
     finish_multirun(args)

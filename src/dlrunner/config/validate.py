@@ -243,6 +243,10 @@ RULES: dict[str, Check] = {
 
 def validate(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every bad value in ``cfg``."""
+    unchosen = [key for key in cfg if OmegaConf.is_missing(cfg, key)]  # ~model: a section left without an option
+    if unchosen:
+        how = "required: choose one with {0}=NAME (dlrun ls {0} lists them)"
+        raise ConfigError([Problem(key, "???", how.format(key)) for key in unchosen])
     problems = []
     resolved = {}  # each parent section resolved once, not once per rule (validate runs for every trial of a sweep)
     for key, check in RULES.items():
