@@ -56,15 +56,22 @@ def run_dlrun(*args: str, cwd: Path, env: dict | None = None, timeout: float = 3
     )
 
 
-def start_dlrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+def start_dlrun(*args: str, cwd: Path, env: dict | None = None, own_group: bool = False) -> subprocess.Popen:
     """The real `dlrun` command, started in the background (run_dlrun waits for it). Its output
-    goes to files, not pipes: a long sweep would fill a pipe nobody reads and block."""
+    goes to files, not pipes: a long sweep would fill a pipe nobody reads and block. ``own_group``:
+    in a process group of its own, which a test may signal as a whole (as `timeout` and schedulers do)."""
     logs = cwd / "logs"
     logs.mkdir(exist_ok=True)
     stem = logs / f"dlrun-{len(list(logs.glob('*.out')))}"
     with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
         process = subprocess.Popen(
-            dlrun_executable() + list(args), cwd=cwd, env=_subprocess_env(env), stdout=out, stderr=err, text=True
+            dlrun_executable() + list(args),
+            cwd=cwd,
+            env=_subprocess_env(env),
+            stdout=out,
+            stderr=err,
+            text=True,
+            start_new_session=own_group,
         )
     process.out_path, process.err_path = Path(f"{stem}.out"), Path(f"{stem}.err")
     return process

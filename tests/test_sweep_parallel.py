@@ -7,6 +7,7 @@ launch(), a worker count at a time. Real subprocesses and worker processes throu
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -108,17 +109,23 @@ def test_without_the_launchers_per_job_function_the_sweep_launches_a_pair_at_a_t
     assert out.count("is launching 2 jobs") == 2, out  # the launcher's own launch(), twice
 
 
+@pytest.mark.parametrize("how", ["the process", "the process, then its group"])
 @pytest.mark.slow  # signals a sweep and its worker processes
-def test_a_stop_mid_round_leaves_interrupted_summaries_starts_no_other_trial_and_the_rerun_finishes(tmp_path):
+def test_a_stop_mid_round_leaves_interrupted_summaries_starts_no_other_trial_and_the_rerun_finishes(tmp_path, how):
+    """`kill -INT` to the sweep process alone, or as `timeout -s INT` stops it: to the process and
+    then to its whole group, so that the sweep process receives the one request twice (it stopped
+    at once on the second, and killed its workers before their trials wrote their summaries)."""
     sweep = [
         *("sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=6000", "trainer.eval_every=50"),
         *("hydra.sweeper.budget=4", "hydra.sweeper.rounds=1", "hydra.sweeper.method=random"),
         *("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=s"),
     ]
-    process = start_dlrun(*sweep, cwd=tmp_path)
+    process = start_dlrun(*sweep, cwd=tmp_path, own_group=True)
     running = [tmp_path / "s" / "0", tmp_path / "s" / "1"]
     wait_for(lambda: all(last_step(t) >= 100 for t in running), "both trials training", process, timeout=300)
     process.send_signal(signal.SIGINT)  # `kill -INT`: the sweep process alone
+    if how == "the process, then its group":
+        os.killpg(process.pid, signal.SIGINT)
     out, err = output(process, timeout=300)
     assert process.returncode == 130, out[-2000:] + err[-2000:]
     assert "Resume the sweep with: " in out
@@ -158,3 +165,21 @@ def test_a_misspelt_objective_stops_the_sweep_and_the_running_trials_finish(tmp_
     started = sorted(int(d.name) for d in (tmp_path / "s").glob("[0-9]*"))
     assert {0, 1} <= set(started) and len(started) <= 4, started
     assert all(read_summary(tmp_path / "s" / str(n))["status"] == "completed" for n in started)
+
+
+def test_the_sweep_process_takes_one_stop_request_delivered_twice_as_one(monkeypatch):
+    """`timeout -s INT` and job schedulers signal the sweep process and then its whole group, so
+    the sweep process gets the one request twice at once: it must go on waiting for its workers'
+    summaries (a second request, later, still stops it at once). Real signals, to this process."""
+    import time
+
+    from dlrunner import workers
+
+    with workers.ForwardedStop() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the same request, through the group
+        assert stop.received == signal.SIGINT
+        later = time.monotonic() + workers.SAME_REQUEST_S + 0.5
+        monkeypatch.setattr(workers.time, "monotonic", lambda: later)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # asked again: stop now

@@ -12,7 +12,13 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from pathlib import Path
+
+# A signal of the same kind this soon after the first is the same request arriving twice (`timeout`
+# and job schedulers signal the process and then its whole group, and a joblib sweep passes it on
+# to its workers too), not a user asking a second time.
+SAME_REQUEST_S = 1.0
 
 
 class StopHandlers:
@@ -59,18 +65,22 @@ class ForwardedStop(StopHandlers):
     interrupted summary and checkpoint, and lets the pool finish instead of killing it
     (``received`` says what came). A Ctrl-C on a terminal already reached every process of the
     foreground group, so it is not sent twice (a second signal stops a trial at once). Asked
-    twice, the sweep process stops at once (KeyboardInterrupt). ``on_stop`` is called at the first
-    signal, before it is passed on (a pool that must not start more trials)."""
+    twice (not one request delivered twice), the sweep process stops at once (KeyboardInterrupt).
+    ``on_stop`` is called at the first signal, before it is passed on (a pool that must not start
+    more trials)."""
 
     def __init__(self, on_stop=None):
         super().__init__()
         self.received: int | None = None
         self._on_stop = on_stop
+        self._at = 0.0
 
     def _handle(self, signum, frame) -> None:
         if self.received is not None:
+            if signum == self.received and time.monotonic() - self._at < SAME_REQUEST_S:
+                return  # one request delivered twice (to this process, then to its group)
             raise KeyboardInterrupt
-        self.received = signum
+        self.received, self._at = signum, time.monotonic()
         if self._on_stop is not None:
             self._on_stop()
         if signum == signal.SIGINT and _foreground_group():

@@ -22,11 +22,9 @@ import signal
 import threading
 import time
 
+from dlrunner.workers import SAME_REQUEST_S
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# A signal of the same kind this soon after the first is the same request arriving twice (a
-# scheduler or `timeout` signals the whole process group, and a joblib sweep passes it on to its
-# workers too), not a user asking a second time.
-SAME_REQUEST_S = 1.0
 
 
 class Interrupted(KeyboardInterrupt):
