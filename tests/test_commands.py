@@ -131,6 +131,20 @@ def test_compare_tabulates_runs(tiny_run, tmp_path):
     assert len(comparison["runs"]) == 2 and comparison["differing"] == ["optimizer.lr"]
 
 
+def test_compare_says_when_runs_measure_their_errors_on_different_dev_sets(tiny_run, tmp_path):
+    same = dlrun_in_process("compare", str(tiny_run), str(tiny_run), cwd=tmp_path)
+    assert same.returncode == 0 and "different dev sets" not in same.stdout
+    other = Path(shutil.copytree(tiny_run, tmp_path / "other-data"))
+    summary = json.loads((other / "summary.json").read_text())
+    summary["config"]["data"]["source"]["_target_"] = "dlrunner.data.sources.spiral"
+    (other / "summary.json").write_text(json.dumps(summary))
+    result = dlrun_in_process("compare", str(tiny_run), str(other), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note: the runs differ in data.source._target_: their errors are measured on different dev sets" in " ".join(
+        result.stdout.split()
+    )
+
+
 def test_compare_lists_a_sweeps_trials_in_number_order_with_short_numbers(tiny_run, tmp_path):
     for number, lr in ((2, 0.0002483570014489514), (10, 0.05)):  # a sweep's folders 2 and 10
         trial = Path(shutil.copytree(tiny_run, tmp_path / "sweep" / str(number)))

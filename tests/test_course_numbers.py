@@ -134,6 +134,17 @@ def test_course_bias_variance_examples(human, train, dev, problems):
     assert result["variance"] == pytest.approx(dev - train)
 
 
+def test_both_bias_and_variance_advise_the_recipes_order_without_contradiction():
+    # B3: fix high bias first, then variance. The variance advice beside bias says "next", and does
+    # not claim the model fits its training set (15% training error, B2's "both" example).
+    advice = diagnose(train=0.15, dev=0.30, human=0.0)["advice"]
+    assert advice[0].startswith("High avoidable bias") and "More data will not help yet" in advice[0]
+    assert advice[1].startswith("High variance, to fix next") and "Once the avoidable bias is down" in advice[1]
+    assert "fits the training set" not in advice[1]
+    alone = diagnose(train=0.01, dev=0.11, human=0.0)["advice"]
+    assert alone == [alone[0]] and alone[0].startswith("High variance: the model fits the training set")
+
+
 def test_e11_human_level_choice_changes_avoidable_bias():
     # E11: a team of experts at 0.5% is the best human level; train 0.7% dev 0.8% ->
     # avoidable bias 0.2%, variance 0.1%.

@@ -360,7 +360,9 @@ def print_gradcheck(result: GradcheckResult, console) -> None:
     table.add_column("checked", justify="right")
     table.add_column("ratio", justify="right")
     table.add_column("verdict")
-    table.add_column("")
+    notes = any(row.get("note") for row in result.tensors)
+    if notes:
+        table.add_column("note")
     for row in result.tensors:
         colour = _COLOURS.get(row["verdict"], "white")
         shape = "×".join(str(s) for s in row["shape"]) or "scalar"
@@ -371,7 +373,7 @@ def print_gradcheck(result: GradcheckResult, console) -> None:
             str(row["checked"]),
             f"{row['ratio']:.2e}",
             f"[{colour}]{row['verdict']}[/{colour}]",
-            row.get("note", ""),
+            *([row.get("note", "")] if notes else []),
         )
     console.print(table)
     colour = _COLOURS.get(result.verdict, "white")

@@ -159,7 +159,8 @@ def check_initial_loss(
         name,
         True,
         measured,
-        f"{what} ({excess:+.2f} nats): the model starts from chance-level predictions, as it should.",
+        f"{what} ({excess:+.2f} nats): near chance, as a model should start (healthy ReLU networks start "
+        f"0.3-1.4 nats above it; more than {tolerance:g} above fails).",
     )
 
 

@@ -376,11 +376,11 @@ def guarded(action, what: str = "invalid config"):
         return action()
     except ConfigError as err:
         if state["debug"]:
-            raise
+            _traceback_then_exit(2)  # bad input keeps its exit code with --debug
         bad_config(err, title=what)
     except (HydraException, OmegaConfBaseException, YAMLError) as err:
         if state["debug"]:
-            raise
+            _traceback_then_exit(2)
         from dlrunner.config.messages import explain
 
         fail(f"invalid config: {explain(err)}", code=2)
@@ -397,6 +397,13 @@ def guarded(action, what: str = "invalid config"):
         if state["debug"]:
             raise
         fail(f"{type(err).__name__}: {err}\n(run with dlrun --debug ... for the traceback)", code=1)
+
+
+def _traceback_then_exit(code: int) -> None:
+    import traceback
+
+    traceback.print_exc()
+    raise SystemExit(code)
 
 
 def bad_config(err, where: str = "", title: str = "invalid config") -> None:

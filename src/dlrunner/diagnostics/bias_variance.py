@@ -26,6 +26,14 @@ ADVICE = {
     "(collect more of it, or synthesise it, without overfitting a small synthetic subset).",
     "dev_overfitting": "Overfitting to the dev set: test error is well above dev error. Get a bigger dev set.",
 }
+# High variance beside high avoidable bias: the recipe fixes the bias first (a bigger network,
+# longer training), so the variance advice says when, and does not say the model fits its training set.
+VARIANCE_AFTER_BIAS = (
+    "High variance, to fix next: the model also does not generalise from its training set (dev error "
+    "well above training error). Once the avoidable bias is down, get more training data, regularise "
+    "(L2, dropout, data augmentation, early stopping), or search architectures and hyperparameters: "
+    "the bigger network that lowers bias often raises variance."
+)
 NAMES = {
     "avoidable_bias": "high avoidable bias",
     "variance": "high variance",
@@ -98,7 +106,10 @@ def diagnose(
         "dev_overfitting": gaps.get("dev_overfitting"),
         "problems": problems,
         "verdict": verdict,
-        "advice": [ADVICE[name] for name in problems]
+        "advice": [
+            VARIANCE_AFTER_BIAS if name == "variance" and "avoidable_bias" in problems else ADVICE[name]
+            for name in problems
+        ]
         or ["Nothing dominant to fix; compare on a harder metric or gather a harder dev set."],
         "notes": notes,
     }

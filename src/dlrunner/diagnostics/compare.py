@@ -12,6 +12,8 @@ from dlrunner.search.constraints import check_constraints, lookup, parse_constra
 
 IGNORED_CONFIG = ("logger.", "trainer.progress", "trainer.resume")  # settings that do not change a result
 
+# Config keys that choose the examples a dev error is measured on: runs differing there do not compare.
+DEV_SET_KEYS = ("data.source", "data.split", "data.target", "data.task")
 UNFINISHED = ("pruned", "interrupted")  # numbers from part-way through training: shown, never best
 
 
@@ -214,6 +216,14 @@ def print_comparison(result: dict, console) -> None:
         console.print(f"[red]No run meets {', '.join(result['constraints'])}[/red]", highlight=False)
     else:
         console.print("[red]No run finished its training: none is best[/red]", highlight=False)
+    other_data = [key for key in result["differing"] if key.startswith(DEV_SET_KEYS)]
+    if other_data:
+        console.print(
+            f"[yellow]note: the runs differ in {', '.join(other_data[:3])}{', ...' if len(other_data) > 3 else ''}: "
+            "their errors are measured on "
+            "different dev sets and do not compare; compare runs of one data set[/yellow]",
+            highlight=False,
+        )
     for run in result["unfinished"]:
         console.print(f"[yellow]not finished (no metrics): {run}[/yellow]", highlight=False)
     for run, where in result.get("continued", {}).items():

@@ -78,12 +78,7 @@ class WandbLogger(NoLogger):
                 config=config,
                 settings=wandb.Settings(init_timeout=60, silent=True),
             )
-            self.wandb = wandb
-            if self.run.settings.mode == "offline":  # nothing was uploaded: say so, and how
-                folder = Path(self.run.dir).parent
-                self.console.print(
-                    f"W&B: offline run (nothing uploaded); upload it with: wandb sync {folder}", highlight=False
-                )
+            self.wandb = wandb  # an offline run says where it is, and how to upload it, when it closes
         except Exception as err:  # wandb raises many kinds; none may stop the training
             self._warn(f"W&B could not start a run ({type(err).__name__}: {err}); training goes on without it.")
 
@@ -161,7 +156,7 @@ class WandbLogger(NoLogger):
                 return
             if offline is not None:
                 self.console.print(
-                    f"W&B offline run: {offline}\n  upload it with: wandb sync {offline}",
+                    f"W&B offline run (nothing uploaded): {offline}\n  upload it with: wandb sync {offline}",
                     highlight=False,
                     soft_wrap=True,
                 )
