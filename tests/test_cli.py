@@ -142,12 +142,17 @@ def test_cfg_job_prints_without_training(tmp_path):
     assert run_dirs(tmp_path) == []
 
 
-def test_multirun_runs_one_job_per_value(tmp_path):
-    result = dlrun_in_process("train", "-m", *QUICK, "data=moons", "optimizer.lr=0.01,0.1", cwd=tmp_path)
+@pytest.mark.parametrize("launcher", ["basic", "stacked", "joblib"])
+def test_multirun_runs_one_job_per_value_and_ends_with_their_table(tmp_path, launcher):
+    chosen = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+    result = dlrun_in_process("train", "-m", *QUICK, "data=moons", "optimizer.lr=0.01,0.1", *chosen, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = run_dirs(tmp_path / "multirun")
     assert len(runs) == 2
     assert sorted(read_summary(r)["config"]["optimizer"]["lr"] for r in runs) == [0.01, 0.1]
+    # whichever launcher ran them (joblib: in other processes; stacked: not through dlrun's task)
+    folder = runs[0].parent.relative_to(tmp_path)
+    assert f"Multirun: 2 runs in {folder}" in result.stdout and f"Report: dlrun report {folder}" in result.stdout
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path):

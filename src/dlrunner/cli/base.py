@@ -274,8 +274,6 @@ def train_task(cfg) -> dict:
 
         cfg.trainer.progress = "none"
         console = Console(quiet=True)  # one line per trial instead of a report each
-    if hydra_cfg.mode.name == "MULTIRUN" and not in_sweep:
-        state["multirun_dir"] = hydra_cfg.sweep.dir  # `dlrun train -m` ends with a table of its runs (cli/trained.py)
     told = any(o.lstrip("+").startswith("trainer.resume=") for o in hydra_cfg.overrides.task)
     if hydra_cfg.mode.name == "MULTIRUN" and not told and cfg.trainer.resume is False:
         # A job that finds its own unfinished run in its folder continues it: a trial requeued on

@@ -101,9 +101,9 @@ def evaluate(
 
 def finish_multirun(args: list[str]) -> None:
     """After `dlrun train -m ...`: its runs side by side (what was varied, dev error, verdict, the
-    best), as a sweep ends with its table, and the command for the report. Jobs record their
-    folder in this process; launchers that run jobs elsewhere (joblib) leave it to
-    hydra.sweep.dir, when given."""
+    best), as a sweep ends with its table, and the command for the report. The folder is noted
+    as Hydra starts the multirun (cli/callbacks.py); a primary config without dlrun's callback
+    (a sweep's best.yaml) leaves it to hydra.sweep.dir, when given."""
     if not any(arg in ("-m", "--multirun") for arg in args) or any(arg.split("=")[0] in PRINT_ONLY for arg in args):
         return
     folder = state.pop("multirun_dir", None)
