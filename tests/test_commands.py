@@ -7,6 +7,7 @@ everyday run.
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from pathlib import Path
@@ -107,12 +108,18 @@ def test_check_runs_the_sanity_checks(tmp_path):
     assert "4 of 4 checks passed" in result.stdout
 
 
-def test_learning_curve_trains_on_fractions(tmp_path):
+def test_learning_curve_trains_on_fractions_and_its_report_shows_the_curve(tmp_path):
     result = dlrun_in_process("learning-curve", *TINY, "--fractions", "0.5,1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (
         "Reading:" in result.stdout and len(list(tmp_path.glob("multirun/*/*-learning-curve/learning_curve.png"))) == 1
     )
+    [folder] = tmp_path.glob("multirun/*/*-learning-curve")
+    assert dlrun_in_process("report", str(folder), cwd=tmp_path).returncode == 0
+    page = (folder / "report.html").read_text()
+    reading = json.loads((folder / "learning_curve.json").read_text())["reading"]
+    assert "<h2>Learning curve</h2>" in page and (folder / "report" / "learning_curve.png").is_file()
+    assert html.escape(reading["advice"][0]) in page
 
 
 def test_analyze_writes_a_sheet(run_copy, tmp_path):

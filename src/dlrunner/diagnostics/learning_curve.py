@@ -113,11 +113,8 @@ def interpret(points: list[dict]) -> dict:
     }
 
 
-def plot(points: list[dict], path: Path) -> Path:
-    """train and dev error against m, and the human-level line, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def learning_curve_figure(points: list[dict]):
+    """train and dev error against m, and the human-level line (a matplotlib figure)."""
     import matplotlib.pyplot as plt
 
     m = [p["m"] for p in points]
@@ -136,6 +133,17 @@ def plot(points: list[dict], path: Path) -> Path:
     axes.set_title("Learning curve")
     axes.legend()
     figure.tight_layout()
+    return figure
+
+
+def plot(points: list[dict], path: Path) -> Path:
+    """``learning_curve_figure`` as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = learning_curve_figure(points)
     tmp = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(tmp)
     plt.close(figure)

@@ -29,9 +29,12 @@ def dev_error_figure(names: list[str], errors: list[float], human: float | None,
     import matplotlib.pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
-    fig, axis = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 3.8))
+    lines = [line for name in names for line in name.split(": ", 1)]
+    per_bar = max(0.9, 0.085 * max(map(len, lines), default=0))  # inches: each label as wide as its bar
+    fig, axis = plt.subplots(figsize=(max(6, per_bar * len(names) + 2), 3.8))
     shown = [e if math.isfinite(e) else 0.0 for e in errors]
-    bars = axis.bar(names, shown, color="#4c72b0", label="dev error")
+    # "0: train_fraction=0.1" as "0" over "train_fraction=0.1": one line each ran into the next bar's
+    bars = axis.bar([name.replace(": ", "\n", 1) for name in names], shown, color="#4c72b0", label="dev error")
     axis.bar_label(bars, labels=[as_error(e, regression) if math.isfinite(e) else "diverged" for e in errors])
     if human is not None:
         axis.axhline(human, color="crimson", linestyle="--", label="human level")
@@ -41,7 +44,7 @@ def dev_error_figure(names: list[str], errors: list[float], human: float | None,
     )
     if not regression:
         axis.yaxis.set_major_formatter(PercentFormatter(1.0))
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # below: never over a bar
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)  # below: never over a bar
     return fig
 
 
@@ -100,6 +103,16 @@ def group_report(folder: Path) -> Path:
                     ]
                 )
         page.table(["split", "mean error", "sd", "min", "max"], rows)
+
+    learning_curve = folder / "learning_curve.json"
+    if learning_curve.is_file():  # a `dlrun learning-curve` folder: its curve and reading first
+        from dlrunner.diagnostics.learning_curve import learning_curve_figure
+
+        curve = json.loads(learning_curve.read_text())
+        page.heading("Learning curve")
+        for advice in curve["reading"].get("advice", []):
+            page.paragraph(advice)
+        page.figure(learning_curve_figure(curve["points"]), "learning_curve", "train and dev error against m")
 
     page.heading("The runs")
     splits = [s for s in SPLITS if any(s in (summary.get("metrics") or {}) for summary in summaries.values())]
