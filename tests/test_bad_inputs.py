@@ -162,6 +162,13 @@ CASES = [
         "split-ratios", "data=digits", "data.split.train=0.7", key="data.split", value="train: 0.7", valid="add up to 1"
     ),
     case(
+        "split-ratio-among-counts",
+        "data.split.train=0.5",  # mnist1d's split is in counts
+        key="data.split.train",
+        value="0.5",
+        valid="(dev 1000, test 1000 are counts): give every part as a ratio, or every part as a count",
+    ),
+    case(
         "split-counts-too-many",
         "data=digits",
         "data.split.train=1500",

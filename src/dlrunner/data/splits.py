@@ -29,8 +29,12 @@ def split_counts(n: int, shares: dict[str, float], key: str = "data.split") -> d
             )
         dev, test = round(values["dev"] * n), round(values["test"] * n)
         return {"train": n - dev - test, "dev": dev, "test": test}
+    counts = ", ".join(f"{p} {int(v)}" for p, v in values.items() if v > 1 and v == int(v))
+    mixed = f" ({counts} are counts): give every part as a ratio, or every part as a count" if counts else ""
     not_whole = [
-        Problem(f"{key}.{p}", v, "an example count must be a whole number") for p, v in values.items() if v != int(v)
+        Problem(f"{key}.{p}", v, f"an example count must be a whole number{mixed if v < 1 else ''}")
+        for p, v in values.items()
+        if v != int(v)
     ]
     if not_whole:
         raise ConfigError(not_whole)
