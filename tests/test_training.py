@@ -316,3 +316,31 @@ def test_the_summary_reuses_the_last_evaluation_when_it_is_of_the_final_weights(
     else:
         assert summary["stopped_early"] and evaluated_sizes == [sizes[name] for name in ("train", "dev", "test")]
         assert summary["metrics"]["dev"]["error"] == summary["best"]["dev_error"]
+
+
+def test_repeats_table_puts_each_gap_under_the_error_it_rises_to():
+    """avoidable bias under train, variance under dev, overfitting to dev under test: one column
+    each, not all three under train."""
+    import io
+
+    from rich.console import Console
+
+    from dlrunner.train.repeats import print_repeats
+
+    spread = {"mean": 0.1, "sd": 0.01, "min": 0.09, "max": 0.11}
+    gaps = {"avoidable_bias": 0.08, "variance": 0.03, "dev_overfitting": 0.02}
+    summary = {
+        "repeats": {
+            "seeds": [0, 1],
+            "metrics": {split: {"error": spread} for split in ("train", "dev", "test")},
+            "diagnosis": {g: {"mean": m, "sd": 0.001} for g, m in gaps.items()},
+        },
+        "diagnosis": {"verdict": "high avoidable bias", "advice": [], "notes": []},
+    }
+    out = io.StringIO()
+    print_repeats(summary, Console(file=out, width=200))
+    lines = [line.split("│") for line in out.getvalue().splitlines() if line.count("│") == 5]
+    rows = {cells[1].strip(): [c.strip() for c in cells[2:5]] for cells in lines}
+    assert rows["avoidable bias"] == ["0.0800 ± 0.0010", "", ""]
+    assert rows["variance"] == ["", "0.0300 ± 0.0010", ""]
+    assert rows["dev overfitting"] == ["", "", "0.0200 ± 0.0010"]

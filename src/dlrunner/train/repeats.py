@@ -124,8 +124,17 @@ def print_repeats(summary: dict, console) -> None:
             s = repeats["metrics"][split].get(name)
             cells.append("" if s is None else f"{s['mean']:.4f} ± {s['sd']:.4f} [{s['min']:.4f}, {s['max']:.4f}]")
         table.add_row(name, *cells)
+    splits = list(repeats["metrics"])
+    # each gap in the column of the error it measures from below: variance is dev (or train-dev) - train
+    upper = {
+        "avoidable_bias": "train",
+        "variance": "train_dev" if "train_dev" in splits else "dev",
+        "data_mismatch": "dev",
+        "dev_overfitting": "test",
+    }
     for gap, s in repeats["diagnosis"].items():
-        table.add_row(gap.replace("_", " "), f"{s['mean']:.4f} ± {s['sd']:.4f}", *[""] * (len(repeats["metrics"]) - 1))
+        cells = [f"{s['mean']:.4f} ± {s['sd']:.4f}" if split == upper.get(gap) else "" for split in splits]
+        table.add_row(gap.replace("_", " "), *cells)
     console.print(table)
     console.print(f"[bold]Verdict on the means:[/bold] {summary['diagnosis']['verdict']}")
     for advice in summary["diagnosis"]["advice"]:
