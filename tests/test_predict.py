@@ -95,11 +95,18 @@ def test_predict_leaves_out_the_label_column_of_the_training_file(csv_run, tmp_p
     assert len(read_rows(tmp_path / "p.csv")) == 180
 
 
-def test_predict_reads_npz(csv_run, tmp_path):
+def test_predict_reads_npz_and_keeps_an_existing_output_unless_told(csv_run, tmp_path):
     np.savez(tmp_path / "x.npz", X=np.array([[1050.0, 15.0]]))
     result = dlrun_in_process("predict", str(csv_run), "x.npz", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    written = (tmp_path / "predictions.csv").read_bytes()
     assert len(read_rows(tmp_path / "predictions.csv")) == 1
+    np.savez(tmp_path / "x.npz", X=np.array([[1050.0, 15.0], [900.0, 10.0]]))
+    again = dlrun_in_process("predict", str(csv_run), "x.npz", cwd=tmp_path)
+    assert again.returncode == 2 and "--output predictions.csv: the file exists" in again.stderr
+    assert (tmp_path / "predictions.csv").read_bytes() == written  # the first predictions are kept
+    replaced = dlrun_in_process("predict", str(csv_run), "x.npz", "--overwrite", cwd=tmp_path)
+    assert replaced.returncode == 0 and len(read_rows(tmp_path / "predictions.csv")) == 2
 
 
 @pytest.mark.parametrize(

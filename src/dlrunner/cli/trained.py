@@ -7,20 +7,22 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import PRINT_ONLY, app, guarded, state
+from dlrunner.cli.base import PRINT_ONLY, app, fail, guarded, state
+from dlrunner.cli.usage import PlainUsage
 
 RUN_HELP = "A run folder (outputs/DATE/TIME, or one trial folder of a sweep or multirun)."
 CHECKPOINT_HELP = "best: the weights with the lowest dev error; last: the weights at the end."
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def predict(
-    run: Path = typer.Argument(..., help=RUN_HELP),
+    run: Path = typer.Argument(..., metavar="RUN", help=RUN_HELP),
     inputs: Path = typer.Argument(
         ..., metavar="INPUT", help="Raw inputs: a .csv (header row, feature columns) or an .npz (array X)."
     ),
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="The CSV file to write."),
     checkpoint: str = typer.Option("best", "--checkpoint", help=CHECKPOINT_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
 ) -> None:
     """Predict with a finished run: one CSV row per example with the predicted class and each
     class's probability (the predicted value for regression).
@@ -29,9 +31,14 @@ def predict(
     and sigma stored in the run's checkpoint. A CSV column named like the run's label column is
     left out, so the training file itself can be given:
 
-      dlrun predict outputs/2026-01-01/12-00-00-000000 new.csv -o new-predictions.csv
+      dlrun predict RUN new.csv -o new-predictions.csv
+
+    An existing output file is kept (choose another with -o) unless --overwrite is given.
     """
     from dlrunner.predict import load_run, read_inputs, write_predictions
+
+    if output.exists() and not overwrite:
+        fail(f"--output {output}: the file exists; choose another with -o, or add --overwrite to replace it", code=2)
 
     def work():
         loaded = load_run(run, checkpoint)
@@ -45,9 +52,9 @@ def predict(
     )
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def evaluate(
-    run: Path = typer.Argument(..., help=RUN_HELP),
+    run: Path = typer.Argument(..., metavar="RUN", help=RUN_HELP),
     split: str = typer.Option("test", "--split", help="The split to evaluate: test, dev, train or train_dev."),
     checkpoint: str = typer.Option("best", "--checkpoint", help=CHECKPOINT_HELP),
 ) -> None:
