@@ -36,6 +36,21 @@ CASES = [
         valid="an end of its search range: narrow the range",
         command="sweep",
     ),
+    case(
+        "several-values-without-m",
+        "optimizer.lr=1e-3,1e-2",
+        key="optimizer.lr=1e-3,1e-2",
+        value="several values",
+        valid="add -m (dlrun train -m optimizer.lr=1e-3,1e-2)",
+    ),
+    case(
+        "sweep-distribution-missing-argument",
+        "optimizer.lr=interval(1e-4)",
+        key="optimizer.lr=interval(1e-4)",
+        value="missing a required argument: 'end'",
+        valid="e.g. interval(1e-4, 1)",
+        command="sweep",
+    ),
     case("section-removed", "~model", key="model", value="???", valid="required: choose one with model=NAME"),
     case(
         "sweep-setting-without-prefix",

@@ -356,9 +356,11 @@ def test_an_offline_wandb_run_says_so_and_how_to_upload_it(tmp_path):
     pytest.importorskip("wandb", reason="wandb is a test extra: pip install -e '.[test]'")
     result = run_dlrun("train", *QUICK, "trainer.steps=20", "logger=wandb", "hydra.run.dir=r", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    [said] = [line for line in result.stdout.splitlines() if line.startswith("W&B: offline run")]
-    folder = said.split("wandb sync ", 1)[1]
-    assert Path(folder).is_dir() and Path(folder).name.startswith("offline-run-")
+    lines = result.stdout.splitlines()
+    [said] = [line for line in lines if line.startswith("W&B offline run (nothing uploaded): ")]
+    [how] = [line for line in lines if "upload it with: wandb sync " in line]  # said once, as the run closes
+    folder = how.split("wandb sync ", 1)[1]
+    assert Path(folder).is_dir() and Path(folder).name.startswith("offline-run-") and said.endswith(folder)
     assert said in (tmp_path / "r" / "console.log").read_text()
 
 

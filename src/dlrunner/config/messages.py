@@ -54,6 +54,17 @@ def explain(err: BaseException) -> str:
             f"{message}: intervals and tag(...) are search distributions; search them with dlrun sweep "
             "(hydra/sweeper=dlrunner). dlrun train -m runs lists only: key=a,b,c"
         )
+    ambiguous = re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message)
+    if ambiguous:  # key=a,b without -m: Hydra's text names --multirun and escapes its quotes
+        key, values = ambiguous.groups()
+        return (
+            f"{key}={values}: several values; to train one run for each, add -m (dlrun train -m {key}={values}); "
+            f"for a list, write {key}=[{values}]"
+        )
+    evaluating = re.search(r"Error parsing override '([^']+)'\n\w+ while evaluating '([^']+)': (.+)", message)
+    if evaluating:  # interval(1e-4): a search distribution's own arguments
+        override, call, why = evaluating.groups()
+        return f"{override}: {why} in {call} (e.g. interval(1e-4, 1), tag(log, interval(1e-4, 1)))"
     missing = re.search(r"Could not find '([\w/]+)/([^']+)'", message)
     if missing:
         group, name = missing.groups()
