@@ -440,7 +440,7 @@ def test_dlrun_exits_without_teardown_after_running_exit_handlers_and_flushing(t
     assert "Run folder:" in printed and "not reached" not in printed  # block-buffered stdout, flushed before the exit
     assert read_summary(tmp_path / "run")["status"] == "completed"
     bad = subprocess.run(
-        [sys.executable, "-c", script.replace("trainer.steps=5", "trainer.steps=-5")],
+        [sys.executable, "-c", script.replace("trainer.steps=5", "trainer.steps=-5").replace("dir=run", "dir=bad")],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -114,9 +114,15 @@ def test_without_the_launchers_per_job_function_the_sweep_launches_a_pair_at_a_t
 def test_a_stop_mid_round_leaves_interrupted_summaries_starts_no_other_trial_and_the_rerun_finishes(tmp_path, how):
     """`kill -INT` to the sweep process alone, or as `timeout -s INT` stops it: to the process and
     then to its whole group, so that the sweep process receives the one request twice (it stopped
-    at once on the second, and killed its workers before their trials wrote their summaries)."""
+    at once on the second, and killed its workers before their trials wrote their summaries). The
+    trials log to W&B: the signal passed on to the workers must not reach W&B's service processes
+    below them, which their trials still need to close their runs (they lost every record)."""
+    pytest.importorskip("wandb", reason="wandb is a test extra: pip install -e '.[test]'")
+    from wandb_files import read_run
+
     sweep = [
         *("sweep", "sweep=lr", "data=moons", "trainer=quick", "trainer.steps=6000", "trainer.eval_every=50"),
+        "logger=wandb",
         *("hydra.sweeper.budget=4", "hydra.sweeper.rounds=1", "hydra.sweeper.method=random"),
         *("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=s"),
     ]
@@ -132,6 +138,8 @@ def test_a_stop_mid_round_leaves_interrupted_summaries_starts_no_other_trial_and
     for trial in running:
         assert read_summary(trial)["status"] == "interrupted"
         assert (trial / "checkpoints" / "last.pt").is_file()
+        logged = read_run(trial)  # the W&B run closed whole: its evaluations and its summary
+        assert len(logged["history"]) >= 2 and logged["summary"]["status"] == "interrupted"
     for waiting in ("2", "3"):  # queued for a worker when the stop came: never started
         assert not (tmp_path / "s" / waiting / "summary.json").exists()
     assert sweep_ledger(tmp_path / "s") == []  # nothing finished: an interrupted trial runs again on resume
@@ -175,6 +183,8 @@ def test_the_sweep_process_takes_one_stop_request_delivered_twice_as_one(monkeyp
 
     from dlrunner import workers
 
+    # Passed on to no process: this test process's children (W&B's service of an earlier test) would die of it.
+    monkeypatch.setattr(workers, "_children", lambda pid: [])
     with workers.ForwardedStop() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # the same request, through the group

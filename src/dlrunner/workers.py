@@ -85,7 +85,7 @@ class ForwardedStop(StopHandlers):
             self._on_stop()
         if signum == signal.SIGINT and _foreground_group():
             return  # the terminal sent it to every worker too
-        for pid in _descendants(os.getpid()):
+        for pid in _children(os.getpid()):
             with contextlib.suppress(OSError):  # ended meanwhile
                 os.kill(pid, signum)
 
@@ -104,19 +104,16 @@ def _foreground_group() -> bool:
         return False
 
 
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (Linux /proc; elsewhere none: the signal then reaches the
-    workers only through the terminal)."""
-    children: dict[int, list[int]] = {}
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc; elsewhere none: the signal then reaches
+    the workers only through the terminal). Children only: a worker's own children -- W&B's service
+    process above all, which its trial still needs to close its run -- must not get the signal."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+        if parent == pid:
+            found.append(int(stat.parent.name))
     return found
