@@ -55,6 +55,22 @@ def test_every_builder_option_has_a_schema_with_its_builders_keys_and_defaults()
             assert default == expected, f"{path.name}: {key}"
 
 
+def test_a_derived_schema_pickles_by_reference_and_comes_back_as_itself():
+    """joblib's workers send configs back pickled with cloudpickle: a schema class pickled by value
+    and unpickled in the process that made it had its fields overwritten there (a field's
+    default_factory then was another object than dataclasses.MISSING)."""
+    import pickle
+
+    cloudpickle = pytest.importorskip("cloudpickle", reason="joblib's dependency, with the joblib launcher extra")
+
+    for schema in SCHEMAS.values():
+        fields = dict(schema.__dataclass_fields__)
+        for dumps in (pickle.dumps, cloudpickle.dumps):
+            assert pickle.loads(dumps(schema)) is schema
+        assert all(f.default_factory is dataclasses.MISSING or callable(f.default_factory) for f in fields.values())
+        assert schema.__dataclass_fields__ == fields
+
+
 def test_a_yaml_option_sets_only_what_its_builder_does_not_default():
     """Defaults live in the builder. A YAML may restate one only where it is what tells variants of
     one builder apart (resnet18/34/50 set depth, gru/lstm set cell)."""

@@ -71,7 +71,21 @@ def schema_for(target: str, group: str, name: str) -> type:
             default_field = field(default=default)
         fields.append((parameter.name, field_type(parameter.annotation), default_field))
     fields += [(key, kind, field(default=None)) for key, kind in GROUP_KEYS.get(group, {}).items()]
-    return make_dataclass(f"{group.title()}{name.title().replace('_', '')}Config", fields)
+    schema = make_dataclass(f"{group.title()}{name.title().replace('_', '')}Config", fields)
+    # A class of this module (found by ``__getattr__`` below) pickles by reference. A class pickled
+    # by value (cloudpickle, to and from joblib's workers) and unpickled in the process that made it
+    # had its fields overwritten there with copies whose dataclasses.MISSING is another object.
+    schema.__module__ = __name__
+    return schema
+
+
+def __getattr__(name: str) -> type:
+    """The derived schemas by class name (``dlrunner.config.derive.ModelMlpConfig``), for pickle."""
+    if not name.startswith("__"):
+        for schema in builder_schemas().values():
+            if schema.__name__ == name:
+                return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache  # one set of classes per process: Hydra's ConfigStore and the messages share them
