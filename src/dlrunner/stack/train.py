@@ -274,10 +274,7 @@ class StackFit:
             for trial in self.rows:  # trained to the end, stopped before its summary: nothing more to train
                 if trial.resume["step"] >= total_steps:
                     trial.stopped_at = (trial.resume["step"], trial.epoch)
-            if any(t.stopped_at is not None for t in self.rows):
-                self.leave(step, position)
-                order = torch.stack([t.order for t in self.rows]) if self.rows and order is not None else None
-                lrs = self.learning_rates(step)
+            order, lrs = self.leave_if_stopped(step, position, order, lrs)
         try:
             while self.rows or self.waiting:
                 if STOP.received is not None:
@@ -325,10 +322,7 @@ class StackFit:
                     continue
                 self.take_losses(batch_losses)
                 self.evaluate(due, step, position, lrs)
-                if any(t.stopped_at is not None for t in self.rows):
-                    self.leave(step, position)
-                    order = torch.stack([t.order for t in self.rows]) if self.rows and order is not None else None
-                    lrs = self.learning_rates(step)
+                order, lrs = self.leave_if_stopped(step, position, order, lrs)
         except KeyboardInterrupt:
             self.take_losses(batch_losses)
             for trial in self.rows:  # each leaves with a last.pt of this step (``finish_trial``)
@@ -339,6 +333,15 @@ class StackFit:
             self.leave(step, position)
             return
         STOP.finish(False)
+
+    def leave_if_stopped(self, step: int, position: int, order, lrs):
+        """The trials that stopped leave (``leave``); the remaining rows' epoch orders and learning
+        rates, as the loop goes on with them."""
+        if not any(t.stopped_at is not None for t in self.rows):
+            return order, lrs
+        self.leave(step, position)
+        order = torch.stack([t.order for t in self.rows]) if self.rows and order is not None else None
+        return order, self.learning_rates(step)
 
     def learning_rates(self, step: int) -> list[float]:
         """Each row's learning rate at the stack's ``step``: its schedule at its own step and epoch."""
