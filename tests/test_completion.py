@@ -4,6 +4,7 @@ flags anywhere on the line."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 
 import pytest
@@ -22,10 +23,18 @@ QUERIES = {
 }
 
 
+def show_completion_typed_in_sh(shell: str, cwd) -> subprocess.CompletedProcess:
+    """`dlrun --show-completion SHELL` run by sh, a shell Typer writes no script for: the script must
+    come from the shell named on the line (Typer's own flag printed the script of the shell it found
+    running dlrun, here none)."""
+    command = " ".join(shlex.quote(word) for word in [*dlrun_executable(), "--show-completion", shell])
+    return subprocess.run(["sh", "-c", f"{command}; exit $?"], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
 def test_bash_completes_commands_groups_options_and_keys(tmp_path):
     """Typer's own bash script (dlrun --show-completion bash), sourced in a real bash and asked as bash
     asks: COMP_WORDS split at bash's word breaks (= is one), COMP_CWORD the word under the cursor."""
-    script = run_dlrun("--show-completion", "bash", cwd=tmp_path)
+    script = show_completion_typed_in_sh("bash", tmp_path)
     assert script.returncode == 0 and "complete -o default -F _dlrun_completion dlrun" in script.stdout
     (tmp_path / "completion.sh").write_text(script.stdout)
     lines = [f"source {tmp_path / 'completion.sh'}"]
@@ -50,10 +59,20 @@ def test_hydras_completion_flag_points_to_dlruns_own(tmp_path):
     assert result.returncode == 2 and "dlrun --install-completion" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("shell", ["zsh", "fish"])
-def test_completion_scripts_for_zsh_and_fish(tmp_path, shell):
-    result = run_dlrun("--show-completion", shell, cwd=tmp_path)
-    assert result.returncode == 0 and "_DLRUN_COMPLETE" in result.stdout
+@pytest.mark.parametrize("shell, first_line", [("zsh", "#compdef dlrun"), ("fish", "complete --command dlrun")])
+def test_show_completion_prints_the_named_shells_script(tmp_path, shell, first_line):
+    """Named on the line, not detected: Typer's own flag printed the script of the shell running dlrun."""
+    result = show_completion_typed_in_sh(shell, tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith(first_line) and "_DLRUN_COMPLETE" in result.stdout
+
+
+def test_show_completion_names_the_shells_it_knows(tmp_path):
+    result = run_dlrun("--show-completion", "tcsh", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "dlrun: --show-completion 'tcsh': not a shell dlrun completes; "
+        "choose one of bash, zsh, fish, powershell, pwsh\n"
+    )
 
 
 def test_zsh_style_queries_keep_the_word_whole(tmp_path):

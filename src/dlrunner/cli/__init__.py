@@ -11,13 +11,21 @@ import sys
 from pathlib import Path
 
 from dlrunner.cli import commands, diagnostics, trained  # noqa: F401 - registers the commands on the app
-from dlrunner.cli.base import app, compose
+from dlrunner.cli.base import app, compose, fail
+from dlrunner.cli.shell import shown_completion
 
 __all__ = ["app", "compose", "main"]
 
 
 def main() -> None:
     whole_process = _is_the_whole_process()  # before the commands rewrite sys.argv for Hydra
+    try:
+        script = shown_completion(sys.argv[1:])
+    except ValueError as bad_shell:
+        fail(str(bad_shell), code=2)
+    if script is not None:
+        print(script)
+        return
     try:
         app()
     except SystemExit as done:

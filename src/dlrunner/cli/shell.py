@@ -139,6 +139,26 @@ def _bash_word() -> str | None:
 
 # ------------------------------------------------------------------ completion
 
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")  # the shells Typer writes scripts for
+
+
+def shown_completion(args: list[str]) -> str | None:
+    """The script of `dlrun --show-completion SHELL` (None when ``args`` are something else).
+
+    Typer's own --show-completion takes no value where shellingham is installed: it prints the
+    script of the shell that runs dlrun, so `--show-completion zsh` typed in bash gave bash's script,
+    and outside an interactive shell it found none. A shell named on the line is taken here.
+    Raises ValueError, with the message to show, for a shell Typer has no script for."""
+    if len(args) != 2 or args[0] != "--show-completion":
+        return None
+    from typer.completion import get_completion_script
+
+    if args[1] not in COMPLETION_SHELLS:
+        raise ValueError(
+            f"--show-completion {args[1]!r}: not a shell dlrun completes; choose one of {', '.join(COMPLETION_SHELLS)}"
+        )
+    return get_completion_script(prog_name="dlrun", complete_var="_DLRUN_COMPLETE", shell=args[1])
+
 
 def complete_override(words: list[str], incomplete: str) -> list[str]:
     """Completions of one override, from the config tree: `model=<TAB>` the group's options,
