@@ -158,6 +158,42 @@ def test_the_stacked_linear_layers_gradients_are_the_numerical_ones(bias):
     assert torch.allclose(StackedLinear.apply(x, weight, b), expected)
 
 
+@pytest.mark.parametrize("trials, batch, classes", [(16, 100, 10), (3, 7, 2), (5, 512, 10), (2, 4000, 10)])
+def test_each_trials_training_loss_and_gradient_are_its_solo_mini_batchs_to_the_bit(trials, batch, classes):
+    """The training loss's fast layout (classes along the middle axis) works on each trial's block of
+    labels alone: a stack on 2 threads gives each trial what its solo run gives on 1 thread."""
+    from dlrunner.stack.evaluate import per_trial_loss
+    from dlrunner.train.evaluate import loss_function
+
+    torch.manual_seed(0)
+    scores = (torch.randn(trials, batch, classes) * 4).requires_grad_()
+    labels = torch.randint(0, classes, (trials, batch))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        stacked = per_trial_loss("multiclass")(scores, labels)
+        (gradient,) = torch.autograd.grad(stacked.sum(), scores)
+        torch.set_num_threads(1)
+        for k in range(trials):
+            solo_scores = scores[k].detach().clone().requires_grad_()
+            solo = loss_function("multiclass")(solo_scores, labels[k])
+            solo.backward()
+            assert torch.equal(solo, stacked[k])
+            assert torch.equal(solo_scores.grad, gradient[k])
+    finally:
+        torch.set_num_threads(threads)
+    expected = torch.nn.functional.cross_entropy(scores.detach().flatten(0, 1), labels.flatten(), reduction="none")
+    torch.testing.assert_close(stacked.detach(), expected.view(trials, batch).mean(1))
+
+
+def test_the_training_loss_is_cross_entropy_with_a_time_axis_too():
+    from dlrunner.train.evaluate import example_losses, training_losses
+
+    scores, labels = torch.randn(6, 5, 3), torch.randint(0, 3, (6, 5))  # (batch, steps, classes)
+    assert training_losses(scores, labels).shape == (6, 5)
+    torch.testing.assert_close(training_losses(scores, labels), example_losses("multiclass")(scores, labels))
+
+
 def test_1d_cnns_on_the_cpu_run_as_batched_products_and_other_convolutions_trial_by_trial():
     from dlrunner.stack.model import sequential_layers
     from dlrunner.train.setup import build_model

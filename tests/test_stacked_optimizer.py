@@ -70,8 +70,7 @@ def run_both(kind: str, weight_decay: list[float], regroup: bool = False):
             stacked, lrs = regrouped, [LRS[k] for k in trial_of_row]
             solo[1] = solo_trial(joining, 1)
         gradient = torch.randn(K, sum(SIZES))
-        flat.grad = gradient.clone()
-        stacked.step(lrs)
+        stacked.step(lrs, [part.clone() for part in gradient.split(SIZES, 1)])
         for row, k in enumerate(trial_of_row):
             params, solo_optimizer = solo[k]
             for p, g in zip(params, gradient[row].split(SIZES)):

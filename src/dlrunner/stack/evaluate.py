@@ -7,7 +7,7 @@ import torch
 
 from dlrunner.diagnostics.metrics import f1_score, predictions
 from dlrunner.runtime import EVAL_BATCH
-from dlrunner.train.evaluate import exact_mean, example_losses, l2_penalty
+from dlrunner.train.evaluate import exact_mean, example_losses, l2_penalty, training_losses
 
 TASKS = ("binary", "multiclass", "regression")  # one label per example; multilabel and per-step labels train alone
 
@@ -26,6 +26,8 @@ def per_trial_losses(task: str):
 
 def per_trial_loss(task: str):
     """loss(scores (K, B, C), y (K, B)) -> (K,) mean loss of each trial's mini-batch, as ``loss_function``."""
+    if task == "multiclass":  # the solo loss's own layout, a block of labels per trial
+        return lambda scores, y: training_losses(scores, y, len(y)).flatten(1).mean(1)
     losses = per_trial_losses(task)
     return lambda scores, y: losses(scores, y).flatten(1).mean(1)
 

@@ -94,8 +94,9 @@ class StackedOptimizer:
         return torch.tensor(values, dtype=torch.float64, device=self.flat.device)[:, None].to(self.flat.dtype)
 
     @torch.no_grad()
-    def step(self, lrs: list[float]) -> None:
-        """One update of every trial with learning rates ``lrs`` (one per trial, full precision).
+    def step(self, lrs: list[float], gradients: list[torch.Tensor]) -> None:
+        """One update of every trial with learning rates ``lrs`` (one per trial, full precision) and
+        ``gradients``, each parameter's (K, ...) gradient in the order of a row of ``flat``.
         In-place operations on the (K, P) tensors: each one is a pass over every trial's weights."""
         if lrs is not self.lr_values:  # a constant schedule passes the same list every step
             self.lr_values, self.minus_lr = lrs, self._column([-lr for lr in lrs])
@@ -103,9 +104,10 @@ class StackedOptimizer:
                 for _, _, settings in calls:
                     settings["lr"] = lrs[k]
         self.steps = [t + 1 for t in self.steps]
-        if self.kernel is not None and self._kernel_step():
+        if self.kernel is not None and self._kernel_step(gradients):
             return
-        W, g, h = self.flat, self.flat.grad, self.hyper
+        W, h = self.flat, self.hyper
+        g = torch.cat([part.reshape(len(part), -1) for part in gradients], 1)  # (K, P), as W
         if self.weight_decay is not None:
             g = g.addcmul_(self.weight_decay, W)  # dW + (lambda/m) W, in the gradient's own memory
         # Every intermediate lives in the gradient's memory or a reused scratch tensor: a fresh
@@ -151,7 +153,7 @@ class StackedOptimizer:
         denominator = self.scratch.copy_(v.double().sqrt_()).div_(correction2).add_(h["eps"])
         return torch.mul(m, minus_step_size, out=g).div_(denominator)
 
-    def _kernel_step(self) -> bool:
+    def _kernel_step(self, gradients: list[torch.Tensor]) -> bool:
         """Adam through torch's fused kernel, one call per trial and parameter group (weights with
         their weight decay, the rest without), on views of the trial's rows: the very update its
         solo optimizer makes, each tensor chunked by the kernel as in the solo run. False when the
@@ -160,20 +162,19 @@ class StackedOptimizer:
         # kernel opens per call whatever the size cost up to 0.3 ms where the update takes 20 us.
         threads = torch.get_num_threads()
         if threads == 1:  # a small stack already runs on one thread
-            return self._kernel_calls()
+            return self._kernel_calls(gradients)
         torch.set_num_threads(1)
         try:
-            return self._kernel_calls()
+            return self._kernel_calls(gradients)
         finally:
             torch.set_num_threads(threads)
 
-    def _kernel_calls(self) -> bool:
+    def _kernel_calls(self, gradients: list[torch.Tensor]) -> bool:
         if self.kernel_calls is None:
             self.kernel_calls = self._kernel_arguments()
         self.step_counts += 1
         moved = False
-        # a new gradient tensor every step: its views, each trial's parameters' gradients in turn
-        every_grads = zip(*(part.unbind(0) for part in self.flat.grad.split(self.sizes, dim=1)))
+        every_grads = zip(*(part.unbind(0) for part in gradients))  # each trial's parameters' gradients in turn
         for calls, grads in zip(self.kernel_calls, every_grads):
             for pick, tensors, settings in calls:
                 try:

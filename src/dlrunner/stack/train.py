@@ -36,7 +36,7 @@ from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
 from dlrunner.train.accelerate import place_data
-from dlrunner.train.loop import get_rng_state, set_rng_state
+from dlrunner.train.loop import get_rng_state, set_rng_state, take_rows
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
 from dlrunner.train.progress import NoProgress, make_progress
 from dlrunner.train.run import history_before, resume_point, summarize
@@ -296,7 +296,8 @@ class StackFit:
                     lrs = self.learning_rates(step)
                 if order is not None:
                     batch = order[:, position : position + batch_size]  # (K, B)
-                    xb, yb = X[batch].to(self.device, non_blocking=True), Y[batch].to(self.device, non_blocking=True)
+                    xb, yb = take_rows(X, batch), take_rows(Y, batch)
+                    xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
                 else:
                     xb, yb = X.expand(len(self.rows), *X.shape), Y.expand(len(self.rows), *Y.shape)
                 position += batch_size
@@ -305,11 +306,12 @@ class StackFit:
 
                 stacked = self.stacked
                 losses = loss_fn(stacked.train_forward(xb), yb)  # (K,): each trial's mini-batch loss
-                stacked.flat.grad = None
-                losses.sum().backward()  # row k of flat.grad is trial k's gradient alone
+                stacked.zero_grad()
+                losses.sum().backward()  # row k of each gradient is trial k's alone
+                gradients = stacked.gradients()
                 if self.clip_norms is not None:
-                    clip_each_trial(stacked.flat.grad, stacked.sizes, self.clip_norms)
-                self.optimizer.step(lrs)
+                    clip_each_trial(gradients, self.clip_norms)
+                self.optimizer.step(lrs, gradients)
                 batch_losses.append(losses.detach())
                 step += 1
                 self.progress.advance(step, self.rows[0].epoch)
@@ -409,13 +411,14 @@ class StackFit:
         )
 
 
-def clip_each_trial(grad: torch.Tensor, sizes: list[int], max_norms: torch.Tensor) -> None:
-    """torch.nn.utils.clip_grad_norm_ for each trial (row of ``grad``): the norm of the parameters'
-    norms, each gradient scaled by max_norm / (norm + 1e-6), at most 1 -- in torch's order of
-    operations, so that a clipped trial rounds as its solo run."""
-    norms = torch.stack([torch.linalg.vector_norm(part, 2.0, dim=1) for part in grad.split(sizes, dim=1)], 1)
-    total = torch.linalg.vector_norm(norms, 2.0, dim=1, keepdim=True)
-    grad.mul_((max_norms / (total + 1e-6)).clamp(max=1.0))
+def clip_each_trial(gradients: list[torch.Tensor], max_norms: torch.Tensor) -> None:
+    """torch.nn.utils.clip_grad_norm_ for each trial (row k of each (K, ...) gradient): the norm of
+    the parameters' norms, each gradient scaled by max_norm / (norm + 1e-6), at most 1 -- in torch's
+    order of operations, so that a clipped trial rounds as its solo run."""
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2.0, dim=1) for g in gradients], 1)
+    scale = (max_norms / (torch.linalg.vector_norm(norms, 2.0, dim=1, keepdim=True) + 1e-6)).clamp(max=1.0)
+    for g in gradients:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
 
 def finish_trial(
