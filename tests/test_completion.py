@@ -4,6 +4,7 @@ flags anywhere on the line."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 
@@ -64,6 +65,23 @@ def test_show_completion_prints_the_named_shells_script(tmp_path, shell, first_l
     """Named on the line, not detected: Typer's own flag printed the script of the shell running dlrun."""
     result = show_completion_typed_in_sh(shell, tmp_path)
     assert result.returncode == 0 and result.stdout.startswith(first_line) and "_DLRUN_COMPLETE" in result.stdout
+
+
+def test_show_completion_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`dlrun --show-completion zsh | head -1`: the reader leaves before the script is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    result = subprocess.run(
+        [*dlrun_executable(), "--show-completion", "zsh"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    os.close(write_end)
+    assert result.returncode == 0 and result.stderr == ""
 
 
 def test_show_completion_names_the_shells_it_knows(tmp_path):

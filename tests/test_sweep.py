@@ -226,6 +226,9 @@ def test_constraints_decide_eligibility(tmp_path):
     assert not records["[64]"]["eligible"] and records["[64]"]["status"] == "completed"
 
 
+LATE_FIRST_RUNG = "hydra.sweeper.pruning.min_steps=299"
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -247,7 +250,12 @@ def test_constraints_decide_eligibility(tmp_path):
         ),
         (  # nor can a first rung set before the last step when no evaluation comes between
             ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=300", "hydra.sweeper.pruning.min_steps=5"],
-            "first rung (step 5), which must come before its last step: at most 299",
+            "trainer.eval_every=300: with pruning, evaluations before trainer.steps=300",
+        ),
+        (  # the limit named is the last evaluation before the last step, under the key that is too late
+            ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=250", LATE_FIRST_RUNG],
+            "hydra.sweeper.pruning.min_steps=299: a trial is judged at its first evaluation at or past the first "
+            "rung, which must come before its last step (trainer.steps=300, trainer.eval_every=250): at most 250",
         ),
     ],
 )

@@ -24,7 +24,10 @@ def main() -> None:
     except ValueError as bad_shell:
         fail(str(bad_shell), code=2)
     if script is not None:
-        print(script)
+        try:
+            print(script, flush=True)
+        except BrokenPipeError:  # `| head`: the reader has what it wanted; nothing more to say at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     try:
         app()

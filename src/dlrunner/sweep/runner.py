@@ -549,32 +549,31 @@ class SweepRunner:
         from dlrunner.search.pruning import default_min_steps
 
         min_steps = (self.settings.get("pruning") or {}).get("min_steps")
-        if self.settings.get("pruner", "none") != "halving" or not self.dlrun:
-            return
         steps, every = OmegaConf.select(config, "trainer.steps"), OmegaConf.select(config, "trainer.eval_every")
-        if isinstance(steps, int) and min_steps is not None and min_steps >= steps:
+        if self.settings.get("pruner", "none") != "halving" or not self.dlrun or not isinstance(steps, int):
+            return
+        every = every if isinstance(every, int) and every >= 1 else 1
+        latest = every * ((steps - 1) // every)  # the last evaluation before the last step: the latest useful rung
+        if latest == 0:
+            raise ConfigError(
+                Problem(
+                    "trainer.eval_every",
+                    every,
+                    f"with pruning, evaluations before trainer.steps={steps}: a trial is judged at an "
+                    f"evaluation before its last step: at most {steps - 1}",
+                )
+            )
+        factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
+        first = default_min_steps(steps, factor, every) if min_steps is None else min_steps
+        if first > latest:  # judged at its first evaluation at or past the rung: the last step, or none
             raise ConfigError(
                 Problem(
                     "hydra.sweeper.pruning.min_steps",
                     min_steps,
-                    f"the first rung must come before the trials' last step (trainer.steps={steps}): "
-                    f"at most {steps - 1}",
+                    f"a trial is judged at its first evaluation at or past the first rung, which must come "
+                    f"before its last step (trainer.steps={steps}, trainer.eval_every={every}): at most {latest}",
                 )
             )
-        if isinstance(steps, int) and isinstance(every, int) and every >= 1:
-            factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
-            first = default_min_steps(steps, factor, every) if min_steps is None else min_steps
-            judged = -(-first // every) * every  # the first evaluation at or past the first rung
-            if judged >= steps:
-                raise ConfigError(
-                    Problem(
-                        "trainer.eval_every",
-                        every,
-                        f"with pruning, evaluations before trainer.steps={steps}: a trial is judged at its "
-                        f"first evaluation at or past the first rung (step {first}), which must come before "
-                        f"its last step: at most {steps - 1}",
-                    )
-                )
 
     def _parallelism(self) -> int:
         return parallelism(self.sweeper.config.hydra.launcher)
