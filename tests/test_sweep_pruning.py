@@ -260,14 +260,10 @@ def test_a_pruned_sweep_stopped_by_a_signal_resumes_to_the_same_pruned_set(tmp_p
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rung_file.read_text().startswith(stopped_reports)  # the reports before the stop were kept
     assert check_pruned_sweep(sweep_dir, 3000, 300) == expected
+    # the trials a stack left unfinished go on as one stack, also when pruned trials sit between them
+    assert "on its own" not in rerun.stdout
     records = {r["number"]: r for r in sweep_ledger(sweep_dir)}
     for before in sweep_ledger(tmp_path / "straight"):
         record = records[before["number"]]
         assert record["status"] == before["status"] and record.get("step") == before.get("step")
-        resumed = read_summary(Path(record["run_dir"]))["resumed_from"]
-        if launcher == "stacked" and resumed:
-            # a stacked trial stopped mid-stack resumes alone, and a solo run in a sweep rounds its losses
-            # differently from its stack (about 1e-7) by the end: its dev error may differ by an example
-            assert record["objective"] == pytest.approx(before["objective"], abs=0.02)
-        else:
-            assert record["objective"] == before["objective"]
+        assert record["objective"] == before["objective"]

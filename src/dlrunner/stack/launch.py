@@ -35,7 +35,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     configs = []
-    for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+    for number, overrides in zip(launcher.numbers(job_overrides, initial_job_idx), job_overrides):
         config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = number

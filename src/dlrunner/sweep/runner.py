@@ -209,7 +209,10 @@ class SweepRunner:
         if self._pool is not None:
             return self._launch_on_free_workers(chunk, batch, group, search)
         launcher = self.sweeper.launcher
-        for start, run in _contiguous(chunk):
+        # Hydra's launch() numbers its jobs up from the first: one launch per run of consecutive
+        # trials, except where the launcher takes their numbers (the stacked one: one stack)
+        numbered = hasattr(launcher, "job_numbers")
+        for start, run in [(chunk[0].number, chunk)] if numbered else _contiguous(chunk):
             recorded = set()
 
             def write(i: int, job, run=run, recorded=recorded) -> None:
@@ -220,12 +223,16 @@ class SweepRunner:
 
             if hasattr(launcher, "on_return"):  # the stacked launcher: each trial's line as it leaves its stack
                 launcher.on_return = write
+            if numbered:
+                launcher.job_numbers = [trial.number for trial in run]
             try:
                 with self._stop_for_workers() as stop:
                     returns = launcher.launch([batch[chunk.index(t)] for t in run], initial_job_idx=start)
             finally:
                 if hasattr(launcher, "on_return"):
                     launcher.on_return = None
+                if numbered:
+                    launcher.job_numbers = None
             if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
                 raise SystemExit(stop.exit_code)
             for i, job in enumerate(returns):

@@ -30,6 +30,10 @@ class StackedLauncher(Launcher):
         # on_return(i, job): told as the i-th job of a launch finishes in a stack (its result is
         # final), before launch() returns; dlrunner's sweeper writes its ledger line then
         self.on_return = None
+        # job_numbers: the jobs' numbers when they do not count up from initial_job_idx (dlrunner's
+        # sweeper resuming a round whose finished trials sit between its unfinished ones, which then
+        # go on as one stack); None: Hydra's numbering
+        self.job_numbers = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
@@ -52,6 +56,14 @@ class StackedLauncher(Launcher):
 
         return launch(self, job_overrides, initial_job_idx)
 
+    def numbers(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[int]:
+        """Each job's number: ``job_numbers`` when set, else Hydra's, counting up from ``initial_job_idx``."""
+        if self.job_numbers is not None:
+            if len(self.job_numbers) != len(job_overrides):
+                raise ValueError(f"{len(self.job_numbers)} job numbers for {len(job_overrides)} jobs")
+            return list(self.job_numbers)
+        return list(range(initial_job_idx, initial_job_idx + len(job_overrides)))
+
     def _run_in_sequence(self, job_overrides, initial_job_idx: int) -> list:
         """Hydra's basic launcher, through Hydra's public job API."""
         import logging
@@ -64,7 +76,7 @@ class StackedLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log = logging.getLogger(__name__)
         returns = []
-        for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+        for number, overrides in zip(self.numbers(job_overrides, initial_job_idx), job_overrides):
             log.info(f"\t#{number} : {' '.join(filter_overrides(overrides))}")
             config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(config):
