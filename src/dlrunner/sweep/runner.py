@@ -559,9 +559,9 @@ class SweepRunner:
         steps, every = OmegaConf.select(config, "trainer.steps"), OmegaConf.select(config, "trainer.eval_every")
         if self.settings.get("pruner", "none") != "halving" or not self.dlrun or not isinstance(steps, int):
             return
-        every = every if isinstance(every, int) and every >= 1 else 1
-        latest = every * ((steps - 1) // every)  # the last evaluation before the last step: the latest useful rung
-        if latest == 0:
+        interval = every if isinstance(every, int) and every >= 1 else 1  # null (once per epoch): not known here
+        latest = interval * ((steps - 1) // interval)  # the last evaluation before the last step: the latest rung
+        if latest == 0 and interval > 1:
             raise ConfigError(
                 Problem(
                     "trainer.eval_every",
@@ -571,14 +571,16 @@ class SweepRunner:
                 )
             )
         factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
-        first = default_min_steps(steps, factor, every) if min_steps is None else min_steps
+        first = default_min_steps(steps, factor, interval) if min_steps is None else min_steps
         if first > latest:  # judged at its first evaluation at or past the rung: the last step, or none
             raise ConfigError(
                 Problem(
                     "hydra.sweeper.pruning.min_steps",
                     min_steps,
                     f"a trial is judged at its first evaluation at or past the first rung, which must come "
-                    f"before its last step (trainer.steps={steps}, trainer.eval_every={every}): at most {latest}",
+                    f"before its last step (trainer.steps={steps}"
+                    + (f", trainer.eval_every={every}" if interval > 1 else "")
+                    + f"): at most {latest}",
                 )
             )
 
