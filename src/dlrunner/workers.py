@@ -51,12 +51,40 @@ class SweepStop(StopHandlers):
     point, and hands back a signal that came while it wrote its result (``takes_late_signals``): the
     sweep then stops before its next trial instead of forgetting the signal."""
 
+    received: int | None = None
+
     def _handle(self, signum, frame) -> None:
+        self.received = signum  # for library code that catches what this raises (``raise_if_stopped``)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
     _handle.takes_late_signals = True
+
+    def raise_if_stopped(self) -> None:
+        """Stop now if a signal came and its exception did not: a library that caught it (Hydra's
+        job runner records any Exception as a failed job, the error that hid the signal included)."""
+        if self.received is not None:
+            raise SystemExit(128 + self.received)
+
+
+def stop_code(error: BaseException) -> int | None:
+    """130 (Ctrl-C) or 143 (SIGTERM) where ``error`` is or hides a stop; None otherwise. A signal's
+    exception raised inside a library can be replaced by the error its cleanup then meets: OmegaConf,
+    interrupted while it builds a node, restores flags across the half-built node in a ``finally``,
+    fails there, and reports a config error (seen as a sweep that ended with "invalid config")."""
+    seen, chain = set(), [error]
+    while chain:
+        error = chain.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt):
+            return 130
+        if isinstance(error, SystemExit) and error.code in (130, 143):
+            return error.code
+        chain += [error.__cause__, error.__context__]
+    return None
 
 
 class ForwardedStop(StopHandlers):

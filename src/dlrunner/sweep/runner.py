@@ -117,18 +117,16 @@ class SweepRunner:
         self._write_space(space)
         self._opening = self._opening_line(done)  # said once the first round's trials match the ledger
 
-        from dlrunner.workers import SweepStop
+        from dlrunner.workers import SweepStop, stop_code
 
         try:
-            with SweepStop():
+            with SweepStop() as self._sweep_stop:
                 self._search(search, done)
-        except (SystemExit, KeyboardInterrupt) as stop:  # KeyboardInterrupt: asked twice while workers trained
-            code = getattr(stop, "code", 130)
-            if code in (130, 143):  # Ctrl-C or SIGTERM
-                print(
-                    f"Interrupted. Resume the sweep with: {self._resume_command(arguments)}",
-                    flush=True,
-                )
+        except BaseException as error:  # KeyboardInterrupt also when asked twice while workers trained
+            code = stop_code(error)
+            if code is None:
+                raise
+            print(f"Interrupted. Resume the sweep with: {self._resume_command(arguments)}", flush=True)
             raise SystemExit(code) from None
         self._write_regions(search)
         from dlrunner.sweep.report import finish
@@ -235,6 +233,7 @@ class SweepRunner:
                     launcher.job_numbers = None
             if stop is not None and stop.received:  # the workers' trials stopped and wrote their summaries
                 raise SystemExit(stop.exit_code)
+            self._sweep_stop.raise_if_stopped()  # before a job that the signal failed is written as failed
             for i, job in enumerate(returns):
                 self.returns.setdefault(group, []).append(job)
                 if i not in recorded:

@@ -1,0 +1,67 @@
+"""A sweep's stop signals where a library stands in the way: the signal's exception, raised inside
+OmegaConf or caught by Hydra's job runner, still ends the sweep with the command that resumes it.
+The signals themselves, sent to real processes, are tested in test_faults.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from dlrunner.workers import SweepStop, stop_code
+
+
+def _interrupted_at_each_line(build) -> list[BaseException]:
+    """What ``build()`` raises when a signal's SystemExit(143) comes at each of its lines in turn
+    (raised from a trace function, where a signal handler would raise it)."""
+    outcomes, line = [], 0
+    while True:
+        seen, target = 0, line + 1
+
+        def tracer(frame, event, arg, target=target):
+            nonlocal seen
+            if event == "line":
+                seen += 1
+                if seen == target:
+                    raise SystemExit(143)
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            build()
+        except BaseException as error:
+            outcomes.append(error)
+        finally:
+            sys.settrace(None)
+        if seen < target:  # ran to the end: every line has had its turn
+            return outcomes
+        line = target
+
+
+def test_a_stop_that_omegaconf_hides_behind_its_own_error_is_still_a_stop():
+    from omegaconf import OmegaConf
+
+    def build():  # as Hydra composes a trial's config
+        config = OmegaConf.create({"model": {"hidden": [8]}})
+        OmegaConf.set_struct(config, True)
+
+    outcomes = _interrupted_at_each_line(build)
+    hidden = [error for error in outcomes if not isinstance(error, SystemExit)]
+    assert hidden, "OmegaConf no longer hides a stop behind its own error: this test guards nothing"
+    assert {stop_code(error) for error in outcomes} == {143}
+    assert stop_code(ValueError("a plain error")) is None and stop_code(SystemExit(2)) is None
+
+
+def test_a_stop_that_a_library_caught_ends_the_sweep_after_the_launch():
+    with SweepStop() as sweep_stop:
+        try:  # Hydra's job runner records an Exception as a failed job: the stop is gone from the stack
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except SystemExit:
+            pass
+        with pytest.raises(SystemExit) as stopped:
+            sweep_stop.raise_if_stopped()
+        assert stopped.value.code == 143
