@@ -364,37 +364,43 @@ def remove_if_no_results(run_dir: Path) -> None:
 
 def guarded(action, what: str = "invalid config"):
     """Run ``action``; turn bad input into one clear message and exit code 2 (tracebacks with --debug)."""
+    from dlrunner.workers import stop_code
+
+    try:
+        return action()
+    except Exception as err:
+        code = stop_code(err)
+        if code is not None:  # a stop signal hidden behind a library's error (dlrunner/workers.py)
+            raise SystemExit(code) from None
+        _report(err, what)
+
+
+def _report(err: Exception, what: str) -> None:
+    """``guarded``'s message for ``err``, raised from inside its ``except`` (for --debug's traceback)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     from yaml import YAMLError
 
     from dlrunner.errors import ConfigError
 
-    try:
-        return action()
-    except ConfigError as err:
+    if isinstance(err, ConfigError):
         if state["debug"]:
             _traceback_then_exit(2)  # bad input keeps its exit code with --debug
         bad_config(err, title=what)
-    except (HydraException, OmegaConfBaseException, YAMLError) as err:
+    if isinstance(err, (HydraException, OmegaConfBaseException, YAMLError)):
         if state["debug"]:
             _traceback_then_exit(2)
         from dlrunner.config.messages import explain
 
         fail(f"invalid config: {explain(err)}", code=2)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except ImportError as err:
-        if state["debug"]:
-            raise
+    if state["debug"]:
+        raise err
+    if isinstance(err, ImportError):
         from dlrunner.config.messages import install_command
 
         extras = f"{install_command('joblib')} or {install_command('slurm')}"
         fail(f"{err}\n(a launcher is an optional extra: {extras})", code=2)
-    except Exception as err:
-        if state["debug"]:
-            raise
-        fail(f"{type(err).__name__}: {err}\n(run with dlrun --debug ... for the traceback)", code=1)
+    fail(f"{type(err).__name__}: {err}\n(run with dlrun --debug ... for the traceback)", code=1)
 
 
 def _traceback_then_exit(code: int) -> None:
