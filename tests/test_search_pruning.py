@@ -119,6 +119,45 @@ def test_a_resumed_sweep_decides_the_same_as_one_that_never_stopped():
     assert not math.isnan(sum(resumed.scores[10].values()))
 
 
+def test_trials_that_reach_a_rung_at_once_are_judged_together():
+    # A stack's 6 trials reach the rung at the same step, listed in row order: the best 6 // 3 = 2
+    # go on, wherever they sit. One by one, the first min_peers = 3 would go on whatever their scores.
+    errors = [0.9, 0.8, 0.7, 0.2, 0.6, 0.1]
+    together = SuccessiveHalving(max_steps=9, min_steps=1, reduction_factor=3)
+    decisions = together.report_together([(trial, 1, error) for trial, error in enumerate(errors)])
+    assert [trial for trial, d in enumerate(decisions) if d == "continue"] == [3, 5]
+    one_by_one = SuccessiveHalving(max_steps=9, min_steps=1, reduction_factor=3)
+    kept = [trial for trial, error in enumerate(errors) if one_by_one.report(trial, 1, error) == "continue"]
+    assert kept[:3] == [0, 1, 2]
+    # Judged at each rung in turn, against every score there; a pruned trial stays pruned.
+    assert together.report_together([(3, 3, 0.3), (5, 3, 0.1), (0, 3, 0.0)]) == ["continue", "continue", "prune"]
+    assert together.scores[3] == {"3": 0.3, "5": 0.1}
+    # One report on its own is decided as report() decides it.
+    alone, listed = SuccessiveHalving(max_steps=9, min_steps=1), SuccessiveHalving(max_steps=9, min_steps=1)
+    for trial, error in enumerate(errors):
+        assert alone.report(trial, 1, error) == listed.report_together([(trial, 1, error)])[0]
+    assert alone.to_dict() == listed.to_dict()
+
+
+def test_reports_judged_together_replay_together_from_the_shared_file(tmp_path):
+    from dlrunner.search.pruning import SharedHalving
+
+    path = tmp_path / "rungs.jsonl"
+    shared = SharedHalving(path, max_steps=9, min_steps=1, reduction_factor=3)
+    errors = [0.9, 0.8, 0.7, 0.2, 0.6, 0.1]
+    decisions = shared.report_together([(trial, 1, error) for trial, error in enumerate(errors)])
+    assert len(path.read_text().splitlines()) == 1  # one line: a replay judges them together again
+    replayed = shared.replay(path.read_text().splitlines())
+    assert replayed.pruned == {0: 1, 1: 1, 2: 1, 4: 1} and decisions.count("continue") == 2
+    # A resumed stack reporting the same rung again adds nothing and gets the same decisions.
+    assert shared.report_together([(trial, 1, error) for trial, error in enumerate(errors)]) == decisions
+    assert len(path.read_text().splitlines()) == 1
+    # A file written one report per line (before) replays as it did.
+    single = tmp_path / "single.jsonl"
+    single.write_text("".join(json.dumps({"trial": t, "step": 1, "value": e}) + "\n" for t, e in enumerate(errors)))
+    assert shared.replay(single.read_text().splitlines()).pruned == {4: 1}
+
+
 def test_a_report_at_the_last_step_never_prunes():
     halving = SuccessiveHalving(max_steps=9, min_steps=1, reduction_factor=3, min_peers=1)
     assert halving.report(0, 1, 0.1) == "continue"

@@ -123,13 +123,15 @@ def test_a_stack_freezes_its_pruned_trials_and_trains_the_others(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "as one stack of 8" in result.stdout
     pruned = check_pruned_sweep(tmp_path / "s")
-    # A stack evaluates its active trials together, in order: the rung reports interleave.
+    # A stack evaluates its active trials together, and they are judged together at each rung.
     rungs = halving()
     for step in range(EVERY, STEPS + 1, EVERY):
+        reports = []
         for number in range(8):
             metrics = {m["step"]: m for m in read_metrics(tmp_path / "s" / str(number))}
             if step in metrics:
-                rungs.report(number, step, metrics[step]["dev"]["error"])
+                reports.append((number, step, metrics[step]["dev"]["error"]))
+        rungs.report_together(reports)
     assert pruned == rungs.pruned
 
 

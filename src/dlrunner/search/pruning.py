@@ -67,22 +67,30 @@ class SuccessiveHalving:
         """A trial's objective after ``step`` training steps: "continue" or "prune".
 
         Reports between rungs only matter at the next rung (the first report at or past it);
-        a value that is None or not finite counts as the worst possible."""
-        if trial in self.pruned:
-            return PRUNE
-        if step >= self.max_steps:
-            return CONTINUE  # the trial has finished: stopping it now would save nothing
+        a value that is None or not finite counts as the worst possible. A report at or past
+        ``max_steps`` never prunes: the trial has finished, stopping it would save nothing."""
+        return self.report_together([(trial, step, value)])[0]
+
+    def report_together(self, reports: list[tuple]) -> list[str]:
+        """``report`` for (trial, step, value) reports that arrive at once (a stack's trials,
+        evaluated together): at each rung every new score is recorded before any is judged, so each
+        trial is ranked against all of them, not only against those listed before it (one by one,
+        the first ``min_peers`` of a fresh rung would go on whatever their scores)."""
+        decisions = [PRUNE if trial in self.pruned else CONTINUE for trial, _, _ in reports]
         for rung in self.rungs:
-            if rung > step:
-                break
             at_rung = self.scores[rung]
-            if str(trial) in at_rung:
-                continue
-            at_rung[str(trial)] = self._loss(value)
-            if not self._promotable(trial, rung):
-                self.pruned[trial] = rung
-                return PRUNE
-        return CONTINUE
+            new = [
+                (index, trial)
+                for index, (trial, step, _) in enumerate(reports)
+                if decisions[index] == CONTINUE and rung <= step < self.max_steps and str(trial) not in at_rung
+            ]
+            for index, trial in new:
+                at_rung[str(trial)] = self._loss(reports[index][2])
+            for index, trial in new:
+                if not self._promotable(trial, rung):
+                    self.pruned[trial] = rung
+                    decisions[index] = PRUNE
+        return decisions
 
     def score_at(self, trial, rung: int) -> float | None:
         """The trial's objective at ``rung`` (in the objective's own sign), None if it never got there."""
@@ -153,6 +161,11 @@ class SharedHalving:
         self.last = SuccessiveHalving(**settings)  # refuses bad settings now, not at the first report
 
     def report(self, trial, step: int, value: float | None) -> str:
+        return self.report_together([(trial, step, value)])[0]
+
+    def report_together(self, reports: list[tuple]) -> list[str]:
+        """``SuccessiveHalving.report_together`` on the shared history; the reports that add a
+        score are written as one line, so a replay judges them together again."""
         import fcntl
         import json
 
@@ -162,17 +175,20 @@ class SharedHalving:
             try:
                 handle.seek(0)
                 halving = self.replay(handle.read().splitlines())
-                scores = sum(len(at) for at in halving.scores.values())
-                decision = halving.report(trial, step, value)
-                self.last = halving  # the rungs this decision was made on
+                before = {rung: set(at) for rung, at in halving.scores.items()}
+                decisions = halving.report_together(reports)
+                self.last = halving  # the rungs these decisions were made on
                 # only a new score is history: a resumed trial's first report after a rung it had
                 # already reached (before it was stopped) decides nothing and is not written
-                if sum(len(at) for at in halving.scores.values()) > scores:
-                    handle.write(json.dumps({"trial": trial, "step": step, "value": value}) + "\n")
+                scored = {trial for rung, at in halving.scores.items() for trial in set(at) - before[rung]}
+                new = [{"trial": t, "step": s, "value": v} for t, s, v in reports if str(t) in scored]
+                if new:
+                    line = new[0] if len(new) == 1 else {"together": new}
+                    handle.write(json.dumps(line) + "\n")
                     handle.flush()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-        return decision
+        return decisions
 
     def replay(self, lines: list[str]) -> SuccessiveHalving:
         import json
@@ -183,7 +199,8 @@ class SharedHalving:
                 record = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a killed process: that report is made again
-            halving.report(record["trial"], record["step"], record["value"])
+            together = record.get("together", [record])
+            halving.report_together([(r["trial"], r["step"], r["value"]) for r in together])
         return halving
 
 
@@ -235,12 +252,23 @@ class TrialPruner:
         """The objective after ``step`` steps; True when the trial is to stop (pruned)."""
         if self.pruned_at is not None:
             return True
-        if step >= self.max_steps or self.reported >= len(self.rungs) or step < self.rungs[self.reported]:
+        if not self.reaches_a_rung(step):
             return False
+        return self._decided(step, value, self.shared.report(self.trial, step, value), self.shared.last)
+
+    def reaches_a_rung(self, step: int) -> bool:
+        """Whether a report after ``step`` steps is judged: the first at or past a rung not yet reported."""
+        return (
+            self.pruned_at is None
+            and step < self.max_steps
+            and self.reported < len(self.rungs)
+            and (step >= self.rungs[self.reported])
+        )
+
+    def _decided(self, step: int, value, decision: str, halving: SuccessiveHalving) -> bool:
         self.reported = sum(1 for rung in self.rungs if rung <= step)
-        if self.shared.report(self.trial, step, value) == CONTINUE:
+        if decision == CONTINUE:
             return False
-        halving = self.shared.last
         rung = halving.pruned.get(self.trial, step)
         self.pruned_at = {"step": step, "value": value, "rung": rung, "peers": len(halving.scores.get(rung, {}))}
         import json
@@ -262,6 +290,19 @@ class TrialPruner:
             f"pruned at step {p.get('step')}: {what} {value} not in the best 1/{self.reduction_factor} "
             f"of the {p.get('peers')} trials at this rung (step {p.get('rung')})"
         )
+
+
+def report_together(reports: list[tuple[TrialPruner, int, float | None]]) -> list[bool]:
+    """``TrialPruner.report`` for trials of one sweep evaluated at once (a stack's rows, which reach
+    each rung at the same step): judged together (``SuccessiveHalving.report_together``), so the
+    order of the rows decides nothing. True where a trial is to stop."""
+    judged = [(pruner, step, value) for pruner, step, value in reports if pruner.reaches_a_rung(step)]
+    if judged:
+        shared = judged[0][0].shared  # the sweep's one rung file
+        decisions = shared.report_together([(pruner.trial, step, value) for pruner, step, value in judged])
+        for (pruner, step, value), decision in zip(judged, decisions):
+            pruner._decided(step, value, decision, shared.last)
+    return [pruner.pruned_at is not None for pruner, _, _ in reports]
 
 
 def trial_pruner(environ, max_steps: int, eval_every: int = 1) -> TrialPruner | None:

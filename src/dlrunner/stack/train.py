@@ -49,7 +49,7 @@ from dlrunner.train.setup import (
     sweep_pruner,
 )
 from dlrunner.train.signals import STOP, Interrupted
-from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record
+from dlrunner.train.trial import EVALUATED_SPLITS, FitResult, FitSettings, TrialTracker, metrics_record, prune_together
 
 
 class NotStackable(Exception):
@@ -381,6 +381,7 @@ class StackFit:
             if name in data.splits
         }
         penalties = l2_penalties(stacked, [t.l2 for t in self.rows], self.trials[0].settings.batch_size)
+        judged_together = []  # the rows reach the sweep's rungs at once: pruned or kept together
         for row in due:
             trial = self.rows[row]
             own = step - trial.joined
@@ -391,9 +392,13 @@ class StackFit:
             trial.losses = []
             trial.files.append_metrics(record)
             trial.records.append(record)
-            tracker = trial.tracker
-            if tracker.observe(record):
+            if trial.tracker.observe(record, judged_together):
                 trial.best_row = stacked.flat[row].detach().clone()
+        if judged_together:
+            prune_together(judged_together)
+        for row in due:
+            trial = self.rows[row]
+            own, tracker = step - trial.joined, trial.tracker
             if tracker.finished or own == tracker.settings.total_steps:
                 trial.stopped_at = (own, trial.epoch)
             elif tracker.checkpoint_due():

@@ -114,8 +114,10 @@ class TrialTracker:
             self.best_dev_error, self.best_step = resume["best_dev_error"], resume["best_step"]
             self.evals_since_best, self.evals_done = resume["evals_since_best"], resume["evals_done"]
 
-    def observe(self, record: dict) -> bool:
-        """Take one evaluation's record; True when it is the best dev error so far (keep these weights)."""
+    def observe(self, record: dict, judged_together: list | None = None) -> bool:
+        """Take one evaluation's record; True when it is the best dev error so far (keep these weights).
+        With ``judged_together`` (a stack's rows), a report to the sweep's pruner is appended there
+        instead, for ``prune_together`` to judge with the other rows'."""
         self.evals_done += 1
         self.last_record = record
         if diverged := divergence(record):
@@ -129,10 +131,16 @@ class TrialTracker:
         if patience := patience_ran_out(self.settings, self.evals_since_best, self.best_step):
             self.stopped_early, self.message = True, patience
         pruner = self.settings.pruner
-        if pruner is not None and not self.stopped_early and pruner.report(record["step"], record["dev"]["error"]):
-            # stopped where it stands: its last metrics are its result, never chosen as best
-            self.status, self.message = "pruned", pruner.explain("dev error")
+        if pruner is not None and not self.stopped_early:
+            if judged_together is not None:
+                judged_together.append((self, record["step"], record["dev"]["error"]))
+            elif pruner.report(record["step"], record["dev"]["error"]):
+                self.prune()
         return improved
+
+    def prune(self) -> None:
+        """Stopped where it stands by the sweep's pruner: its last metrics are its result, never chosen as best."""
+        self.status, self.message = "pruned", self.settings.pruner.explain("dev error")
 
     @property
     def finished(self) -> bool:
@@ -177,3 +185,14 @@ class TrialTracker:
         if self.status not in ("completed", "pruned") or self.stopped_early or last is None or last["step"] != step:
             return None
         return {name: last[name] for name in EVALUATED_SPLITS if name in last}
+
+
+def prune_together(reports: list[tuple[TrialTracker, int, float]]) -> None:
+    """The pruning reports that ``TrialTracker.observe`` set aside for trials evaluated at once,
+    judged together (``search.pruning.report_together``): the rows' order decides nothing."""
+    from dlrunner.search.pruning import report_together
+
+    decisions = report_together([(tracker.settings.pruner, step, value) for tracker, step, value in reports])
+    for (tracker, _, _), pruned in zip(reports, decisions):
+        if pruned:
+            tracker.prune()
