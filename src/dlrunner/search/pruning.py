@@ -5,7 +5,8 @@ A trial reports its objective as it trains (e.g. the dev error at each evaluatio
 ``reduction_factor``). The first report at or past a rung is the trial's score *at that rung*;
 the trial goes on only if that score is among the best 1/eta of all scores recorded at the rung
 so far (itself included), otherwise it is pruned. Until ``min_peers`` scores are at a rung, every
-trial goes on (there is nothing yet to compare with).
+trial goes on (there is nothing yet to compare with). Reports that arrive together (a stack's
+trials, evaluated at the same step) are all recorded at the rung before any of them is judged.
 
 A pruned trial's score is comparable only with other scores at its rung: it was stopped because
 it ranked in the bottom (1 - 1/eta) there, so a search never picks it as best and ranks it below
@@ -258,12 +259,9 @@ class TrialPruner:
 
     def reaches_a_rung(self, step: int) -> bool:
         """Whether a report after ``step`` steps is judged: the first at or past a rung not yet reported."""
-        return (
-            self.pruned_at is None
-            and step < self.max_steps
-            and self.reported < len(self.rungs)
-            and (step >= self.rungs[self.reported])
-        )
+        if self.pruned_at is not None or step >= self.max_steps or self.reported >= len(self.rungs):
+            return False
+        return step >= self.rungs[self.reported]
 
     def _decided(self, step: int, value, decision: str, halving: SuccessiveHalving) -> bool:
         self.reported = sum(1 for rung in self.rungs if rung <= step)
