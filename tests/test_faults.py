@@ -271,6 +271,24 @@ def test_a_sigterm_between_two_trials_ends_the_sweep_with_the_command_that_resum
     assert sorted(r["number"] for r in sweep_ledger(tmp_path / "s")) == list(range(12))
 
 
+def test_a_sigterm_as_the_sweep_folder_appears_ends_the_sweep_with_the_command_that_resumes_it(tmp_path):
+    # The sweep writes its settings (sweep.json) and prepares its first round before any trial runs;
+    # a SIGTERM there used to end it silently, leaving a folder behind.
+    args = ("sweep", "sweep=lr", "data=moons", "trainer=quick", "hydra.sweeper.budget=4", "hydra.sweep.dir=s")
+    process = start_dlrun(*args, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "s" / "sweep.json").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    out, err = output(process)
+    assert process.returncode == 143, err[-2000:]
+    assert "Interrupted. Resume the sweep with: dlrun sweep " in out and "Traceback" not in err
+    rerun = run_dlrun(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted(r["number"] for r in sweep_ledger(tmp_path / "s")) == list(range(4))
+
+
 def test_a_signal_that_comes_while_a_trial_writes_its_result_stops_the_sweep_after_that_trial():
     import os
 

@@ -65,3 +65,23 @@ def test_a_stop_that_a_library_caught_ends_the_sweep_after_the_launch():
         with pytest.raises(SystemExit) as stopped:
             sweep_stop.raise_if_stopped()
         assert stopped.value.code == 143
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_after_the_last_step_but_before_the_result_stops_the_sweep_after_that_trial(signum, code):
+    from dlrunner.train.signals import STOP
+
+    with SweepStop():
+        stop = STOP.install()  # a trial (or a stack) trains in the sweep's process ...
+        os.kill(os.getpid(), signum)  # ... its last rows leave, writing their results: no step is left to stop
+        time.sleep(0.05)
+        stop.finish(False)  # a completed run: not stopped by the signal
+        with pytest.raises((SystemExit, KeyboardInterrupt)) as stopped:
+            stop.restore()  # the sweep stops before its next trial instead of forgetting the signal
+        assert getattr(stopped.value, "code", 130) == code
+    # a run of its own (dlrun train) completes as it would have: the signal came too late to stop it
+    stop = STOP.install()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)
+    stop.finish(False)
+    stop.restore()

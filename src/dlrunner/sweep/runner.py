@@ -108,19 +108,18 @@ class SweepRunner:
             return None
         self.template = template
         self.launcher_overrides = self._thread_limit(template)
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        done = {r["number"]: r for r in read_ledger(self.ledger_path)}
-        self.changed = self._changed_settings(bool(done))
-        self._check_same_pruning()
-        search = self._search_for(space, resuming=bool(done))
-        OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
-        self._write_space(space)
-        self._opening = self._opening_line(done)  # said once the first round's trials match the ledger
-
         from dlrunner.workers import SweepStop, stop_code
 
         try:
-            with SweepStop() as self._sweep_stop:
+            with SweepStop() as self._sweep_stop:  # from the first file it writes, a stopped sweep says how to go on
+                self.sweep_dir.mkdir(parents=True, exist_ok=True)
+                done = {r["number"]: r for r in read_ledger(self.ledger_path)}
+                self.changed = self._changed_settings(bool(done))
+                self._check_same_pruning()
+                search = self._search_for(space, resuming=bool(done))
+                OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
+                self._write_space(space)
+                self._opening = self._opening_line(done)  # said once the first round's trials match the ledger
                 self._search(search, done)
         except BaseException as error:  # KeyboardInterrupt also when asked twice while workers trained
             code = stop_code(error)
@@ -369,15 +368,12 @@ class SweepRunner:
 
     def _write_space(self, space: dict) -> None:
         """space.json: each parameter's distribution, for the sweep report."""
-        (self.sweep_dir / "space.json").write_text(
-            json.dumps(
-                {
-                    name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
-                    for name, p in space.items()
-                },
-                indent=2,
-                default=str,
-            )
+        _write_json(
+            self.sweep_dir / "space.json",
+            {
+                name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
+                for name, p in space.items()
+            },
         )
 
     def _new_search(self, space: dict, budget: int) -> CoarseToFine:
@@ -406,7 +402,7 @@ class SweepRunner:
         now = json.loads(json.dumps(OmegaConf.to_container(OmegaConf.create(now)), default=str))
         before = json.loads(path.read_text()) if path.is_file() else None
         if not resuming or before is None:
-            path.write_text(json.dumps(now, indent=2))
+            _write_json(path, now)
             return []
         before = {**ADDED_SETTINGS, **before}
         return [
@@ -617,12 +613,16 @@ class SweepRunner:
             )
 
     def _write_regions(self, search) -> None:
-        path = self.sweep_dir / "regions.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps([{"round": i + 1, "region": r} for i, r in enumerate(search.regions)], indent=2, default=str)
+        _write_json(
+            self.sweep_dir / "regions.json", [{"round": i + 1, "region": r} for i, r in enumerate(search.regions)]
         )
-        os.replace(tmp, path)
+
+
+def _write_json(path: Path, data) -> None:
+    """Whole or not at all: a sweep stopped by a signal while it writes leaves the old file or none."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def _without_legacy(overrides: list[str], now: list[str]) -> list[str]:

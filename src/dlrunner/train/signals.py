@@ -60,11 +60,14 @@ class StopSignals:
         return self
 
     def finish(self, interrupted: bool) -> None:
-        """Training is over: from now on signals are ignored. A signal that came after the last step
-        did not stop the run, so it is forgotten (a completed SLURM job is not requeued)."""
+        """Training is over: from now on signals do not stop it. A signal that came after the last
+        step did not stop the run, so the run does not count as stopped by it (a completed SLURM
+        job is not requeued); it is kept as a late signal, which a sweep training its trials in
+        this process still gets (``restore``): it came while a stack's last trials wrote their
+        results, say, and the user asked the sweep to stop."""
         self.finishing = True
-        if not interrupted:
-            self.received = None
+        if not interrupted and self.received is not None:
+            self.late, self.received = self.received, None
 
     def restore(self) -> None:
         """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's
