@@ -381,12 +381,40 @@ def test_nothing_to_search_runs_the_one_job(tmp_path):
     assert read_summary(tmp_path / "s" / "0")["status"] == "completed"
 
 
-def test_misspelt_objective_stops_at_the_first_trial_with_the_valid_paths(tmp_path):
+@pytest.mark.parametrize("launcher", [(), ("hydra/launcher=stacked",)], ids=["basic", "stacked"])
+def test_misspelt_objective_stops_at_the_first_trial_with_the_valid_paths(tmp_path, launcher):
     result = dlrun_in_process(
-        "sweep", *SMALL, "hydra.sweeper.objective=metrics.dev.eror", "hydra.sweep.dir=s", cwd=tmp_path
+        "sweep", *SMALL, *launcher, "hydra.sweeper.objective=metrics.dev.eror", "hydra.sweep.dir=s", cwd=tmp_path
     )
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     assert "hydra.sweeper.objective='metrics.dev.eror'" in result.stderr and "metrics.dev.error" in result.stderr
+    # one message, the same with every launcher (a stack reported its other trials as failed, exit 1)
+    assert "failed" not in result.stdout + result.stderr and "SweepFailed" not in result.stderr
+
+
+def test_an_objective_swept_the_wrong_way_for_its_metric_gets_a_note(tmp_path):
+    accuracy = ("hydra.sweeper.objective=metrics.dev.accuracy", "hydra.sweeper.budget=2")
+    result = dlrun_in_process("sweep", *SMALL, *accuracy, "hydra.sweep.dir=a", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    note = (
+        "note: higher is better for hydra.sweeper.objective=metrics.dev.accuracy, but "
+        "hydra.sweeper.direction=minimize picks the trial with the lowest as best; add hydra.sweeper.direction=maximize"
+    )
+    assert note in result.stdout
+    right = dlrun_in_process(
+        "sweep", *SMALL, *accuracy, "hydra.sweeper.direction=maximize", "hydra.sweep.dir=b", cwd=tmp_path
+    )
+    assert right.returncode == 0 and "note: " not in right.stdout
+    loss = dlrun_in_process(
+        "sweep",
+        *SMALL,
+        "hydra.sweeper.objective=metrics.dev.loss",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.budget=2",
+        "hydra.sweep.dir=c",
+        cwd=tmp_path,
+    )
+    assert "note: lower is better for hydra.sweeper.objective=metrics.dev.loss" in loss.stdout
 
 
 def test_a_single_run_with_a_sweep_space_selected_is_not_a_trial(tmp_path):

@@ -187,7 +187,7 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         )
     else:
         print(f"Training trials {_ranges(numbers)} as one stack of {len(group)}", flush=True)
-    finished = set()
+    finished, sweep_errors = set(), []
 
     def on_finish(k: int, summary: dict) -> None:  # each trial's line and return as it finishes
         i, number, error = group[k], numbers[k], summary["metrics"]["dev"]["error"]
@@ -203,7 +203,11 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         if summary["status"] == "interrupted":  # not final: the resumed sweep continues it
             return
         if launcher.on_return is not None:
-            launcher.on_return(i, returns[i])
+            try:
+                launcher.on_return(i, returns[i])
+            except Exception as error:  # the sweep's own (a misspelt objective path): not the stack's trials'
+                sweep_errors.append(error)
+                raise
 
     try:
         summaries = train_stacked(
@@ -221,6 +225,8 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
             returns[i] = _run_job(launcher, configs[i], launcher.task_function)
         return
     except Exception as error:  # the stack crashed: every trial still in it failed, the sweep goes on
+        if sweep_errors:  # the sweep stops, as it does for this error with any launcher
+            raise sweep_errors[0] from None
         failed = [i for i in group if i not in finished]
         for i in failed:
             returns[i].return_value, returns[i].status = error, JobStatus.FAILED

@@ -67,6 +67,8 @@ class SweepRunner:
         check_settings(self.settings, self.sweeper.config.hydra.launcher)
         if s.get("pruner", "none") == "none" and dict(s.get("pruning") or {}) != ADDED_SETTINGS["pruning"]:
             print("note: hydra.sweeper.pruning applies with hydra.sweeper.pruner=halving only: ignored", flush=True)
+        if self.dlrun and (note := self._direction_note()):
+            print(f"note: {note}", flush=True)
         if not space and s.get("export_wandb"):
             raise ConfigError(
                 Problem("hydra.sweeper.params", {}, "no parameter to export: pick a sweep (dlrun ls sweep) or give one")
@@ -410,6 +412,22 @@ class SweepRunner:
             for key in sorted(set(before) | set(now))
             if before.get(key) != now.get(key)
         ]
+
+    def _direction_note(self) -> str | None:
+        """dlrun's metrics say which way is better: minimizing an accuracy (the default direction)
+        would pick the worst trial as best."""
+        from dlrunner.diagnostics.decide import OPTIMIZING
+
+        objective, direction = str(self.settings["objective"]), self.settings["direction"]
+        higher_is_better = {**OPTIMIZING, "loss": False}.get(objective.rsplit(".", 1)[-1])
+        if higher_is_better is None or higher_is_better == (direction == "maximize"):
+            return None
+        better, worst = ("higher", "lowest") if higher_is_better else ("lower", "highest")
+        return (
+            f"{better} is better for hydra.sweeper.objective={objective}, but hydra.sweeper.direction={direction} "
+            f"picks the trial with the {worst} as best; add hydra.sweeper.direction="
+            f"{'maximize' if higher_is_better else 'minimize'}"
+        )
 
     def _check_same_pruning(self) -> None:
         """Pruning decisions replay the sweep's rung file: other pruning settings would judge the
