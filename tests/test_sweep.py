@@ -246,11 +246,11 @@ LATE_FIRST_RUNG = "hydra.sweeper.pruning.min_steps=299"
         (["sweep=lr", "hydra.sweeper.pruner=halving", "hydra.sweeper.pruning.min_steps=300"], "trainer.steps=300"),
         (  # the default first rung is a whole number of evaluations: one at the end leaves no rung
             ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=300"],
-            "trainer.eval_every=300: with pruning, evaluations before trainer.steps=300",
+            "trainer.eval_every=300: no evaluation before the last step (trainer.steps=300), and pruning judges",
         ),
         (  # nor can a first rung set before the last step when no evaluation comes between
             ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=300", "hydra.sweeper.pruning.min_steps=5"],
-            "trainer.eval_every=300: with pruning, evaluations before trainer.steps=300",
+            "trainer.eval_every=300: no evaluation before the last step (trainer.steps=300), and pruning judges",
         ),
         (  # the limit named is the last evaluation before the last step, under the key that is too late
             ["sweep=lr", "hydra.sweeper.pruner=halving", "trainer.eval_every=250", LATE_FIRST_RUNG],

@@ -579,8 +579,8 @@ class SweepRunner:
                 Problem(
                     "trainer.eval_every",
                     every,
-                    f"with pruning, evaluations before trainer.steps={steps}: a trial is judged at an "
-                    f"evaluation before its last step: at most {steps - 1}",
+                    f"no evaluation before the last step (trainer.steps={steps}), and pruning judges a trial "
+                    f"at an evaluation before its last step: at most {steps - 1}",
                 )
             )
         factor = (self.settings.get("pruning") or {}).get("reduction_factor", 3)
