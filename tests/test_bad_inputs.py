@@ -81,6 +81,13 @@ CASES = [
     ),
     case("unknown-schedule", "schedule=cosin", key="schedule", value="cosin", valid="did you mean 'cosine'?"),
     case("unknown-group", "modle=mlp", key="modle", value="modle", valid="did you mean 'model'?"),
+    case(
+        "sweep-setting-in-train",
+        "hydra.sweeper.pruner=halving",
+        key="hydra.sweeper.pruner",
+        value="no such setting",
+        valid="sweeper settings apply to dlrun sweep",
+    ),
     case("misspelt-key", "optimizer.lrr=0.1", key="optimizer.lrr", value="lrr", valid="did you mean 'lr'?"),
     case("misspelt-trainer-key", "trainer.stepz=10", key="trainer.stepz", value="stepz", valid="did you mean 'steps'?"),
     case(
