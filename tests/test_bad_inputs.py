@@ -86,7 +86,7 @@ CASES = [
         "hydra.sweeper.pruner=halving",
         key="hydra.sweeper.pruner",
         value="no such setting",
-        valid="sweeper settings apply to dlrun sweep",
+        valid="Those apply to dlrun sweep, not dlrun train",
     ),
     case("misspelt-key", "optimizer.lrr=0.1", key="optimizer.lrr", value="lrr", valid="did you mean 'lr'?"),
     case("misspelt-trainer-key", "trainer.stepz=10", key="trainer.stepz", value="stepz", valid="did you mean 'steps'?"),

@@ -284,6 +284,7 @@ def test_a_sigterm_as_the_sweep_folder_appears_ends_the_sweep_with_the_command_t
     out, err = output(process)
     assert process.returncode == 143, err[-2000:]
     assert "Interrupted. Resume the sweep with: dlrun sweep " in out and "Traceback" not in err
+    assert not list((tmp_path / "s").glob("*/summary.json"))  # it came before any trial had finished
     rerun = run_dlrun(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert sorted(r["number"] for r in sweep_ledger(tmp_path / "s")) == list(range(4))

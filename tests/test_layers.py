@@ -108,6 +108,7 @@ LAYERS = [
         "dlrunner.declarations",
         "dlrunner.console",
         "dlrunner.workers",
+        "dlrunner.files",
     },
     {"dlrunner.models"},
     {"dlrunner.runtime", "dlrunner.config"},

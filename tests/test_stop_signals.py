@@ -56,6 +56,21 @@ def test_a_stop_that_omegaconf_hides_behind_its_own_error_is_still_a_stop():
     assert stop_code(ValueError("a plain error")) is None and stop_code(SystemExit(2)) is None
 
 
+def test_an_error_met_while_a_stop_was_handled_is_not_taken_for_the_stop():
+    # A disk full while the interrupted run saved its checkpoint is an error to report, not a stop.
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError(28, "No space left on device") from None
+    except OSError as error:
+        assert error.__context__ is not None and stop_code(error) is None
+    # A trial's own stop by SIGTERM (train.signals.Interrupted) keeps its code.
+    from dlrunner.train.signals import Interrupted
+
+    assert stop_code(Interrupted(signal.SIGTERM)) == 143 and stop_code(KeyboardInterrupt()) == 130
+
+
 def test_a_stop_that_a_library_caught_ends_the_sweep_after_the_launch():
     with SweepStop() as sweep_stop:
         try:  # Hydra's job runner records an Exception as a failed job: the stop is gone from the stack

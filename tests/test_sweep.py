@@ -390,6 +390,11 @@ def test_misspelt_objective_stops_at_the_first_trial_with_the_valid_paths(tmp_pa
     assert "hydra.sweeper.objective='metrics.dev.eror'" in result.stderr and "metrics.dev.error" in result.stderr
     # one message, the same with every launcher (a stack reported its other trials as failed, exit 1)
     assert "failed" not in result.stdout + result.stderr and "SweepFailed" not in result.stderr
+    # What trained stands (a stack finishes its trials first): the corrected sweep takes it up.
+    finished = [read_summary(folder)["status"] for folder in (tmp_path / "s").iterdir() if folder.name.isdigit()]
+    assert finished and set(finished) == {"completed"}
+    corrected = dlrun_in_process("sweep", *SMALL, *launcher, "hydra.sweep.dir=s", cwd=tmp_path)
+    assert corrected.returncode == 0, corrected.stderr
 
 
 def test_an_objective_swept_the_wrong_way_for_its_metric_gets_a_note(tmp_path):

@@ -68,22 +68,48 @@ class SweepStop(StopHandlers):
             raise SystemExit(128 + self.received)
 
 
+# The libraries whose own errors can take a stop signal's place (``stop_code``).
+HIDING_LIBRARIES = ("omegaconf", "hydra", "yaml")
+
+
 def stop_code(error: BaseException) -> int | None:
-    """130 (Ctrl-C) or 143 (SIGTERM) where ``error`` is or hides a stop; None otherwise. A signal's
-    exception raised inside a library can be replaced by the error its cleanup then meets: OmegaConf,
-    interrupted while it builds a node, restores flags across the half-built node in a ``finally``,
-    fails there, and reports a config error (seen as a sweep that ended with "invalid config")."""
-    seen, chain = set(), [error]
+    """130 (Ctrl-C) or 143 (SIGTERM) where ``error`` is a stop, or an error of the libraries that
+    compose configs which hides one; None otherwise. A signal's exception raised inside OmegaConf
+    can be replaced by the error its cleanup then meets: interrupted while it builds a node, it
+    restores flags across the half-built node in a ``finally``, fails there, and reports a config
+    error (seen as a sweep that ended with "invalid config"). Other errors are real even when they
+    came while a stop was handled (a disk full while the interrupted run saved its checkpoint)."""
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return _code_of(error)
+    if not _from_library(error):
+        return None
+    seen, chain = set(), [error.__cause__, error.__context__]
     while chain:
         error = chain.pop()
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
-        if isinstance(error, KeyboardInterrupt):
-            return 130
-        if isinstance(error, SystemExit) and error.code in (130, 143):
-            return error.code
+        if (code := _code_of(error)) is not None:
+            return code
         chain += [error.__cause__, error.__context__]
+    return None
+
+
+def _from_library(error: BaseException) -> bool:
+    """Whether ``error`` is one of those libraries' errors, or was raised in their code."""
+    if type(error).__module__.split(".")[0] in HIDING_LIBRARIES:
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and str(frame.tb_frame.f_globals.get("__name__", "")).split(".")[0] in HIDING_LIBRARIES
+
+
+def _code_of(error: BaseException) -> int | None:
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or a trial's stop by signal (``train.signals.Interrupted``)
+        return 128 + getattr(error, "signum", signal.SIGINT)
+    if isinstance(error, SystemExit) and error.code in (130, 143):
+        return error.code
     return None
 
 

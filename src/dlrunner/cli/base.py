@@ -295,6 +295,10 @@ def train_task(cfg) -> dict:
         where = f" (job: {overrides})" if hydra_cfg.mode.name == "MULTIRUN" else ""
         bad_config(err, where)
     except Exception as err:
+        from dlrunner.workers import stop_code
+
+        if (code := stop_code(err)) is not None:  # a stop signal behind a library's error: not a failed trial
+            raise SystemExit(code) from None
         # A crash before training started (out of memory building the model, ...) also leaves a
         # summary that says so; train() wrote one already for a crash during training.
         from dlrunner.train.outputs import RunFiles, failure

@@ -35,7 +35,7 @@ def learning_curve(
 
     from dlrunner.console import make_console
     from dlrunner.diagnostics import learning_curve as curves
-    from dlrunner.train.outputs import write_json_atomic
+    from dlrunner.files import write_json_atomic
 
     args = take_config_dir(list(ctx.args))
     shares = guarded(lambda: curves.parse_fractions(fractions))
@@ -175,7 +175,7 @@ def analyze(
     """
     from dlrunner.console import make_console
     from dlrunner.diagnostics import analyze as error_analysis
-    from dlrunner.train.outputs import write_json_atomic
+    from dlrunner.files import write_json_atomic
 
     console = make_console()
     analysis = guarded(lambda: error_analysis.error_analysis(run, limit), what="cannot analyse")
@@ -231,7 +231,7 @@ def compare(
     result = guarded(lambda: compare_runs(runs, metric, satisfy, maximize), what="cannot compare")
     print_comparison(result, make_console())
     if json_out is not None:
-        from dlrunner.train.outputs import write_json_atomic
+        from dlrunner.files import write_json_atomic
 
         write_json_atomic(result, json_out)
 
@@ -242,7 +242,7 @@ def _save_diagnostic(cfg, name: str, result: dict, console) -> Path:
 
     from omegaconf import OmegaConf
 
-    from dlrunner.train.outputs import write_json_atomic
+    from dlrunner.files import write_json_atomic
 
     out_dir = Path("outputs") / time.strftime(f"%Y-%m-%d/%H-%M-%S-{name}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,7 @@ def explain(err: BaseException) -> str:
                 or (" (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)")
             )
         if full_key.startswith("hydra.sweeper.") and object_type.__name__ == "BasicSweeperConf":
-            hint = hint or " (dlrunner's sweeper settings apply to dlrun sweep, not dlrun train)"
+            hint = hint or " (a setting of dlrunner's sweeper? Those apply to dlrun sweep, not dlrun train)"
         return f"{full_key}: no such setting in {where}{hint}\nValid keys: {', '.join(valid)}"
     wrong_type = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", str(cause)) or re.search(
         r"Value '(.*)' is not a valid (bool)", str(cause)

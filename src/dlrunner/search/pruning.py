@@ -140,7 +140,7 @@ class SuccessiveHalving:
             return math.isfinite(at_rung[str(trial)])
         keep = max(1, len(at_rung) // self.reduction_factor)
         mine = at_rung[str(trial)]
-        # Ties go to the trial that got there first (a stable order, the same on every replay).
+        # Only strictly better scores count against a trial: trials tied at the cut all go on.
         better = sum(1 for other, loss in at_rung.items() if loss < mine and other != str(trial))
         return math.isfinite(mine) and better < keep
 
@@ -251,11 +251,7 @@ class TrialPruner:
 
     def report(self, step: int, value: float | None) -> bool:
         """The objective after ``step`` steps; True when the trial is to stop (pruned)."""
-        if self.pruned_at is not None:
-            return True
-        if not self.reaches_a_rung(step):
-            return False
-        return self._decided(step, value, self.shared.report(self.trial, step, value), self.shared.last)
+        return report_together([(self, step, value)])[0]
 
     def reaches_a_rung(self, step: int) -> bool:
         """Whether a report after ``step`` steps is judged: the first at or past a rung not yet reported."""
@@ -292,8 +288,9 @@ class TrialPruner:
 
 def report_together(reports: list[tuple[TrialPruner, int, float | None]]) -> list[bool]:
     """``TrialPruner.report`` for trials of one sweep evaluated at once (a stack's rows, which reach
-    each rung at the same step): judged together (``SuccessiveHalving.report_together``), so the
-    order of the rows decides nothing. True where a trial is to stop."""
+    a rung at the same step, unless they joined the stack later): judged together
+    (``SuccessiveHalving.report_together``), so the order of the rows decides nothing. True where a
+    trial is to stop."""
     judged = [(pruner, step, value) for pruner, step, value in reports if pruner.reaches_a_rung(step)]
     if judged:
         shared = judged[0][0].shared  # the sweep's one rung file

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from dlrunner.config.validate import validate
 from dlrunner.stack.group import stack_key, stack_problem
+from dlrunner.workers import stop_code
 
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list:
@@ -202,12 +203,11 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
             print(f"    {summary['message']}", flush=True)
         if summary["status"] == "interrupted":  # not final: the resumed sweep continues it
             return
-        if launcher.on_return is not None:
+        if launcher.on_return is not None and not sweep_errors:
             try:
                 launcher.on_return(i, returns[i])
-            except Exception as error:  # the sweep's own (a misspelt objective path): not the stack's trials'
-                sweep_errors.append(error)
-                raise
+            except Exception as error:  # the sweep's own (a misspelt objective path), raised when the stack is done:
+                sweep_errors.append(error)  # its trials' results stand, for the corrected sweep to take up
 
     try:
         summaries = train_stacked(
@@ -233,6 +233,8 @@ def _train_group(launcher, configs, group: list[int], prepared: dict, returns: l
         failed_numbers = [configs[i].hydra.job.num for i in failed]
         print(f"  trials {_ranges(failed_numbers)} failed: {type(error).__name__}: {error}", flush=True)
         return
+    if sweep_errors:
+        raise sweep_errors[0]
     interrupted = [s for s in summaries if s["status"] == "interrupted"]
     if interrupted:  # the trials that never joined the stack have no files: the resumed sweep runs them
         from dlrunner.train.signals import exit_code
@@ -245,10 +247,15 @@ def _prepare(prepared: dict, i: int):
     and its environment variables (its place in the sweep, the sweep's pruner)."""
 
     def task(cfg):
-        validate(cfg)
-        cfg.trainer.progress = "none"
-        hydra_cfg = HydraConfig.get()
-        environment = {str(k): str(v) for k, v in (hydra_cfg.job.env_set or {}).items()}
+        try:
+            validate(cfg)
+            cfg.trainer.progress = "none"
+            hydra_cfg = HydraConfig.get()
+            environment = {str(k): str(v) for k, v in (hydra_cfg.job.env_set or {}).items()}
+        except Exception as err:
+            if (code := stop_code(err)) is not None:  # a stop signal behind a library's error: the sweep stops
+                raise SystemExit(code) from None
+            raise
         prepared[i] = (cfg, Path(hydra_cfg.runtime.output_dir), environment)
 
     return task

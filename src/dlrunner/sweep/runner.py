@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
+from dlrunner.files import write_json_atomic, write_text_atomic
 from dlrunner.loggers.wandb_logger import SWEEP_ENV
 from dlrunner.search import CoarseToFine
 from dlrunner.search.constraints import check_constraints, lookup
@@ -119,7 +120,7 @@ class SweepRunner:
                 self.changed = self._changed_settings(bool(done))
                 self._check_same_pruning()
                 search = self._search_for(space, resuming=bool(done))
-                OmegaConf.save(self.sweeper.config, self.sweep_dir / "multirun.yaml")
+                write_text_atomic(OmegaConf.to_yaml(self.sweeper.config), self.sweep_dir / "multirun.yaml")
                 self._write_space(space)
                 self._opening = self._opening_line(done)  # said once the first round's trials match the ledger
                 self._search(search, done)
@@ -370,12 +371,12 @@ class SweepRunner:
 
     def _write_space(self, space: dict) -> None:
         """space.json: each parameter's distribution, for the sweep report."""
-        _write_json(
-            self.sweep_dir / "space.json",
+        write_json_atomic(
             {
                 name: {"kind": p.kind, **({"values": p.values} if p.kind == "choice" else {"lo": p.lo, "hi": p.hi})}
                 for name, p in space.items()
             },
+            self.sweep_dir / "space.json",
         )
 
     def _new_search(self, space: dict, budget: int) -> CoarseToFine:
@@ -404,7 +405,7 @@ class SweepRunner:
         now = json.loads(json.dumps(OmegaConf.to_container(OmegaConf.create(now)), default=str))
         before = json.loads(path.read_text()) if path.is_file() else None
         if not resuming or before is None:
-            _write_json(path, now)
+            write_json_atomic(now, path)
             return []
         before = {**ADDED_SETTINGS, **before}
         return [
@@ -631,16 +632,9 @@ class SweepRunner:
             )
 
     def _write_regions(self, search) -> None:
-        _write_json(
-            self.sweep_dir / "regions.json", [{"round": i + 1, "region": r} for i, r in enumerate(search.regions)]
+        write_json_atomic(
+            [{"round": i + 1, "region": r} for i, r in enumerate(search.regions)], self.sweep_dir / "regions.json"
         )
-
-
-def _write_json(path: Path, data) -> None:
-    """Whole or not at all: a sweep stopped by a signal while it writes leaves the old file or none."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _without_legacy(overrides: list[str], now: list[str]) -> list[str]:

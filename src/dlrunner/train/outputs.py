@@ -12,19 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dlrunner.files import write_json_atomic
 from dlrunner.train.checkpoint import save_atomic
 
 SUMMARY_VERSION = 1
-
-
-def write_json_atomic(data: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        # one write: json.dump writes token by token (~2x slower)
-        handle.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def failure(err: BaseException) -> dict:
@@ -75,12 +66,6 @@ def checkpoint_attachments(data, config: dict) -> dict:
     names = getattr(data, "class_names", None)
     attachments["class_names"] = list(names) if names else None
     return attachments
-
-
-def _jsonable(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 class RunFiles:

@@ -14,7 +14,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrunner.diagnostics import diagnose
-from dlrunner.train.outputs import SUMMARY_VERSION, write_json_atomic
+from dlrunner.files import write_json_atomic
+from dlrunner.train.outputs import SUMMARY_VERSION
 
 
 def seeds_of(trainer) -> list[int]:
