@@ -95,6 +95,13 @@ def stop_code(error: BaseException) -> int | None:
     return None
 
 
+def exit_if_stop(error: BaseException) -> None:
+    """End as the stop (``SystemExit`` 130 or 143, which passes through Hydra's job runner) where
+    ``error`` is or hides one (``stop_code``); otherwise return, for the caller to handle ``error``."""
+    if (code := stop_code(error)) is not None:
+        raise SystemExit(code) from None
+
+
 def _from_library(error: BaseException) -> bool:
     """Whether ``error`` is one of those libraries' errors, or was raised in their code."""
     if type(error).__module__.split(".")[0] in HIDING_LIBRARIES:

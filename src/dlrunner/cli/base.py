@@ -295,10 +295,9 @@ def train_task(cfg) -> dict:
         where = f" (job: {overrides})" if hydra_cfg.mode.name == "MULTIRUN" else ""
         bad_config(err, where)
     except Exception as err:
-        from dlrunner.workers import stop_code
+        from dlrunner.workers import exit_if_stop
 
-        if (code := stop_code(err)) is not None:  # a stop signal behind a library's error: not a failed trial
-            raise SystemExit(code) from None
+        exit_if_stop(err)  # a stop signal behind a library's error: not a failed trial
         # A crash before training started (out of memory building the model, ...) also leaves a
         # summary that says so; train() wrote one already for a crash during training.
         from dlrunner.train.outputs import RunFiles, failure
@@ -368,14 +367,12 @@ def remove_if_no_results(run_dir: Path) -> None:
 
 def guarded(action, what: str = "invalid config"):
     """Run ``action``; turn bad input into one clear message and exit code 2 (tracebacks with --debug)."""
-    from dlrunner.workers import stop_code
+    from dlrunner.workers import exit_if_stop
 
     try:
         return action()
     except Exception as err:
-        code = stop_code(err)
-        if code is not None:  # a stop signal hidden behind a library's error (dlrunner/workers.py)
-            raise SystemExit(code) from None
+        exit_if_stop(err)  # a stop signal hidden behind a library's error (dlrunner/workers.py)
         _report(err, what)
 
 

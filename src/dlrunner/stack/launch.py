@@ -28,7 +28,7 @@ from rich.console import Console
 
 from dlrunner.config.validate import validate
 from dlrunner.stack.group import stack_key, stack_problem
-from dlrunner.workers import stop_code
+from dlrunner.workers import exit_if_stop
 
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list:
@@ -253,8 +253,7 @@ def _prepare(prepared: dict, i: int):
             hydra_cfg = HydraConfig.get()
             environment = {str(k): str(v) for k, v in (hydra_cfg.job.env_set or {}).items()}
         except Exception as err:
-            if (code := stop_code(err)) is not None:  # a stop signal behind a library's error: the sweep stops
-                raise SystemExit(code) from None
+            exit_if_stop(err)  # a stop signal behind a library's error: the sweep stops
             raise
         prepared[i] = (cfg, Path(hydra_cfg.runtime.output_dir), environment)
 
