@@ -153,9 +153,28 @@ def test_the_stacked_linear_layers_gradients_are_the_numerical_ones(bias):
     x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 2, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 2, dtype=torch.float64, requires_grad=True) if bias else None
-    assert torch.autograd.gradcheck(StackedLinear.apply, (x, weight, b))
+    assert torch.autograd.gradcheck(StackedLinear.apply, (x, weight, b, None))
     expected = torch.einsum("kbi,koi->kbo", x, weight) + (b[:, None, :] if bias else 0)
-    assert torch.allclose(StackedLinear.apply(x, weight, b), expected)
+    assert torch.allclose(StackedLinear.apply(x, weight, b, None), expected)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_stacked_linear_layer_writes_the_gradients_autograd_would_give_into_its_targets(bias):
+    """With targets, dW and db go into them (the same tensors at every step) and autograd gets none:
+    the numbers of the fresh gradients to the bit, written over (not added to) at each backward pass."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 100, 40)
+    weight = torch.randn(4, 30, 40, requires_grad=True)
+    b = torch.randn(4, 30, requires_grad=True) if bias else None
+    StackedLinear.apply(x, weight, b, None).square().sum().backward()
+    into = (torch.full((4, 30, 40), 7.0), torch.full((4, 30), 7.0) if bias else None)
+    weight_again = weight.detach().requires_grad_()
+    b_again = None if b is None else b.detach().requires_grad_()
+    for _ in range(2):
+        StackedLinear.apply(x, weight_again, b_again, into).square().sum().backward()
+        assert torch.equal(into[0], weight.grad) and weight_again.grad is None
+        if bias:
+            assert torch.equal(into[1], b.grad) and b_again.grad is None
 
 
 @pytest.mark.parametrize("trials, batch, classes", [(16, 100, 10), (3, 7, 2), (5, 512, 10), (2, 4000, 10)])

@@ -55,15 +55,13 @@ def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int
     actual = y.long().cpu()
     wrong = (predicted != actual).nonzero().squeeze(1)
     order = wrong[confidence[wrong].argsort(descending=True)][:limit]
+    # the chosen rows' values as lists at once: indexing tensors an entry at a time costs ~1 ms per 100 rows
+    inputs = _raw(X[order.to(X.device)], mean, std)
     rows = [
-        {
-            "index": int(i),
-            "true": int(actual[i]),
-            "predicted": int(predicted[i]),
-            "confidence": float(confidence[i]),
-            "input": _raw(X[i], mean, std),
-        }
-        for i in order
+        {"index": i, "true": t, "predicted": p, "confidence": c, "input": x}
+        for i, t, p, c, x in zip(
+            order.tolist(), actual[order].tolist(), predicted[order].tolist(), confidence[order].tolist(), inputs
+        )
     ]
     n_classes = 2 if task == "binary" else int(max(int(actual.max()), int(predicted.max())) + 1)
     return {
@@ -75,9 +73,10 @@ def misclassified(model, X: torch.Tensor, y: torch.Tensor, task: str, limit: int
     }
 
 
-def _raw(x: torch.Tensor, mean, std) -> list[float]:
+def _raw(x: torch.Tensor, mean, std) -> list[list[float]]:
+    """Examples ``x`` (n, ...) as they were before normalisation, each as a list of up to 1024 values."""
     values = x.cpu()
     # per-feature statistics have the example's shape, per-channel ones (C, 1, ...): both broadcast
     if mean is not None:
         values = values * torch.as_tensor(std) + torch.as_tensor(mean)
-    return values.flatten()[:1024].tolist()
+    return (values.flatten(1) if values.dim() > 1 else values[:, None])[:, :1024].tolist()

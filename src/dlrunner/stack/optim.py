@@ -80,6 +80,7 @@ class StackedOptimizer:
         self.steps = [0] * flat.shape[0]  # per trial: a trial that joins a running stack starts at 0
         self.lr_values, self.minus_lr = None, None
         self.kernel_calls = None  # the kernel's arguments for each trial (_kernel_arguments)
+        self.gradients_of, self.views_of_gradients = [], []  # see _trial_gradients
         self.kernel = fused_adam_kernel(flat.device) if self.kind == "adam" else None
         if self.kernel is not None:
             self.sizes = sizes
@@ -174,11 +175,10 @@ class StackedOptimizer:
             self.kernel_calls = self._kernel_arguments()
         self.step_counts += 1
         moved = False
-        every_grads = zip(*(part.unbind(0) for part in gradients))  # each trial's parameters' gradients in turn
-        for calls, grads in zip(self.kernel_calls, every_grads):
-            for pick, tensors, settings in calls:
+        for calls, grads in zip(self.kernel_calls, self._trial_gradients(gradients)):
+            for (_, tensors, settings), trial_grads in zip(calls, grads):
                 try:
-                    self.kernel(tensors[0], [grads[i] for i in pick], *tensors[1:], **settings)
+                    self.kernel(tensors[0], trial_grads, *tensors[1:], **settings)
                 except (TypeError, RuntimeError) as error:
                     if moved:  # other tensors have moved already: no clean way to the written-out step
                         raise
@@ -188,6 +188,19 @@ class StackedOptimizer:
                     return False
                 moved = True
         return True
+
+    def _trial_gradients(self, gradients: list[torch.Tensor]) -> list[list[list[torch.Tensor]]]:
+        """Per trial, per kernel call, the views of its gradients the call takes. Taken once where
+        the model writes its gradients into the same tensors at every step (``StackedModel.gradient_into``):
+        taking the views costs ~50 us a step for K = 16 MLP trials."""
+        if len(gradients) == len(self.gradients_of) and all(a is b for a, b in zip(gradients, self.gradients_of)):
+            return self.views_of_gradients
+        rows = zip(*(part.unbind(0) for part in gradients))  # each trial's parameters' gradients in turn
+        self.views_of_gradients = [
+            [[grads[i] for i in pick] for pick, _, _ in calls] for calls, grads in zip(self.kernel_calls, rows)
+        ]
+        self.gradients_of = list(gradients)
+        return self.views_of_gradients
 
     def _kernel_arguments(self) -> list[list[tuple]]:
         """Per trial, per parameter group (weights with its weight decay, the rest without; one group

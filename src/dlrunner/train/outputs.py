@@ -30,7 +30,8 @@ def write_analysis(analysis: dict, class_names: list | None, run_dir: Path) -> N
     """analysis.json: the dev set's confusion matrix and misclassified examples (not the raw label
     lists), with the class names when the data had names."""
     kept = {k: v for k, v in analysis.items() if k not in ("y_true", "y_pred")}
-    write_json_atomic({**kept, "class_names": class_names}, run_dir / "analysis.json")
+    # each misclassified example and each row of the matrix on a line of its own
+    write_json_atomic({**kept, "class_names": class_names}, run_dir / "analysis.json", one_line_below=2)
 
 
 def mark_continued(old_run: Path, new_run: Path) -> None:
