@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from dlrunner.errors import ConfigError, Problem
 from dlrunner.models.choices import ACTIVATIONS, INITS
@@ -248,15 +248,18 @@ def validate(cfg: DictConfig) -> None:
         how = "required: choose one with {0}=NAME (dlrun ls {0} lists them)"
         raise ConfigError([Problem(key, "???", how.format(key)) for key in unchosen])
     problems = []
-    resolved = {}  # each parent section resolved once, not once per rule (validate runs for every trial of a sweep)
+    # each section resolved once into plain values, not looked up in OmegaConf rule by rule: validate
+    # runs for every trial of a sweep, 16 times at the start of a stack (measured 4.4 against 1.9 ms a config)
+    sections = {}
     for key, check in RULES.items():
         node, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(cfg, node)
-        if parent is None or leaf not in parent or OmegaConf.is_missing(parent, leaf):
+        if node not in sections:
+            parent = OmegaConf.select(cfg, node)
+            sections[node] = OmegaConf.to_container(parent, resolve=True) if isinstance(parent, DictConfig) else {}
+        section = sections[node]
+        if leaf not in section or section[leaf] == MISSING:
             continue
-        if node not in resolved:
-            resolved[node] = OmegaConf.to_container(parent, resolve=True)
-        value = resolved[node][leaf]
+        value = section[leaf]
         valid = check(value)
         if valid:
             problems.append(Problem(key, value, valid))
