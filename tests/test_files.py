@@ -33,3 +33,11 @@ def test_without_a_depth_every_value_is_indented(tmp_path):
     write_json_atomic({"a": [1, 2]}, path)
     assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left beside it
+
+
+def test_a_key_json_cannot_write_is_refused_as_json_refuses_it(tmp_path):
+    import pytest
+
+    with pytest.raises(TypeError):
+        write_json_atomic({"rows": {(1, 2): 0}}, tmp_path / "bad.json", one_line_below=3)
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from rich.console import Console
+from torch import nn
 
 from dlrunner.stack.group import stack_key, stack_problem
 from dlrunner.stack.model import StackedLinear, StackedModel, TrialDropout
@@ -175,6 +176,30 @@ def test_the_stacked_linear_layer_writes_the_gradients_autograd_would_give_into_
         assert torch.equal(into[0], weight.grad) and weight_again.grad is None
         if bias:
             assert torch.equal(into[1], b.grad) and b_again.grad is None
+
+
+def test_a_stack_of_mlps_hands_the_optimizer_the_tensors_its_linear_layers_wrote_into():
+    """The wiring of the gradient targets: every linear parameter's gradient comes from the tensor
+    its layer writes into (the same one each step), and autograd fills no leaf's grad."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3, bias=False)) for _ in range(3)]
+    stacked = StackedModel(models)
+    assert set(stacked.gradient_into) == {"0.weight", "0.bias", "2.weight"}
+    x = torch.randn(3, 4, 6)
+    first = None
+    for _ in range(2):
+        stacked.zero_grad()
+        stacked.train_forward(x).square().sum().backward()
+        gradients = stacked.gradients()
+        assert all(leaf.grad is None for leaf in stacked.leaves)
+        assert all(g is stacked.gradient_into[name] for g, name in zip(gradients, stacked.names))
+        first = first or [g.clone() for g in gradients]
+        for k, model in enumerate(models):  # each row is its solo model's gradient
+            model.zero_grad()
+            model(x[k]).square().sum().backward()
+            for g, p in zip(gradients, model.parameters()):
+                assert torch.allclose(g[k], p.grad, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(first, stacked.gradients()))  # written over, not added
 
 
 @pytest.mark.parametrize("trials, batch, classes", [(16, 100, 10), (3, 7, 2), (5, 512, 10), (2, 4000, 10)])

@@ -39,7 +39,11 @@ def _indented(value, levels: int, pad: str = "") -> str:
 
 def _key(key) -> str:
     """A dict key as json writes it: strings as they are, other scalars as their JSON text."""
-    return key if isinstance(key, str) else json.dumps(key)
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")  # as json says
 
 
 def _jsonable(value):

@@ -97,13 +97,14 @@ class StackedModel:
         call = lambda params, buffers, x: functional_call(self.base, {**params, **buffers}, (x,))  # noqa: E731
         layers = sequential_layers(self.base, on_cpu=self.device.type == "cpu")
         if layers is not None:
-            linear = [name for name, module in layers if isinstance(module, nn.Linear)]
-            for name in linear:
-                if linear.count(name) == 1:  # a layer that runs twice adds two gradients: autograd sums them
+            runs = [id(module) for _, module in layers]
+            for name, module in layers:
+                # a layer that runs twice adds two gradients: autograd sums them, so it keeps them
+                if isinstance(module, nn.Linear) and runs.count(id(module)) == 1:
                     for kind in ("weight", "bias"):
                         if f"{name}.{kind}" in self.names:
                             leaf = self.leaves[self.names.index(f"{name}.{kind}")]
-                            self.gradient_into[f"{name}.{kind}"] = torch.empty_like(leaf, requires_grad=False)
+                            self.gradient_into[f"{name}.{kind}"] = torch.zeros_like(leaf, requires_grad=False)
             into = self.gradient_into
             return (
                 lambda params, buffers, x: sequential_stack(layers, params, buffers, x, shared=False, into=into),

@@ -23,6 +23,7 @@ rows. ``solo_state`` turns trial k's state into its solo optimizer's state_dict,
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
@@ -193,13 +194,14 @@ class StackedOptimizer:
         """Per trial, per kernel call, the views of its gradients the call takes. Taken once where
         the model writes its gradients into the same tensors at every step (``StackedModel.gradient_into``):
         taking the views costs ~50 us a step for K = 16 MLP trials."""
-        if len(gradients) == len(self.gradients_of) and all(a is b for a, b in zip(gradients, self.gradients_of)):
+        if len(gradients) == len(self.gradients_of) and all(a() is b for a, b in zip(self.gradients_of, gradients)):
             return self.views_of_gradients
         rows = zip(*(part.unbind(0) for part in gradients))  # each trial's parameters' gradients in turn
         self.views_of_gradients = [
             [[grads[i] for i in pick] for pick, _, _ in calls] for calls, grads in zip(self.kernel_calls, rows)
         ]
-        self.gradients_of = list(gradients)
+        # weak references: a step's fresh gradients are not kept alive for the cache's sake
+        self.gradients_of = [weakref.ref(g) for g in gradients]
         return self.views_of_gradients
 
     def _kernel_arguments(self) -> list[list[tuple]]:
