@@ -202,6 +202,26 @@ def test_a_stack_of_mlps_hands_the_optimizer_the_tensors_its_linear_layers_wrote
     assert all(torch.equal(a, b) for a, b in zip(first, stacked.gradients()))  # written over, not added
 
 
+def test_a_layer_that_runs_twice_in_a_stack_adds_both_gradients_as_in_its_solo_model():
+    """A Sequential that uses one linear layer twice: both uses train the same weights, and its
+    gradient is the sum of the two (autograd's, not a target written over by the second use)."""
+    torch.manual_seed(0)
+
+    def model():
+        shared = nn.Linear(5, 5)
+        return nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(5, 3))
+
+    models = [model() for _ in range(2)]
+    stacked = StackedModel(models)
+    assert set(stacked.gradient_into) == {"3.weight", "3.bias"}
+    x = torch.randn(2, 4, 5)
+    stacked.train_forward(x).square().sum().backward()
+    for k, solo in enumerate(models):
+        solo(x[k]).square().sum().backward()
+        for g, p in zip(stacked.gradients(), solo.parameters()):
+            assert torch.allclose(g[k], p.grad, atol=1e-6)
+
+
 @pytest.mark.parametrize("trials, batch, classes", [(16, 100, 10), (3, 7, 2), (5, 512, 10), (2, 4000, 10)])
 def test_each_trials_training_loss_and_gradient_are_its_solo_mini_batchs_to_the_bit(trials, batch, classes):
     """The training loss's fast layout (classes along the middle axis) works on each trial's block of

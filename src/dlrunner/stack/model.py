@@ -194,7 +194,9 @@ def sequential_layers(base: nn.Module, on_cpu: bool) -> list[tuple[str, nn.Modul
     if not isinstance(base, nn.Sequential):
         return None
     layers = []
-    for name, module in base.named_modules(remove_duplicate=False):  # a module used twice runs twice
+    first_path = {}  # a module used twice runs twice, with the parameters named by its first path
+    for path, module in base.named_modules(remove_duplicate=False):
+        name = first_path.setdefault(id(module), path)
         if isinstance(module, nn.Sequential):
             if type(module) is not nn.Sequential:  # a subclass may run its children differently
                 return None
