@@ -256,8 +256,8 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best") -
     source, same split, same normalisation), recorded in RUN/evaluations.json. For the test set
     also the gap to dev: the course's overfitting to the dev set."""
     from dlrunner.diagnostics.bias_variance import diagnose
+    from dlrunner.files import write_json_atomic
     from dlrunner.train.evaluate import evaluate
-    from dlrunner.train.outputs import write_json_atomic
 
     run = load_run(run_dir, checkpoint)
     dataset, _cfg = _dataset(run.config, run.path)

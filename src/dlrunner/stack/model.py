@@ -143,14 +143,13 @@ class StackedModel:
 
     def gradients(self) -> list[torch.Tensor]:
         """Each parameter's (K, *shape) gradient from the last backward pass (zeros where it had none)."""
-        return [
-            self.gradient_into[name]
-            if name in self.gradient_into
-            else torch.zeros_like(leaf)
-            if leaf.grad is None
-            else leaf.grad
-            for name, leaf in zip(self.names, self.leaves)
-        ]
+        gradients = []
+        for name, leaf in zip(self.names, self.leaves):
+            if name in self.gradient_into:  # written there by its layer (StackedLinear), not given to autograd
+                gradients.append(self.gradient_into[name])
+            else:
+                gradients.append(torch.zeros_like(leaf) if leaf.grad is None else leaf.grad)
+        return gradients
 
     def train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores (K, B, ...) for per-trial mini-batches x of shape (K, B, ...)."""
@@ -251,6 +250,7 @@ def sequential_stack(
     """The ``layers`` of ``sequential_layers`` for K trials: x is (K, B, ...), or (B, ...) shared by
     every trial; returns (K, B, outputs). ``into``: the tensors the linear layers' gradients go to
     (``StackedModel.gradient_into``), by parameter name."""
+    into = into or {}
     for name, module in layers:
         if isinstance(module, nn.Flatten):
             x = x.flatten(1 if shared else 2)
@@ -260,8 +260,8 @@ def sequential_stack(
                 x, shared = torch.matmul(x, weight.transpose(1, 2)), False
                 x = x if bias is None else x + bias[:, None, :]
             else:
-                weight_into = (into or {}).get(f"{name}.weight")
-                targets = None if weight_into is None else (weight_into, (into or {}).get(f"{name}.bias"))
+                weight_into = into.get(f"{name}.weight")
+                targets = None if weight_into is None else (weight_into, into.get(f"{name}.bias"))
                 x = StackedLinear.apply(x, weight, bias, targets)
         elif isinstance(module, nn.Conv1d):
             weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
