@@ -9,7 +9,13 @@ Adam, batch 100, --steps steps, evaluation every 250 steps), trained
            a 1-worker sweep does per trial, in a warm worker): the first --solo-trials of
            them are trained and timed, and the solo rate is steps / their median time
   stacked  all K at once through `dlrunner.stack.train.train_stacked` (what
-           hydra/launcher=stacked does), timed from the call to the last trial's files
+           hydra/launcher=stacked does), timed from the call to the last trial's files; on
+           several threads with enough rows, as one stack per core in a process of its own
+           (dlrunner.stack.processes)
+
+With --one-process the same stack is also timed kept in one process on every thread (the form
+before dlrunner.stack.processes), alternated with the split one. With --busy N, N processes spin
+on the CPU for the whole measurement: a machine that other work keeps busy.
 
 Reported: trial-steps per second of each, their ratio (stacked / solo), and the largest
 difference between a stacked trial's final dev error and its solo run's (the same training,
@@ -67,6 +73,12 @@ def main() -> None:
         help="stacked-then-solo rounds per (model, K); medians are reported",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--one-process",
+        action="store_true",
+        help="also time each stack kept in one process on every thread, alternated with the split one",
+    )
+    p.add_argument("--busy", type=int, default=0, metavar="N", help="N processes spin on the CPU meanwhile")
     p.add_argument("--sweep-budget", type=int, default=0, help="also time whole `dlrun sweep` runs of this many trials")
     p.add_argument(
         "--pruning",
@@ -88,6 +100,28 @@ def main() -> None:
 
     quiet = Console(quiet=True)
     rows = []
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        measure(args, quiet, rows, compose, train_stacked, train)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+    report(args, rows)
+
+
+def one_process_stack(train_stacked, *args):
+    """``train_stacked`` with the stack kept in one process on every thread."""
+    import dlrunner.stack.train as stack_train
+
+    split = stack_train.process_shares
+    stack_train.process_shares = lambda *_: None
+    try:
+        return train_stacked(*args)
+    finally:
+        stack_train.process_shares = split
+
+
+def measure(args, quiet, rows, compose, train_stacked, train) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
         # Warm both paths first, as in a sweep worker that has run a trial: the first torch optimizer
         # imports torch._dynamo (~1 s) and vmap builds its batching rules once.
@@ -109,13 +143,17 @@ def main() -> None:
                     f"trainer.device={args.device}",
                 ]
                 cfgs = [compose([*common, f"optimizer.lr={lr}"]) for lr in learning_rates(k)]
-                solo_rates, stacked_rates, ratios, differences = [], [], [], []
+                solo_rates, stacked_rates, ratios, differences, one_process_rates = [], [], [], [], []
                 # stacked, then its solo trials, in turn: a noisy machine's slow spells hit both
                 for repeat in range(args.repeats):
                     folder = Path(tmp) / f"{model}-{k}-{repeat}"
                     started = time.perf_counter()
                     stacked = train_stacked(cfgs, [folder / f"stacked-{i}" for i in range(k)], quiet)
                     stacked_rates.append(k * args.steps / (time.perf_counter() - started))
+                    if args.one_process:
+                        started = time.perf_counter()
+                        one_process_stack(train_stacked, cfgs, [folder / f"one-{i}" for i in range(k)], quiet)
+                        one_process_rates.append(k * args.steps / (time.perf_counter() - started))
                     solo_times = []
                     for i in range(min(k, args.solo_trials)):
                         started = time.perf_counter()
@@ -125,7 +163,8 @@ def main() -> None:
                     solo_rates.append(args.steps / statistics.median(solo_times))
                     ratios.append(stacked_rates[-1] / solo_rates[-1])
                     shutil.rmtree(folder, ignore_errors=True)
-                rows.append((model, k, solo_rates, stacked_rates, ratios, max(differences), min(k, args.solo_trials)))
+                timed = min(k, args.solo_trials)
+                rows.append((model, k, solo_rates, stacked_rates, ratios, max(differences), timed, one_process_rates))
                 print(
                     f"{model} K={k}: solo {statistics.median(solo_rates):.0f}, "
                     f"stacked {statistics.median(stacked_rates):.0f} "
@@ -134,6 +173,9 @@ def main() -> None:
                     flush=True,
                 )
 
+
+def report(args, rows) -> None:
+    one_process = "| one-process stack trial-steps/s | stacked / one-process stack " if args.one_process else ""
     out = [
         "",
         f"## Stacked trials vs one at a time: MNIST-1D, Adam, batch 100, {args.steps} steps per trial, eval every 250",
@@ -144,27 +186,34 @@ def main() -> None:
         "",
         (
             "| model | K | solo trial-steps/s | stacked trial-steps/s | stacked / solo: median (min–max) "
-            "| max dev-error difference | solo trials timed per repeat |"
+            f"| max dev-error difference | solo trials timed per repeat {one_process}|"
         ),
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- " * (9 if args.one_process else 7) + "|",
     ]
-    for model, k, solo, stacked, ratios, diff, timed in rows:
+    for model, k, solo, stacked, ratios, diff, timed, one in rows:
         ratio = statistics.median(ratios)
         mark = f" ({'PASS' if ratio >= TARGET else 'MISS'} ≥ {TARGET:g})" if (model, k) == ("mlp", 16) else ""
         out.append(
             f"| {model} | {k} | {statistics.median(solo):.0f} | {statistics.median(stacked):.0f} | "
             f"{ratio:.2f} ({min(ratios):.2f}–{max(ratios):.2f}){mark} | {diff:.3f} | {timed} |"
+            + (f" {statistics.median(one):.0f} | {_ratios(stacked, one)} |" if one else "")
         )
     out += [
         "",
         "Solo: steps / median wall time of one trial trained by itself (data, model, loop, files); "
         "stacked: K x steps / wall time of the whole stack (data, K models, loop, every trial's files). "
         f"Each of {args.repeats} repeat(s) times the stack, then its solo trials; the ratio is taken per repeat, "
-        "rates and ratios are medians over the repeats.",
+        "rates and ratios are medians over the repeats."
+        + (f" {args.busy} other process(es) spun on the CPU throughout." if args.busy else ""),
     ]
     if args.sweep_budget:
         out += sweep_table(args)
     print("\n".join(out))
+
+
+def _ratios(a: list[float], b: list[float]) -> str:
+    ratios = [x / y for x, y in zip(a, b)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
 LAUNCHERS = {

@@ -15,7 +15,8 @@ What is private here, and why:
   on each trial's rows, so that a stacked trial takes its solo run's Adam step bit for bit;
 - ``torch.utils._foreach_utils._get_fused_kernels_supported_devices``: which devices have fused
   optimizer kernels (the CPU since torch 2.4);
-- glibc's ``mallopt``: freed tensors stay in the heap for a stack's next step;
+- glibc's ``mallopt``: freed tensors stay in the heap for a stack's next step; and Linux's ``prctl``
+  (through glibc): a process that trains part of a stack stops when the sweep process dies;
 - ``torch._foreach_*``: the course's momentum updates every tensor of a group in one call;
 - torch's private layer base classes (``_BatchNorm``, ``_DropoutNd``, ``_ConvNd``): "is this a
   batch norm / dropout / convolution", with the public classes as the fallback;
@@ -327,6 +328,24 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return took("freed memory kept (glibc mallopt)", False, "no mallopt")
     return took("freed memory kept (glibc mallopt)", applied, "" if applied else "mallopt refused")
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_with_parent(signum: int) -> bool:
+    """Ask Linux to send this process ``signum`` when the process that forked it ends (killed with
+    SIGKILL, say), so that a fork training part of a stack stops at a safe point instead of going on
+    alone; returns whether it applied (Linux with glibc only)."""
+    import ctypes
+
+    if sys.platform != "linux":
+        return took("forks stop with their parent (prctl)", False, "not Linux")
+    try:
+        applied = ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return took("forks stop with their parent (prctl)", False, "no prctl")
+    return took("forks stop with their parent (prctl)", applied, "" if applied else "prctl refused")
 
 
 # ---- The course's momentum: torch._foreach_* --------------------------------------------------------

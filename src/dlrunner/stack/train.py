@@ -35,6 +35,7 @@ from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_tri
 from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
+from dlrunner.stack.processes import process_shares, train_shares
 from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import get_rng_state, set_rng_state, take_rows
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
@@ -148,30 +149,38 @@ def train_stacked(
         raise NotStackable("their checkpoints are at different places in an epoch")
     slots = max(slots, len(resumed))  # they go on together, from where they were
 
-    def finish(fit: StackFit, trial: StackedTrial, row: int, result: FitResult, position: int) -> None:
-        trial.summary = finish_trial(trial, data, fit, row, result, position, console, stop.name)
-        if on_finish is not None:
-            on_finish(trial.number, trial.summary)
+    def fit_share(share: list[StackedTrial], rows: int, progress: str, on_finish) -> list[dict]:
+        """Train ``share`` (all of the trials, or one process's share of them) as one stack of at most
+        ``rows``; their summaries."""
 
-    stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
-    try:
-        fit = StackFit(trials, data, slots, device, finish)
+        def finish(fit: StackFit, trial: StackedTrial, row: int, result: FitResult, position: int) -> None:
+            trial.summary = finish_trial(trial, data, fit, row, result, position, console, STOP.name)
+            if on_finish is not None:
+                on_finish(trial.number, trial.summary)
+
+        fit = StackFit(share, data, rows, device, finish)
         try:
             with make_progress(progress, fit.expected_steps(), 0, Console()) as fit.progress:
                 fit.run()
-        except (
-            Exception
-        ) as err:  # as a solo run does: a crash leaves a summary that says so, beside the metrics it reached
+        except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside its metrics
             for trial in fit.rows:
                 trial.files.write_summary(failure(err))
             raise
         finally:
-            for trial in trials:
+            for trial in share:
                 if trial.files is not None:
                     trial.files.close()
         for trial in fit.waiting:  # stopped before they joined: no files; the resumed sweep runs them
-            trial.summary = {"status": "interrupted", "signal": stop.name, "message": "stopped before it started"}
-        return [trial.summary for trial in trials]
+            trial.summary = {"status": "interrupted", "signal": STOP.name, "message": "stopped before it started"}
+        return [trial.summary for trial in share]
+
+    stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
+    try:
+        shares = process_shares(trials, device, torch.get_num_threads(), slots)
+        if shares is None:
+            return fit_share(trials, slots, progress, on_finish)
+        summaries = train_shares(shares, slots, fit_share, progress, on_finish)
+        return [summaries[trial.number] for trial in trials]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 

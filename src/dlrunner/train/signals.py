@@ -18,6 +18,8 @@ checkpoint and the summary are written (``restore``): the requeued job resumes e
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
@@ -47,9 +49,12 @@ class StopSignals:
         self.finishing = False
         self._at = 0.0
         self._previous = {}
+        # Processes that train other shares of this process's stack (stack/processes.py): each signal
+        # this process gets is passed on to them at once, so one sent to it alone stops them too.
+        self.forward_to: list[int] = []
 
     def install(self) -> StopSignals:
-        self.received, self.late, self.finishing = None, None, False
+        self.received, self.late, self.finishing, self.forward_to = None, None, False, []
         # Python only lets the main thread set handlers; a run in a thread (a threaded launcher)
         # keeps the process's handlers, and Ctrl-C still reaches it as a KeyboardInterrupt.
         if threading.current_thread() is threading.main_thread():
@@ -85,6 +90,9 @@ class StopSignals:
             sweep(late, None)
 
     def _handle(self, signum, frame) -> None:
+        for pid in self.forward_to:  # a duplicate (the process group got it too) is one request there
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
         if self.finishing:
             self.late = signum  # training is over: the result gets written either way
             return

@@ -1,0 +1,233 @@
+"""A stack on several CPU cores as one smaller stack per core, each in its own process.
+
+One stack on two threads keeps both cores busy only inside its matrix products: autograd, the
+optimizer's per-trial kernels and the Python between them run on one thread while the other waits,
+and every product makes the threads meet. Beside another busy process (or on a host that lends its
+cores out unevenly) each meeting waits for the slower core, and the stack slows down several times.
+Split into one stack per core, each on one thread, nothing waits: measured with the K = 16 MLP
+stack of ``scripts/bench_stack.py`` on 2 cores, two processes of 8 trained 1.1-1.3x the trial-steps
+per second of one stack of 16 on two threads, and 3-4x beside one busy process (BENCHMARKS.md).
+
+The other processes are forks of this one, taken once the data and every trial's model are built,
+so they start at once and share those (copy-on-write). Each trains its share of the trials into
+their own folders and sends each summary back through a pipe as the trial finishes; this process
+trains the first share meanwhile and hands every trial's summary to ``on_finish`` here. A stop
+signal this process gets is passed on to the others (``train.signals.StopSignals.forward_to``),
+and they stop at a safe point as it does. The arithmetic of each trial is its solo run's either way.
+
+Only where a fork is safe and pays: on Linux (each fork stops at a safe point when this process
+dies: ``internals.stop_with_parent``), on the CPU, with at least ``ROWS_EACH`` rows per process, no
+thread but this one running (a fork copies the forking thread alone: another thread's locks would
+stay locked in the child), no W&B logger (its service connection is this process's), and no trial
+resuming from a checkpoint (those go on together, in one stack, from one place in the epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from dlrunner.internals import stop_with_parent
+from dlrunner.train.signals import STOP
+
+ROWS_EACH = 4  # smaller shares gain less from a process of their own than the stack gains from its rows
+
+
+def process_shares(trials: list, device: torch.device, threads: int, rows: int) -> list[list] | None:
+    """The trials in one share per process (every ``processes``-th trial, so each share gets a spread
+    of the group), or None where the stack trains in this process alone."""
+    processes = min(threads, rows // ROWS_EACH)
+    if device.type != "cpu" or processes < 2 or sys.platform != "linux":
+        return None
+    if threading.active_count() > 1 or any(trial.resume is not None for trial in trials):
+        return None
+    if any(trial.cfg.logger.backend == "wandb" for trial in trials):
+        return None
+    return [trials[i::processes] for i in range(processes)]
+
+
+class ShareFailed(RuntimeError):
+    """A process that trained part of the stack ended without the results of its trials."""
+
+
+@dataclass
+class _Share:
+    pid: int
+    pipe: int  # the read end
+    trials: list
+    summaries: list | None = None  # its summaries, in its trials' order, once it is done
+    failure: str | None = None
+    received: bytes = field(default=b"")
+
+
+def train_shares(
+    shares: list[list],
+    rows: int,
+    fit_share: Callable,
+    progress: str,
+    on_finish: Callable[[int, dict], None] | None,
+) -> dict[int, dict]:
+    """Train each share as a stack in its own process, the first in this one: ``fit_share(trials,
+    rows, progress, on_finish)`` is ``train_stacked``'s loop. Returns every trial's summary by its
+    number; raises the first share's error, or ``ShareFailed``, once every process has ended."""
+    rows_each = -(-rows // len(shares))
+    threads_each = max(1, torch.get_num_threads() // len(shares))
+    summaries: dict[int, dict] = {}
+
+    def take(number: int, summary: dict) -> None:
+        summaries[number] = summary
+        if on_finish is not None:
+            on_finish(number, summary)
+
+    sys.stdout.flush()  # what is buffered here would be written again by each fork
+    sys.stderr.flush()
+    others: list[_Share] = []
+    here_too = [shares[0]]  # and a share whose fork failed (a process limit): after the first, in this process
+    parent = os.getpid()
+    for index, share in enumerate(shares[1:], start=1):
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            here_too.append(share)
+            continue
+        if pid == 0:  # never returns
+            os.close(read)
+            for other in others:
+                os.close(other.pipe)
+            _train_in_fork(share, rows_each, threads_each, index, fit_share, write, parent)
+        os.close(write)
+        others.append(_Share(pid, read, share))
+        STOP.forward_to.append(pid)
+    if STOP.received is not None:  # it came while they were forked: passed on to them by now, or here
+        for share in others:
+            os.kill(share.pid, STOP.received)
+    if progress != "none" and others:
+        print(f"  split into {len(shares)} stacks of {rows_each}, one process per core", flush=True)
+
+    def here(number: int, summary: dict) -> None:
+        take(number, summary)
+        _receive(others, take, timeout=0)  # the other processes' trials that finished meanwhile
+
+    torch.set_num_threads(threads_each)
+    error = None
+    try:
+        for share in here_too:
+            for trial, summary in zip(share, fit_share(share, rows_each, progress, here)):
+                summaries[trial.number] = summary
+    except BaseException as err:  # the other processes' trials still finish, and are kept
+        error = err
+    _wait(others, take)
+    STOP.forward_to = []
+    for share in others:
+        if share.summaries is not None:  # those that never joined its stack, stopped: not handed on
+            for trial, summary in zip(share.trials, share.summaries):
+                summaries.setdefault(trial.number, summary)
+    if error is not None:
+        raise error
+    failures = [share.failure for share in others if share.failure is not None]
+    if failures:
+        raise ShareFailed("; ".join(failures))
+    return summaries
+
+
+def _train_in_fork(
+    share: list, rows: int, threads: int, index: int, fit_share: Callable, pipe: int, parent: int
+) -> None:
+    status = 1
+    try:
+        # SIGTERM if the sweep process dies (SIGKILL): a safe stop with checkpoints, not an orphan that trains on
+        if not stop_with_parent(signal.SIGTERM) or os.getppid() != parent:
+            raise ShareFailed("it could not follow its parent process")
+        STOP.forward_to = []  # the parent's list: its other children are not this process's to stop
+        torch.set_num_threads(threads)
+        torch.manual_seed(torch.initial_seed() + index)  # random draws (dropout masks) of its own
+
+        def finished(number: int, summary: dict) -> None:
+            with contextlib.suppress(OSError):  # the parent is gone: the trial's files are written all the same
+                _send(pipe, ("finished", number, summary))
+
+        _send(pipe, ("done", fit_share(share, rows, "none", finished)))
+        status = 0
+    except BaseException as err:
+        with contextlib.suppress(BaseException):
+            _send(pipe, ("failed", f"{type(err).__name__}: {err}"))
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)  # not the exit handlers (Hydra's, loggers'): they belong to the parent
+
+
+def _send(pipe: int, message) -> None:
+    body = pickle.dumps(message)
+    data = memoryview(len(body).to_bytes(8, "little") + body)
+    while data:
+        data = data[os.write(pipe, data) :]
+
+
+def _receive(shares: list[_Share], take: Callable, timeout: float) -> None:
+    """Read what the other processes sent, handing each finished trial's summary to ``take``."""
+    open_pipes = {share.pipe: share for share in shares if share.pipe >= 0}
+    if not open_pipes:
+        return
+    ready, _, _ = select.select(list(open_pipes), [], [], timeout)
+    for pipe in ready:
+        share = open_pipes[pipe]
+        chunk = os.read(pipe, 1 << 16)
+        if not chunk:  # the process ended
+            os.close(pipe)
+            share.pipe = -1
+            continue
+        share.received += chunk
+        while len(share.received) >= 8:
+            size = int.from_bytes(share.received[:8], "little")
+            if len(share.received) < 8 + size:
+                break
+            message = pickle.loads(share.received[8 : 8 + size])
+            share.received = share.received[8 + size :]
+            if message[0] == "finished":
+                take(message[1], message[2])
+            elif message[0] == "done":
+                share.summaries = message[1]
+            else:
+                share.failure = f"the process that trained {_trials(share)} failed: {message[1]}"
+
+
+def _wait(shares: list[_Share], take: Callable) -> None:
+    """Until every other process has ended. A stop signal here has reached them too (``forward_to``);
+    asked a third time, they are killed."""
+    asked = 0
+    while any(share.pipe >= 0 for share in shares):
+        try:
+            _receive(shares, take, timeout=0.5)
+        except KeyboardInterrupt:  # a second signal ("stop now"): they got it as well
+            asked += 1
+            if asked >= 2:
+                for share in shares:
+                    if share.pipe >= 0:
+                        os.kill(share.pid, signal.SIGKILL)
+    for share in shares:
+        _, status = os.waitpid(share.pid, 0)
+        if share.summaries is None and share.failure is None:
+            how = (
+                f"was killed by {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
+                if os.WIFSIGNALED(status)
+                else f"exited with {os.waitstatus_to_exitcode(status)}"
+            )
+            share.failure = f"the process that trained {_trials(share)} {how} before they finished"
+
+
+def _trials(share: _Share) -> str:
+    return "the trials in " + ", ".join(str(trial.run_dir) for trial in share.trials)
