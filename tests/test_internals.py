@@ -4,6 +4,9 @@ training still works -- with the same result where the public path does the same
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import pytest
 import torch
 
@@ -111,6 +114,29 @@ def test_without_mallopt_freed_memory_is_not_kept_and_nothing_fails(monkeypatch)
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert internals.keep_freed_memory() is False
     assert internals.PATHS["freed memory kept (glibc mallopt)"].startswith("public")
+
+
+def test_a_fork_asks_linux_to_stop_it_with_its_parent_and_without_prctl_nothing_fails(monkeypatch):
+    import ctypes
+    import subprocess
+
+    asked = """
+import ctypes, signal
+from dlrunner.internals import stop_with_parent
+print(stop_with_parent(signal.SIGTERM))
+death_signal = ctypes.c_int()
+ctypes.CDLL("libc.so.6").prctl(2, ctypes.byref(death_signal), 0, 0, 0)  # PR_GET_PDEATHSIG
+print(death_signal.value)
+"""
+    out = subprocess.run([sys.executable, "-c", asked], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", str(int(signal.SIGTERM))]
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert internals.stop_with_parent(signal.SIGTERM) is False
+    assert internals.PATHS["forks stop with their parent (prctl)"].startswith("public")
 
 
 def test_debug_says_which_path_each_feature_took(tmp_path):

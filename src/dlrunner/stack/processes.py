@@ -147,9 +147,11 @@ def _train_in_fork(
 ) -> None:
     status = 1
     try:
-        # SIGTERM if the sweep process dies (SIGKILL): a safe stop with checkpoints, not an orphan that trains on
-        if not stop_with_parent(signal.SIGTERM) or os.getppid() != parent:
-            raise ShareFailed("it could not follow its parent process")
+        # SIGTERM if the sweep process dies (SIGKILL): a safe stop with checkpoints, not an orphan that
+        # trains on. Without prctl it trains on and its results stay in its trials' folders.
+        stop_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:  # it died before that: stop at the first step
+            os.kill(os.getpid(), signal.SIGTERM)
         STOP.forward_to = []  # the parent's list: its other children are not this process's to stop
         torch.set_num_threads(threads)
         torch.manual_seed(torch.initial_seed() + index)  # random draws (dropout masks) of its own

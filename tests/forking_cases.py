@@ -1,0 +1,174 @@
+"""The cases of tests/test_stack_processes.py that train a split stack in the test's own process.
+
+A stack splits only where no other thread runs (a fork copies the forking thread alone), and the
+threads that earlier tests leave in a pytest process (joblib's worker pool, W&B's telemetry) stay
+to its end: so ``test_stack_processes.py`` runs this file in a fresh pytest process of its own.
+Its name keeps pytest from collecting it with the others."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dlrunner.stack import processes
+from dlrunner.stack.processes import process_shares
+from dlrunner.stack.train import train_stacked
+from dlrunner.train.run import train
+from helpers import compose, read_metrics, read_summary
+from test_stack import QUIET, assert_same_curve
+
+LRS = [0.001 * 1.6**k for k in range(8)]
+ONE_CORE = ("model=mlp", "trainer.progress=none")  # a solo MNIST-1D run's own choice: one thread
+TWO_CORES = (*ONE_CORE, "trainer.threads=2")  # a stack of 8 on two: two processes of one thread each
+
+
+@pytest.fixture(autouse=True)
+def only_this_thread():
+    deadline = time.monotonic() + 10  # a timer an earlier case started ends by itself
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    others = [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
+    assert not others, f"threads running in this process, where a stack would not split: {others}"
+
+
+def children() -> set[str]:
+    """This process's child processes, as Linux lists them."""
+    return set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+
+
+def test_eight_trials_on_two_cores_train_as_two_stacks_in_two_processes_each_trial_as_its_solo_run(tmp_path):
+    common = ("trainer.steps=60", "trainer.eval_every=20")
+    cfgs = [compose(*TWO_CORES, *common, f"optimizer.lr={lr}") for lr in LRS]
+    finished, before = [], children()
+    summaries = train_stacked(
+        cfgs,
+        [tmp_path / f"stacked{k}" for k in range(8)],
+        QUIET,
+        on_finish=lambda k, summary: finished.append((k, summary["status"], os.getpid())),
+    )
+    # every trial's result handed back here, once; two stacks of four (every other trial in each)
+    assert sorted(finished) == [(k, "completed", os.getpid()) for k in range(8)]
+    assert [s["timing"]["stacked_with"] for s in summaries] == [4] * 8
+    assert children() == before  # the other process has ended
+    for k in (0, 1):  # a trial of each process: its solo run's numbers, bit for bit
+        # (on one thread: on two, a solo run's evaluation sums its losses in two parts, ~1e-9 apart)
+        solo = train(compose(*ONE_CORE, *common, f"optimizer.lr={LRS[k]}"), tmp_path / f"solo{k}", QUIET)
+        assert summaries[k]["metrics"] == solo["metrics"] == read_summary(tmp_path / f"stacked{k}")["metrics"]
+        assert_same_curve(read_metrics(tmp_path / f"stacked{k}"), read_metrics(tmp_path / f"solo{k}"))
+        assert (tmp_path / f"stacked{k}" / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_stop_signal_to_this_process_alone_stops_the_other_process_too_and_every_trial_resumes(tmp_path):
+    """Trial 0 (this process's share) stops early and then sends SIGTERM to this process only: the
+    other process gets it passed on, and both stacks stop at their next step with a last.pt for each
+    trial. Each trial resumed alone ends with the curve of a run that never stopped."""
+    common = ("trainer.steps=400", "trainer.eval_every=20")
+    stops_early = ("optimizer.lr=1000", "regularization.early_stopping=true", "regularization.patience=1")
+    cfgs = [compose(*TWO_CORES, *common, *stops_early)]
+    cfgs += [compose(*TWO_CORES, *common, f"optimizer.lr={lr}") for lr in LRS[1:]]
+    before = children()
+    summaries = train_stacked(
+        cfgs,
+        [tmp_path / f"t{k}" for k in range(8)],
+        QUIET,
+        on_finish=lambda k, summary: k == 0 and os.kill(os.getpid(), signal.SIGTERM),
+    )
+    assert summaries[0]["status"] == "completed" and summaries[0]["stopped_early"]
+    assert children() == before
+    for k in range(1, 8):  # both processes' trials (odd ones trained in the other): stopped, not lost
+        assert summaries[k]["status"] == "interrupted" and summaries[k]["signal"] == "SIGTERM", k
+        stopped = torch.load(tmp_path / f"t{k}" / "checkpoints" / "last.pt", weights_only=True)
+        assert 0 < stopped["step"] < 400
+    for k in (1, 2):
+        lr = f"optimizer.lr={LRS[k]}"
+        resumed = train(compose(*ONE_CORE, *common, lr, f"trainer.resume={tmp_path / f't{k}'}"), tmp_path / "r", QUIET)
+        straight = train(compose(*ONE_CORE, *common, lr), tmp_path / f"straight{k}", QUIET)
+        assert resumed["status"] == "completed" and resumed["metrics"] == straight["metrics"]
+        assert read_metrics(tmp_path / "r") == read_metrics(tmp_path / f"straight{k}")
+
+
+def test_a_process_that_dies_fails_its_own_trials_and_the_others_keep_their_results(tmp_path, monkeypatch):
+    """The other process killed (SIGKILL) while it trains: this process's trials finish and are handed
+    on; the error says which trials were lost and how, once this process's stack is done."""
+    fork = os.fork
+
+    def fork_and_kill_the_child():
+        pid = fork()
+        if pid > 0:
+            os.kill(pid, signal.SIGKILL)
+        return pid
+
+    monkeypatch.setattr(processes.os, "fork", fork_and_kill_the_child)
+    cfgs = [compose(*TWO_CORES, "trainer.steps=40", "trainer.eval_every=20", f"optimizer.lr={lr}") for lr in LRS]
+    finished, before = [], children()
+    with pytest.raises(processes.ShareFailed, match="was killed by SIGKILL before they finished") as failed:
+        train_stacked(
+            cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET, on_finish=lambda k, summary: finished.append(k)
+        )
+    assert sorted(finished) == [0, 2, 4, 6]
+    assert str(tmp_path / "t1") in str(failed.value) and str(tmp_path / "t0") not in str(failed.value)
+    assert children() == before
+
+
+def test_without_prctl_the_other_process_still_trains_its_share(tmp_path, monkeypatch):
+    monkeypatch.setattr(processes, "stop_with_parent", lambda signum: False)
+    cfgs = [compose(*TWO_CORES, "trainer.steps=40", "trainer.eval_every=20", f"optimizer.lr={lr}") for lr in LRS]
+    summaries = train_stacked(cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET)
+    assert [s["status"] for s in summaries] == ["completed"] * 8
+    assert [s["timing"]["stacked_with"] for s in summaries] == [4] * 8
+
+
+def test_a_share_whose_fork_fails_trains_in_this_process_after_the_first(tmp_path, monkeypatch):
+    def no_more_processes():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(processes.os, "fork", no_more_processes)
+    cfgs = [compose(*TWO_CORES, "trainer.steps=40", "trainer.eval_every=20", f"optimizer.lr={lr}") for lr in LRS]
+    finished = []
+    summaries = train_stacked(
+        cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET, on_finish=lambda k, summary: finished.append(k)
+    )
+    assert finished == [0, 2, 4, 6, 1, 3, 5, 7]  # the two stacks of four, one after the other
+    assert [s["status"] for s in summaries] == ["completed"] * 8
+    assert [s["timing"]["stacked_with"] for s in summaries] == [4] * 8
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"threads": 1}, "one core: one stack"),
+        ({"rows": 7}, "fewer than 4 rows for each process"),
+        ({"device": torch.device("meta")}, "not the CPU"),
+        ({"resume": {"step": 3}}, "a trial goes on from its checkpoint"),
+        ({"backend": "wandb"}, "a W&B logger"),
+        ({"thread": True}, "another thread runs: a fork would copy its locks, held"),
+    ],
+)
+def test_a_stack_stays_in_one_process_where_a_fork_would_not_pay_or_not_be_safe(change, why):
+    def trial(k, change):
+        resume = change.get("resume") if k == 3 else None
+        cfg = SimpleNamespace(logger=SimpleNamespace(backend=change.get("backend", "none")))
+        return SimpleNamespace(number=k, resume=resume, cfg=cfg)
+
+    plain = [trial(k, {}) for k in range(8)]
+    assert [[t.number for t in share] for share in process_shares(plain, torch.device("cpu"), 2, 8)] == [
+        [0, 2, 4, 6],
+        [1, 3, 5, 7],
+    ]
+    trials = [trial(k, change) for k in range(8)]
+    device, threads, rows = change.get("device", torch.device("cpu")), change.get("threads", 2), change.get("rows", 8)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    if change.get("thread"):
+        other.start()
+    try:
+        assert process_shares(trials, device, threads, rows) is None, why
+    finally:
+        stop.set()
