@@ -13,13 +13,15 @@ s*C numbers after the previous one. So the patches matrix (N*L_out, f*C) is one 
 
     forward:   Y = patches @ W^T + b                 W as (O, f*C)
     backward:  dW = dY^T @ patches,  db = sum of dY,  d(patches) = dY @ W,
-               added back onto the input positions it came from (f strided adds: col2im).
+               added back onto the input positions it came from (one index_add_: col2im).
 
 The output (N, O, L_out) is laid out in memory as (N, L_out, O): channels last again, so the next
 layer (after an activation, which keeps the layout) takes its rows without transposing a copy.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +108,12 @@ def _compiling() -> bool:
     return bool(getattr(compiler, "is_compiling", lambda: False)())
 
 
+@functools.cache
+def _tap_positions(L_out: int, f: int, s: int, device: torch.device) -> torch.Tensor:
+    """The padded input position of each row of the patches matrix, (output position, tap) in order."""
+    return (torch.arange(L_out)[:, None] * s + torch.arange(f)).reshape(-1).to(device)
+
+
 class _Conv1dMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, s, p):
@@ -148,11 +156,11 @@ class _Conv1dMatmul(torch.autograd.Function):
         grad_out = (grad.unsqueeze(0) if solo else grad).transpose(2, 3).reshape(K, N * L_out, out_ch)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_patches = torch.bmm(grad_out, filters).view(K, N, L_out, f, C)
+            grad_patches = torch.bmm(grad_out, filters).view(K, N, L_out * f, C)
             grad_padded = grad.new_zeros(K, N, Lp, C)
-            span = s * (L_out - 1) + 1
-            for t in range(f):  # col2im: tap t of output l came from padded position l*s + t
-                grad_padded[:, :, t : t + span : s] += grad_patches[:, :, :, t]
+            # col2im: tap t of output l came from padded position l*s + t; one index_add_ over the
+            # patches' rows (~15 and ~27 against ~38 and ~49 us for f taps added one by one, MNIST-1D CNN)
+            grad_padded.index_add_(2, _tap_positions(L_out, f, s, grad.device), grad_patches)
             grad_x = grad_padded[:, :, p : p + L].transpose(2, 3)
             if not ctx.channels_last:
                 grad_x = grad_x.contiguous()
