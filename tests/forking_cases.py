@@ -65,6 +65,18 @@ def test_eight_trials_on_two_cores_train_as_two_stacks_in_two_processes_each_tri
         assert (tmp_path / f"stacked{k}" / "checkpoints" / "last.pt").is_file()
 
 
+@pytest.mark.timeout(120)
+def test_more_threads_than_processes_still_train_each_process_on_one_thread(tmp_path):
+    """trainer.threads=4 with 8 rows: two processes of 4 (ROWS_EACH). A fork that ran OpenMP on 2
+    threads after its parent had would hang (GNU OpenMP's pool does not survive a fork): each
+    process trains on one."""
+    cfgs = [compose(*ONE_CORE, "trainer.threads=4", "trainer.steps=40", f"optimizer.lr={lr}") for lr in LRS]
+    summaries = train_stacked(cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET)
+    assert [s["status"] for s in summaries] == ["completed"] * 8
+    assert [s["timing"]["stacked_with"] for s in summaries] == [4] * 8
+    assert torch.get_num_threads() == 1
+
+
 def test_a_stop_signal_to_this_process_alone_stops_the_other_process_too_and_every_trial_resumes(tmp_path):
     """Trial 0 (this process's share) stops early and then sends SIGTERM to this process only: the
     other process gets it passed on, and both stacks stop at their next step with a last.pt for each

@@ -80,7 +80,6 @@ def train_shares(
     rows, progress, on_finish)`` is ``train_stacked``'s loop. Returns every trial's summary by its
     number; raises the first share's error, or ``ShareFailed``, once every process has ended."""
     rows_each = -(-rows // len(shares))
-    threads_each = max(1, torch.get_num_threads() // len(shares))
     summaries: dict[int, dict] = {}
 
     def take(number: int, summary: dict) -> None:
@@ -106,7 +105,7 @@ def train_shares(
             os.close(read)
             for other in others:
                 os.close(other.pipe)
-            _train_in_fork(share, rows_each, threads_each, index, fit_share, write, parent)
+            _train_in_fork(share, rows_each, index, fit_share, write, parent)
         os.close(write)
         others.append(_Share(pid, read, share))
         STOP.forward_to.append(pid)
@@ -120,7 +119,7 @@ def train_shares(
         take(number, summary)
         _receive(others, take, timeout=0)  # the other processes' trials that finished meanwhile
 
-    torch.set_num_threads(threads_each)
+    torch.set_num_threads(1)
     error = None
     try:
         for share in here_too:
@@ -143,7 +142,7 @@ def train_shares(
 
 
 def _train_in_fork(
-    share: list, rows: int, threads: int, index: int, fit_share: Callable, pipe: int, parent: int
+    share: list, rows: int, index: int, fit_share: Callable, pipe: int, parent: int
 ) -> None:
     status = 1
     try:
@@ -153,7 +152,9 @@ def _train_in_fork(
         if os.getppid() != parent:  # it died before that: stop at the first step
             os.kill(os.getpid(), signal.SIGTERM)
         STOP.forward_to = []  # the parent's list: its other children are not this process's to stop
-        torch.set_num_threads(threads)
+        # One thread: GNU OpenMP's thread pool does not survive a fork (a forked process that runs a
+        # parallel region on 2 threads after its parent did hangs), and one is what pays here anyway.
+        torch.set_num_threads(1)
         torch.manual_seed(torch.initial_seed() + index)  # random draws (dropout masks) of its own
 
         def finished(number: int, summary: dict) -> None:
@@ -221,7 +222,12 @@ def _wait(shares: list[_Share], take: Callable) -> None:
                     if share.pipe >= 0:
                         os.kill(share.pid, signal.SIGKILL)
     for share in shares:
-        _, status = os.waitpid(share.pid, 0)
+        while True:
+            try:
+                _, status = os.waitpid(share.pid, 0)
+                break
+            except KeyboardInterrupt:  # its pipe closed as it ended: it is gone or about to be
+                continue
         if share.summaries is None and share.failure is None:
             how = (
                 f"was killed by {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
