@@ -106,27 +106,87 @@ def test_a_stop_signal_to_this_process_alone_stops_the_other_process_too_and_eve
         assert read_metrics(tmp_path / "r") == read_metrics(tmp_path / f"straight{k}")
 
 
-def test_a_process_that_dies_fails_its_own_trials_and_the_others_keep_their_results(tmp_path, monkeypatch):
-    """The other process killed (SIGKILL) while it trains: this process's trials finish and are handed
-    on; the error says which trials were lost and how, once this process's stack is done."""
+def fork_and(then):
+    """os.fork that does ``then(pid)`` to each process it forks, in the parent, at once."""
     fork = os.fork
 
-    def fork_and_kill_the_child():
+    def forked():
         pid = fork()
         if pid > 0:
-            os.kill(pid, signal.SIGKILL)
+            then(pid)
         return pid
 
-    monkeypatch.setattr(processes.os, "fork", fork_and_kill_the_child)
+    return forked
+
+
+def test_a_process_killed_leaves_its_trials_interrupted_for_the_rerun_and_the_others_keep_their_results(
+    tmp_path, monkeypatch
+):
+    """The other process killed (SIGKILL, as the OOM killer does) while it trains: this process's
+    trials finish and are handed on; the other's are interrupted, without a summary.json, as a sweep
+    killed whole leaves them (the rerun sweep goes on from their checkpoints), not failed."""
+    monkeypatch.setattr(processes.os, "fork", fork_and(lambda pid: os.kill(pid, signal.SIGKILL)))
     cfgs = [compose(*TWO_CORES, "trainer.steps=40", "trainer.eval_every=20", f"optimizer.lr={lr}") for lr in LRS]
     finished, before = [], children()
-    with pytest.raises(processes.ShareFailed, match="was killed by SIGKILL before they finished") as failed:
-        train_stacked(
-            cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET, on_finish=lambda k, summary: finished.append(k)
-        )
-    assert sorted(finished) == [0, 2, 4, 6]
-    assert str(tmp_path / "t1") in str(failed.value) and str(tmp_path / "t0") not in str(failed.value)
-    assert children() == before
+    summaries = train_stacked(
+        cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET, on_finish=lambda k, summary: finished.append(k)
+    )
+    assert sorted(finished) == [0, 2, 4, 6] and children() == before
+    for k in range(8):
+        if k % 2:
+            assert summaries[k]["status"] == "interrupted" and summaries[k]["signal"] == "SIGKILL", k
+            assert "killed (SIGKILL)" in summaries[k]["message"]
+            assert not (tmp_path / f"t{k}" / "summary.json").exists()
+        else:
+            assert summaries[k]["status"] == "completed"
+
+
+@pytest.mark.timeout(120)
+def test_a_third_signal_kills_a_process_that_does_not_stop(tmp_path, monkeypatch):
+    """The other process stopped (SIGSTOP: it hangs); three SIGTERMs to this one: this process's stack
+    stops at its next step, and the other process is killed rather than waited for forever."""
+    monkeypatch.setattr(processes.os, "fork", fork_and(lambda pid: os.kill(pid, signal.SIGSTOP)))
+    common = ("trainer.steps=400", "trainer.eval_every=20")
+    stops_early = ("optimizer.lr=1000", "regularization.early_stopping=true", "regularization.patience=1")
+    cfgs = [compose(*TWO_CORES, *common, *stops_early)]
+    cfgs += [compose(*TWO_CORES, *common, f"optimizer.lr={lr}") for lr in LRS[1:]]
+
+    def three_times(k, summary):
+        if k == 0:
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    summaries = train_stacked(cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET, on_finish=three_times)
+    assert [summaries[k]["signal"] for k in (1, 3, 5, 7)] == ["SIGKILL"] * 4
+    assert [summaries[k]["signal"] for k in (2, 4, 6)] == ["SIGTERM"] * 3
+
+
+def test_a_requeue_signal_after_this_process_finished_its_share_still_requeues(tmp_path):
+    """On SLURM, submitit requeues on SIGUSR2. It comes once this process's trials are done and the
+    other's still train: they stop at their next step, and submitit's handler still gets the signal
+    (a stand-in here), so that the requeued job goes on from their checkpoints."""
+    requeued = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))
+    try:
+        common = ("trainer.steps=400", "trainer.eval_every=20")
+        stops_early = ("optimizer.lr=1000", "regularization.early_stopping=true", "regularization.patience=1")
+        # this process's share (trials 0, 2, 4, 6) and trial 1 of the other stop early; 3, 5, 7 train on
+        early = (0, 1, 2, 4, 6)
+        lrs = [stops_early if k in early else (f"optimizer.lr={LRS[k]}",) for k in range(8)]
+        cfgs = [compose(*TWO_CORES, *common, *lr) for lr in lrs]
+
+        def requeue_at_trial_1(k, summary):
+            if k == 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+        summaries = train_stacked(cfgs, [tmp_path / f"t{k}" for k in range(8)], QUIET, on_finish=requeue_at_trial_1)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert requeued == [signal.SIGUSR2]
+    assert [summaries[k]["status"] for k in (3, 5, 7)] == ["interrupted"] * 3
+    assert [summaries[k]["signal"] for k in (3, 5, 7)] == ["SIGUSR2"] * 3
+    for k in (3, 5, 7):
+        assert (tmp_path / f"t{k}" / "checkpoints" / "last.pt").is_file()
 
 
 def test_without_prctl_the_other_process_still_trains_its_share(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ resuming from a checkpoint (those go on together, in one stack, from one place i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
 import select
@@ -39,6 +40,7 @@ import torch
 from dlrunner.internals import stop_with_parent
 from dlrunner.train.signals import STOP
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's, named by Python since 3.10
 ROWS_EACH = 4  # smaller shares gain less from a process of their own than the stack gains from its rows
 
 
@@ -56,7 +58,8 @@ def process_shares(trials: list, device: torch.device, threads: int, rows: int) 
 
 
 class ShareFailed(RuntimeError):
-    """A process that trained part of the stack ended without the results of its trials."""
+    """A process that trained part of the stack failed (an error), or exited without the results of
+    its trials. One killed by a signal leaves them interrupted instead, as a killed sweep does."""
 
 
 @dataclass
@@ -65,7 +68,8 @@ class _Share:
     pipe: int  # the read end
     trials: list
     summaries: list | None = None  # its summaries, in its trials' order, once it is done
-    failure: str | None = None
+    failure: str | None = None  # an error it reported, or how it ended without its results
+    killed_by: str | None = None  # the signal that ended it before it was done (SIGKILL, the OOM killer's)
     received: bytes = field(default=b"")
 
 
@@ -107,11 +111,14 @@ def train_shares(
                 os.close(other.pipe)
             _train_in_fork(share, rows_each, index, fit_share, write, parent)
         os.close(write)
+        with contextlib.suppress(OSError):  # room for ~400 summaries: read as this process's trials finish
+            fcntl.fcntl(read, F_SETPIPE_SZ, 1 << 20)
         others.append(_Share(pid, read, share))
         STOP.forward_to.append(pid)
     if STOP.received is not None:  # it came while they were forked: passed on to them by now, or here
         for share in others:
-            os.kill(share.pid, STOP.received)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(share.pid, STOP.received)
     if progress != "none" and others:
         print(f"  split into {len(shares)} stacks of {rows_each}, one process per core", flush=True)
 
@@ -127,12 +134,18 @@ def train_shares(
                 summaries[trial.number] = summary
     except BaseException as err:  # the other processes' trials still finish, and are kept
         error = err
-    _wait(others, take)
+    waiting_error = _wait(others, take)
+    error = error or waiting_error
     STOP.forward_to = []
     for share in others:
         if share.summaries is not None:  # those that never joined its stack, stopped: not handed on
             for trial, summary in zip(share.trials, share.summaries):
                 summaries.setdefault(trial.number, summary)
+        elif share.killed_by is not None:  # as if the whole sweep had been killed: the rerun goes on from
+            for trial in share.trials:  # their checkpoints (their folders have no summary.json)
+                summaries.setdefault(trial.number, _killed(share.killed_by))
+    if any(summary["status"] == "interrupted" for summary in summaries.values()):
+        STOP.count_late()  # a signal that stopped the other processes' trials after this one's had finished
     if error is not None:
         raise error
     failures = [share.failure for share in others if share.failure is not None]
@@ -141,9 +154,7 @@ def train_shares(
     return summaries
 
 
-def _train_in_fork(
-    share: list, rows: int, index: int, fit_share: Callable, pipe: int, parent: int
-) -> None:
+def _train_in_fork(share: list, rows: int, index: int, fit_share: Callable, pipe: int, parent: int) -> None:
     status = 1
     try:
         # SIGTERM if the sweep process dies (SIGKILL): a safe stop with checkpoints, not an orphan that
@@ -152,6 +163,9 @@ def _train_in_fork(
         if os.getppid() != parent:  # it died before that: stop at the first step
             os.kill(os.getpid(), signal.SIGTERM)
         STOP.forward_to = []  # the parent's list: its other children are not this process's to stop
+        # A process group of its own: a Ctrl-C (sent to the terminal's group) reaches it once, passed on
+        # by the parent, not twice, which a late second copy would make a "stop now" in mid-step.
+        os.setpgid(0, 0)
         # One thread: GNU OpenMP's thread pool does not survive a fork (a forked process that runs a
         # parallel region on 2 threads after its parent did hangs), and one is what pays here anyway.
         torch.set_num_threads(1)
@@ -208,19 +222,23 @@ def _receive(shares: list[_Share], take: Callable, timeout: float) -> None:
                 share.failure = f"the process that trained {_trials(share)} failed: {message[1]}"
 
 
-def _wait(shares: list[_Share], take: Callable) -> None:
-    """Until every other process has ended. A stop signal here has reached them too (``forward_to``);
-    asked a third time, they are killed."""
-    asked = 0
+def _wait(shares: list[_Share], take: Callable) -> BaseException | None:
+    """Until every other process has ended; returns the first error met meanwhile (``take``'s).
+    A stop signal here reaches them too (``forward_to``); a third one kills them (SIGKILL): a process
+    that hangs can still be ended from the keyboard."""
+    error = None
     while any(share.pipe >= 0 for share in shares):
+        if STOP.signals >= 3:
+            for share in shares:
+                if share.pipe >= 0:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(share.pid, signal.SIGKILL)
         try:
             _receive(shares, take, timeout=0.5)
-        except KeyboardInterrupt:  # a second signal ("stop now"): they got it as well
-            asked += 1
-            if asked >= 2:
-                for share in shares:
-                    if share.pipe >= 0:
-                        os.kill(share.pid, signal.SIGKILL)
+        except KeyboardInterrupt:  # "stop now": they got it as well; wait for them
+            continue
+        except Exception as err:  # handing a result on failed: still read the others', and reap them
+            error = error or err
     for share in shares:
         while True:
             try:
@@ -229,12 +247,22 @@ def _wait(shares: list[_Share], take: Callable) -> None:
             except KeyboardInterrupt:  # its pipe closed as it ended: it is gone or about to be
                 continue
         if share.summaries is None and share.failure is None:
-            how = (
-                f"was killed by {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
-                if os.WIFSIGNALED(status)
-                else f"exited with {os.waitstatus_to_exitcode(status)}"
-            )
-            share.failure = f"the process that trained {_trials(share)} {how} before they finished"
+            if os.WIFSIGNALED(status):
+                share.killed_by = signal.Signals(-os.waitstatus_to_exitcode(status)).name
+            else:
+                code = os.waitstatus_to_exitcode(status)
+                share.failure = f"the process that trained {_trials(share)} exited with {code} before they finished"
+    return error
+
+
+def _killed(signal_name: str) -> dict:
+    """The summary of a trial whose process was killed: interrupted, as a killed sweep leaves it."""
+    return {
+        "status": "interrupted",
+        "signal": signal_name,
+        "message": f"its process was killed ({signal_name}) before it finished; the rerun sweep goes on "
+        "from where it was",
+    }
 
 
 def _trials(share: _Share) -> str:

@@ -52,9 +52,10 @@ class StopSignals:
         # Processes that train other shares of this process's stack (stack/processes.py): each signal
         # this process gets is passed on to them at once, so one sent to it alone stops them too.
         self.forward_to: list[int] = []
+        self.signals = 0  # received since ``install``
 
     def install(self) -> StopSignals:
-        self.received, self.late, self.finishing, self.forward_to = None, None, False, []
+        self.received, self.late, self.finishing, self.forward_to, self.signals = None, None, False, [], 0
         # Python only lets the main thread set handlers; a run in a thread (a threaded launcher)
         # keeps the process's handlers, and Ctrl-C still reaches it as a KeyboardInterrupt.
         if threading.current_thread() is threading.main_thread():
@@ -74,6 +75,12 @@ class StopSignals:
         if not interrupted and self.received is not None:
             self.late, self.received = self.received, None
 
+    def count_late(self) -> None:
+        """A late signal stopped the trials still training in other processes (stack/processes.py):
+        it stopped the run after all, so it counts as the run's (on SLURM, SIGUSR2 then requeues)."""
+        if self.received is None and self.late is not None:
+            self.received, self.late = self.late, None
+
     def restore(self) -> None:
         """Put the previous handlers back; hand a SIGUSR2 that stopped the run on to submitit's
         (which requeues and exits), and a signal that came while the run wrote its result on to a
@@ -90,6 +97,7 @@ class StopSignals:
             sweep(late, None)
 
     def _handle(self, signum, frame) -> None:
+        self.signals += 1
         for pid in self.forward_to:  # a duplicate (the process group got it too) is one request there
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
