@@ -5,7 +5,7 @@ layer (25 channels over 19 positions, f = 3, stride 2, batch 100) takes ~0.9-1.0
 backward for ~5.6 M multiply-adds, which MKL's matrix products do in ~0.3 ms. Written as matrix
 products (im2col), that layer takes ~0.65 ms and a solo MNIST-1D CNN step ~25% less time; a stack of
 K trials' convolutions is the same as K batched products (``torch.bmm``), one call per layer for all
-of them (measurements: BENCHMARKS.md, 2026-12-04).
+of them (measured on 2 cores; the numbers are in the history of BENCHMARKS.md).
 
 How: with the input's positions first and channels last, (N, L, C), zero-padded along the
 positions, every output position's receptive field is one contiguous run of f*C numbers, starting
