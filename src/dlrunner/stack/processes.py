@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -70,7 +70,7 @@ class _Share:
     summaries: list | None = None  # its summaries, in its trials' order, once it is done
     failure: str | None = None  # an error it reported, or how it ended without its results
     killed_by: str | None = None  # the signal that ended it before it was done (SIGKILL, the OOM killer's)
-    received: bytes = field(default=b"")
+    received: bytes = b""  # the start of a message not yet whole
 
 
 def train_shares(

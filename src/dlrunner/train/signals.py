@@ -98,7 +98,7 @@ class StopSignals:
 
     def _handle(self, signum, frame) -> None:
         self.signals += 1
-        for pid in self.forward_to:  # a duplicate (the process group got it too) is one request there
+        for pid in self.forward_to:  # each in a process group of its own: this is how a Ctrl-C reaches it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         if self.finishing:
