@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from dlrunner.stack import processes
+from dlrunner.stack import train as train_module
 from dlrunner.stack.processes import process_shares
 from dlrunner.stack.train import train_stacked
 from dlrunner.train.run import train
@@ -218,14 +219,14 @@ def test_a_share_whose_fork_fails_trains_in_this_process_after_the_first(tmp_pat
         ({"threads": 1}, "one core: one stack"),
         ({"rows": 7}, "fewer than 4 rows for each process"),
         ({"device": torch.device("meta")}, "not the CPU"),
-        ({"resume": {"step": 3}}, "a trial goes on from its checkpoint"),
+        ({"resume": "one stack"}, "trials of a stack that stopped in one process go on in one"),
         ({"backend": "wandb"}, "a W&B logger"),
         ({"thread": True}, "another thread runs: a fork would copy its locks, held"),
     ],
 )
 def test_a_stack_stays_in_one_process_where_a_fork_would_not_pay_or_not_be_safe(change, why):
     def trial(k, change):
-        resume = change.get("resume") if k == 3 else None
+        resume = stopped_at(300, seed=0) if change.get("resume") and k >= 3 else None
         cfg = SimpleNamespace(logger=SimpleNamespace(backend=change.get("backend", "none")))
         return SimpleNamespace(number=k, resume=resume, cfg=cfg)
 
@@ -244,3 +245,86 @@ def test_a_stack_stays_in_one_process_where_a_fork_would_not_pay_or_not_be_safe(
         assert process_shares(trials, device, threads, rows) is None, why
     finally:
         stop.set()
+
+
+def stopped_at(position: int, seed: int) -> dict:
+    """What resumed_runs reads of a stopped stack's checkpoint: its place in the epoch and the random
+    state of the process it trained in."""
+    return {
+        "position": position,
+        "order": torch.arange(10),
+        "rng_state": {"torch": torch.manual_seed(seed).get_state()},
+    }
+
+
+def test_trials_resume_as_the_stacks_they_stopped_in_each_in_a_process_of_its_own():
+    """Resumed trials go on as the stacks they stopped in: by place in the epoch and process (random
+    state); the trials that had not started are dealt out among them. One stack goes on in one
+    process; more stacks than threads go on one after another in this one."""
+    cfg = SimpleNamespace(logger=SimpleNamespace(backend="none"))
+    places = {1: (300, 1), 3: (300, 1), 5: (300, 1), 7: (300, 1), 2: (200, 0), 4: (200, 0), 6: (200, 0)}
+    trials = [
+        SimpleNamespace(number=k, resume=stopped_at(*places[k]) if k in places else None, cfg=cfg) for k in range(9)
+    ]
+
+    def numbers(shares):
+        return None if shares is None else [[t.number for t in share] for share in shares]
+
+    cpu = torch.device("cpu")
+    assert numbers(processes.resumed_runs(trials)) == [[1, 3, 5, 7], [2, 4, 6]]
+    assert numbers(process_shares(trials, cpu, 2, 9)) == [[1, 3, 5, 7, 0], [2, 4, 6, 8]]
+    assert numbers(process_shares(trials[1:8], cpu, 2, 7)) == [[1, 3, 5, 7], [2, 4, 6]]  # fewer than 4 rows each
+    assert process_shares(trials, cpu, 1, 9) is None  # one thread: one after the other, here
+    assert numbers(processes.runs_in_turn(trials)) == [[1, 3, 5, 7, 0, 8], [2, 4, 6]]
+    # the same place, another process: its own dropout draws, so a stack of its own
+    trials[6].resume = stopped_at(300, 1)
+    trials[2].resume = stopped_at(300, 2)
+    assert numbers(processes.resumed_runs(trials)) == [[1, 3, 5, 6, 7], [2], [4]]
+    assert process_shares(trials, cpu, 2, 9) is None  # three stacks on two threads: one after another
+    assert numbers(process_shares(trials, cpu, 3, 9)) == [[1, 3, 5, 6, 7, 0], [2, 8], [4]]
+    assert numbers(processes.runs_in_turn(trials[1:8])) == [[1, 3, 5, 6, 7], [2], [4]]
+
+
+def test_a_split_stack_stopped_by_a_signal_goes_on_split_each_trial_to_its_uninterrupted_curve(tmp_path, monkeypatch):
+    """A stack of 8 with dropout trains as two processes; trial 0 stops early and sends SIGTERM, which
+    stops both stacks at their next step. Run again, trials 1-7 go on as the two stacks they were
+    (each process's trials with its own random state, for its dropout masks), again in two
+    processes, and each ends with the curve of a stack that never stopped, bit for bit. Where a
+    stack stays in one process, the two go on one after another there, with the same curves."""
+    common = ("trainer.steps=300", "trainer.eval_every=20", "model.keep_prob=0.8")
+    stops_early = ("optimizer.lr=1000", "regularization.early_stopping=true", "regularization.patience=1")
+    lrs = [stops_early] + [(f"optimizer.lr={lr}",) for lr in LRS[1:]]
+    straight = train_stacked(
+        [compose(*TWO_CORES, *common, *lr) for lr in lrs], [tmp_path / f"s{k}" for k in range(8)], QUIET
+    )
+    assert [s["timing"]["stacked_with"] for s in straight] == [4] * 8
+
+    shares = []  # each split's shares, by the trials' folder names
+    split = train_module.train_shares
+    monkeypatch.setattr(
+        train_module,
+        "train_shares",
+        lambda s, *rest: shares.append([[int(t.run_dir.name) for t in x] for x in s]) or split(s, *rest),
+    )
+    cfgs = [compose(*TWO_CORES, *common, *lr) for lr in lrs]
+    for name in ("split", "in turn"):
+        folders = [tmp_path / name / str(k) for k in range(8)]
+
+        def stop_when_trial_0_finishes(k, summary):
+            if k == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        stopped = train_stacked(cfgs, folders, QUIET, on_finish=stop_when_trial_0_finishes)
+        assert [s["status"] for s in stopped[1:]] == ["interrupted"] * 7
+        steps = {torch.load(f / "checkpoints" / "last.pt", weights_only=True)["step"] for f in folders[1:]}
+        assert max(steps) < 300, steps  # each process at a step of its own, or at one by chance
+
+        shares.clear()
+        if name == "in turn":  # where a stack stays in one process (one thread, a GPU, a W&B logger)
+            monkeypatch.setattr(train_module, "process_shares", lambda *args: None)
+        resumed = train_stacked(cfgs[1:], folders[1:], QUIET)
+        assert [s["status"] for s in resumed] == ["completed"] * 7, name
+        assert shares == ([[[1, 3, 5, 7], [2, 4, 6]]] if name == "split" else []), name
+        for k in range(1, 8):
+            assert resumed[k - 1]["resumed_from"] is not None, (name, k, resumed[k - 1])
+            assert read_metrics(folders[k]) == read_metrics(tmp_path / f"s{k}"), (name, k)

@@ -12,8 +12,9 @@ a time, with a note.
 A stack writes each trial's ``last.pt`` (in the solo format) every ``trainer.checkpoint_every``
 evaluations and when a signal stops it. When the sweep is rerun after a kill, the trials whose
 folders hold such a checkpoint and no final summary go on from there (as every multirun job does,
-``trainer.resume=auto``), losing at most one checkpoint interval: those at the same place in an
-epoch as one stack again, which the group's other trials join at its next epoch.
+``trainer.resume=auto``), losing at most one checkpoint interval: those of one stopped stack (one
+place in an epoch, one process) as one stack again, which the group's other trials join at its
+next epoch; the stacks of a split stack in their own processes again (``stack/processes.py``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
     allows; groups of one are left out (they run alone)."""
     by_key: dict[str, list[int]] = {}
     limits: dict[str, int] = {}
-    places: dict[str, tuple] = {}
     resumed: set[int] = set()  # said by launch(): "resumes from its checkpoint, on its own"
     for i, config in enumerate(configs):
         task_cfg = _task_config(config)
@@ -84,13 +84,9 @@ def group_trials(configs, max_stack: int) -> list[tuple[list[int], int]]:
         if problem is not None and len(configs) > 1:
             print(f"note: trial {config.hydra.job.num} trains on its own: {problem}", flush=True)
         if problem is None:
-            key = base = stack_key(task_cfg)
-            # trials resumed from checkpoints stack where they stopped: at one place in the epoch
-            place = _checkpoint_place(config)
-            if place is not None:
+            key = stack_key(task_cfg)  # trials resumed from checkpoints too: they go on as the stacks
+            if _has_unfinished_checkpoint(config):  # they stopped in (stack/processes.py: resumed_runs)
                 resumed.add(i)
-                if places.setdefault(base, place) != place:
-                    key = f"{base} resumed at {place}"
             by_key.setdefault(key, []).append(i)
             if key not in limits:  # the key holds the model and the device
                 limits[key] = min(max_stack, CPU_CONV_MAX_STACK) if _convolutions_one_by_one(task_cfg) else max_stack
@@ -152,17 +148,6 @@ def _has_unfinished_checkpoint(config) -> bool:
     from dlrunner.train.checkpoint import find_resume_checkpoint
 
     return find_resume_checkpoint("auto", _run_dir(config), _run_dir(config), {}) is not None
-
-
-def _checkpoint_place(config) -> tuple | None:
-    """(position in the epoch, full batch) of the trial's unfinished checkpoint; None without one."""
-    from dlrunner.train.checkpoint import find_resume_checkpoint, load_checkpoint
-
-    path = find_resume_checkpoint("auto", _run_dir(config), _run_dir(config), {})
-    if path is None:
-        return None
-    state = load_checkpoint(path)
-    return state["position"], state["order"] is None
 
 
 def _run_dir(config) -> Path:

@@ -18,8 +18,11 @@ and they stop at a safe point as it does. The arithmetic of each trial is its so
 Only where a fork is safe and pays: on Linux (each fork stops at a safe point when this process
 dies: ``internals.stop_with_parent``), on the CPU, with at least ``ROWS_EACH`` rows per process, no
 thread but this one running (a fork copies the forking thread alone: another thread's locks would
-stay locked in the child), no W&B logger (its service connection is this process's), and no trial
-resuming from a checkpoint (those go on together, in one stack, from one place in the epoch).
+stay locked in the child), and no W&B logger (its service connection is this process's).
+
+Trials resuming from checkpoints go on as the stacks they stopped in (``resumed_runs``): a stack
+that was split goes on split, each process's trials in a process again, from their place in the
+epoch and with their random state; a stack that stopped in one process goes on in one.
 """
 
 from __future__ import annotations
@@ -46,15 +49,47 @@ ROWS_EACH = 4  # smaller shares gain less from a process of their own than the s
 
 def process_shares(trials: list, device: torch.device, threads: int, rows: int) -> list[list] | None:
     """The trials in one share per process (every ``processes``-th trial, so each share gets a spread
-    of the group), or None where the stack trains in this process alone."""
-    processes = min(threads, rows // ROWS_EACH)
-    if device.type != "cpu" or processes < 2 or sys.platform != "linux":
+    of the group), or None where the stack trains in this process alone. Resumed trials keep the
+    shares they stopped in: one per run of ``resumed_runs``, the trials that had not started dealt
+    out among them; None for a single run (a stack that stopped in one process goes on in one) or
+    more runs than threads (they go on one after another, ``runs_in_turn``)."""
+    if device.type != "cpu" or threads < 2 or sys.platform != "linux":
         return None
-    if threading.active_count() > 1 or any(trial.resume is not None for trial in trials):
+    if threading.active_count() > 1:
         return None
     if any(trial.cfg.logger.backend == "wandb" for trial in trials):
         return None
-    return [trials[i::processes] for i in range(processes)]
+    runs = resumed_runs(trials)
+    if runs:  # the alternative is one after another: a process each pays at any size
+        if not 2 <= len(runs) <= threads:
+            return None
+        fresh = [trial for trial in trials if trial.resume is None]
+        return [run + fresh[i :: len(runs)] for i, run in enumerate(runs)]
+    processes = min(threads, rows // ROWS_EACH)
+    return [trials[i::processes] for i in range(processes)] if processes >= 2 else None
+
+
+def resumed_runs(trials: list) -> list[list]:
+    """The trials resuming from checkpoints, by the stack they stopped in: those at one place in the
+    epoch with one random state (a process's dropout draws) went on together there, and go on
+    together again, so that each continues its curve bit for bit. In trial order."""
+    runs: dict[tuple, list] = {}
+    for trial in trials:
+        state = trial.resume
+        if state is not None:
+            random = state["rng_state"]["torch"].numpy().tobytes()
+            runs.setdefault((state["position"], state["order"] is None, random), []).append(trial)
+    return list(runs.values())
+
+
+def runs_in_turn(trials: list) -> list[list]:
+    """The stacks to train one after another in this process: all the trials as one, or, when they
+    resume from several stacks, each of those, the trials that had not started joining the first."""
+    runs = resumed_runs(trials)
+    if len(runs) < 2:
+        return [trials]
+    fresh = [trial for trial in trials if trial.resume is None]
+    return [runs[0] + fresh, *runs[1:]]
 
 
 class ShareFailed(RuntimeError):

@@ -35,7 +35,7 @@ from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_tri
 from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
-from dlrunner.stack.processes import process_shares, train_shares
+from dlrunner.stack.processes import process_shares, resumed_runs, runs_in_turn, train_shares
 from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import get_rng_state, set_rng_state, take_rows
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
@@ -102,7 +102,9 @@ def train_stacked(
     ``hydra.job.env_set`` (its place in a sweep, the sweep's pruner: the trials share this process,
     so not its environment). ``on_finish(i, summary)``: called as trial i's files are complete.
     After a stop signal, the trials that had not joined the stack have no files, and a summary
-    with only ``status`` (interrupted), ``signal`` and ``message``.
+    with only ``status`` (interrupted), ``signal`` and ``message``. Trials with the checkpoints of a
+    stopped stack go on as the stacks they stopped in (``processes.resumed_runs``), in processes of
+    their own as before where the stack was split, else one after another.
     Raises NotStackable, before any file is written, when they cannot share a stack."""
     console = console or Console(quiet=True)
     for cfg in cfgs:
@@ -144,10 +146,8 @@ def train_stacked(
         # As every sweep trial: an unfinished checkpoint in its folder (the stack was stopped) goes on from there
         trial.resume_path, trial.resume, _ = resume_point(cfg, run_dir, "auto")
         trials.append(trial)
-    resumed = [trial for trial in trials if trial.resume is not None]
-    if len({(t.resume["position"], t.resume["order"] is None) for t in resumed}) > 1:
-        raise NotStackable("their checkpoints are at different places in an epoch")
-    slots = max(slots, len(resumed))  # they go on together, from where they were
+    # the trials of a stopped stack go on together, from where they were, as the stack they were in
+    slots = max([slots] + [len(run) for run in resumed_runs(trials)])
 
     def fit_share(share: list[StackedTrial], rows: int, progress: str, on_finish) -> list[dict]:
         """Train ``share`` (all of the trials, or one process's share of them) as one stack of at most
@@ -177,9 +177,15 @@ def train_stacked(
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
         shares = process_shares(trials, device, torch.get_num_threads(), slots)
-        if shares is None:
-            return fit_share(trials, slots, progress, on_finish)
-        summaries = train_shares(shares, slots, fit_share, progress, on_finish)
+        if shares is not None:
+            summaries = train_shares(shares, slots, fit_share, progress, on_finish)
+        else:
+            summaries = {}
+            runs = runs_in_turn(trials)
+            if len(runs) > 1 and progress != "none":
+                print(f"  going on as the {len(runs)} stacks they stopped in, one after another", flush=True)
+            for run in runs:
+                summaries.update((trial.number, s) for trial, s in zip(run, fit_share(run, slots, progress, on_finish)))
         return [summaries[trial.number] for trial in trials]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
