@@ -661,7 +661,7 @@ def test_a_stop_signal_leaves_the_trials_still_waiting_for_a_row_without_files(t
         on_finish=lambda k, summary: os.kill(os.getpid(), signal.SIGTERM),
     )
     assert summaries[0]["status"] == "completed" and read_summary(tmp_path / "a")["status"] == "completed"
-    assert summaries[1] == {"status": "interrupted", "signal": "SIGTERM", "message": "stopped before it started"}
+    assert summaries[1] == {"status": "interrupted", "signal": "SIGTERM", "message": "stopped before it trained"}
     assert not (tmp_path / "b").exists()
 
 

@@ -91,3 +91,46 @@ def test_a_sweep_killed_while_its_stack_trains_in_two_processes_loses_nothing(tm
         metrics = read_metrics(sweep_dir / str(n))
         assert [m["step"] for m in metrics] == list(range(100, 1600, 100))  # the whole curve, each evaluation once
         assert metrics == read_metrics(tmp_path / "straight" / str(n))  # as if it had never stopped
+
+
+def test_stacks_trained_in_turn_stop_at_a_signal_that_comes_after_the_first_one_finished():
+    """train_in_turn: after the first stack finished (its results written), a signal still stops the
+    next one; one that came while the first wrote its results keeps the next from training at all,
+    its trials left as they were for the rerun."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from dlrunner.stack.processes import not_trained, train_in_turn
+    from dlrunner.train.signals import STOP
+
+    stacks = [[SimpleNamespace(number=0)], [SimpleNamespace(number=1)]]
+    seen = []
+
+    def fit_share(stack, rows, progress, on_finish, signal_while_finishing=False):
+        seen.append((stack[0].number, STOP.received))
+        if stack[0].number == 1:  # the second stack: a signal now stops it at its next step
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append(("after kill", STOP.received))
+        STOP.finish(interrupted=STOP.received is not None)
+        if signal_while_finishing:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return [{"status": "completed"}]
+
+    STOP.install()
+    try:
+        summaries = train_in_turn(stacks, 4, fit_share, "none", None)
+    finally:
+        STOP.restore()
+    assert seen == [(0, None), (1, None), ("after kill", signal.SIGTERM)]
+    assert summaries == {0: {"status": "completed"}, 1: {"status": "completed"}}
+
+    seen.clear()
+    STOP.install()
+    try:
+        summaries = train_in_turn(stacks, 4, lambda *args: fit_share(*args, signal_while_finishing=True), "none", None)
+        assert STOP.received == signal.SIGTERM  # it stopped the sweep after all: the launcher exits 143
+    finally:
+        STOP.restore()
+    assert seen == [(0, None)]
+    assert summaries == {0: {"status": "completed"}, 1: not_trained("SIGTERM")}

@@ -22,7 +22,7 @@ stay locked in the child), and no W&B logger (its service connection is this pro
 
 Trials resuming from checkpoints go on as the stacks they stopped in (``resumed_runs``): a stack
 that was split goes on split, each process's trials in a process again, from their place in the
-epoch and with their random state; a stack that stopped in one process goes on in one.
+epoch and with their random state; trials that all stopped together go on as one stack here.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def process_shares(trials: list, device: torch.device, threads: int, rows: int) 
     """The trials in one share per process (every ``processes``-th trial, so each share gets a spread
     of the group), or None where the stack trains in this process alone. Resumed trials keep the
     shares they stopped in: one per run of ``resumed_runs``, the trials that had not started dealt
-    out among them; None for a single run (a stack that stopped in one process goes on in one) or
+    out among them; None for a single run (trials that stopped together go on together here) or
     more runs than threads (they go on one after another, ``runs_in_turn``)."""
     if device.type != "cpu" or threads < 2 or sys.platform != "linux":
         return None
@@ -90,6 +90,28 @@ def runs_in_turn(trials: list) -> list[list]:
         return [trials]
     fresh = [trial for trial in trials if trial.resume is None]
     return [runs[0] + fresh, *runs[1:]]
+
+
+def train_in_turn(stacks: list[list], rows: int, fit_share: Callable, progress: str, on_finish) -> dict[int, dict]:
+    """Train ``stacks`` one after another in this process (``fit_share`` as in ``train_shares``);
+    every trial's summary by its number. After a stop signal the stacks not yet trained are left as
+    they are, for the rerun: their trials' summaries say so."""
+    summaries: dict[int, dict] = {}
+    for index, stack in enumerate(stacks):
+        if index:
+            STOP.go_on()
+        if index and STOP.received is not None:
+            summaries.update((trial.number, not_trained(STOP.name)) for trial in stack)
+            continue
+        summaries.update(
+            (trial.number, summary) for trial, summary in zip(stack, fit_share(stack, rows, progress, on_finish))
+        )
+    return summaries
+
+
+def not_trained(signal_name: str) -> dict:
+    """The summary of a trial that a stop signal kept from training (it has no new files)."""
+    return {"status": "interrupted", "signal": signal_name, "message": "stopped before it trained"}
 
 
 class ShareFailed(RuntimeError):
@@ -164,9 +186,7 @@ def train_shares(
     torch.set_num_threads(1)
     error = None
     try:
-        for share in here_too:
-            for trial, summary in zip(share, fit_share(share, rows_each, progress, here)):
-                summaries[trial.number] = summary
+        summaries.update(train_in_turn(here_too, rows_each, fit_share, progress, here))
     except BaseException as err:  # the other processes' trials still finish, and are kept
         error = err
     waiting_error = _wait(others, take)

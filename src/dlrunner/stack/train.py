@@ -35,7 +35,14 @@ from dlrunner.stack.evaluate import TASKS, evaluate_stack, l2_penalties, per_tri
 from dlrunner.stack.group import BATCH_NORM, stack_problem
 from dlrunner.stack.model import StackedModel, structure
 from dlrunner.stack.optim import StackedOptimizer
-from dlrunner.stack.processes import process_shares, resumed_runs, runs_in_turn, train_shares
+from dlrunner.stack.processes import (
+    not_trained,
+    process_shares,
+    resumed_runs,
+    runs_in_turn,
+    train_in_turn,
+    train_shares,
+)
 from dlrunner.train.accelerate import place_data
 from dlrunner.train.loop import get_rng_state, set_rng_state, take_rows
 from dlrunner.train.outputs import RunFiles, checkpoint_attachments, failure, write_analysis
@@ -171,7 +178,7 @@ def train_stacked(
                 if trial.files is not None:
                     trial.files.close()
         for trial in fit.waiting:  # stopped before they joined: no files; the resumed sweep runs them
-            trial.summary = {"status": "interrupted", "signal": STOP.name, "message": "stopped before it started"}
+            trial.summary = not_trained(STOP.name)
         return [trial.summary for trial in share]
 
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
@@ -180,12 +187,10 @@ def train_stacked(
         if shares is not None:
             summaries = train_shares(shares, slots, fit_share, progress, on_finish)
         else:
-            summaries = {}
             runs = runs_in_turn(trials)
             if len(runs) > 1 and progress != "none":
                 print(f"  going on as the {len(runs)} stacks they stopped in, one after another", flush=True)
-            for run in runs:
-                summaries.update((trial.number, s) for trial, s in zip(run, fit_share(run, slots, progress, on_finish)))
+            summaries = train_in_turn(runs, slots, fit_share, progress, on_finish)
         return [summaries[trial.number] for trial in trials]
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
@@ -296,10 +301,8 @@ class StackFit:
                     raise Interrupted(STOP.received)
                 if position >= n_train or not self.rows:  # a new epoch: trials may join, each shuffles its own
                     position = 0
-                    joining, self.waiting = (
-                        self.waiting[: self.slots - len(self.rows)],
-                        self.waiting[self.slots - len(self.rows) :],
-                    )
+                    free = max(0, self.slots - len(self.rows))  # resumed trials may fill more rows than this share's
+                    joining, self.waiting = self.waiting[:free], self.waiting[free:]
                     if joining:
                         self.take_losses(batch_losses)  # the rows change
                         self.regroup(joining, step)

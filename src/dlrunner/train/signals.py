@@ -75,6 +75,13 @@ class StopSignals:
         if not interrupted and self.received is not None:
             self.late, self.received = self.received, None
 
+    def go_on(self) -> None:
+        """Training goes on in this process after ``finish`` (the next of several stacks trained one
+        after another): signals stop it again, and one that came while the last stack wrote its
+        results stops it before it starts."""
+        self.finishing = False
+        self.count_late()
+
     def count_late(self) -> None:
         """A late signal stopped the trials still training in other processes (stack/processes.py):
         it stopped the run after all, so it counts as the run's (on SLURM, SIGUSR2 then requeues)."""
