@@ -260,7 +260,7 @@ def stopped_at(position: int, seed: int) -> dict:
 def test_trials_resume_as_the_stacks_they_stopped_in_each_in_a_process_of_its_own():
     """Resumed trials go on as the stacks they stopped in: by place in the epoch and process (random
     state); the trials that had not started are dealt out among them. One stack goes on in one
-    process; more stacks than threads go on one after another in this one."""
+    process; with more stacks than threads, a process trains several, one after another."""
     cfg = SimpleNamespace(logger=SimpleNamespace(backend="none"))
     places = {1: (300, 1), 3: (300, 1), 5: (300, 1), 7: (300, 1), 2: (200, 0), 4: (200, 0), 6: (200, 0)}
     trials = [
@@ -280,7 +280,9 @@ def test_trials_resume_as_the_stacks_they_stopped_in_each_in_a_process_of_its_ow
     trials[6].resume = stopped_at(300, 1)
     trials[2].resume = stopped_at(300, 2)
     assert numbers(processes.resumed_runs(trials)) == [[1, 3, 5, 6, 7], [2], [4]]
-    assert process_shares(trials, cpu, 2, 9) is None  # three stacks on two threads: one after another
+    # three stacks on two threads: one process takes two of them, one after the other
+    assert numbers(process_shares(trials, cpu, 2, 9)) == [[1, 3, 5, 6, 7, 4, 0], [2, 8]]
+    assert numbers(processes.runs_in_turn([trials[k] for k in (1, 3, 5, 6, 7, 4, 0)])) == [[1, 3, 5, 6, 7, 0], [4]]
     assert numbers(process_shares(trials, cpu, 3, 9)) == [[1, 3, 5, 6, 7, 0], [2, 8], [4]]
     assert numbers(processes.runs_in_turn(trials[1:8])) == [[1, 3, 5, 6, 7], [2], [4]]
 
@@ -328,3 +330,39 @@ def test_a_split_stack_stopped_by_a_signal_goes_on_split_each_trial_to_its_unint
         for k in range(1, 8):
             assert resumed[k - 1]["resumed_from"] is not None, (name, k, resumed[k - 1])
             assert read_metrics(folders[k]) == read_metrics(tmp_path / f"s{k}"), (name, k)
+
+
+def test_more_stopped_stacks_than_threads_go_on_several_to_a_process_one_after_another(tmp_path, monkeypatch):
+    """Three stopped stacks on two threads (here: the two of a stopped split stack, the first cut in
+    two, which without dropout changes no number): one process trains two of them, one after the
+    other, the other process the third; every trial ends with the curve of a stack that never stopped."""
+    common = ("trainer.steps=300", "trainer.eval_every=20")
+    stops_early = ("optimizer.lr=1000", "regularization.early_stopping=true", "regularization.patience=1")
+    cfgs = [compose(*TWO_CORES, *common, *lr) for lr in [stops_early] + [(f"optimizer.lr={lr}",) for lr in LRS[1:]]]
+    train_stacked(cfgs, [tmp_path / f"s{k}" for k in range(8)], QUIET)
+
+    def stop_when_trial_0_finishes(k, summary):
+        if k == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    folders = [tmp_path / str(k) for k in range(8)]
+    train_stacked(cfgs, folders, QUIET, on_finish=stop_when_trial_0_finishes)
+    two_runs = processes.resumed_runs
+
+    def three_runs(trials):
+        first, *others = two_runs(trials)
+        return [first[:2], first[2:], *others] if len(first) > 2 else [first, *others]
+
+    monkeypatch.setattr(processes, "resumed_runs", three_runs)
+    shares = []
+    split = train_module.train_shares
+    monkeypatch.setattr(
+        train_module,
+        "train_shares",
+        lambda s, *rest: shares.append([[int(t.run_dir.name) for t in x] for x in s]) or split(s, *rest),
+    )
+    resumed = train_stacked(cfgs[1:], folders[1:], QUIET)
+    assert shares == [[[1, 3, 2, 4, 6], [5, 7]]]  # runs [1, 3], [5, 7] and [2, 4, 6]: the first and third together
+    assert [s["status"] for s in resumed] == ["completed"] * 7
+    for k in range(1, 8):
+        assert read_metrics(folders[k]) == read_metrics(tmp_path / f"s{k}"), k

@@ -50,9 +50,10 @@ ROWS_EACH = 4  # smaller shares gain less from a process of their own than the s
 def process_shares(trials: list, device: torch.device, threads: int, rows: int) -> list[list] | None:
     """The trials in one share per process (every ``processes``-th trial, so each share gets a spread
     of the group), or None where the stack trains in this process alone. Resumed trials keep the
-    shares they stopped in: one per run of ``resumed_runs``, the trials that had not started dealt
-    out among them; None for a single run (trials that stopped together go on together here) or
-    more runs than threads (they go on one after another, ``runs_in_turn``)."""
+    stacks they stopped in (``resumed_runs``): one per process, or with more of them than threads,
+    every ``threads``-th for each process to train one after another (``runs_in_turn``); the trials
+    that had not started are dealt out among the processes. None for a single run: trials that
+    stopped together go on together here."""
     if device.type != "cpu" or threads < 2 or sys.platform != "linux":
         return None
     if threading.active_count() > 1:
@@ -61,10 +62,11 @@ def process_shares(trials: list, device: torch.device, threads: int, rows: int) 
         return None
     runs = resumed_runs(trials)
     if runs:  # the alternative is one after another: a process each pays at any size
-        if not 2 <= len(runs) <= threads:
+        if len(runs) < 2:
             return None
+        processes = min(threads, len(runs))
         fresh = [trial for trial in trials if trial.resume is None]
-        return [run + fresh[i :: len(runs)] for i, run in enumerate(runs)]
+        return [[t for run in runs[i::processes] for t in run] + fresh[i::processes] for i in range(processes)]
     processes = min(threads, rows // ROWS_EACH)
     return [trials[i::processes] for i in range(processes)] if processes >= 2 else None
 

@@ -181,17 +181,21 @@ def train_stacked(
             trial.summary = not_trained(STOP.name)
         return [trial.summary for trial in share]
 
+    def fit_in_turn(share: list[StackedTrial], rows: int, progress: str, on_finish) -> list[dict]:
+        """``fit_share`` for each of the stacks the share's trials stopped in, one after another: for
+        the whole share at once when none of them resumes."""
+        summaries = train_in_turn(runs_in_turn(share), rows, fit_share, progress, on_finish)
+        return [summaries[trial.number] for trial in share]
+
     stop = STOP.install()  # SIGTERM, like Ctrl-C, stops the stack at its next step (train/signals.py)
     try:
         shares = process_shares(trials, device, torch.get_num_threads(), slots)
         if shares is not None:
-            summaries = train_shares(shares, slots, fit_share, progress, on_finish)
-        else:
-            runs = runs_in_turn(trials)
-            if len(runs) > 1 and progress != "none":
-                print(f"  going on as the {len(runs)} stacks they stopped in, one after another", flush=True)
-            summaries = train_in_turn(runs, slots, fit_share, progress, on_finish)
-        return [summaries[trial.number] for trial in trials]
+            summaries = train_shares(shares, slots, fit_in_turn, progress, on_finish)
+            return [summaries[trial.number] for trial in trials]
+        if len(runs := runs_in_turn(trials)) > 1 and progress != "none":
+            print(f"  going on as the {len(runs)} stacks they stopped in, one after another", flush=True)
+        return fit_in_turn(trials, slots, progress, on_finish)
     finally:
         stop.restore()  # last, as in a solo run: on SLURM it may hand SIGUSR2 on to submitit
 
