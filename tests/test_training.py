@@ -344,3 +344,20 @@ def test_repeats_table_puts_each_gap_under_the_error_it_rises_to():
     assert rows["avoidable bias"] == ["0.0800 ± 0.0010", "", ""]
     assert rows["variance"] == ["", "0.0300 ± 0.0010", ""]
     assert rows["dev overfitting"] == ["", "", "0.0200 ± 0.0010"]
+
+
+def test_a_run_resumed_with_another_thread_count_goes_on_from_its_checkpoint(tmp_path):
+    """trainer.resume=auto (a rerun sweep's trials) goes on from a killed run's checkpoint when only
+    how the run goes differs: the thread count (a launcher's own limit, or the user's) changes how
+    fast it trains, not what. Another learning rate is another experiment: it starts afresh."""
+    from rich.console import Console
+
+    from dlrunner.train.run import resume_point, train
+    from helpers import compose
+
+    common = ("model=mlp", "trainer.steps=40", "trainer.eval_every=20", "trainer.progress=none")
+    train(compose(*common, "trainer.threads=2"), tmp_path / "run", Console(quiet=True))
+    (tmp_path / "run" / "summary.json").unlink()  # as a kill leaves it
+    path, state, _ = resume_point(compose(*common, "trainer.threads=1"), tmp_path / "run", "auto")
+    assert path == tmp_path / "run" / "checkpoints" / "last.pt" and state["step"] == 40
+    assert resume_point(compose(*common, "trainer.threads=1", "optimizer.lr=0.5"), tmp_path / "run", "auto")[1] is None

@@ -102,9 +102,9 @@ def train_in_turn(stacks: list[list], rows: int, fit_share: Callable, progress: 
     for index, stack in enumerate(stacks):
         if index:
             STOP.go_on()
-        if index and STOP.received is not None:
-            summaries.update((trial.number, not_trained(STOP.name)) for trial in stack)
-            continue
+            if STOP.received is not None:
+                summaries.update((trial.number, not_trained(STOP.name)) for trial in stack)
+                continue
         summaries.update(
             (trial.number, summary) for trial, summary in zip(stack, fit_share(stack, rows, progress, on_finish))
         )

@@ -167,7 +167,7 @@ def train_stacked(
 
         fit = StackFit(share, data, rows, device, finish)
         try:
-            with make_progress(progress, fit.expected_steps(), 0, Console()) as fit.progress:
+            with make_progress(progress, fit.expected_steps(), fit.steps_done, Console()) as fit.progress:
                 fit.run()
         except Exception as err:  # as a solo run does: a crash leaves a summary that says so, beside its metrics
             for trial in fit.rows:
@@ -213,6 +213,8 @@ class StackFit:
         self.stacked: StackedModel | None = None
         self.optimizer: StackedOptimizer | None = None
         self.eval_s_total = 0.0
+        # where the progress line starts: the steps its resumed trials had trained before they stopped
+        self.steps_done = min((trial.resume["step"] for trial in trials if trial.resume is not None), default=0)
         self.progress = NoProgress()
 
     def expected_steps(self) -> int:
@@ -336,7 +338,7 @@ class StackFit:
                 self.optimizer.step(lrs, gradients)
                 batch_losses.append(losses.detach())
                 step += 1
-                self.progress.advance(step, self.rows[0].epoch)
+                self.progress.advance(self.steps_done + step, self.rows[0].epoch)
                 due = [
                     row
                     for row, trial in enumerate(self.rows)
@@ -427,7 +429,8 @@ class StackFit:
                 self.checkpoint(trial, row, (own, trial.epoch, position), None)  # the final one is written at the end
         # the stack's progress: the best of the trials evaluated now (named by its folder), at the stack's step
         row = min(due, key=lambda r: self.rows[r].records[-1]["dev"]["error"])
-        self.progress.evaluated({**self.rows[row].records[-1], "step": step, "trial": self.rows[row].run_dir.name})
+        shown = {**self.rows[row].records[-1], "step": self.steps_done + step, "trial": self.rows[row].run_dir.name}
+        self.progress.evaluated(shown)
         self.eval_s_total += time.perf_counter() - started
 
     def checkpoint(self, trial: StackedTrial, row: int, at: tuple[int, int, int], pending) -> None:

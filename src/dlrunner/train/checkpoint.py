@@ -125,9 +125,12 @@ def choose_resume_checkpoint(resume, run_dir: Path, output_root: Path, config: d
     return (path / "checkpoints" / "last.pt" if path.is_dir() else path), "the checkpoint trainer.resume names"
 
 
+# Trainer settings that change how a run goes, not what it trains: a run resumed with other ones is
+# the same run (a sweep's launcher sets its own thread limit, and another launcher may resume it).
+HOW_IT_RUNS = ("resume", "progress", "threads")
 # Keys a run may change and still be the same experiment trained further (babysitting: longer,
 # with a nudged learning rate).
-_LENGTH_ONLY = {"trainer": ("steps", "epochs", "resume", "progress"), "optimizer": ("lr",)}
+_LENGTH_ONLY = {"trainer": ("steps", "epochs", *HOW_IT_RUNS), "optimizer": ("lr",)}
 
 
 def _unfinished(run_dir: Path) -> bool:

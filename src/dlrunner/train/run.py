@@ -28,7 +28,7 @@ from dlrunner.models import count_parameters, weight_matrices
 from dlrunner.runtime import cpu_threads_for, pick_device
 from dlrunner.search.constraints import check_constraints
 from dlrunner.train.accelerate import place_data, to_channels_last, wants_channels_last
-from dlrunner.train.checkpoint import choose_resume_checkpoint, load_checkpoint
+from dlrunner.train.checkpoint import HOW_IT_RUNS, choose_resume_checkpoint, load_checkpoint
 from dlrunner.train.evaluate import evaluate
 from dlrunner.train.hints import resume_hint, shown_path
 from dlrunner.train.loop import fit
@@ -265,10 +265,11 @@ def check_resumable(resume: dict, current: dict, path: Path) -> None:
 
 
 def same_run(saved: dict, current: dict) -> bool:
-    """Whether a checkpoint's config is this run's, apart from how it resumes and shows progress."""
+    """Whether a checkpoint's config is this run's, apart from how it runs (``HOW_IT_RUNS``: how it
+    resumes, shows progress and how many CPU threads it takes)."""
 
     def comparable(config: dict) -> dict:
-        trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k not in ("resume", "progress")}
+        trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k not in HOW_IT_RUNS}
         return {**config, "trainer": trainer}
 
     return comparable(saved) == comparable(current)
