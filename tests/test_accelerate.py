@@ -253,6 +253,52 @@ def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
     assert len(calls) == first + 2 and calls[-1][0] == [params[0]]
 
 
+def test_fused_adam_counts_steps_in_one_tensor_and_resumes_from_a_saved_state(monkeypatch, tmp_path):
+    """The kernel-alone step advances every parameter's step count with one add (each state keeps a
+    0-dim tensor of its own, a view); saved with torch.save, loaded with weights_only and given to
+    a new optimizer, the run goes on exactly as torch's own Adam does."""
+    import sys
+
+    from dlrunner.internals import eager_step
+
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(3), torch.randn(2)]
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    theirs = [torch.nn.Parameter(t.clone()) for t in start]
+
+    def adam(params):
+        groups = [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "weight_decay": 0.0}]
+        return torch.optim.Adam(groups, lr=1e-2, fused=True)
+
+    optimizer, reference = adam(ours), adam(theirs)
+    monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that has not imported it
+    step = eager_step(optimizer)
+    assert step.__qualname__.startswith("fused_adam_step")
+
+    def train(steps):
+        for _ in range(steps):
+            for p, q in zip(ours, theirs):
+                g = torch.randn_like(p)
+                p.grad, q.grad = g.clone(), g.clone()
+            step()
+            reference.step()
+
+    train(4)
+    counts = [optimizer.state[p]["step"] for p in ours[:2]]
+    assert counts[0]._base is counts[1]._base is not None  # one tensor for the group's counts
+    assert [float(optimizer.state[p]["step"]) for p in ours] == [4.0] * 3
+    torch.save(optimizer.state_dict(), tmp_path / "optimizer.pt")
+    train(2)
+    # as a resumed run does: the saved state replaces the live one (its step counts are new tensors)
+    optimizer.load_state_dict(torch.load(tmp_path / "optimizer.pt", weights_only=True))
+    reference.load_state_dict(torch.load(tmp_path / "optimizer.pt", weights_only=True))
+    assert [float(optimizer.state[p]["step"]) for p in ours] == [4.0] * 3
+    train(3)
+    assert [float(optimizer.state[p]["step"]) for p in ours] == [7.0] * 3
+    for p, q in zip(ours, theirs):
+        assert torch.equal(p, q)
+
+
 def test_eager_step_keeps_optimizer_step_where_it_would_skip_something(monkeypatch):
     import sys
 
