@@ -255,8 +255,9 @@ def test_fused_adam_takes_the_kernel_alone_from_its_second_step(monkeypatch):
 
 def test_fused_adam_counts_steps_in_one_tensor_and_resumes_from_a_saved_state(monkeypatch, tmp_path):
     """The kernel-alone step advances every parameter's step count with one add (each state keeps a
-    0-dim tensor of its own, a view); saved with torch.save, loaded with weights_only and given to
-    a new optimizer, the run goes on exactly as torch's own Adam does."""
+    0-dim tensor of its own, a view); a state saved with torch.save and loaded (weights_only) into
+    the live optimizer brings new count tensors, which the step takes over the same way, and the
+    run goes on exactly as torch's own Adam does."""
     import sys
 
     from dlrunner.internals import eager_step
@@ -271,8 +272,9 @@ def test_fused_adam_counts_steps_in_one_tensor_and_resumes_from_a_saved_state(mo
         return torch.optim.Adam(groups, lr=1e-2, fused=True)
 
     optimizer, reference = adam(ours), adam(theirs)
-    monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that has not imported it
-    step = eager_step(optimizer)
+    with monkeypatch.context() as patch:
+        patch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that has not imported it
+        step = eager_step(optimizer)
     assert step.__qualname__.startswith("fused_adam_step")
 
     def train(steps):
@@ -295,6 +297,8 @@ def test_fused_adam_counts_steps_in_one_tensor_and_resumes_from_a_saved_state(mo
     assert [float(optimizer.state[p]["step"]) for p in ours] == [4.0] * 3
     train(3)
     assert [float(optimizer.state[p]["step"]) for p in ours] == [7.0] * 3
+    after = [optimizer.state[p]["step"] for p in ours[:2]]  # the loaded counts, taken over: still the one-add step
+    assert after[0]._base is after[1]._base is not None and after[0]._base is not counts[0]._base
     for p, q in zip(ours, theirs):
         assert torch.equal(p, q)
 
