@@ -222,14 +222,14 @@ def fused_adam_step(optimizer: torch.optim.Optimizer, torch_step):
         """Group n's step counts as the elements of one tensor, which one add advances: torch's
         ``_foreach_add_`` over the MNIST-1D CNN's 8 one-number tensors took ~25-40 us of its step.
         Each state keeps its own 0-dim tensor (a view), as torch's step and state_dict expect."""
-        whole, views = counts.get(n, (None, ()))
+        whole, views = counts.get(n, (None, []))
         if len(views) != len(states) or any(state["step"] is not view for state, view in zip(states, views)):
             whole = torch.stack([state["step"] for state in states])  # first call, or loaded state
-            views = whole.unbind(0)
+            views = list(whole.unbind(0))
             for state, view in zip(states, views):
                 state["step"] = view
             counts[n] = whole, views
-        return whole, list(views)
+        return whole, views
 
     def kernel_alone(group: dict) -> bool:  # settings torch's step handles in more ways than the plain kernel call
         return (
