@@ -411,6 +411,13 @@ def test_help_shows_no_template_placeholders(tmp_path, command):
     assert "{" not in result.stdout and "<int range>" not in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("command", ["train", "sweep", "show", "summary", "check", "gradcheck", "learning-curve"])
+def test_the_usage_line_of_a_command_that_takes_overrides_says_so(tmp_path, command):
+    result = dlrun_in_process(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert f"Usage: dlrun {command} [OPTIONS] [KEY=VALUE]..." in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("columns", ["200", "70"])
 def test_check_cuts_no_number_name_at_any_width(tmp_path, columns):
     result = dlrun_in_process("check", "data=moons", "--steps", "40", cwd=tmp_path, env={"COLUMNS": columns})

@@ -39,6 +39,9 @@ app = typer.Typer(
 )
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+# A command that takes the experiment's overrides after its options: @app.command(**TAKES_OVERRIDES),
+# then compose(take_config_dir(list(ctx.args))); its usage line says so.
+TAKES_OVERRIDES = {"context_settings": PASS_THROUGH, "options_metavar": "[OPTIONS] [KEY=VALUE]..."}
 state = {"debug": False}
 
 

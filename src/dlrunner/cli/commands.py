@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 
 from dlrunner.cli.base import (
-    PASS_THROUGH,
     PRIMARY_CONFIG_OPTIONS,
     PRINT_ONLY,
+    TAKES_OVERRIDES,
     app,
     check_multirun_jobs,
     check_run_dir_free,
@@ -22,7 +22,7 @@ from dlrunner.cli.base import (
 from dlrunner.cli.usage import PlainUsage
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(**TAKES_OVERRIDES)
 def train(ctx: typer.Context) -> None:
     """Train one experiment (or several with -m) and print its bias/variance verdict.
 
@@ -51,7 +51,7 @@ def train(ctx: typer.Context) -> None:
     finish_multirun(args)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(**TAKES_OVERRIDES)
 def sweep(ctx: typer.Context) -> None:
     """Search hyperparameters: log-scale random search, coarse to fine (dlrunner's Hydra sweeper).
 
@@ -111,7 +111,7 @@ def _refuse_unprefixed_sweep_setting(arg: str) -> None:
         fail(f"{arg}: {top} is a setting of the sweep; write hydra.sweeper.{name.lstrip('+')}={value}", code=2)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(**TAKES_OVERRIDES)
 def show(ctx: typer.Context) -> None:
     """Print the resolved config that `dlrun train` would run with these overrides.
 
@@ -158,7 +158,7 @@ def _is_option_value(args: list[str], arg: str) -> bool:
     return at > 0 and args[at - 1] in PRIMARY_CONFIG_OPTIONS
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(**TAKES_OVERRIDES)
 def summary(
     ctx: typer.Context,
     input_shape: str | None = typer.Option(

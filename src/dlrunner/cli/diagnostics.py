@@ -11,11 +11,11 @@ from pathlib import Path
 
 import typer
 
-from dlrunner.cli.base import PASS_THROUGH, app, check_multirun_jobs, compose, guarded, run_hydra, take_config_dir
+from dlrunner.cli.base import TAKES_OVERRIDES, app, check_multirun_jobs, compose, guarded, run_hydra, take_config_dir
 from dlrunner.cli.usage import PlainUsage
 
 
-@app.command("learning-curve", context_settings=PASS_THROUGH)
+@app.command("learning-curve", **TAKES_OVERRIDES)
 def learning_curve(
     ctx: typer.Context,
     fractions: str = typer.Option(
@@ -65,7 +65,7 @@ def learning_curve(
         )
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(**TAKES_OVERRIDES)
 def gradcheck(
     ctx: typer.Context,
     steps: int = typer.Option(
@@ -121,7 +121,7 @@ def gradcheck(
         raise typer.Exit(1)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(**TAKES_OVERRIDES)
 def check(
     ctx: typer.Context,
     steps: int = typer.Option(

@@ -86,10 +86,10 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(Problem(key, node, "a config node with a _target_ builder function"))
     kwargs = {k: v for k, v in node.items() if k != "_target_" and k not in skip}
-    named, takes_any = _keyword_names(node["_target_"], key)
+    named, takes_any = builder_settings(node["_target_"], key)
     unknown = [] if takes_any else [k for k in kwargs if k not in named]
     if unknown:
-        valid = sorted({n for n in named if n not in RUNTIME} | set(skip))
+        valid = sorted({*named, *skip})
         raise ConfigError(
             [
                 Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {', '.join(valid)}")
@@ -99,16 +99,20 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     return node["_target_"], kwargs
 
 
-def _keyword_names(target: str, key: str) -> tuple[list[str], bool]:
-    """The keyword arguments a builder takes, and whether it takes any (``**kwargs``). dlrunner's
-    own builders are read from their source: checking a config imports no torch (a parallel
-    sweep's process checks its ranges while its workers import torch, on the same cores)."""
+def builder_settings(target: str, key: str) -> tuple[list[str], bool]:
+    """The keyword arguments a builder takes from its config node (not the RUNTIME ones), and
+    whether it takes any (``**kwargs``). dlrunner's own builders are read from their source:
+    checking a config imports no torch (a parallel sweep's process checks its ranges while its
+    workers import torch, on the same cores)."""
     function = find_function(str(target))
     if function is not None:
-        return [a.arg for a in function.args.args + function.args.kwonlyargs], function.args.kwarg is not None
-    parameters = inspect.signature(resolve_target(target, key)).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)], takes_any
+        named = [a.arg for a in function.args.args + function.args.kwonlyargs]
+        takes_any = function.args.kwarg is not None
+    else:
+        parameters = inspect.signature(resolve_target(target, key)).parameters
+        named = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return [n for n in named if n not in RUNTIME], takes_any
 
 
 def call_builder(node, key: str, skip: tuple[str, ...] = (), **runtime: Any) -> Any:

@@ -42,6 +42,34 @@ def _section_of(name: str) -> str:
     return f"; did you mean {' or '.join(found)}?" if found else ""
 
 
+def _builder_key(full_key: str, node, message: str) -> str | None:
+    """A key that a node with a ``_target_`` (a data source: a plain mapping, no schema) does not
+    hold: a misspelt setting (the builder's settings listed), or one of its builder's arguments that
+    the config file leaves to the builder's default (then it is added with +)."""
+    from dlrunner.config.builders import builder_settings
+    from dlrunner.errors import ConfigError
+
+    try:
+        target = node.get("_target_") if node is not None else None
+        if not target:
+            return None
+        valid, takes_any = builder_settings(str(target), full_key.rsplit(".", 1)[0])
+    except ConfigError:  # a target outside the allowed packages is said where the builder is called
+        return None
+    name = full_key.rsplit(".", 1)[-1]
+    given = re.search(rf"\+{re.escape(full_key)}=(.*)", message)
+    value = given[1].strip() if given else "VALUE"
+    if name in valid or takes_any:
+        return (
+            f"{full_key}={value}: an argument of {target} that its config file does not list (it takes the "
+            f"function's default); add it with +{full_key}={value}"
+        )
+    return (
+        f"{full_key}={value}: not a setting of {target}{_did_you_mean(name, valid)}\n"
+        f"Valid keys: {', '.join(sorted(valid))}"
+    )
+
+
 def explain(err: BaseException) -> str:
     """A short explanation of a Hydra/OmegaConf error, or Hydra's own text where we know no better."""
     cause = err.__cause__ or err
@@ -81,6 +109,11 @@ def explain(err: BaseException) -> str:
             f"~{full_key}: a setting of the schema cannot be removed; set it instead "
             f"(e.g. {full_key}=null where null is allowed)"
         )
+    builder_node = getattr(cause, "parent_node", None)
+    if full_key and object_type is dict and ("not in" in str(cause) or "Could not override" in message):
+        told = _builder_key(full_key, builder_node, message)
+        if told:
+            return told
     if (
         full_key
         and object_type is not None

@@ -275,6 +275,7 @@ def validate(cfg: DictConfig) -> None:
                 "give exactly one of trainer.steps and trainer.epochs (set the other to null)",
             )
         )
+    problems += _missing_problems(cfg)
     problems += _split_problems(cfg)
     problems += _unknown_key_problems(cfg)
     problems += _secret_problems(cfg)
@@ -347,11 +348,27 @@ def _leaves(node, prefix: str = ""):
             yield path, value
 
 
+def _missing_problems(node: DictConfig, prefix: str = "") -> list[Problem]:
+    """Settings left at ??? (a config file's data.split without its dev part, a builder's argument
+    without a default): each is required."""
+    problems = []
+    for key, child in node.items_ex(resolve=False):
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            how = f"required: set it in the config file or on the command line ({path}=...)"
+            problems.append(Problem(path, "???", how))
+        elif isinstance(child, DictConfig):
+            problems += _missing_problems(child, f"{path}.")
+    return problems
+
+
 def _split_problems(cfg: DictConfig) -> list[Problem]:
     """Ratios must add up to 1 (counts are checked against the data's size when it is loaded)."""
     problems = []
     for key in ("data.split", "data.target_split"):
         shares = OmegaConf.select(cfg, key)
+        if any(OmegaConf.is_missing(shares, part) for part in ("train", "dev", "test") if part in shares):
+            continue  # said once, as required
         values = [shares.get(part, 0) for part in ("train", "dev", "test")]
         if all(_number(v) and 0 <= v <= 1 for v in values) and abs(sum(values) - 1) > 1e-6:
             problems.append(

@@ -32,6 +32,9 @@ class Dataset:
         return self.n_classes if self.task in ("multiclass", "multilabel") else 1
 
 
+SOURCE_RETURNS = "(X, y), (X, y, w) or (X, y, w, class_names), w the example weights or None"
+
+
 def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list | None]:
     """Call a source builder named by a config node and check what it returns: (X, y), or
     (X, y, w) with a weight per example for the weighted error (SPEC E7), or (X, y, w, names)
@@ -39,19 +42,26 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     from dlrunner.config.builders import call_builder
 
     try:
-        X, y, *rest = call_builder(node, key)
+        returned = call_builder(node, key)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:  # e.g. scikit-learn's InvalidParameterError, a negative seed
         raise ConfigError(Problem(key, dict(node), f"{node.get('_target_')} rejected these arguments: {err}")) from None
     # Problems with the arrays are the file's, when the source reads one: name it.
     where = (f"{key}.path", node.get("path")) if node.get("path") is not None else (key, node.get("_target_"))
+    if not isinstance(returned, (tuple, list)) or not 2 <= len(returned) <= 4:
+        got = f"{len(returned)} values" if isinstance(returned, (tuple, list)) else type(returned).__name__
+        raise ConfigError(Problem(*where, f"a data source returns {SOURCE_RETURNS}; this one returned {got}"))
+    X, y, *rest = returned
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):
         raise ConfigError(Problem(*where, f"X has {len(X)} examples but y has {len(y)}"))
     if X.ndim == 1:
         X = X[:, None]
-    X = X.astype(np.float32)
+    try:
+        X = X.astype(np.float32)
+    except (ValueError, TypeError):
+        raise ConfigError(Problem(*where, f"features must be numbers, not {X.dtype}")) from None
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).reshape(len(X), -1).any(axis=1).argmax())
         raise ConfigError(
@@ -59,9 +69,17 @@ def load_source(node, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
                 *where, f"features contain NaN or infinity (first at example {bad}); features must be finite numbers"
             )
         )
-    weights = np.asarray(rest[0], dtype=np.float64) if rest and rest[0] is not None else None
+    weights_wrong = Problem(
+        *where,
+        f"the third value returned, the example weights, must be {len(X)} finite numbers >= 0, one per "
+        f"example, or None (a data source returns {SOURCE_RETURNS})",
+    )
+    try:
+        weights = np.asarray(rest[0], dtype=np.float64) if rest and rest[0] is not None else None
+    except (ValueError, TypeError):
+        raise ConfigError(weights_wrong) from None
     if weights is not None and (weights.shape != (len(X),) or not np.isfinite(weights).all() or (weights < 0).any()):
-        raise ConfigError(Problem(*where, f"example weights must be {len(X)} finite numbers >= 0, one per example"))
+        raise ConfigError(weights_wrong)
     names = [str(n) for n in rest[1]] if len(rest) > 1 and rest[1] is not None else None
     return X, y, weights, names
 
