@@ -181,6 +181,7 @@ CASES = [
         value="0.3",
         valid="did you mean 'noise'?\nValid keys: n_samples, noise, seed",
     ),
+    case("unknown-flag", "--bogus", key="--bogus", value="no such option", valid="KEY=VALUE", command="summary"),
     case("steps-zero", "trainer.steps=0", key="trainer.steps", value="0", valid="a whole number > 0"),
     case("decay-factor", "schedule=staircase", "schedule.factor=2", key="schedule.factor", value="2", valid="(0, 1]"),
     case("activation", "model.activation=swish", key="model.activation", value="swish", valid="one of ['sigmoid'"),

@@ -117,6 +117,21 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path):
     assert read_summary(tmp_path / "run")["status"] == "completed"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["ls"], ["show"], ["summary", "model=mlp"]], ids=["ls", "show", "summary"])
+def test_a_reader_gone_before_the_first_line_does_not_fail_a_command(tmp_path, command):
+    read, write = os.pipe()
+    os.close(read)  # `| head -1` that has already left: every write meets a closed pipe
+    try:
+        process = subprocess.run(
+            [*dlrun_executable(), *command], cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "BrokenPipe" not in process.stderr and "Traceback" not in process.stderr
+
+
 # ------------------------------------------------------------------ 5 and 11. output to a file
 
 

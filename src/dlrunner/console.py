@@ -22,10 +22,14 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 
 
 def make_console(stderr: bool = False, quiet: bool = False, file=None):
-    """A rich Console: the terminal's width on a terminal, no wrapping elsewhere."""
+    """A rich Console: the terminal's width on a terminal, no wrapping elsewhere. On stdout it
+    writes through a ``ConsoleStream``, so that a reader that leaves (``dlrun ls | head -1``) does
+    not fail the command."""
     from rich.console import Console
 
-    stream = file if file is not None else (sys.stderr if stderr else sys.stdout)
+    if file is None and not stderr:
+        file = ConsoleStream()
+    stream = file if file is not None else sys.stderr
     on_terminal = _isatty(stream)
     if on_terminal:
         return Console(stderr=stderr, quiet=quiet, file=file)

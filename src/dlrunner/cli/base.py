@@ -93,6 +93,12 @@ def compose(overrides: list[str]):
             primary[name] = value if value else next(it, "")
         else:
             rest.append(arg)
+    flags = [arg for arg in rest if arg.startswith("-")]  # what the command's own options did not take
+    if flags:
+        from dlrunner.errors import ConfigError
+
+        how = "--help lists the command's options, and overrides are KEY=VALUE"
+        raise ConfigError(f"{flags[0]}: no such option; {how}")
     register_schemas()
     with initialize_config_dir(str(Path(primary["--config-path"]).resolve()), version_base="1.3"):
         return hydra_compose(primary["--config-name"], overrides=rest)
