@@ -181,6 +181,22 @@ CASES = [
         value="0.3",
         valid="did you mean 'noise'?\nValid keys: n_samples, noise, seed",
     ),
+    case(
+        "list-split-by-the-shell",  # model.layers=[64, 32] unquoted: the shell gives two words
+        "model.layers=[64,",
+        "32]",
+        key="model.layers=[64,",
+        value="the value ends at a space",
+        valid="(model.layers=[64,32])",
+    ),
+    case(
+        "plus-on-a-group",
+        "+experiment=mnist1d_logreg",
+        key="+experiment=mnist1d_logreg",
+        value="has an option already",
+        valid="experiment=mnist1d_logreg (without +)",
+    ),
+    case("flag-for-a-setting", "--steps", "300", key="--steps", value="no such option", valid="trainer.steps?"),
     case("unknown-flag", "--bogus", key="--bogus", value="no such option", valid="KEY=VALUE", command="summary"),
     case("steps-zero", "trainer.steps=0", key="trainer.steps", value="0", valid="a whole number > 0"),
     case("decay-factor", "schedule=staircase", "schedule.factor=2", key="schedule.factor", value="2", valid="(0, 1]"),

@@ -68,7 +68,7 @@ def test_ls_lists_groups_with_descriptions_and_defaults(tmp_path):
     launchers = dlrun_in_process("ls", "hydra/launcher", cwd=tmp_path).stdout  # Hydra's groups for sweeps too
     assert "stacked" in launchers and "max_stack" in launchers and "basic *" in launchers and "mlp" not in launchers
     bad = dlrun_in_process("ls", "modle", cwd=tmp_path)
-    assert bad.returncode == 2 and "no config group 'modle'" in bad.stderr
+    assert bad.returncode == 2 and "no config group 'modle' (did you mean 'model'?)" in bad.stderr
 
 
 def test_show_prints_the_resolved_config(tmp_path):

@@ -264,3 +264,5 @@ def test_compare_names_the_builder_where_runs_differ_in_it_not_its_keys():
     assert config_differences([logreg, mlp]) == ["model._target_", "seed"]
     wider = {"config": {"model": {"_target_": "dlrunner.models.build_mlp", "init": "he", "layers": [200]}, "seed": 1}}
     assert config_differences([mlp, wider]) == ["model.layers"]
+    # a key varied between runs of the same builder is shown although another builder lacks it
+    assert config_differences([logreg, mlp, wider]) == ["model._target_", "model.layers", "seed"]

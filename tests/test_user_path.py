@@ -117,19 +117,36 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path):
     assert read_summary(tmp_path / "run")["status"] == "completed"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("command", [["ls"], ["show"], ["summary", "model=mlp"]], ids=["ls", "show", "summary"])
-def test_a_reader_gone_before_the_first_line_does_not_fail_a_command(tmp_path, command):
+def run_with_reader_gone(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """``dlrun ARGS | head -1`` whose reader has already left: every write to stdout meets a closed pipe."""
     read, write = os.pipe()
-    os.close(read)  # `| head -1` that has already left: every write meets a closed pipe
+    os.close(read)
     try:
-        process = subprocess.run(
-            [*dlrun_executable(), *command], cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120
+        return subprocess.run(
+            [*dlrun_executable(), *args], cwd=cwd, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300
         )
     finally:
         os.close(write)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["ls"], ["show"], ["summary", "model=mlp"]], ids=["ls", "show", "summary"])
+def test_a_reader_gone_before_the_first_line_does_not_fail_a_command(tmp_path, command):
+    process = run_with_reader_gone(command, tmp_path)
     assert process.returncode == 0, process.stderr[-2000:]
     assert "BrokenPipe" not in process.stderr and "Traceback" not in process.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib"]], ids=["basic", "joblib"])
+def test_a_reader_gone_fails_no_trial_of_a_sweep(tmp_path, launcher):
+    args = ["sweep", "sweep=lr", "hydra.sweeper.budget=2", "trainer.steps=20", "hydra.sweep.dir=s", *launcher]
+    process = run_with_reader_gone(args, tmp_path)  # each trial prints its line into the closed pipe
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "BrokenPipe" not in process.stderr and "Logging error" not in process.stderr
+    trials = [json.loads(line) for line in (tmp_path / "s" / "trials.jsonl").read_text().splitlines()]
+    assert [t["status"] for t in trials] == ["completed", "completed"]
+    assert (tmp_path / "s" / "best.yaml").is_file()
 
 
 # ------------------------------------------------------------------ 5 and 11. output to a file

@@ -106,6 +106,17 @@ class ConsoleStream:
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", "utf-8")
 
+    def __getattr__(self, name: str):  # the rest of a text stream (buffer, errors, name, ...) is the stream's
+        return getattr(self.stream, name)
+
+
+def guard_stdout() -> None:
+    """Route this process's ``sys.stdout`` through a ``ConsoleStream``: a reader that leaves
+    (``dlrun sweep ... | head -1``) then fails no print, log line or trial, in the process that
+    runs the command and in a worker process that runs a job."""
+    if not isinstance(sys.stdout, ConsoleStream):
+        sys.stdout = ConsoleStream(sys.stdout)
+
 
 def table_fits(console, table, prose_width: int = 0) -> bool:
     """Whether ``table`` shows whole on ``console``: every row on one line each, or, with

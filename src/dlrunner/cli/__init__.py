@@ -13,6 +13,7 @@ from pathlib import Path
 from dlrunner.cli import commands, diagnostics, trained  # noqa: F401 - registers the commands on the app
 from dlrunner.cli.base import app, compose, fail
 from dlrunner.cli.shell import shown_completion
+from dlrunner.console import guard_stdout
 
 __all__ = ["app", "compose", "main"]
 
@@ -29,6 +30,8 @@ def main() -> None:
         except BrokenPipeError:  # `| head`: the reader has what it wanted; nothing more to say at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
+    stdout = sys.stdout
+    guard_stdout()
     try:
         app()
     except SystemExit as done:
@@ -37,6 +40,8 @@ def main() -> None:
 
             exit_without_teardown(done.code or 0)
         raise
+    finally:
+        sys.stdout = stdout
 
 
 def _is_the_whole_process() -> bool:

@@ -200,9 +200,11 @@ def run_hydra(args: list[str]) -> None:
         )
     for arg in args:  # Hydra's parser answers an unknown one with its whole usage
         if arg.startswith("-") and arg.split("=", 1)[0] not in HYDRA_OPTIONS:
+            from dlrunner.config.messages import section_of
+
             fail(
                 f"{arg}: no such option; the options are Hydra's ({', '.join(HYDRA_FLAGS)}, ...: see --help), "
-                "and overrides are KEY=VALUE",
+                f"and overrides are KEY=VALUE{section_of(arg.lstrip('-').split('=', 1)[0].replace('-', '_'))}",
                 code=2,
             )
     args = hydra_order(args)  # Hydra's flags anywhere on the line, as its parser needs them first
@@ -271,9 +273,11 @@ def train_task(cfg) -> dict:
     reads its objective there, as any Hydra sweeper reads a task's return value."""
     from hydra.core.hydra_config import HydraConfig
 
+    from dlrunner.console import guard_stdout
     from dlrunner.errors import ConfigError
     from dlrunner.train.run import train as train_run
 
+    guard_stdout()  # a worker process of a launcher (joblib) prints the trial's line too
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode.name == "MULTIRUN" and "dlrunner_sweeper" in str(hydra_cfg.sweeper.get("_target_", ""))

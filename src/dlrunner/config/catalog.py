@@ -8,6 +8,7 @@ shown where its plugin is installed.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,9 @@ def print_catalog(group: str | None = None) -> None:
 
     catalog = {**options(), **hydra_options()}
     if group is not None and group not in catalog:
-        raise KeyError(f"no config group {group!r}; groups are: {', '.join(catalog)}")
+        close = difflib.get_close_matches(group, list(catalog), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KeyError(f"no config group {group!r}{hint}; groups are: {', '.join(catalog)}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("group")
     table.add_column("option")

@@ -28,7 +28,7 @@ def install_command(*extras: str) -> str:
     return f"pip install 'dlrunner[{wanted}]'"
 
 
-def _section_of(name: str) -> str:
+def section_of(name: str) -> str:
     """'; did you mean optimizer.lr?' for a setting typed without its section (lr=0.1)."""
     from dlrunner.config.schema import all_schemas
 
@@ -93,6 +93,17 @@ def explain(err: BaseException) -> str:
     if evaluating:  # interval(1e-4): a search distribution's own arguments
         override, call, why = evaluating.groups()
         return f"{override}: {why} in {call} (e.g. interval(1e-4, 1), tag(log, interval(1e-4, 1)))"
+    cut = re.search(r"no viable alternative at input '([^']*)'", message)
+    if cut and (cut[1].count("[") > cut[1].count("]") or cut[1].count("(") > cut[1].count(")")):
+        typed = getattr(err, "override", None) or getattr(cause, "override", None) or cut[1]
+        return (
+            f"{typed}: the value ends at a space, where the shell split it; quote the whole override "
+            "('model.layers=[64, 32]') or leave out the spaces (model.layers=[64,32])"
+        )
+    twice = re.search(r"Multiple values for ([\w/]+)\. To override a value use 'override [\w/]+: ([^']+)'", message)
+    if twice:  # +group=option where the config already has the group
+        group, option = twice.groups()
+        return f"+{group}={option}: {group} has an option already; choose it with {group}={option} (without +)"
     missing = re.search(r"Could not find '([\w/]+)/([^']+)'", message)
     if missing:
         group, name = missing.groups()
@@ -127,7 +138,7 @@ def explain(err: BaseException) -> str:
         if "." not in full_key:
             hint = (
                 hint
-                or _section_of(name)
+                or section_of(name)
                 or (" (to select an option of a config group, write GROUP=OPTION; dlrun ls lists them)")
             )
         if full_key.startswith("hydra.sweeper.") and object_type.__name__ == "BasicSweeperConf":

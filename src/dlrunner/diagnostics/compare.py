@@ -64,9 +64,20 @@ def config_differences(summaries: list[dict]) -> list[str]:
         if not k.startswith(IGNORED_CONFIG) and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1
     ]
     # Where the runs call different builders (model=logreg against model=mlp), the builder is what
-    # was varied: the keys under it belong to one builder or the other and are left out.
+    # was varied, and a key under it that differs only because one builder has it and the other not
+    # is left out; one that also differs between runs of the same builder (keep_prob) was varied too.
     swapped = {k[: -len("_target_")] for k in differing if k.endswith("._target_")}
-    return [k for k in differing if k.endswith("._target_") or not any(k.startswith(p) for p in swapped)]
+
+    def varied_within_a_builder(key: str) -> bool:
+        prefix = next((p for p in swapped if key.startswith(p)), None)
+        if prefix is None or key.endswith("._target_"):
+            return True
+        values: dict[str, set] = {}
+        for flat in flats:
+            values.setdefault(json.dumps(flat.get(prefix + "_target_")), set()).add(json.dumps(flat.get(key)))
+        return any(len(seen) > 1 for seen in values.values())
+
+    return [k for k in differing if varied_within_a_builder(k)]
 
 
 def compare(
