@@ -198,6 +198,13 @@ CASES = [
     ),
     case("flag-for-a-setting", "--steps", "300", key="--steps", value="no such option", valid="trainer.steps?"),
     case("unknown-flag", "--bogus", key="--bogus", value="no such option", valid="KEY=VALUE", command="summary"),
+    case(
+        "source-takes-kwargs-misspelt",  # mnist1d(num_samples, seed, **generator_args)
+        "data.source.num_sample=100",
+        key="data.source.num_sample",
+        value="100",
+        valid="did you mean 'num_samples'?",
+    ),
     case("steps-zero", "trainer.steps=0", key="trainer.steps", value="0", valid="a whole number > 0"),
     case("decay-factor", "schedule=staircase", "schedule.factor=2", key="schedule.factor", value="2", valid="(0, 1]"),
     case("activation", "model.activation=swish", key="model.activation", value="swish", valid="one of ['sigmoid'"),

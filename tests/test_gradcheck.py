@@ -110,7 +110,8 @@ def test_recurrent_nets_pass(cell):
 @pytest.mark.parametrize("steps", [0, 5])
 @pytest.mark.slow  # a ResNet-18's gradient check: seconds
 def test_resnet18_small_width_passes_at_init_and_after_training(steps):
-    result = check_config("model=resnet18", "model.width=4", "data=digits_images", steps=steps)
+    # no time budget: on a busy machine it would check fewer coordinates than the 2000 asked for
+    result = check_config("model=resnet18", "model.width=4", "data=digits_images", steps=steps, max_seconds=None)
     assert any(row["name"] == "layer1.0.conv1.weight" for row in result.tensors)
     assert result.total == 44550 and result.checked <= 2000 < result.total  # a random subset
     assert min(row["checked"] for row in result.tensors) >= 4  # every tensor gets a few

@@ -26,6 +26,13 @@ def rings(n_samples=200, noise=0.1, seed=0, extra="none"):
     if extra == "one_value":
         return X
     return X, y, None, ["inner", "outer"]
+
+
+def blobs(n_samples=100, n_inputs=2, seed=0):
+    """Two blobs in n_inputs dimensions: an argument named like one the trainer gives a model."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_samples) % 2
+    return rng.normal(size=(n_samples, n_inputs)) + 3 * y[:, None], y
 '''
 
 # The recipe's file: the data schema first, the source with the settings it changes, task, human error, split.
@@ -50,6 +57,8 @@ def user_files(tmp_path):
     (tmp_path / "my_sources.py").write_text(SOURCE)
     (tmp_path / "conf" / "data").mkdir(parents=True)
     (tmp_path / "conf" / "data" / "rings.yaml").write_text(RINGS_YAML)
+    blobs = RINGS_YAML.replace("my_sources.rings", "my_sources.blobs").replace("n_samples: 300", "n_inputs: 3")
+    (tmp_path / "conf" / "data" / "blobs.yaml").write_text(blobs)
     without_dev = RINGS_YAML.replace("split: {train: 0.6, dev: 0.2, test: 0.2}", "split: {train: 0.8, test: 0.2}")
     (tmp_path / "conf" / "data" / "rings_no_dev.yaml").write_text(without_dev)
     return tmp_path
@@ -104,3 +113,18 @@ def test_a_user_data_source_gone_wrong_is_one_message(user_files, args, expected
     for text in expected:
         assert text in output, (text, output)
     assert run_dirs(user_files) == []
+
+
+def test_a_source_may_take_an_argument_named_like_a_models_runtime_one(user_files):
+    result = dlrun_rings(user_files, "data=blobs", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    assert read_summary(user_files / "run")["status"] == "completed"
+
+
+def test_a_command_that_loads_no_data_needs_no_data_setting(tmp_path):
+    # data=csv leaves data.source.path at ???: training needs it, a summary at a given shape does not
+    result = dlrun_in_process("summary", "data=csv", "model=mlp", "--input-shape", "4", "--outputs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "build_mlp on 4 inputs, 3 outputs" in result.stdout
+    result = dlrun_in_process("train", "data=csv", *QUICK, cwd=tmp_path)
+    assert result.returncode == 2 and "data.source.path" in result.stderr and "required" in result.stderr

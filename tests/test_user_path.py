@@ -121,20 +121,55 @@ def run_with_reader_gone(args: list[str], cwd) -> subprocess.CompletedProcess:
     """``dlrun ARGS | head -1`` whose reader has already left: every write to stdout meets a closed pipe."""
     read, write = os.pipe()
     os.close(read)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as in a shell
     try:
         return subprocess.run(
-            [*dlrun_executable(), *args], cwd=cwd, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300
+            [*dlrun_executable(), *args], cwd=cwd, env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300
         )
     finally:
         os.close(write)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [["ls"], ["show"], ["summary", "model=mlp"]], ids=["ls", "show", "summary"])
+@pytest.mark.parametrize(
+    "command",
+    [["ls"], ["show"], ["summary", "model=mlp"], ["train", "--cfg", "job"]],
+    ids=["ls", "show", "summary", "train-cfg"],
+)
 def test_a_reader_gone_before_the_first_line_does_not_fail_a_command(tmp_path, command):
     process = run_with_reader_gone(command, tmp_path)
     assert process.returncode == 0, process.stderr[-2000:]
     assert "BrokenPipe" not in process.stderr and "Traceback" not in process.stderr
+
+
+def test_the_guarded_stdout_is_a_whole_text_stream(tmp_path, monkeypatch):
+    import copy
+    import io
+
+    from dlrunner.console import ConsoleStream
+
+    real = io.StringIO()
+    guarded = ConsoleStream(real)
+    guarded.copy_to(tmp_path / "console.log")
+    guarded.writelines(["a\n", "b\n"])  # through write: into the log copy as well
+    guarded.flush()
+    guarded.stop_copy()
+    assert real.getvalue() == "a\nb\n" == (tmp_path / "console.log").read_text()
+    assert guarded.getvalue() == "a\nb\n"  # what it does not handle itself is the stream's
+    assert copy.copy(guarded).stream is real
+    monkeypatch.setattr("sys.stdout", None)  # a process started with its stdout closed
+    closed = ConsoleStream()
+    assert closed.reader_gone and not closed.isatty() and closed.write("x") == 1
+    closed.flush()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["ls"], ["train", *QUICK, "hydra.run.dir=run"]], ids=["ls", "train"])
+def test_a_command_started_with_stdout_closed_does_not_fail(tmp_path, command):
+    process = subprocess.run(
+        [*dlrun_executable(), *command], cwd=tmp_path, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1)
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
 
 
 @pytest.mark.slow

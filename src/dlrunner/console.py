@@ -51,7 +51,7 @@ class ConsoleStream:
 
     def __init__(self, stream=None):
         self.stream = stream if stream is not None else sys.stdout
-        self.reader_gone = False
+        self.reader_gone = self.stream is None  # a process started with its stdout closed
         self._copy = None
 
     def write(self, text: str) -> int:
@@ -106,7 +106,13 @@ class ConsoleStream:
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", "utf-8")
 
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
     def __getattr__(self, name: str):  # the rest of a text stream (buffer, errors, name, ...) is the stream's
+        if name.startswith("__") or "stream" not in self.__dict__:  # copy and pickle look before __init__
+            raise AttributeError(name)
         return getattr(self.stream, name)
 
 
@@ -114,7 +120,7 @@ def guard_stdout() -> None:
     """Route this process's ``sys.stdout`` through a ``ConsoleStream``: a reader that leaves
     (``dlrun sweep ... | head -1``) then fails no print, log line or trial, in the process that
     runs the command and in a worker process that runs a job."""
-    if not isinstance(sys.stdout, ConsoleStream):
+    if sys.stdout is not None and not isinstance(sys.stdout, ConsoleStream):  # None: started with stdout closed
         sys.stdout = ConsoleStream(sys.stdout)
 
 

@@ -504,7 +504,7 @@ def exit_without_teardown(code: int) -> None:
         return
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a closed pipe or stream (None)
             stream.flush()
     try:  # and what C libraries wrote through stdio's own buffers
         import ctypes

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ def main() -> None:
             exit_without_teardown(done.code or 0)
         raise
     finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: stdout closed (None)
+            sys.stdout.flush()  # through the guard: what is still buffered meets a closed pipe here, not at exit
         sys.stdout = stdout
 
 

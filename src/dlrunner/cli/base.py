@@ -95,10 +95,11 @@ def compose(overrides: list[str]):
             rest.append(arg)
     flags = [arg for arg in rest if arg.startswith("-")]  # what the command's own options did not take
     if flags:
+        from dlrunner.config.messages import section_of
         from dlrunner.errors import ConfigError
 
         how = "--help lists the command's options, and overrides are KEY=VALUE"
-        raise ConfigError(f"{flags[0]}: no such option; {how}")
+        raise ConfigError(f"{flags[0]}: no such option; {how}{section_of(flags[0].lstrip('-').split('=', 1)[0])}")
     register_schemas()
     with initialize_config_dir(str(Path(primary["--config-path"]).resolve()), version_base="1.3"):
         return hydra_compose(primary["--config-name"], overrides=rest)

@@ -52,7 +52,7 @@ def learning_curve(
     curves.print_learning_curve(points, reading, console)
     write_json_atomic({"points": points, "reading": reading}, sweep_dir / "learning_curve.json")
     console.print(f"Plot: {curves.plot(points, sweep_dir / 'learning_curve.png')}", highlight=False)
-    cfg = compose([a for a in args if not a.startswith(("hydra.", "hydra/"))])
+    cfg = compose([a for a in args if not a.startswith(("hydra.", "hydra/", "-"))])  # Hydra's flags went to the runs
     if cfg.logger.backend == "wandb":  # each fraction logged its own run; the curve gets one too
         from dlrunner.loggers.wandb_logger import log_diagnostic
 

@@ -89,7 +89,7 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
     named, takes_any = builder_settings(node["_target_"], key)
     unknown = [] if takes_any else [k for k in kwargs if k not in named]
     if unknown:
-        valid = sorted({*named, *skip})
+        valid = sorted({n for n in named if n not in RUNTIME} | set(skip))
         raise ConfigError(
             [
                 Problem(f"{key}.{k}", kwargs[k], f"not a setting of {node['_target_']}; valid keys: {', '.join(valid)}")
@@ -100,8 +100,8 @@ def builder_kwargs(node: DictConfig | dict, key: str, skip: tuple[str, ...] = ()
 
 
 def builder_settings(target: str, key: str) -> tuple[list[str], bool]:
-    """The keyword arguments a builder takes from its config node (not the RUNTIME ones), and
-    whether it takes any (``**kwargs``). dlrunner's own builders are read from their source:
+    """The keyword arguments a builder takes (a model's include the RUNTIME ones the trainer
+    gives), and whether it takes any (``**kwargs``). dlrunner's own builders are read from their source:
     checking a config imports no torch (a parallel sweep's process checks its ranges while its
     workers import torch, on the same cores)."""
     function = find_function(str(target))
@@ -112,7 +112,7 @@ def builder_settings(target: str, key: str) -> tuple[list[str], bool]:
         parameters = inspect.signature(resolve_target(target, key)).parameters
         named = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return [n for n in named if n not in RUNTIME], takes_any
+    return named, takes_any
 
 
 def call_builder(node, key: str, skip: tuple[str, ...] = (), **runtime: Any) -> Any:

@@ -47,27 +47,31 @@ def _builder_key(full_key: str, node, message: str) -> str | None:
     hold: a misspelt setting (the builder's settings listed), or one of its builder's arguments that
     the config file leaves to the builder's default (then it is added with +)."""
     from dlrunner.config.builders import builder_settings
-    from dlrunner.errors import ConfigError
 
     try:
         target = node.get("_target_") if node is not None else None
         if not target:
             return None
         valid, takes_any = builder_settings(str(target), full_key.rsplit(".", 1)[0])
-    except ConfigError:  # a target outside the allowed packages is said where the builder is called
+    except Exception:  # a hint only: a target outside the allowed packages is said where it is called
         return None
     name = full_key.rsplit(".", 1)[-1]
     given = re.search(rf"\+{re.escape(full_key)}=(.*)", message)
     value = given[1].strip() if given else "VALUE"
-    if name in valid or takes_any:
+    if name in valid:
         return (
             f"{full_key}={value}: an argument of {target} that its config file does not list (it takes the "
             f"function's default); add it with +{full_key}={value}"
         )
-    return (
-        f"{full_key}={value}: not a setting of {target}{_did_you_mean(name, valid)}\n"
-        f"Valid keys: {', '.join(sorted(valid))}"
-    )
+    close = _did_you_mean(name, valid)
+    if takes_any and not close:
+        return (
+            f"{full_key}={value}: not in {target}'s config file; the function takes other keyword arguments "
+            f"too: if it takes this one, add it with +{full_key}={value}"
+        )
+    if not valid:
+        return None
+    return f"{full_key}={value}: not a setting of {target}{close}\nValid keys: {', '.join(sorted(valid))}"
 
 
 def explain(err: BaseException) -> str:
@@ -94,8 +98,8 @@ def explain(err: BaseException) -> str:
         override, call, why = evaluating.groups()
         return f"{override}: {why} in {call} (e.g. interval(1e-4, 1), tag(log, interval(1e-4, 1)))"
     cut = re.search(r"no viable alternative at input '([^']*)'", message)
-    if cut and (cut[1].count("[") > cut[1].count("]") or cut[1].count("(") > cut[1].count(")")):
-        typed = getattr(err, "override", None) or getattr(cause, "override", None) or cut[1]
+    typed = (getattr(err, "override", None) or getattr(cause, "override", None) or "").strip()
+    if cut and typed.endswith(",") and (typed.count("[") > typed.count("]") or typed.count("(") > typed.count(")")):
         return (
             f"{typed}: the value ends at a space, where the shell split it; quote the whole override "
             "('model.layers=[64, 32]') or leave out the spaces (model.layers=[64,32])"

@@ -349,15 +349,16 @@ def _leaves(node, prefix: str = ""):
 
 
 def _missing_problems(node: DictConfig, prefix: str = "") -> list[Problem]:
-    """Settings left at ??? (a config file's data.split without its dev part, a builder's argument
-    without a default): each is required."""
+    """Settings left at ??? (a config file's data.split without its dev part): each is required.
+    A builder's own arguments (data.source.path of data=csv) are said when it is called, so that
+    a command that builds no data (dlrun summary --input-shape) does not need them."""
     problems = []
     for key, child in node.items_ex(resolve=False):
         path = f"{prefix}{key}"
         if OmegaConf.is_missing(node, key):
             how = f"required: set it in the config file or on the command line ({path}=...)"
             problems.append(Problem(path, "???", how))
-        elif isinstance(child, DictConfig):
+        elif isinstance(child, DictConfig) and "_target_" not in child:
             problems += _missing_problems(child, f"{path}.")
     return problems
 
